@@ -1,0 +1,119 @@
+/* main.c — the `rlhf` executable: one table of subcommands, from which `rlhf help` is printed.
+ *
+ * Commands that later issues will build are listed with their planned usage and answer
+ * plainly that they are not implemented yet, so the surface a user sees is honest. */
+#include <stdio.h>
+#include <string.h>
+
+#include "repl/commands.h"
+#include "repl/out.h"
+
+static int cmd_help(int argc, char **argv);
+static int cmd_version(int argc, char **argv);
+static int cmd_planned(int argc, char **argv) { return command_placeholder(argc, argv); }
+
+static const command g_commands[] = {
+    {"chat", "rlhf chat [--model DIR] [--db FILE]", "interactive REPL: prompt, compare strategies, rank candidates", cmd_planned},
+    {"generate", "rlhf generate --model PATH (--prompt TEXT | --prompt-ids \"ID ...\") [--strategy S] [--json]", "generate from a model with any decoding strategy", cmd_generate},
+    {"tokenize", "rlhf tokenize --tokenizer PATH [--ids|--pieces] [--special]", "text on stdin to token ids or pieces", cmd_tokenize},
+    {"detokenize", "rlhf detokenize --tokenizer PATH", "token ids on stdin to text", cmd_detokenize},
+    {"tokenizer", "rlhf tokenizer train --vocab-size N [--special TOK ...] CORPUS... --out tokenizer.json", "train a byte-level BPE vocabulary", cmd_tokenizer},
+    {"model", "rlhf model new|convert|info ...", "create, convert and inspect model directories", cmd_model},
+    {"loss", "rlhf loss --model DIR --tokens \"ID ID ...\" [--grads OUT.safetensors]", "next-token cross-entropy of one sequence (and its gradients)", cmd_loss},
+    {"logits", "rlhf logits --model DIR|FILE.bin --tokens \"ID ...\" --json", "logits at every position of one sequence", cmd_logits},
+    {"pretrain", "rlhf pretrain --model DIR --data FILE.txt --out DIR [--steps N --batch B --context T --lr LR --resume]", "next-token pre-training on raw text", cmd_pretrain},
+    {"sft", "rlhf sft --model DIR --data FILE.jsonl --out DIR", "instruction fine-tuning on prompt/completion data", cmd_planned},
+    {"classify", "rlhf classify --model DIR --data FILE.jsonl --out DIR", "train a sequence classifier head", cmd_planned},
+    {"reward", "rlhf reward --model DIR [--db FILE] --out DIR", "train a reward model on stored preference pairs", cmd_planned},
+    {"score", "rlhf score --reward DIR --prompt TEXT --response TEXT", "score a response with a reward model", cmd_planned},
+    {"dpo", "rlhf dpo --model DIR [--db FILE] --out DIR", "direct preference optimisation on stored pairs", cmd_planned},
+    {"ppo", "rlhf ppo --model DIR --reward DIR --out DIR", "PPO against a reward model", cmd_planned},
+    {"eval", "rlhf eval --model DIR --data FILE", "evaluate loss / win rate of a model", cmd_planned},
+    {"annotate", "rlhf annotate [--db FILE]", "rank stored candidates outside the REPL", cmd_planned},
+    {"db", "rlhf db init|migrate|stats|check|import|export|leaderboard|agreement [--db FILE]", "the feedback database", cmd_db},
+    {"runs", "rlhf runs [--db FILE]", "list training runs and their metrics", cmd_planned},
+    {"version", "rlhf version", "print the version", cmd_version},
+    {"help", "rlhf help [CMD]", "list commands, or show one command's usage", cmd_help},
+};
+
+#define N_COMMANDS (sizeof g_commands / sizeof g_commands[0])
+
+const command *command_find(const char *name) {
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(g_commands[i].name, name) == 0) return &g_commands[i];
+    return NULL;
+}
+
+int command_usage_error(const char *name) {
+    const command *c = command_find(name);
+    if (c) out_error("usage: %s", c->usage);
+    out_error("run 'rlhf %s --help' for details", name);
+    return 2;
+}
+
+int command_not_implemented(const char *name) {
+    out_error("'%s' is not implemented yet in this version of rlhf.c", name);
+    return 2;
+}
+
+int command_wants_help(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) break;
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) return 1;
+    }
+    return 0;
+}
+
+int command_placeholder(int argc, char **argv) {
+    const command *c = command_find(argv[0]);
+    if (c && command_wants_help(argc, argv)) {
+        out_printf("usage: %s\n  %s (not implemented yet)\n", c->usage, c->help);
+        return 0;
+    }
+    return command_not_implemented(argv[0]);
+}
+
+static int is_planned(const command *c) { return c->handler == cmd_planned; }
+
+static int cmd_help(int argc, char **argv) {
+    if (argc > 1 && !command_wants_help(argc, argv)) {
+        const command *c = command_find(argv[1]);
+        if (!c) {
+            out_error("unknown command '%s' (see 'rlhf help')", argv[1]);
+            return 2;
+        }
+        out_printf("usage: %s\n  %s%s\n", c->usage, c->help, is_planned(c) ? " (not implemented yet)" : "");
+        return 0;
+    }
+    out_printf("usage: rlhf COMMAND [ARGS]\n\ncommands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        out_printf("  %-11s %s%s\n", g_commands[i].name, g_commands[i].help,
+                   is_planned(&g_commands[i]) ? " (not implemented yet)" : "");
+    out_printf("\n'rlhf COMMAND --help' documents each command.\n");
+    return 0;
+}
+
+static int cmd_version(int argc, char **argv) {
+    if (command_wants_help(argc, argv)) {
+        out_printf("usage: rlhf version\n  print the version\n");
+        return 0;
+    }
+    out_printf("rlhf.c %s\n", RLHF_VERSION);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        cmd_help(1, argv);
+        return 2;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) return cmd_help(1, argv);
+    if (strcmp(name, "--version") == 0) return cmd_version(1, argv);
+    const command *c = command_find(name);
+    if (!c) {
+        out_error("unknown command '%s' (see 'rlhf help')", name);
+        return 2;
+    }
+    return c->handler(argc - 1, argv + 1);
+}
