@@ -165,7 +165,9 @@ int model_forward(const model *m, model_acts *a, const int32_t *tokens, int B, i
  * over positions with targets >= 0 (weights NULL means 1 for every such position). If dlogits
  * is not NULL it receives d(loss)/d(logits) (B, T, V); it may alias logits (then the logits are
  * consumed). If losses is not NULL it receives the per-position loss (B, T) (0 where ignored).
- * Returns the loss (computed in double); NAN if no position counts. */
+ * Returns the loss (computed in double); NAN if no position counts. The per-position losses are
+ * the unweighted -log p (a zero-weight position still reports its own); targets must be < V.
+ * Rows are processed in blocks so the backward pass finds each block's logits still in cache. */
 double model_xent(const float *logits, const int32_t *targets, const float *weights, int B, int T, int V,
                   float *dlogits, float *losses);
 
@@ -173,7 +175,14 @@ double model_xent(const float *logits, const int32_t *targets, const float *weig
  * for the shape of the last model_forward on `a`. Either may be NULL (scalar heads pass only
  * dhidden; language-model heads only dlogits); dlogits may alias a->logits. ACCUMULATES into
  * m->grads (+=), so micro-batches add up; call model_zero_grads between optimizer steps.
- * Returns RLHF_ERR_NUMERIC if a gradient is NaN/inf (message names the tensor). */
+ * Allocates the gradient buffer on first use if model_alloc_grads was not called (once, not
+ * per step). Returns RLHF_ERR_NUMERIC if a gradient is NaN/inf (message names the tensor and
+ * element); the check scans the whole gradient buffer, so an earlier micro-batch's NaN is
+ * reported too.
+ *
+ * Threads: forward and backward use the OpenMP team (OMP_NUM_THREADS) for everything, matrix
+ * products included (split across the team, each part a single-threaded sgemm), so OpenBLAS's
+ * own pool is held at one thread during those calls and never competes with OpenMP. */
 int model_backward(model *m, model_acts *a, const float *dlogits, const float *dhidden, rlhf_error *err);
 
 #endif
