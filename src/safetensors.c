@@ -100,6 +100,22 @@ float safetensors_bf16_to_f32(uint16_t h) {
     return f;
 }
 
+void safetensors_f16_array_to_f32(float *out, const unsigned char *src, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, src + 2 * i, 2);
+        out[i] = safetensors_f16_to_f32(h);
+    }
+}
+
+void safetensors_bf16_array_to_f32(float *out, const unsigned char *src, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, src + 2 * i, 2);
+        out[i] = safetensors_bf16_to_f32(h);
+    }
+}
+
 uint16_t safetensors_f32_to_bf16(float f) {
     uint32_t x;
     memcpy(&x, &f, 4);
@@ -374,18 +390,10 @@ int safetensors_read_f32(const safetensors_file *f, const safetensors_tensor *t,
         if (n) memcpy(out, src, n * sizeof(float));
         return RLHF_OK;
     case SAFETENSORS_DTYPE_F16:
-        for (size_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, src + 2 * i, 2);
-            out[i] = safetensors_f16_to_f32(h);
-        }
+        safetensors_f16_array_to_f32(out, src, n);
         return RLHF_OK;
     case SAFETENSORS_DTYPE_BF16:
-        for (size_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, src + 2 * i, 2);
-            out[i] = safetensors_bf16_to_f32(h);
-        }
+        safetensors_bf16_array_to_f32(out, src, n);
         return RLHF_OK;
     case SAFETENSORS_DTYPE_F64:
         for (size_t i = 0; i < n; i++) {

@@ -109,6 +109,9 @@ int safetensors_write_stream(FILE *fp, const char *path, const safetensors_entry
 float safetensors_f16_to_f32(uint16_t h);
 uint16_t safetensors_f32_to_f16(float f);
 float safetensors_bf16_to_f32(uint16_t h);
+/* Converts n little-endian halves (possibly unaligned) at src into out (n floats). */
+void safetensors_f16_array_to_f32(float *out, const unsigned char *src, size_t n);
+void safetensors_bf16_array_to_f32(float *out, const unsigned char *src, size_t n);
 uint16_t safetensors_f32_to_bf16(float f);
 
 #endif
