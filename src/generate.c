@@ -53,19 +53,86 @@ static inline float dot_fixed(const float *restrict a, const float *restrict b, 
 }
 
 #define COL_BLOCK 64
+#define ROW_LANES 32
+
+/* The dot products of one weight row with two input rows, and with one: each row's sum is
+ * the same sequence of operations in both (ROW_LANES interleaved fmaf partial sums, added left
+ * to right, then the tail), so pairing rows changes no bits; it only loads the weight row once
+ * for both and gives the core twice as many independent accumulators. fmaf is explicit because
+ * C11 mode never contracts a*b+c on its own; the vectoriser turns it into packed FMA. */
+/* Folds the partial sums in halves (a fixed tree, so still one order of operations), which
+ * vectorises; a left-to-right scalar chain of ROW_LANES dependent adds would cost more than
+ * the products themselves at the model widths we decode with. */
+static inline float dot_row_tail(float *acc, const float *restrict a, const float *restrict w, int i, int n) {
+    for (int half = ROW_LANES / 2; half >= 1; half /= 2)
+        for (int k = 0; k < half; k++) acc[k] += acc[k + half];
+    float s = acc[0];
+    for (; i < n; i++) s = fmaf(a[i], w[i], s);
+    return s;
+}
+
+static inline float dot_row1(const float *restrict a, const float *restrict w, int n) {
+    float acc[ROW_LANES] = {0};
+    int i = 0;
+    for (; i + ROW_LANES <= n; i += ROW_LANES)
+        for (int k = 0; k < ROW_LANES; k++) acc[k] = fmaf(a[i + k], w[i + k], acc[k]);
+    return dot_row_tail(acc, a, w, i, n);
+}
+
+static inline void dot_row2(float *s0, float *s1, const float *restrict a0, const float *restrict a1,
+                            const float *restrict w, int n) {
+    float acc0[ROW_LANES] = {0}, acc1[ROW_LANES] = {0};
+    int i = 0;
+    for (; i + ROW_LANES <= n; i += ROW_LANES)
+        for (int k = 0; k < ROW_LANES; k++) {
+            acc0[k] = fmaf(a0[i + k], w[i + k], acc0[k]);
+            acc1[k] = fmaf(a1[i + k], w[i + k], acc1[k]);
+        }
+    *s0 = dot_row_tail(acc0, a0, w, i, n);
+    *s1 = dot_row_tail(acc1, a1, w, i, n);
+}
+
+static inline void dot_row4(float *s, const float *restrict a, size_t lda, const float *restrict w, int n) {
+    float acc0[ROW_LANES] = {0}, acc1[ROW_LANES] = {0}, acc2[ROW_LANES] = {0}, acc3[ROW_LANES] = {0};
+    const float *a0 = a, *a1 = a + lda, *a2 = a + 2 * lda, *a3 = a + 3 * lda;
+    int i = 0;
+    for (; i + ROW_LANES <= n; i += ROW_LANES)
+        for (int k = 0; k < ROW_LANES; k++) {
+            acc0[k] = fmaf(a0[i + k], w[i + k], acc0[k]);
+            acc1[k] = fmaf(a1[i + k], w[i + k], acc1[k]);
+            acc2[k] = fmaf(a2[i + k], w[i + k], acc2[k]);
+            acc3[k] = fmaf(a3[i + k], w[i + k], acc3[k]);
+        }
+    s[0] = dot_row_tail(acc0, a0, w, i, n);
+    s[1] = dot_row_tail(acc1, a1, w, i, n);
+    s[2] = dot_row_tail(acc2, a2, w, i, n);
+    s[3] = dot_row_tail(acc3, a3, w, i, n);
+}
 
 void gen_matmul_rows(float *out, const float *x, const float *w, const float *b, int M, int IN, int OUT,
                      int in_out) {
     const size_t work = (size_t)M * IN * OUT;
     if (!in_out) {
         /* W (OUT, IN): each output is a dot product of an input row with a weight row; the
-         * weight row is loaded once and used for all M rows. */
+         * weight row is loaded once and used for all M rows, two at a time. */
 #pragma omp parallel for schedule(static) if (work >= 65536)
         for (int j = 0; j < OUT; j++) {
             const float *wr = w + (size_t)j * IN;
             const float bj = b ? b[j] : 0.0f;
-            for (int r = 0; r < M; r++) {
-                float s = dot_fixed(x + (size_t)r * IN, wr, IN);
+            int r = 0;
+            for (; r + 4 <= M; r += 4) {
+                float s4[4];
+                dot_row4(s4, x + (size_t)r * IN, (size_t)IN, wr, IN);
+                for (int q = 0; q < 4; q++) out[(size_t)(r + q) * OUT + j] = b ? s4[q] + bj : s4[q];
+            }
+            for (; r + 2 <= M; r += 2) {
+                float s0, s1;
+                dot_row2(&s0, &s1, x + (size_t)r * IN, x + (size_t)(r + 1) * IN, wr, IN);
+                out[(size_t)r * OUT + j] = b ? s0 + bj : s0;
+                out[(size_t)(r + 1) * OUT + j] = b ? s1 + bj : s1;
+            }
+            if (r < M) {
+                float s = dot_row1(x + (size_t)r * IN, wr, IN);
                 out[(size_t)r * OUT + j] = b ? s + bj : s;
             }
         }
