@@ -34,7 +34,8 @@
 static const char *const USAGE =
     "rlhf generate --model PATH (--prompt TEXT | --prompt-ids \"ID ...\") [--strategy greedy|beam|sample] "
     "[--beams N] [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--max-tokens N] "
-    "[--seed S] [--n N] [--stop STR] [--json] [--compare \"SPEC; SPEC...\"]";
+    "[--seed S] [--n N] [--stop STR] [--examples FILE [--shots K]] [--instruction TEXT] [--chat] [--json] "
+    "[--compare \"SPEC; SPEC...\"]";
 
 static const char *const HELP =
     "Generate a continuation of one prompt.\n"
@@ -45,8 +46,18 @@ static const char *const HELP =
     "                            tokenizer adds it)\n"
     "      --prompt-ids \"ID ...\" the prompt as token ids (works without a tokenizer)\n"
     "      --chat                wrap the prompt as a user message in the model's chat template\n"
-    "                            (a plain \"User:/Assistant:\" format when it has none)\n"
+    "                            (the HH-RLHF \"\\n\\nHuman: ...\\n\\nAssistant:\" format when it\n"
+    "                            has none)\n"
     "      --system TEXT         system message for --chat\n"
+    "      --examples FILE       few-shot: solved examples, one JSON object a line with \"input\"\n"
+    "                            and \"output\" (or \"prompt\" and \"completion\"); --prompt is\n"
+    "                            then the query. Without --chat the prompt reads\n"
+    "                            \"[INSTRUCTION\\n\\n]Input: X\\nOutput: Y\\n\\n...Input: PROMPT\\nOutput:\";\n"
+    "                            with --chat each example is a user turn and an assistant turn\n"
+    "      --shots K             use the first K examples (0 = zero-shot; default all)\n"
+    "      --instruction TEXT    task description written before the examples (with --chat:\n"
+    "                            the system message unless --system is given)\n"
+    "      --show-prompt         print the prompt text that was built before generating\n"
     "  -s, --strategy S          greedy (default), sample, or beam\n"
     "      --beams N             beam search width (default 4 with --strategy beam)\n"
     "      --length-penalty X    beam score = sum logprob / length^X (default 1)\n"
@@ -463,7 +474,7 @@ static void print_columns(char *const *titles, char **texts, char **foot, int k)
 
 enum {
     OPT_PROMPT_IDS = 1000, OPT_JSON, OPT_COMPARE, OPT_STOP, OPT_IGNORE_EOS, OPT_TRUNCATE, OPT_NO_BOS, OPT_CHAT,
-    OPT_SYSTEM, OPT_SETTING_BASE = 2000
+    OPT_SYSTEM, OPT_EXAMPLES, OPT_SHOTS, OPT_INSTRUCTION, OPT_SHOW_PROMPT, OPT_SETTING_BASE = 2000
 };
 
 int cmd_generate(int argc, char **argv) {
@@ -484,6 +495,10 @@ int cmd_generate(int argc, char **argv) {
         {"no-bos", no_argument, 0, OPT_NO_BOS},
         {"chat", no_argument, 0, OPT_CHAT},
         {"system", required_argument, 0, OPT_SYSTEM},
+        {"examples", required_argument, 0, OPT_EXAMPLES},
+        {"shots", required_argument, 0, OPT_SHOTS},
+        {"instruction", required_argument, 0, OPT_INSTRUCTION},
+        {"show-prompt", no_argument, 0, OPT_SHOW_PROMPT},
         /* the settings table, in g_settings order */
         {"temperature", required_argument, 0, OPT_SETTING_BASE + 0},
         {"top-k", required_argument, 0, OPT_SETTING_BASE + 1},
@@ -503,7 +518,8 @@ int cmd_generate(int argc, char **argv) {
     };
     const char *model_path = NULL, *prompt = NULL, *prompt_ids = NULL, *compare = NULL, *system = NULL;
     const char *stops[MAX_STOPS];
-    int n_stop = 0, json = 0, ignore_eos = 0, truncate = 0, no_bos = 0, chat = 0;
+    int n_stop = 0, json = 0, ignore_eos = 0, truncate = 0, no_bos = 0, chat = 0, shots = -1, show_prompt = 0;
+    const char *examples_path = NULL, *instruction = NULL;
     run_settings base;
     memset(&base, 0, sizeof base);
     optind = 0;
@@ -542,6 +558,20 @@ int cmd_generate(int argc, char **argv) {
         case OPT_NO_BOS: no_bos = 1; break;
         case OPT_CHAT: chat = 1; break;
         case OPT_SYSTEM: system = optarg; break;
+        case OPT_EXAMPLES: examples_path = optarg; break;
+        case OPT_INSTRUCTION: instruction = optarg; break;
+        case OPT_SHOW_PROMPT: show_prompt = 1; break;
+        case OPT_SHOTS: {
+            char *end;
+            errno = 0;
+            long v = strtol(optarg, &end, 10);
+            if (errno || end == optarg || *end || v < 0 || v > 100000) {
+                out_error("--shots: expected a whole number >= 0, got '%s'", optarg);
+                return command_usage_error("generate");
+            }
+            shots = (int)v;
+            break;
+        }
         case ':':
             out_error("option '%s' needs a value", argv[optind - 1]);
             return command_usage_error("generate");
@@ -573,6 +603,14 @@ int cmd_generate(int argc, char **argv) {
     }
     if (chat && !prompt) {
         out_error("--chat needs --prompt");
+        return command_usage_error("generate");
+    }
+    if ((examples_path || instruction || shots >= 0) && !prompt) {
+        out_error("--examples, --shots and --instruction build a text prompt: they need --prompt");
+        return command_usage_error("generate");
+    }
+    if (shots > 0 && !examples_path) {
+        out_error("--shots %d needs --examples FILE", shots);
         return command_usage_error("generate");
     }
     /* parse --compare before loading anything */
@@ -612,8 +650,15 @@ int cmd_generate(int argc, char **argv) {
     int n_ids = 0;
     char *chat_text = NULL;
     tok_ids enc = {0};
+    prompt_examples examples = {0};
+    if (examples_path && prompt_examples_read(&examples, examples_path, shots, &err)) {
+        free(compare_buf);
+        return out_fail(&err);
+    }
+    const int few_shot = examples_path || instruction || shots >= 0;
     if (model_load(&b, model_path, &err)) {
         free(compare_buf);
+        prompt_examples_free(&examples);
         return out_fail(&err);
     }
     if (prompt_ids) {
@@ -648,7 +693,26 @@ int cmd_generate(int argc, char **argv) {
         }
         const char *text = prompt;
         unsigned flags = TOK_ENCODE_ALLOW_SPECIAL;
-        if (chat) {
+        if (chat && few_shot) {
+            if (prompt_chat_fewshot(&chat_text, b.chat_template, system ? system : instruction, examples.items,
+                                    examples.n, prompt, b.bos_token, b.eos_token, &err)) {
+                rlhf_error_prefix(&err, "%s: chat template: ", model_path);
+                out_fail(&err);
+                goto done;
+            }
+            text = chat_text;
+            if (!b.chat_template && b.add_bos && !no_bos) flags |= TOK_ENCODE_ADD_BOS;
+        } else if (few_shot) {
+            prompt_template t;
+            prompt_template_default(&t);
+            if (instruction) t.instruction = instruction;
+            if (prompt_build(&chat_text, &t, examples.items, examples.n, prompt, &err)) {
+                out_fail(&err);
+                goto done;
+            }
+            text = chat_text;
+            if (b.add_bos && !no_bos) flags |= TOK_ENCODE_ADD_BOS;
+        } else if (chat) {
             prompt_message msgs[2];
             int nm = 0;
             if (system) msgs[nm++] = (prompt_message){"system", system};
@@ -664,6 +728,7 @@ int cmd_generate(int argc, char **argv) {
         } else if (b.add_bos && !no_bos) {
             flags |= TOK_ENCODE_ADD_BOS;
         }
+        if (show_prompt) out_printf("%s\n--\n", text);
         if (tok_encode(b.tok, text, strlen(text), flags, &enc, &err)) {
             out_fail(&err);
             goto done;
@@ -781,6 +846,7 @@ done:
     tok_ids_free(&enc);
     free(chat_text);
     free(compare_buf);
+    prompt_examples_free(&examples);
     model_load_free(&b);
     return status;
 }

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
 /* ---- text prompts ---- */
 
 void prompt_template_default(prompt_template *t) {
@@ -1897,5 +1899,76 @@ int prompt_chat_fewshot(char **out, const char *tmpl, const char *system, const 
     m[n++] = (prompt_message){"user", input};
     int rc = prompt_chat_render(out, tmpl, m, n, 1, bos_token, eos_token, err);
     free(m);
+    return rc;
+}
+
+/* ---- examples from JSONL ---- */
+
+static const char *example_field(const cJSON *o, const char *a, const char *b) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, a);
+    if (!v) v = cJSON_GetObjectItemCaseSensitive(o, b);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+void prompt_examples_free(prompt_examples *ex) {
+    for (int i = 0; ex->items && i < ex->n; i++) {
+        free((char *)ex->items[i].input);
+        free((char *)ex->items[i].output);
+    }
+    free(ex->items);
+    ex->items = NULL;
+    ex->n = 0;
+}
+
+int prompt_examples_read(prompt_examples *ex, const char *path, int max_examples, rlhf_error *err) {
+    memset(ex, 0, sizeof *ex);
+    FILE *f = fopen(path, "rb");
+    if (!f) return rlhf_errorf(err, RLHF_ERR_IO, "%s: cannot open examples file", path);
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int lineno = 0, rc = RLHF_OK, ex_cap = 0;
+    cJSON *o = NULL;
+    while ((max_examples < 0 || ex->n < max_examples) && (len = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        size_t k = strspn(line, " \t\r\n");
+        if ((ssize_t)k == len) continue;
+        o = cJSON_ParseWithLength(line, (size_t)len);
+        if (!cJSON_IsObject(o)) {
+            rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s:%d: not a JSON object", path, lineno);
+            goto fail;
+        }
+        const char *in = example_field(o, "input", "prompt"), *out = example_field(o, "output", "completion");
+        if (!in || !out) {
+            rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s:%d: needs string fields \"input\" and \"output\" "
+                             "(or \"prompt\" and \"completion\")", path, lineno);
+            goto fail;
+        }
+        if (ex->n == ex_cap) {
+            ex_cap = ex_cap ? 2 * ex_cap : 8;
+            prompt_example *grown = realloc(ex->items, (size_t)ex_cap * sizeof *grown);
+            if (!grown) {
+                rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "%s: out of memory", path);
+                goto fail;
+            }
+            ex->items = grown;
+        }
+        char *a = strdup(in), *b = strdup(out);
+        if (!a || !b) {
+            free(a);
+            free(b);
+            rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "%s: out of memory", path);
+            goto fail;
+        }
+        ex->items[ex->n++] = (prompt_example){a, b};
+        cJSON_Delete(o);
+        o = NULL;
+    }
+    if (ferror(f)) rc = rlhf_errorf(err, RLHF_ERR_IO, "%s: read error", path);
+fail:
+    cJSON_Delete(o);
+    free(line);
+    fclose(f);
+    if (rc) prompt_examples_free(ex);
     return rc;
 }

@@ -77,4 +77,18 @@ int prompt_chat_fewshot(char **out, const char *tmpl, const char *system, const 
                         int n_examples, const char *input, const char *bos_token, const char *eos_token,
                         rlhf_error *err);
 
+/* Solved examples read from a JSONL file, one object a line: {"input": ..., "output": ...}
+ * (or the SFT names {"prompt": ..., "completion": ...}); blank lines are skipped. */
+typedef struct {
+    prompt_example *items; /* (n) owned, strings owned */
+    int n;
+} prompt_examples;
+
+/* Reads `path` into ex (need not be initialised). At most max_examples are kept (< 0: all).
+ * RLHF_ERR_IO when the file cannot be read, RLHF_ERR_FORMAT naming FILE:LINE for bad JSON or a
+ * missing/non-string field. On error ex is left empty. prompt_examples_free is safe on a
+ * zeroed struct and safe twice. */
+int prompt_examples_read(prompt_examples *ex, const char *path, int max_examples, rlhf_error *err);
+void prompt_examples_free(prompt_examples *ex);
+
 #endif
