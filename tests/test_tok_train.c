@@ -2,7 +2,11 @@
  *
  * On tinyshakespeare, 4096 ids: fewer than 0.45 tokens per byte; the written tokenizer.json loads
  * back with identical encodings; training twice gives byte-identical files; progress is reported
- * and a progress callback can stop it. On a tiny corpus the first merges are the expected ones. */
+ * and a progress callback can stop it. On a tiny corpus the first merges are the expected ones.
+ * The written file has the structure Hugging Face's tokenizers expects of a ByteLevel BPE
+ * tokenizer.json (check_hf_structure). */
+#include <cjson/cJSON.h>
+
 #include "src/tok_internal.h"
 #include "src/tokenizer.h"
 #include "tests/test_util.h"
@@ -28,6 +32,182 @@ static char *slurp(const char *path, size_t *len) {
     char *d = NULL;
     file_read_all(path, &d, len, &g_err);
     return d;
+}
+
+/* ---- the structure Hugging Face's tokenizers expects of a ByteLevel BPE tokenizer.json ---- */
+
+typedef struct {
+    const char *key;
+    int id;
+} vocab_entry;
+
+static int vocab_entry_cmp(const void *a, const void *b) {
+    return strcmp(((const vocab_entry *)a)->key, ((const vocab_entry *)b)->key);
+}
+
+/* id of key in the sorted vocabulary, or -1 */
+static int vocab_find(const vocab_entry *v, size_t n, const char *key) {
+    vocab_entry k = {key, 0};
+    const vocab_entry *e = bsearch(&k, v, n, sizeof *v, vocab_entry_cmp);
+    return e ? e->id : -1;
+}
+
+static int is_type(const cJSON *o, const char *type) {
+    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(o, "type");
+    return cJSON_IsObject(o) && cJSON_IsString(ty) && strcmp(ty->valuestring, type) == 0;
+}
+
+/* GPT-2's bytes_to_unicode: the character byte b stands for, as UTF-8 (2 or fewer bytes + NUL) */
+static void byte_char(int b, char out[4]) {
+    int cp = b;
+    if (!((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255))) {
+        int n = 0;
+        for (int c = 0; c < b; c++) n += !((c >= 33 && c <= 126) || (c >= 161 && c <= 172) || (c >= 174 && c <= 255));
+        cp = 256 + n;
+    }
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        out[1] = 0;
+    } else {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        out[2] = 0;
+    }
+}
+
+/* Checks path against what tokenizers' TokenizerImpl/BPE deserialisers need: "version"; a BPE
+ * "model" whose "vocab" maps distinct strings onto exactly 0..n_ids-1, holding every ByteLevel
+ * byte character; "merges" ("a b" or ["a", "b"]) whose parts and results are all in the vocab,
+ * one per id that is neither a byte nor a special; a ByteLevel pre-tokenizer (alone or inside a
+ * Sequence) and decoder; and each special in "added_tokens" with "special": true and its vocab id. */
+static void check_hf_structure(const char *path, int n_ids, const char *const *specials, int n_specials) {
+    size_t len;
+    char *text = slurp(path, &len);
+    cJSON *root = text ? cJSON_ParseWithLength(text, len) : NULL;
+    CHECK(cJSON_IsObject(root), "hf: %s parses as a JSON object", path);
+    free(text);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return;
+    }
+    CHECK(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(root, "version")), "hf: top-level \"version\" string");
+    cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    CHECK(is_type(model, "BPE"), "hf: \"model\" is an object with \"type\": \"BPE\"");
+    cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+    cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    CHECK(cJSON_IsObject(vocab), "hf: model.vocab is an object");
+    CHECK(cJSON_IsArray(merges), "hf: model.merges is an array");
+    if (!cJSON_IsObject(vocab) || !cJSON_IsArray(merges)) {
+        cJSON_Delete(root);
+        return;
+    }
+
+    /* vocab: n_ids entries, ids 0..n_ids-1 each exactly once, keys distinct */
+    size_t n = (size_t)cJSON_GetArraySize(vocab);
+    CHECK(n == (size_t)n_ids, "hf: vocab has %d entries (got %zu)", n_ids, n);
+    vocab_entry *v = calloc(n ? n : 1, sizeof *v);
+    char *seen = calloc(n ? n : 1, 1);
+    size_t i = 0;
+    int bad_id = 0, dup_id = 0, dup_key = 0, gaps = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, vocab) {
+        double d = cJSON_IsNumber(e) ? e->valuedouble : -1;
+        int id = (int)d;
+        if (d != (double)id || id < 0 || (size_t)id >= n) {
+            bad_id++;
+            id = -1;
+        } else {
+            dup_id += seen[id];
+            seen[id] = 1;
+        }
+        v[i++] = (vocab_entry){e->string, id};
+    }
+    for (size_t j = 0; j < n; j++) gaps += !seen[j];
+    qsort(v, n, sizeof *v, vocab_entry_cmp);
+    for (size_t j = 1; j < n; j++) dup_key += strcmp(v[j - 1].key, v[j].key) == 0;
+    CHECK(bad_id == 0, "hf: every vocab id is an integer in 0..%zu (%d are not)", n - 1, bad_id);
+    CHECK(dup_id == 0 && gaps == 0, "hf: vocab ids have no duplicates (%d) and no gaps (%d)", dup_id, gaps);
+    CHECK(dup_key == 0, "hf: vocab strings are distinct (%d repeated)", dup_key);
+    int missing_bytes = 0;
+    for (int b = 0; b < 256; b++) {
+        char c[4];
+        byte_char(b, c);
+        missing_bytes += vocab_find(v, n, c) < 0;
+    }
+    CHECK(missing_bytes == 0, "hf: all 256 ByteLevel byte characters are in the vocab (%d missing)", missing_bytes);
+
+    /* merges: "a b" with exactly one space, or ["a", "b"]; a, b and ab in the vocab */
+    int n_merges = cJSON_GetArraySize(merges), bad_form = 0, not_in_vocab = 0;
+    const char *first_bad = NULL;
+    char *ab = NULL;
+    size_t ab_cap = 0;
+    cJSON_ArrayForEach(e, merges) {
+        const char *a = NULL, *b = NULL;
+        size_t la = 0;
+        if (cJSON_IsString(e)) {
+            const char *sp = strchr(e->valuestring, ' ');
+            if (sp && !strchr(sp + 1, ' ') && sp != e->valuestring && sp[1]) {
+                a = e->valuestring;
+                la = (size_t)(sp - a);
+                b = sp + 1;
+            }
+        } else if (cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 && cJSON_IsString(cJSON_GetArrayItem(e, 0)) &&
+                   cJSON_IsString(cJSON_GetArrayItem(e, 1))) {
+            a = cJSON_GetArrayItem(e, 0)->valuestring;
+            la = strlen(a);
+            b = cJSON_GetArrayItem(e, 1)->valuestring;
+        }
+        if (!a) {
+            bad_form++;
+            continue;
+        }
+        size_t lb = strlen(b);
+        if (ab_cap < la + lb + 1) {
+            ab_cap = 2 * (la + lb + 1);
+            ab = realloc(ab, ab_cap);
+        }
+        memcpy(ab, a, la);
+        ab[la] = 0;
+        int ok = vocab_find(v, n, ab) >= 0 && vocab_find(v, n, b) >= 0;
+        memcpy(ab + la, b, lb + 1);
+        ok = ok && vocab_find(v, n, ab) >= 0;
+        if (!ok && !not_in_vocab++) first_bad = cJSON_IsString(e) ? e->valuestring : a;
+    }
+    free(ab);
+    CHECK(bad_form == 0, "hf: every merge is \"a b\" or [\"a\", \"b\"] (%d are not)", bad_form);
+    CHECK(not_in_vocab == 0, "hf: both parts of every merge and their concatenation are in the vocab (%d not, first %s)",
+          not_in_vocab, first_bad ? first_bad : "");
+    CHECK(n_merges == n_ids - 256 - n_specials, "hf: one merge per learned token (%d merges for %d ids)", n_merges, n_ids);
+
+    /* pre-tokenizer and decoder */
+    cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
+    int pre_ok = is_type(pre, "ByteLevel");
+    if (is_type(pre, "Sequence")) {
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(pre, "pretokenizers")) pre_ok |= is_type(e, "ByteLevel");
+    }
+    CHECK(pre_ok, "hf: pre_tokenizer is ByteLevel or a Sequence holding one");
+    CHECK(is_type(cJSON_GetObjectItemCaseSensitive(root, "decoder"), "ByteLevel"), "hf: decoder is ByteLevel");
+
+    /* added_tokens: each special, "special": true, its id the vocab's */
+    cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+    CHECK(cJSON_IsArray(added), "hf: added_tokens is an array");
+    for (int s = 0; s < n_specials; s++) {
+        int found = 0;
+        cJSON_ArrayForEach(e, added) {
+            cJSON *content = cJSON_GetObjectItemCaseSensitive(e, "content"), *id = cJSON_GetObjectItemCaseSensitive(e, "id");
+            if (!cJSON_IsString(content) || strcmp(content->valuestring, specials[s]) != 0) continue;
+            found++;
+            CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special")), "hf: added token %s has \"special\": true",
+                  specials[s]);
+            CHECK(cJSON_IsNumber(id) && id->valueint == vocab_find(v, n, specials[s]),
+                  "hf: added token %s has its vocab id (%d vs %d)", specials[s], cJSON_IsNumber(id) ? id->valueint : -1,
+                  vocab_find(v, n, specials[s]));
+        }
+        CHECK(found == 1, "hf: special %s listed once in added_tokens (%d)", specials[s], found);
+    }
+    free(v);
+    free(seen);
+    cJSON_Delete(root);
 }
 
 int main(void) {
@@ -57,6 +237,7 @@ int main(void) {
     snprintf(p1, sizeof p1, "%s/trained1.json", test_tmpdir());
     snprintf(p2, sizeof p2, "%s/trained2.json", test_tmpdir());
     CHECK(tok_save(t, p1, &g_err) == 0, "save: %s", g_err.msg);
+    check_hf_structure(p1, 4096, specials, 2);
     tokenizer *u = NULL;
     CHECK(tok_load(&u, p1, &g_err) == 0, "load back: %s", g_err.msg);
     tok_encode(u, text, len, 0, &again, &g_err);
