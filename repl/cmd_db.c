@@ -578,8 +578,8 @@ static const db_sub k_subs[] = {
      "  --db FILE   database file (default: $RLHF_DB, else rlhf.db)\n  --json      machine-readable output\n", db_stats},
     {"check", "rlhf db check [--db FILE] [--json]", "check integrity, foreign keys and the consistency of pairs and rankings (exit 1 on problems)",
      "  --db FILE   database file (default: $RLHF_DB, else rlhf.db)\n  --json      machine-readable output\n", db_check},
-    {"import", "rlhf db import --format trl|hh|sft [--strict] [--annotator NAME] [--db FILE] [--json] FILE.jsonl",
-     "import JSONL preference or SFT data in one transaction, reporting each bad line",
+    {"import", "rlhf db import --format trl|hh|sft [--strict] [--annotator NAME] [--db FILE] [--json] FILE.jsonl|-",
+     "import JSONL preference or SFT data (- reads stdin) in one transaction, reporting bad lines",
      "  --format F          trl: {\"prompt\",\"chosen\",\"rejected\"} (strings or message lists)\n"
      "                      hh:  {\"chosen\",\"rejected\"} whole \\n\\nHuman:/\\n\\nAssistant: dialogues\n"
      "                      sft: {\"prompt\",\"completion\"} or {\"messages\":[...]}\n"
