@@ -1,8 +1,10 @@
 /* fileio.c — whole-file reads, atomic writes (temp + fsync + rename + dir fsync), mkdir -p. */
 #include "src/fileio.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -51,6 +53,37 @@ static char *dup_str(const char *s) {
     return d;
 }
 
+/* Removes "<path>.tmp.<pid>" files whose writer no longer runs: what a writer killed in the
+ * middle of a save left behind (a checkpoint saved every step by a process killed over and over
+ * would otherwise fill the disk). A temporary file of a live process is left alone. */
+static void remove_stale_temps(const char *path) {
+    char *dir = dup_str(path);
+    if (!dir) return;
+    char *slash = strrchr(dir, '/');
+    const char *base = slash ? slash + 1 : path;
+    if (slash) *slash = '\0';
+    const size_t base_len = strlen(base);
+    DIR *d = opendir(slash ? (dir[0] ? dir : "/") : ".");
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            const char *name = e->d_name;
+            if (strncmp(name, base, base_len) || strncmp(name + base_len, ".tmp.", 5)) continue;
+            char *end;
+            const long pid = strtol(name + base_len + 5, &end, 10);
+            if (end == name + base_len + 5 || *end || pid <= 0) continue;
+            if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+            char *victim = malloc(strlen(path) + strlen(name) + 2);
+            if (!victim) break;
+            sprintf(victim, "%s%s%s", slash ? dir : "", slash ? "/" : "", name);
+            unlink(victim);
+            free(victim);
+        }
+        closedir(d);
+    }
+    free(dir);
+}
+
 int file_atomic_open(file_atomic *fa, const char *path, rlhf_error *err) {
     memset(fa, 0, sizeof *fa);
     size_t n = strlen(path) + 32;
@@ -61,6 +94,7 @@ int file_atomic_open(file_atomic *fa, const char *path, rlhf_error *err) {
         return rlhf_errorf(err, RLHF_ERR_NOMEM, "%s: out of memory", path);
     }
     snprintf(fa->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
+    remove_stale_temps(path);
     fa->fp = fopen(fa->tmp_path, "wb");
     if (!fa->fp) {
         int e = errno;

@@ -21,7 +21,8 @@ typedef struct {
     char *tmp_path;  /* temporary path (owned) */
 } file_atomic;
 
-/* Opens a temporary file beside `path` for writing. */
+/* Opens a temporary file "<path>.tmp.<pid>" beside `path` for writing, and removes the temporary
+ * files of `path` left by writers that no longer run (killed mid-save). */
 int file_atomic_open(file_atomic *fa, const char *path, rlhf_error *err);
 /* Flushes, fsyncs, renames over the final path, fsyncs the directory, frees fa. */
 int file_atomic_commit(file_atomic *fa, rlhf_error *err);
