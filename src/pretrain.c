@@ -31,9 +31,9 @@ void pretrain_params_defaults(pretrain_params *p) {
     p->train.optim.lr = 1e-3f;
     p->train.optim.min_lr = 1e-4f;
     p->train.optim.warmup_steps = -1; /* -1: min(100, steps / 10) */
-    p->eval_every = 100;
+    p->eval_every = -1; /* -1: 100 for a new run, the saved cadence on resume */
     p->eval_batches = 8;
-    p->save_every = 500;
+    p->save_every = -1; /* -1: 500 for a new run, the saved cadence on resume */
     p->val_fraction = 0.1;
     p->seed = 1337;
 }
@@ -73,6 +73,8 @@ static char *run_to_json(const pretrain_params *p, const char *tokenizer_desc) {
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)p->seed);
     cJSON_AddStringToObject(r, "seed", seed);
     cJSON_AddNumberToObject(r, "eval_batches", p->eval_batches);
+    cJSON_AddNumberToObject(r, "eval_every", (double)p->eval_every);
+    cJSON_AddNumberToObject(r, "save_every", (double)p->save_every);
     cJSON_AddStringToObject(r, "data", p->data_path ? p->data_path : "");
     cJSON_AddStringToObject(r, "tokenizer", tokenizer_desc);
     cJSON_AddStringToObject(r, "initial_model", p->model_dir ? p->model_dir : "");
@@ -122,6 +124,11 @@ static int run_from_json(pretrain_params *p, cJSON *r, const char *path, const c
     if (!cJSON_IsNumber(steps) || !cJSON_IsString(seed) || !cJSON_IsArray(kinds) || !cJSON_IsString(data))
         return rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: saved run lacks steps, seed, decay_kinds or data", path);
     saved_steps = (long)steps->valuedouble;
+    /* The cadence is kept unless given again (optional: state files before it was saved lack it). */
+    const cJSON *ev = cJSON_GetObjectItemCaseSensitive(r, "eval_every");
+    const cJSON *sv = cJSON_GetObjectItemCaseSensitive(r, "save_every");
+    if (p->eval_every < 0 && cJSON_IsNumber(ev)) p->eval_every = (long)ev->valuedouble;
+    if (p->save_every < 0 && cJSON_IsNumber(sv)) p->save_every = (long)sv->valuedouble;
     if (p->steps <= 0) p->steps = saved_steps;
     p->seed = strtoull(seed->valuestring, NULL, 10);
     p->train.optim.decay_kinds = 0;
@@ -301,6 +308,8 @@ int pretrain_run(const pretrain_params *pin, pretrain_summary *sum_out, rlhf_err
         rc = rlhf_errorf(err, RLHF_ERR_INVALID, "evaluation batches must be >= 1 (got %d)", p.eval_batches);
         goto done;
     }
+    if (p.eval_every < 0) p.eval_every = 100;
+    if (p.save_every < 0) p.save_every = 500;
     if (p.eval_every < 0 || p.save_every < 0) {
         rc = rlhf_errorf(err, RLHF_ERR_INVALID, "eval/save intervals must be >= 0");
         goto done;

@@ -57,9 +57,11 @@ typedef struct {
     const char *out_dir;        /* checkpoint directory (created) */
     long steps;                 /* optimizer steps of the run; <= 0 on resume: the saved value */
     train_params train;         /* batch, context, accum, AdamW; optim.total_steps is set to steps */
-    long eval_every;            /* validate every N steps (and at the end); 0: only at the end */
+    long eval_every;            /* validate every N steps (and at the end); 0: only at the end;
+                                   -1: 100, or on resume the run's saved value */
     int eval_batches;           /* validation micro-batches of (B, T) per evaluation */
-    long save_every;            /* checkpoint every N steps (and at the end); 0: only at the end */
+    long save_every;            /* checkpoint every N steps (and at the end); 0: only at the end;
+                                   -1: 500, or on resume the run's saved value */
     double val_fraction;        /* held-out tail of the token stream, [0, 1) */
     uint64_t seed;              /* data-sampling rng seed */
     int resume;                 /* continue the run saved in out_dir; its saved configuration
@@ -71,7 +73,7 @@ typedef struct {
 
 /* Defaults: 1000 steps, B 8, T 256 (clamped to the model's context), accum 1, lr 1e-3 with
  * min_lr 1e-4, warmup 100 (clamped to steps/10 when shorter), weight decay 0.1, clip 1.0,
- * eval every 100 steps over 8 batches, save every 500, val_fraction 0.1, seed 1337. */
+ * eval every 100 steps (-1) over 8 batches, save every 500 (-1), val_fraction 0.1, seed 1337. */
 void pretrain_params_defaults(pretrain_params *p);
 
 typedef struct {

@@ -176,5 +176,20 @@ else
   echo "skip: no script(1) for the terminal check"
 fi
 
+# ---- 3: --resume keeps the run's save/eval cadence unless given again ----
+"$rlhf" pretrain --model "$tmp/m512" --tokenizer "$tmp/tok.json" --data "$tmp/corpus.txt" --batch 2 --context 16 \
+  --steps 4 --save-every 1 --eval-every 2 --out "$tmp/cad" >"$tmp/cad1.out" 2>&1
+"$rlhf" pretrain --out "$tmp/cad" --resume --steps 8 >"$tmp/cad2.out" 2>&1
+rc=$?
+check "resume of a --save-every 1 --eval-every 2 run succeeds (exit $rc)" '[ $rc -eq 0 ]' || show "$tmp/cad2.out"
+check "resume keeps --save-every 1: saves at steps 5, 6, 7 and 8" \
+  '[ "$(tr "\r" "\n" <"$tmp/cad2.out" | grep -Eo "^step [0-9]+/8 \| saving" | sort -u | wc -l)" = 4 ]' || show "$tmp/cad2.out"
+check "resume keeps --eval-every 2: validation at steps 6 and 8 only" \
+  '[ "$(tr "\r" "\n" <"$tmp/cad2.out" | grep -Eo "^step [0-9]+/8 \| loss [0-9.]+ \| val" | grep -Eo "^step [0-9]+" | tr "\n" " ")" = "step 6 step 8 " ]' \
+  || show "$tmp/cad2.out"
+"$rlhf" pretrain --out "$tmp/cad" --resume --steps 10 --save-every 0 >"$tmp/cad3.out" 2>&1
+check "a cadence given again on --resume wins (--save-every 0: one save, at the end)" \
+  '[ "$(tr "\r" "\n" <"$tmp/cad3.out" | grep -Ec "^step [0-9]+/10 \| saving")" = 1 ]' || show "$tmp/cad3.out"
+
 echo "pretrain_cli: $passed checks passed$([ $fail -ne 0 ] && echo ', some FAILED')"
 exit $fail
