@@ -46,6 +46,7 @@ for i in $(seq 1 12); do
     # a resumed run that refused its checkpoint says so on a line starting "rlhf:"
     [ "${args[1]}" = "$out" ] && check "run $i resumed from the checkpoint the previous kill left" \
         bash -c "! grep -a '^rlhf:' '$work/log.$i'"
+    [ -n "${CKPT_DEBUG:-}" ] && ls -a "$out" && tail -c 300 "$work/log.$i"
     # a temporary file left behind means the kill landed in the middle of a save
     ls -a "$out" 2>/dev/null | grep -qv -e '^config.json$' -e '^model.safetensors$' -e '^tokenizer.json$' \
         -e '^training_state.bin$' -e '^\.\.\?$' && mid_save=$((mid_save + 1))
