@@ -27,12 +27,54 @@
 
 #include "repl/commands.h"
 #include "repl/out.h"
+#include "src/fileio.h"
 #include "src/generate.h"
 #include "src/model_load.h"
 #include "src/prompt.h"
 
+/* Reads a prompt file ("-": standard input) into *out (NUL-terminated, caller frees). A NUL byte
+ * inside is refused, since the prompt is handled as a C string from here on. */
+static int read_prompt_file(const char *path, char **out, rlhf_error *err) {
+    *out = NULL;
+    size_t len = 0;
+    if (strcmp(path, "-") == 0) {
+        size_t cap = 4096;
+        char *buf = malloc(cap + 1);
+        if (!buf) return rlhf_errorf(err, RLHF_ERR_NOMEM, "standard input: out of memory");
+        size_t got;
+        while ((got = fread(buf + len, 1, cap - len, stdin)) > 0) {
+            len += got;
+            if (len == cap) {
+                char *grown = realloc(buf, 2 * cap + 1);
+                if (!grown) {
+                    free(buf);
+                    return rlhf_errorf(err, RLHF_ERR_NOMEM, "standard input: out of memory");
+                }
+                buf = grown;
+                cap *= 2;
+            }
+        }
+        if (ferror(stdin)) {
+            free(buf);
+            return rlhf_errorf(err, RLHF_ERR_IO, "standard input: read error");
+        }
+        buf[len] = 0;
+        *out = buf;
+        path = "standard input";
+    } else {
+        int rc = file_read_all(path, out, &len, err);
+        if (rc) return rc;
+    }
+    if (strlen(*out) != len) {
+        free(*out);
+        *out = NULL;
+        return rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: the prompt contains a NUL byte", path);
+    }
+    return RLHF_OK;
+}
+
 static const char *const USAGE =
-    "rlhf generate --model PATH (--prompt TEXT | --prompt-ids \"ID ...\") [--strategy greedy|beam|sample] "
+    "rlhf generate --model PATH (--prompt TEXT | --prompt-file FILE | --prompt-ids \"ID ...\") [--strategy greedy|beam|sample] "
     "[--beams N] [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--max-tokens N] "
     "[--seed S] [--n N] [--stop STR] [--examples FILE [--shots K]] [--instruction TEXT] [--chat] [--json] "
     "[--compare \"SPEC; SPEC...\"]";
@@ -44,6 +86,7 @@ static const char *const HELP =
     "  -p, --prompt TEXT         the prompt, encoded with the model's tokenizer (special tokens\n"
     "                            such as <|im_start|> are recognised; BOS is added where the\n"
     "                            tokenizer adds it)\n"
+    "      --prompt-file FILE    the prompt is the text of FILE (- reads standard input)\n"
     "      --prompt-ids \"ID ...\" the prompt as token ids (works without a tokenizer)\n"
     "      --chat                wrap the prompt as a user message in the model's chat template\n"
     "                            (the HH-RLHF \"\\n\\nHuman: ...\\n\\nAssistant:\" format when it\n"
@@ -474,7 +517,7 @@ static void print_columns(char *const *titles, char **texts, char **foot, int k)
 
 enum {
     OPT_PROMPT_IDS = 1000, OPT_JSON, OPT_COMPARE, OPT_STOP, OPT_IGNORE_EOS, OPT_TRUNCATE, OPT_NO_BOS, OPT_CHAT,
-    OPT_SYSTEM, OPT_EXAMPLES, OPT_SHOTS, OPT_INSTRUCTION, OPT_SHOW_PROMPT, OPT_SETTING_BASE = 2000
+    OPT_SYSTEM, OPT_EXAMPLES, OPT_SHOTS, OPT_INSTRUCTION, OPT_SHOW_PROMPT, OPT_PROMPT_FILE, OPT_SETTING_BASE = 2000
 };
 
 int cmd_generate(int argc, char **argv) {
@@ -486,6 +529,7 @@ int cmd_generate(int argc, char **argv) {
         {"model", required_argument, 0, 'm'},
         {"prompt", required_argument, 0, 'p'},
         {"prompt-ids", required_argument, 0, OPT_PROMPT_IDS},
+        {"prompt-file", required_argument, 0, OPT_PROMPT_FILE},
         {"strategy", required_argument, 0, 's'},
         {"json", no_argument, 0, OPT_JSON},
         {"compare", required_argument, 0, OPT_COMPARE},
@@ -519,7 +563,7 @@ int cmd_generate(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *prompt_ids = NULL, *compare = NULL, *system = NULL;
     const char *stops[MAX_STOPS];
     int n_stop = 0, json = 0, ignore_eos = 0, truncate = 0, no_bos = 0, chat = 0, shots = -1, show_prompt = 0;
-    const char *examples_path = NULL, *instruction = NULL;
+    const char *examples_path = NULL, *instruction = NULL, *prompt_file = NULL;
     run_settings base;
     memset(&base, 0, sizeof base);
     optind = 0;
@@ -530,6 +574,7 @@ int cmd_generate(int argc, char **argv) {
         case 'm': model_path = optarg; break;
         case 'p': prompt = optarg; break;
         case OPT_PROMPT_IDS: prompt_ids = optarg; break;
+        case OPT_PROMPT_FILE: prompt_file = optarg; break;
         case 's':
             if (!strategy_parse(optarg, &base.strategy)) {
                 out_error("--strategy: expected greedy, sample or beam, got '%s'", optarg);
@@ -597,10 +642,13 @@ int cmd_generate(int argc, char **argv) {
         out_error("--model is required");
         return command_usage_error("generate");
     }
-    if (!!prompt + !!prompt_ids != 1) {
-        out_error(prompt ? "--prompt and --prompt-ids exclude each other" : "one of --prompt or --prompt-ids is required");
+    if (!!prompt + !!prompt_ids + !!prompt_file != 1) {
+        out_error(prompt || prompt_ids || prompt_file ? "--prompt, --prompt-file and --prompt-ids exclude each other"
+                                                      : "one of --prompt, --prompt-file or --prompt-ids is required");
         return command_usage_error("generate");
     }
+    /* the file's text stands for --prompt (read once the flags are known to be good) */
+    if (prompt_file) prompt = "";
     if (chat && !prompt) {
         out_error("--chat needs --prompt");
         return command_usage_error("generate");
@@ -651,13 +699,23 @@ int cmd_generate(int argc, char **argv) {
     char *chat_text = NULL;
     tok_ids enc = {0};
     prompt_examples examples = {0};
+    char *prompt_file_text = NULL;
+    if (prompt_file) {
+        if (read_prompt_file(prompt_file, &prompt_file_text, &err)) {
+            free(compare_buf);
+            return out_fail(&err);
+        }
+        prompt = prompt_file_text;
+    }
     if (examples_path && prompt_examples_read(&examples, examples_path, shots, &err)) {
         free(compare_buf);
+        free(prompt_file_text);
         return out_fail(&err);
     }
     const int few_shot = examples_path || instruction || shots >= 0;
     if (model_load(&b, model_path, &err)) {
         free(compare_buf);
+        free(prompt_file_text);
         prompt_examples_free(&examples);
         return out_fail(&err);
     }
@@ -846,6 +904,7 @@ done:
     tok_ids_free(&enc);
     free(chat_text);
     free(compare_buf);
+    free(prompt_file_text);
     prompt_examples_free(&examples);
     model_load_free(&b);
     return status;

@@ -16,7 +16,7 @@ static int cmd_planned(int argc, char **argv) { return command_placeholder(argc,
 
 static const command g_commands[] = {
     {"chat", "rlhf chat [--model DIR] [--db FILE]", "interactive REPL: prompt, compare strategies, rank candidates", cmd_planned},
-    {"generate", "rlhf generate --model PATH (--prompt TEXT | --prompt-ids \"ID ...\") [--strategy S] [--json]", "generate from a model with any decoding strategy", cmd_generate},
+    {"generate", "rlhf generate --model PATH (--prompt TEXT | --prompt-file FILE | --prompt-ids \"ID ...\") [--strategy S] [--json]", "generate from a model with any decoding strategy", cmd_generate},
     {"tokenize", "rlhf tokenize --tokenizer PATH [--ids|--pieces] [--special]", "text on stdin to token ids or pieces", cmd_tokenize},
     {"detokenize", "rlhf detokenize --tokenizer PATH", "token ids on stdin to text", cmd_detokenize},
     {"tokenizer", "rlhf tokenizer train --vocab-size N [--special TOK ...] CORPUS... --out tokenizer.json", "train a byte-level BPE vocabulary", cmd_tokenizer},
