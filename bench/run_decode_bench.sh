@@ -41,12 +41,6 @@ else
   echo "note: llama2.c not found at $src (set LLAMA2C); the run.c comparison is skipped"
 fi
 
-for _ in $(seq 60); do
-  load=$(cut -d' ' -f1 /proc/loadavg)
-  awk -v l="$load" -v m="$max_load" 'BEGIN { exit !(l < m) }' && break
-  echo "waiting for the machine to go quiet (load $load >= $max_load)..." >&2
-  sleep 10
-done
-echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+. "$(dirname "$0")/wait_quiet.sh"
 OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads "$exe" --tokens "$tokens" --reps "$reps" --dir "$work" "${runc_args[@]}"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -12,13 +12,7 @@ max_load=${MAX_LOAD:-0.5}
 exe="$build/bench/bench_train"
 [ -x "$exe" ] || { echo "no $exe: build first (meson setup $build --buildtype=release && ninja -C $build)"; exit 1; }
 
-for _ in $(seq 60); do
-  load=$(cut -d' ' -f1 /proc/loadavg)
-  awk -v l="$load" -v m="$max_load" 'BEGIN { exit !(l < m) }' && break
-  echo "waiting for the machine to go quiet (load $load >= $max_load)..." >&2
-  sleep 10
-done
-echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+. "$(dirname "$0")/wait_quiet.sh"
 
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT

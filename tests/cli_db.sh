@@ -5,6 +5,7 @@
 #   usage: cli_db.sh RLHF FB_SEED cli_db.in cli_db.out
 # RLHF_UPDATE_TRANSCRIPT=1 rewrites cli_db.out from the current output instead of comparing.
 set -u
+. "$(dirname "$0")/transcript.sh"
 RLHF_BIN=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 FB_SEED=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
 script=$(cd "$(dirname "$3")" && pwd)/$(basename "$3")
@@ -16,26 +17,6 @@ unset RLHF_DB
 rlhf() { "$RLHF_BIN" "$@"; }
 fb_seed() { "$FB_SEED" "$@"; }
 actual=$work/transcript.out
-: > "$actual"
-while IFS= read -r line || [ -n "$line" ]; do
-    case "$line" in
-        '' | '#'*) printf '%s\n' "$line" >> "$actual"; continue ;;
-    esac
-    printf '$ %s\n' "$line" >> "$actual"
-    out=$(eval "$line" 2>&1)
-    rc=$?
-    [ -n "$out" ] && printf '%s\n' "$out" >> "$actual"
-    [ $rc -ne 0 ] && printf '[exit %d]\n' "$rc" >> "$actual"
-done < "$script"
+transcript_run "$script" "$actual"
 sed -i -E 's/ in [0-9]+\.[0-9]+ s$/ in T s/' "$actual"
-if [ "${RLHF_UPDATE_TRANSCRIPT:-0}" = 1 ]; then
-    cp "$actual" "$expected"
-    echo "updated $expected"
-    exit 0
-fi
-if diff -u "$expected" "$actual"; then
-    echo "cli_db: transcript matches ($(grep -c '^\$ ' "$actual") commands)"
-    exit 0
-fi
-echo "FAIL: rlhf db transcript differs from $expected (see diff above)"
-exit 1
+transcript_finish cli_db "$actual" "$expected"

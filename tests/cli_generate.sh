@@ -6,6 +6,7 @@
 #   usage: cli_generate.sh RLHF cli_generate.in cli_generate.out
 # RLHF_UPDATE_TRANSCRIPT=1 rewrites cli_generate.out from the current output instead of comparing.
 set -u
+. "$(dirname "$0")/transcript.sh"
 RLHF_BIN=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 script=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
 expected=$(cd "$(dirname "$3")" && pwd)/$(basename "$3")
@@ -18,29 +19,9 @@ trap 'rm -rf "$work"' EXIT
 mkdir "$work/cwd" && cd "$work/cwd" || exit 1
 rlhf() { "$RLHF_BIN" "$@"; }
 actual=$work/transcript.out
-: > "$actual"
-while IFS= read -r line || [ -n "$line" ]; do
-    case "$line" in
-        '' | '#'*) printf '%s\n' "$line" >> "$actual"; continue ;;
-    esac
-    printf '$ %s\n' "$line" >> "$actual"
-    out=$(eval "$line" 2>&1)
-    rc=$?
-    [ -n "$out" ] && printf '%s\n' "$out" >> "$actual"
-    [ $rc -ne 0 ] && printf '[exit %d]\n' "$rc" >> "$actual"
-done < "$script"
+transcript_run "$script" "$actual"
 sed -i -E -e 's/ · [0-9.]+ tok\/s$/ · T tok\/s/' \
     -e 's/"timing":\{[^}]*\}/"timing":{T}/g' \
     -e 's/^-- ([0-9]+) tokens in [0-9]+ ms \([0-9.]+ tok\/s\), prompt ([0-9]+) tokens in [0-9]+ ms$/-- \1 tokens in T ms (T tok\/s), prompt \2 tokens in T ms/' \
     -e "s#$DATA#\$DATA#g" "$actual"
-if [ "${RLHF_UPDATE_TRANSCRIPT:-0}" = 1 ]; then
-    cp "$actual" "$expected"
-    echo "updated $expected"
-    exit 0
-fi
-if diff -u "$expected" "$actual"; then
-    echo "cli_generate: transcript matches ($(grep -c '^\$ ' "$actual") commands)"
-    exit 0
-fi
-echo "FAIL: rlhf generate transcript differs from $expected (see diff above)"
-exit 1
+transcript_finish cli_generate "$actual" "$expected"
