@@ -1,7 +1,7 @@
 /* cmd_model.c — `rlhf model new|convert|info`, `rlhf loss` and `rlhf logits`.
  *
  * Thin shells over the engine: flags become a model_config or a token list, the work is
- * checkpoint_save / checkpoint_load_any / llama2c_load / model_forward / model_xent /
+ * checkpoint_save / model_load_weights / llama2c_load / model_forward / model_xent /
  * model_backward, and the results are printed as text or (--json) as one JSON object.
  * Exit status: 0 done, 1 the work failed (the library's message is printed), 2 bad usage. */
 #include <errno.h>
@@ -18,6 +18,7 @@
 #include "src/fileio.h"
 #include "src/llama2c.h"
 #include "src/model.h"
+#include "src/model_load.h"
 #include "src/safetensors.h"
 
 /* ---- shared helpers ---- */
@@ -339,12 +340,12 @@ static int model_convert(int argc, char **argv) {
 
 /* ---- rlhf model info ---- */
 
-static const char *const info_usage = "rlhf model info DIR|FILE.bin [--tensors] [--json]";
+static const char *const info_usage = "rlhf model info DIR|FILE.bin|FILE.gguf [--tensors] [--json]";
 static const char *const info_help =
     "Shows a model's configuration, parameter count and memory needs (after loading and checking\n"
     "every tensor).\n"
     "\n"
-    "  DIR|FILE.bin  a Hugging Face model directory or a llama2.c checkpoint\n"
+    "  DIR|FILE.bin|FILE.gguf  a Hugging Face model directory, a llama2.c checkpoint or a GGUF file\n"
     "  --tensors     also list every tensor: name, shape, elements\n"
     "  --json        print one JSON object";
 
@@ -372,12 +373,12 @@ static int model_info(int argc, char **argv) {
         default: return getopt_error(info_usage, c, argv);
         }
     }
-    if (optind >= argc) return usage_error(info_usage, "%s", "a model directory (or llama2.c file) is required");
+    if (optind >= argc) return usage_error(info_usage, "%s", "a model directory (or llama2.c / GGUF file) is required");
     if (optind + 1 < argc) return usage_error(info_usage, "unexpected argument '%s'", argv[optind + 1]);
     const char *path = argv[optind];
     rlhf_error err = {0};
     model m;
-    if (checkpoint_load_any(&m, path, &err)) return out_fail(&err);
+    if (model_load_weights(&m, path, &err)) return out_fail(&err);
     const model_config *cf = &m.config;
     /* what is allocated: the parameter buffer (with its alignment padding), the same again for
      * gradients, and twice more for AdamW's two moments */
@@ -495,17 +496,17 @@ static const char *const loss_usage = "rlhf loss --model DIR --tokens \"ID ID ..
 static const char *const loss_help =
     "Mean next-token cross-entropy of one sequence: tokens 2..n predicted from their prefixes.\n"
     "\n"
-    "  --model DIR       a model directory (or a llama2.c .bin)\n"
+    "  --model PATH      a model directory, a llama2.c .bin or a GGUF file\n"
     "  --tokens \"IDS\"    at least 2 token ids, separated by spaces or commas\n"
     "  --grads OUT       also write d(loss)/d(parameter) for every parameter, under the parameter's\n"
     "                    own tensor name, as a safetensors file (float32, written atomically)\n"
     "  --json            print {\"loss\", \"perplexity\", \"tokens\", \"predictions\"[, \"grads\"]}";
 
-static const char *const logits_usage = "rlhf logits --model DIR|FILE.bin --tokens \"ID ...\" --json";
+static const char *const logits_usage = "rlhf logits --model DIR|FILE.bin|FILE.gguf --tokens \"ID ...\" --json";
 static const char *const logits_help =
     "The logits the model gives at every position of one sequence.\n"
     "\n"
-    "  --model PATH      a model directory or a llama2.c .bin\n"
+    "  --model PATH      a model directory, a llama2.c .bin or a GGUF file\n"
     "  --tokens \"IDS\"    token ids, separated by spaces or commas\n"
     "  --json            print {\"tokens\": [...], \"vocab_size\": V, \"logits\": [[V floats] per position]};\n"
     "                    without it, the 5 most likely next tokens at each position";
@@ -515,7 +516,7 @@ static const char *const logits_help =
 static int load_and_forward(const char *path, const int32_t *ids, int n_ids, int T, model *m, model_acts *a) {
     rlhf_error err = {0};
     memset(a, 0, sizeof *a);
-    if (checkpoint_load_any(m, path, &err)) return out_fail(&err);
+    if (model_load_weights(m, path, &err)) return out_fail(&err);
     /* every id, including a loss's last target (which the forward never sees) */
     for (int i = 0; i < n_ids; i++)
         if (ids[i] >= m->config.vocab_size) {

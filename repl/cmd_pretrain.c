@@ -20,7 +20,7 @@ static const char *const pretrain_usage =
 static const char *const pretrain_help =
     "Next-token pre-training of a model directory on raw text.\n"
     "\n"
-    "  --model DIR         initial model (Hugging Face directory or llama2.c .bin); not needed with --resume\n"
+    "  --model DIR         initial model (HF directory, llama2.c .bin or GGUF); not needed with --resume\n"
     "  --data FILE.txt     training text; its last --val-fraction is held out for validation\n"
     "  --tokenizer PATH    tokenizer.json (or a directory holding one); default: the model directory's\n"
     "                      tokenizer.json, else the byte tokenizer (256 ids)\n"

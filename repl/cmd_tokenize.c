@@ -13,6 +13,7 @@
 #include "repl/commands.h"
 #include "repl/out.h"
 #include "src/fileio.h"
+#include "src/model_load.h"
 #include "src/tokenizer.h"
 
 /* Reads all of stdin; NULL (with a message printed) on failure. */
@@ -50,7 +51,7 @@ static const char tokenize_help[] =
     "  Reads UTF-8 text on standard input and prints its token ids, space separated (--ids, the\n"
     "  default), or its vocabulary pieces (--pieces).\n"
     "  -t, --tokenizer PATH  tokenizer.json, a model directory, a directory with encoder.json +\n"
-    "                        vocab.bpe, or a llama2.c tokenizer.bin\n"
+    "                        vocab.bpe, a llama2.c tokenizer.bin, or a GGUF file (its vocabulary)\n"
     "      --ids             print ids (default)\n"
     "      --pieces          print pieces (\"Ġthe\", \"▁the\", \"<0x0A>\") instead of ids\n"
     "      --special         special tokens written in the text (<|endoftext|>, <s>) become their\n"
@@ -87,7 +88,7 @@ int cmd_tokenize(int argc, char **argv) {
     }
     rlhf_error err = {0};
     tokenizer *t = NULL;
-    if (tok_load(&t, path, &err)) return out_fail(&err);
+    if (model_load_tokenizer(&t, path, &err)) return out_fail(&err);
     size_t len;
     char *text = read_stdin(&len);
     if (!text) {
@@ -118,7 +119,7 @@ static const char detokenize_help[] =
     "  Reads token ids (integers separated by spaces, commas or newlines) on standard input and\n"
     "  prints the text they stand for; bytes that are not valid UTF-8 come out as U+FFFD.\n"
     "  -t, --tokenizer PATH  tokenizer.json, a model directory, a directory with encoder.json +\n"
-    "                        vocab.bpe, or a llama2.c tokenizer.bin\n";
+    "                        vocab.bpe, a llama2.c tokenizer.bin, or a GGUF file (its vocabulary)\n";
 
 int cmd_detokenize(int argc, char **argv) {
     static const struct option opts[] = {
@@ -143,7 +144,7 @@ int cmd_detokenize(int argc, char **argv) {
     }
     rlhf_error err = {0};
     tokenizer *t = NULL;
-    if (tok_load(&t, path, &err)) return out_fail(&err);
+    if (model_load_tokenizer(&t, path, &err)) return out_fail(&err);
     size_t len;
     char *input = read_stdin(&len);
     if (!input) {

@@ -226,7 +226,7 @@ int model_load(model_bundle *b, const char *path, rlhf_error *err) {
         b->format = MODEL_FORMAT_HF_DIR;
         rc = load_hf(b, path, err);
     } else if (!file_exists(path)) {
-        rc = rlhf_errorf(err, RLHF_ERR_NOT_FOUND, "%s: no such model file or directory", path);
+        rc = rlhf_errorf(err, RLHF_ERR_NOT_FOUND, "%s: no such model directory or file", path);
     } else if (is_gguf(path)) {
         b->format = MODEL_FORMAT_GGUF;
         rc = load_gguf(b, path, err);
@@ -245,4 +245,29 @@ int model_load(model_bundle *b, const char *path, rlhf_error *err) {
         if (!b->eos_token && eos >= 0 && tok_piece(b->tok, eos)) b->eos_token = dup_str(tok_piece(b->tok, eos));
     }
     return RLHF_OK;
+}
+
+int model_load_weights(model *m, const char *path, rlhf_error *err) {
+    memset(m, 0, sizeof *m);
+    if (file_is_dir(path)) return checkpoint_load(m, path, err);
+    if (!file_exists(path)) return rlhf_errorf(err, RLHF_ERR_NOT_FOUND, "%s: no such model directory or file", path);
+    if (!is_gguf(path)) return llama2c_load(m, path, MODEL_ROPE_HALF, err);
+    gguf_file *f = NULL;
+    int rc = gguf_open(&f, path, err);
+    if (!rc) rc = gguf_load_model(m, f, err);
+    gguf_close(&f);
+    return rc;
+}
+
+int model_load_tokenizer(tokenizer **out, const char *path, rlhf_error *err) {
+    *out = NULL;
+    if (file_is_dir(path) || !is_gguf(path)) return tok_load(out, path, err);
+    gguf_file *f = NULL;
+    int rc = gguf_open(&f, path, err);
+    if (!rc) {
+        rc = gguf_load_tokenizer(out, f, err);
+        if (rc == RLHF_ERR_NOT_FOUND) rlhf_errorf(err, rc, "%s: this GGUF file carries no vocabulary", path);
+    }
+    gguf_close(&f);
+    return rc;
 }

@@ -62,6 +62,15 @@ int model_load(model_bundle *b, const char *path, rlhf_error *err);
 /* Frees everything; safe on a zeroed bundle and safe twice. */
 void model_load_free(model_bundle *b);
 
+/* Only the weights of `path` (any format above), for commands that need no tokenizer or decoding
+ * defaults (model info, loss, logits, the initial model of pre-training). On success m owns its
+ * parameters (model_free); on error m is zeroed and err names the file. */
+int model_load_weights(model *m, const char *path, rlhf_error *err);
+/* A tokenizer from any path tok_load reads (tokenizer.json, a directory, encoder.json +
+ * vocab.bpe, llama2.c tokenizer.bin) or from a GGUF file's metadata. On success *out is the
+ * caller's (tok_close); RLHF_ERR_NOT_FOUND for a GGUF file without a vocabulary. */
+int model_load_tokenizer(tokenizer **out, const char *path, rlhf_error *err);
+
 /* Reads generation_config.json text into d (fields absent stay unset). `path` names the file in
  * messages. */
 int model_load_parse_generation_config(model_gen_defaults *d, const char *json, const char *path, rlhf_error *err);

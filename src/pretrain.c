@@ -20,6 +20,7 @@
 #include "src/checkpoint.h"
 #include "src/dataset_text.h"
 #include "src/fileio.h"
+#include "src/model_load.h"
 #include "src/tokenizer.h"
 
 void pretrain_params_defaults(pretrain_params *p) {
@@ -276,7 +277,7 @@ int pretrain_run(const pretrain_params *pin, pretrain_summary *sum_out, rlhf_err
                              p.out_dir, PRETRAIN_STATE_FILE);
             goto done;
         }
-        rc = checkpoint_load_any(&m, p.model_dir, err);
+        rc = model_load_weights(&m, p.model_dir, err);
         if (rc) goto done;
         const char *tp = p.tokenizer_path;
         char *dir_tok = NULL;
@@ -286,7 +287,7 @@ int pretrain_run(const pretrain_params *pin, pretrain_summary *sum_out, rlhf_err
             if (file_exists(dir_tok)) tp = dir_tok;
         }
         if (tp) {
-            rc = tok_load(&tok, tp, err);
+            rc = model_load_tokenizer(&tok, tp, err);
             tok_desc_owned = malloc(strlen(tp) + 1);
             if (tok_desc_owned) {
                 strcpy(tok_desc_owned, tp);

@@ -342,6 +342,12 @@ static void test_model(model_family fam, uint32_t type, double tol) {
         for (int v = 0; v < 320; v++) worst = fmax(worst, fabs((double)lg[v] - lo[v]));
         CHECK(worst <= tol, "%s %s: logits within the type's error of the float model (%g <= %g)", fname, tname, worst, tol);
         free(lg), free(lh), free(lo);
+        /* the weights-only loader of `rlhf model info / loss / logits / pretrain --model` */
+        model w;
+        CHECK(model_load_weights(&w, path, &err) == 0, "%s %s: model_load_weights reads GGUF: %s", fname, tname, err.msg);
+        CHECK(w.n_floats == g.m.n_floats && memcmp(w.params, g.m.params, w.n_floats * sizeof(float)) == 0,
+              "%s %s: model_load_weights == model_load's weights", fname, tname);
+        model_free(&w);
     }
     model_load_free(&g);
     model_load_free(&h);
@@ -601,6 +607,10 @@ static void test_tokenizer_file(const char *rel, const char *kind, const char *p
         tok_close(&t);
     }
     gguf_close(&f);
+    /* the loader of `rlhf tokenize --tokenizer FILE.gguf` */
+    CHECK(model_load_tokenizer(&t, path, &err) == 0 && tok_vocab_size(t) == expect_vocab,
+          "%s: model_load_tokenizer reads the GGUF vocabulary: %s", kind, err.msg);
+    tok_close(&t);
 }
 
 int main(void) {
@@ -613,6 +623,15 @@ int main(void) {
     test_model(MODEL_FAMILY_LLAMA, GGUF_TENSOR_Q8_0, 1e-2);
     test_model(MODEL_FAMILY_GPT2, GGUF_TENSOR_Q8_0, 1e-2);
     test_refusals();
+    {
+        /* a GGUF model without a vocabulary: the tokenizer loader says so */
+        char path[4096];
+        snprintf(path, sizeof path, "%s/llama-F32.gguf", test_tmpdir());
+        tokenizer *t = NULL;
+        rlhf_error err = {0};
+        CHECK(model_load_tokenizer(&t, path, &err) == RLHF_ERR_NOT_FOUND && !t && strstr(err.msg, "no vocabulary"),
+              "GGUF without a vocabulary: %s", err.msg);
+    }
     test_tokenizer_gpt2();
     test_tokenizer_file("llama3-tokenizer/tokenizer.json", "gpt2", "llama-bpe", "llama3-tokenizer/encode-cases.jsonl", 128000,
                         128256);
