@@ -275,19 +275,23 @@ static int model_new(int argc, char **argv) {
 
 /* ---- rlhf model convert ---- */
 
-static const char *const convert_usage = "rlhf model convert --from llama2c FILE.bin --out DIR [--json]";
+static const char *const convert_usage = "rlhf model convert --from llama2c|gguf FILE --out DIR [--json]";
 static const char *const convert_help =
-    "Converts a llama2.c legacy checkpoint into a Hugging Face Llama directory.\n"
+    "Converts a llama2.c checkpoint or a GGUF file into a Hugging Face model directory.\n"
     "\n"
-    "  --from llama2c   the source format (llama2.c's run.c .bin, version 0 / legacy)\n"
-    "  FILE.bin         the checkpoint; its size must match its header exactly\n"
-    "  --out DIR        directory to write (created if missing): config.json + model.safetensors;\n"
-    "                   a model already there is replaced\n"
+    "  --from llama2c   llama2.c's run.c .bin (version 0 / legacy); its size must match its header,\n"
+    "                   and a tokenizer.bin beside it with the same vocabulary is converted too\n"
+    "  --from gguf      a llama- or gpt2-architecture GGUF file (F32, F16, BF16, Q8_0 tensors,\n"
+    "                   dequantised to float32); its vocabulary and chat template come along\n"
+    "  --out DIR        directory to write (created if missing): config.json, model.safetensors,\n"
+    "                   tokenizer.json and tokenizer_config.json when the source has them; a model\n"
+    "                   already there is replaced\n"
     "  --json           print the result as JSON\n"
     "\n"
-    "llama2.c rotates adjacent dimension pairs; the q/k rows are permuted (as transformers'\n"
-    "convert_llama_weights_to_hf does) so the result is a plain Hugging Face Llama with the\n"
-    "half-split RoPE layout, computing exactly the same logits.";
+    "llama2.c rotates adjacent dimension pairs and llama.cpp's converter permutes q/k rows for its\n"
+    "interleaved RoPE; both are permuted back (as transformers' convert_llama_weights_to_hf does)\n"
+    "so the result is a plain Hugging Face model with the half-split RoPE layout, computing\n"
+    "exactly the same logits.";
 
 static int model_convert(int argc, char **argv) {
     static const struct option opts[] = {
@@ -307,18 +311,31 @@ static int model_convert(int argc, char **argv) {
         }
     }
     if (!from) return usage_error(convert_usage, "%s is required", "--from");
-    if (strcmp(from, "llama2c") != 0) return usage_error(convert_usage, "--from: only 'llama2c' can be converted, got '%s'", from);
+    model_format want;
+    if (strcmp(from, "llama2c") == 0) want = MODEL_FORMAT_LLAMA2C;
+    else if (strcmp(from, "gguf") == 0) want = MODEL_FORMAT_GGUF;
+    else return usage_error(convert_usage, "--from: expected llama2c or gguf, got '%s'", from);
     if (!out) return usage_error(convert_usage, "%s is required", "--out DIR");
-    if (optind >= argc) return usage_error(convert_usage, "%s", "the llama2.c checkpoint FILE.bin is required");
+    if (optind >= argc) return usage_error(convert_usage, "%s", "the file to convert is required");
     if (optind + 1 < argc) return usage_error(convert_usage, "unexpected argument '%s'", argv[optind + 1]);
     const char *in = argv[optind];
     const int replaced = has_model(out);
     rlhf_error err = {0};
-    model m;
-    if (llama2c_load(&m, in, MODEL_ROPE_HALF, &err)) return out_fail(&err);
-    rc = checkpoint_save(&m, out, &err);
+    if (file_is_dir(in)) {
+        out_error("%s is a directory, not a %s file", in, from);
+        return 1;
+    }
+    model_bundle b;
+    if (model_load(&b, in, &err)) return out_fail(&err);
+    if (b.format != want) {
+        out_error("%s is a %s file, not %s (use --from %s)", in, model_format_name(b.format), from, model_format_name(b.format));
+        model_load_free(&b);
+        return 1;
+    }
+    const model m = b.m;
+    rc = model_bundle_save(&b, out, &err);
     if (rc) {
-        model_free(&m);
+        model_load_free(&b);
         return out_fail(&err);
     }
     char desc[256], count[32];
@@ -329,12 +346,15 @@ static int model_convert(int argc, char **argv) {
         out_json_string(in);
         out_printf(", \"out\": ");
         out_json_string(out);
-        out_printf(", \"n_params\": %zu, \"rope_layout\": \"half\", \"replaced\": %s}\n", m.n_params, replaced ? "true" : "false");
+        out_printf(", \"n_params\": %zu, \"rope_layout\": \"half\", \"tokenizer\": %s, \"chat_template\": %s, "
+                   "\"replaced\": %s}\n", m.n_params, b.tok ? "true" : "false", b.chat_template ? "true" : "false",
+                   replaced ? "true" : "false");
     } else {
-        out_printf("converted %s -> %s%s: %s; %s parameters (q/k permuted for half-split RoPE)\n", in, out,
-                   replaced ? " (replacing the model there)" : "", desc, count);
+        out_printf("converted %s -> %s%s: %s; %s parameters%s%s%s\n", in, out, replaced ? " (replacing the model there)" : "",
+                   desc, count, m.config.family == MODEL_FAMILY_LLAMA ? " (q/k permuted for half-split RoPE)" : "",
+                   b.tok ? "; tokenizer" : "", b.chat_template ? "; chat template" : "");
     }
-    model_free(&m);
+    model_load_free(&b);
     return 0;
 }
 

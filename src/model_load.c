@@ -3,6 +3,7 @@
 #include "src/model_load.h"
 
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -269,5 +270,50 @@ int model_load_tokenizer(tokenizer **out, const char *path, rlhf_error *err) {
         if (rc == RLHF_ERR_NOT_FOUND) rlhf_errorf(err, rc, "%s: this GGUF file carries no vocabulary", path);
     }
     gguf_close(&f);
+    return rc;
+}
+
+int model_bundle_save(const model_bundle *b, const char *dir, rlhf_error *err) {
+    int rc = checkpoint_save(&b->m, dir, err);
+    if (rc) return rc;
+    char *tj = path_join(dir, "tokenizer.json"), *tc = path_join(dir, "tokenizer_config.json");
+    char *ej = path_join(dir, "encoder.json"), *vb = path_join(dir, "vocab.bpe");
+    char *json = NULL;
+    cJSON *root = NULL;
+    if (!tj || !tc || !ej || !vb) {
+        rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    /* tokenizer.json is what model_load reads first; an older encoder.json pair would be stale */
+    unlink(ej);
+    unlink(vb);
+    if (b->tok) {
+        if ((rc = tok_save(b->tok, tj, err))) goto done;
+    } else {
+        unlink(tj);
+    }
+    if (!b->chat_template && !b->bos_token && !b->eos_token && !b->tok) {
+        unlink(tc);
+        goto done;
+    }
+    root = cJSON_CreateObject();
+    if (!root) goto nomem;
+    if (b->chat_template && !cJSON_AddStringToObject(root, "chat_template", b->chat_template)) goto nomem;
+    if (b->bos_token && !cJSON_AddStringToObject(root, "bos_token", b->bos_token)) goto nomem;
+    if (b->eos_token && !cJSON_AddStringToObject(root, "eos_token", b->eos_token)) goto nomem;
+    if (!cJSON_AddBoolToObject(root, "add_bos_token", b->add_bos)) goto nomem;
+    json = cJSON_Print(root);
+    if (!json) goto nomem;
+    rc = file_write_atomic(tc, json, strlen(json), err);
+    goto done;
+nomem:
+    rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+done:
+    cJSON_Delete(root);
+    free(json);
+    free(tj);
+    free(tc);
+    free(ej);
+    free(vb);
     return rc;
 }

@@ -71,6 +71,14 @@ int model_load_weights(model *m, const char *path, rlhf_error *err);
  * caller's (tok_close); RLHF_ERR_NOT_FOUND for a GGUF file without a vocabulary. */
 int model_load_tokenizer(tokenizer **out, const char *path, rlhf_error *err);
 
+/* Writes the bundle as a Hugging Face directory `dir`: config.json + model.safetensors
+ * (checkpoint_save), tokenizer.json when it has a tokenizer (tok_save), and tokenizer_config.json
+ * with the chat template, BOS/EOS texts and add_bos_token when it has any of them, so that
+ * model_load(dir) gives back the same model, tokenizer and template. Every file is written
+ * atomically; a file of another model already in dir that this bundle lacks (a tokenizer.json
+ * when it has no tokenizer) is removed, so the directory never pairs two models' parts. */
+int model_bundle_save(const model_bundle *b, const char *dir, rlhf_error *err);
+
 /* Reads generation_config.json text into d (fields absent stay unset). `path` names the file in
  * messages. */
 int model_load_parse_generation_config(model_gen_defaults *d, const char *json, const char *path, rlhf_error *err);

@@ -94,11 +94,14 @@ run "$rlhf" model convert --from llama2c "$tmp/cut.bin" --out "$tmp/cutconv"
 check "convert a truncated .bin: exit 1 naming file and tensor" '[ $rc -eq 1 ] && [[ $err == *"$tmp/cut.bin: truncated: the file ends inside tensor \"w1\" of layer 2 (model.layers.2.mlp.gate_proj.weight)"* ]]'
 check "failed convert wrote nothing" '[ ! -e "$tmp/cutconv/model.safetensors" ]'
 run "$rlhf" model convert --from gguf "$bin" --out "$tmp/x"
-check "convert --from gguf: exit 2" '[ $rc -eq 2 ] && [[ $err == *"only '"'"'llama2c'"'"'"* ]]'
+check "convert --from gguf of a llama2.c file: exit 1 naming the real format" '[ $rc -eq 1 ] && [[ $err == *"is a llama2c file, not gguf (use --from llama2c)"* ]]'
+check "the refused convert wrote nothing" '[ ! -e "$tmp/x" ]'
+run "$rlhf" model convert --from onnx "$bin" --out "$tmp/x"
+check "convert --from onnx: exit 2" '[ $rc -eq 2 ] && [[ $err == *"expected llama2c or gguf, got '"'"'onnx'"'"'"* ]]'
 run "$rlhf" model convert --from llama2c --out "$tmp/x"
-check "convert without FILE: exit 2" '[ $rc -eq 2 ] && [[ $err == *"FILE.bin is required"* ]]'
+check "convert without FILE: exit 2" '[ $rc -eq 2 ] && [[ $err == *"the file to convert is required"* ]]'
 run "$rlhf" model convert --from llama2c "$tmp/missing.bin" --out "$tmp/x"
-check "convert a missing file: exit 1" '[ $rc -eq 1 ] && [[ $err == *"$tmp/missing.bin: cannot open"* ]]'
+check "convert a missing file: exit 1" '[ $rc -eq 1 ] && [[ $err == *"$tmp/missing.bin: no such model directory or file"* ]]'
 
 # ---- loss ----
 run "$rlhf" loss --model "$tmp/s260" --tokens "1 461 461 401 401 401 461 378"

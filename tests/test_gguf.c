@@ -342,6 +342,21 @@ static void test_model(model_family fam, uint32_t type, double tol) {
         for (int v = 0; v < 320; v++) worst = fmax(worst, fabs((double)lg[v] - lo[v]));
         CHECK(worst <= tol, "%s %s: logits within the type's error of the float model (%g <= %g)", fname, tname, worst, tol);
         free(lg), free(lh), free(lo);
+        /* `rlhf model convert --from gguf`: the bundle saved as an HF directory loads back the same */
+        char conv[4096];
+        snprintf(conv, sizeof conv, "%s/%s-%s-converted", test_tmpdir(), fname, tname);
+        CHECK(model_bundle_save(&g, conv, &err) == 0, "%s %s: save the GGUF bundle as HF: %s", fname, tname, err.msg);
+        model_bundle cb;
+        if (model_load(&cb, conv, &err) == 0) {
+            CHECK(cb.m.n_floats == g.m.n_floats && memcmp(cb.m.params, g.m.params, g.m.n_floats * sizeof(float)) == 0 &&
+                      cb.m.config.family == g.m.config.family && cb.m.config.tied_embeddings == g.m.config.tied_embeddings,
+                  "%s %s: converted directory has the GGUF's weights and config", fname, tname);
+            CHECK(cb.chat_template && strcmp(cb.chat_template, g.chat_template) == 0 && !cb.tok,
+                  "%s %s: converted directory keeps the chat template (tokenizer_config.json)", fname, tname);
+            model_load_free(&cb);
+        } else {
+            CHECK(0, "%s %s: load the converted directory: %s", fname, tname, err.msg);
+        }
         /* the weights-only loader of `rlhf model info / loss / logits / pretrain --model` */
         model w;
         CHECK(model_load_weights(&w, path, &err) == 0, "%s %s: model_load_weights reads GGUF: %s", fname, tname, err.msg);
