@@ -15,6 +15,7 @@
 #include <cjson/cJSON.h>
 
 #include "src/fileio.h"
+#include "src/quants.h"
 #include "src/safetensors.h"
 
 const char *gguf_tensor_type_name(uint32_t type) {
@@ -111,8 +112,11 @@ static uint64_t tensor_bytes(uint32_t type, uint64_t numel, uint64_t ne0) {
     switch (type) {
     case GGUF_TENSOR_F32: return numel * 4;
     case GGUF_TENSOR_F16: case GGUF_TENSOR_BF16: return numel * 2;
-    case GGUF_TENSOR_Q8_0: return ne0 % 32 ? 0 : numel / 32 * 34;
-    default: return 0;
+    default: {
+        int elems, bytes;
+        if (!quant_block_info(type, &elems, &bytes) || ne0 % (uint64_t)elems) return 0;
+        return numel / (uint64_t)elems * (uint64_t)bytes;
+    }
     }
 }
 
@@ -354,21 +358,18 @@ int gguf_tensor_read_f32(const gguf_file *f, const gguf_tensor *t, float *out, r
     case GGUF_TENSOR_BF16:
         safetensors_bf16_array_to_f32(out, src, n);
         return RLHF_OK;
-    case GGUF_TENSOR_Q8_0:
-        if (t->n_bytes == 0) break;
-        /* blocks of 32: an f16 scale d, then 32 int8 q; value = d * q */
-        for (size_t b = 0; b < n / 32; b++) {
-            const unsigned char *blk = src + b * 34;
-            uint16_t h;
-            memcpy(&h, blk, 2);
-            const float d = safetensors_f16_to_f32(h);
-            for (int k = 0; k < 32; k++) out[b * 32 + (size_t)k] = d * (float)(int8_t)blk[2 + k];
-        }
+    default: {
+        int elems;
+        if (t->n_bytes == 0 || !quant_block_info(t->type, &elems, NULL)) break;
+        quant_dequantize(t->type, src, n / (size_t)elems, out);
         return RLHF_OK;
-    default:
-        break;
     }
-    return rlhf_errorf(err, RLHF_ERR_UNSUPPORTED, "%s: tensor '%.*s' has type %s, which is not supported (F32, F16, BF16, Q8_0 are)",
+    }
+    if (t->n_bytes == 0 && quant_block_info(t->type, NULL, NULL))
+        return rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: tensor '%.*s' (%s) has rows of %llu values, not a whole number of blocks",
+                           f->path, (int)t->name_len, t->name, gguf_tensor_type_name(t->type), (unsigned long long)t->ne[0]);
+    return rlhf_errorf(err, RLHF_ERR_UNSUPPORTED, "%s: tensor '%.*s' has type %s, which is not supported (F32, F16, BF16, "
+                       "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K are)",
                        f->path, (int)t->name_len, t->name, gguf_tensor_type_name(t->type));
 }
 

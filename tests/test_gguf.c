@@ -379,10 +379,15 @@ static void test_refusals(void) {
     snprintf(path, sizeof path, "%s/falcon.gguf", test_tmpdir());
     write_model_gguf(&m, path, GGUF_TENSOR_F32, "falcon");
     CHECK(model_load(&b, path, &err) == RLHF_ERR_UNSUPPORTED && strstr(err.msg, "falcon"), "unknown architecture: %s", err.msg);
+    snprintf(path, sizeof path, "%s/iq2.gguf", test_tmpdir());
+    write_model_gguf(&m, path, 16 /* IQ2_XXS */, NULL);
+    CHECK(model_load(&b, path, &err) == RLHF_ERR_UNSUPPORTED && strstr(err.msg, "IQ2_XXS") && strstr(err.msg, "token_embd"),
+          "unsupported tensor type named: %s", err.msg);
+    /* a k-quant needs rows of whole 256-value super-blocks; this model's rows are 64 long */
     snprintf(path, sizeof path, "%s/q4k.gguf", test_tmpdir());
     write_model_gguf(&m, path, 12 /* Q4_K */, NULL);
-    CHECK(model_load(&b, path, &err) == RLHF_ERR_UNSUPPORTED && strstr(err.msg, "Q4_K") && strstr(err.msg, "token_embd"),
-          "unsupported tensor type named: %s", err.msg);
+    CHECK(model_load(&b, path, &err) == RLHF_ERR_FORMAT && strstr(err.msg, "Q4_K") && strstr(err.msg, "whole number of blocks"),
+          "rows that are not whole blocks refused: %s", err.msg);
     /* truncated: the last tensor runs past the end */
     gguf_writer w = {0};
     kv_str(&w, "general.architecture", "llama");
