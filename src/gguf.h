@@ -7,8 +7,9 @@
  * `general.alignment` (default 32); the tensor data. All little-endian.
  *
  * The file is mapped read-only and every offset, length and count is checked against its size
- * before use. Tensors of type F32, F16, BF16 and Q8_0 are dequantised to float32 on read;
- * other types are listed but refused by name ("Q4_K is not supported").
+ * before use. Tensors of type F32, F16, BF16 and the block formats of quants.h (Q4_0 ... Q8_0,
+ * Q2_K ... Q6_K) are dequantised to float32 on read; other types are listed but refused by name
+ * ("IQ2_XXS is not supported").
  *
  * gguf_load_model maps a llama- or gpt2-architecture file onto the project's model (Hugging
  * Face layout, see model.h):
@@ -114,7 +115,8 @@ int gguf_array_string(const gguf_kv *kv, uint64_t i, const char **s, size_t *len
 /* Tensor lookup; NULL if absent. */
 const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name);
 /* Dequantises tensor t into out (t->numel floats, ggml order). RLHF_ERR_UNSUPPORTED for types
- * other than F32/F16/BF16/Q8_0 (the message names the tensor and its type). */
+ * this reader lacks, RLHF_ERR_FORMAT for a block format whose rows are not whole blocks (the
+ * message names the tensor and its type). */
 int gguf_tensor_read_f32(const gguf_file *f, const gguf_tensor *t, float *out, rlhf_error *err);
 
 /* Builds m (need not be initialised) from a llama/gpt2 GGUF file. On success m owns its
