@@ -68,6 +68,16 @@ static void annotate_forever(const char *path, int fd, uint64_t seed) {
     }
 }
 
+/* Appends one reported annotation to the growing log. */
+static void log_push(saved **log, size_t *n, size_t *cap, saved rec) {
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 1024;
+        *log = realloc(*log, *cap * sizeof **log);
+        if (!*log) abort();
+    }
+    (*log)[(*n)++] = rec;
+}
+
 int main(void) {
     char path[4200];
     snprintf(path, sizeof path, "%s/crash.db", test_tmpdir());
@@ -115,11 +125,7 @@ int main(void) {
         if (it % 2 == 1) {
             saved first;
             if (read(fds[0], &first, sizeof first) == (ssize_t)sizeof first) {
-                if (n_saved == cap) {
-                    cap = cap ? cap * 2 : 1024;
-                    log = realloc(log, cap * sizeof *log);
-                }
-                log[n_saved++] = first;
+                log_push(&log, &n_saved, &cap, first);
                 after_first++;
             }
         }
@@ -131,13 +137,7 @@ int main(void) {
         if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) kills++;
         else early_exits++;
         saved rec;
-        while (read(fds[0], &rec, sizeof rec) == (ssize_t)sizeof rec) {
-            if (n_saved == cap) {
-                cap = cap ? cap * 2 : 1024;
-                log = realloc(log, cap * sizeof *log);
-            }
-            log[n_saved++] = rec;
-        }
+        while (read(fds[0], &rec, sizeof rec) == (ssize_t)sizeof rec) log_push(&log, &n_saved, &cap, rec);
         close(fds[0]);
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
