@@ -646,23 +646,6 @@ static char *dup_n(const char *s, size_t n) {
     return p;
 }
 
-/* Writes `text` to dir/name. */
-static int write_in(const char *dir, const char *name, const void *data, size_t len, rlhf_error *err) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    return file_write_atomic(path, data, len, err);
-}
-
-static int remove_dir(const char *dir) {
-    static const char *const names[] = {"tokenizer.json", "tokenizer.bin", "tokenizer_config.json"};
-    char path[4096];
-    for (int i = 0; i < 3; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        unlink(path);
-    }
-    return rmdir(dir);
-}
-
 /* A set of strings (open addressing, FNV-1a) to keep the first id of duplicated pieces. */
 typedef struct {
     const char **keys;
@@ -841,8 +824,8 @@ static unsigned char *build_spm_bin(const gguf_kv *tokens, const gguf_kv *scores
 
 int gguf_load_tokenizer(tokenizer **out, const gguf_file *f, rlhf_error *err) {
     *out = NULL;
-    char *kind = NULL, *pre = NULL;
-    char dir[4096] = {0};
+    char *kind = NULL, *pre = NULL, *data = NULL, *cfg_json = NULL;
+    size_t data_len = 0;
     int rc = gguf_get_string(f, "tokenizer.ggml.model", &kind, NULL);
     if (rc) return rlhf_errorf(err, RLHF_ERR_NOT_FOUND, "%s: no tokenizer in the metadata", f->path);
     const gguf_kv *tokens = gguf_find_kv(f, "tokenizer.ggml.tokens");
@@ -859,39 +842,23 @@ int gguf_load_tokenizer(tokenizer **out, const gguf_file *f, rlhf_error *err) {
     gguf_get_int(f, "tokenizer.ggml.bos_token_id", &bos, NULL);
     gguf_get_int(f, "tokenizer.ggml.eos_token_id", &eos, NULL);
     gguf_get_int(f, "tokenizer.ggml.padding_token_id", &pad, NULL);
-    const char *t = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/rlhf-gguf-tok-XXXXXX", t && *t ? t : "/tmp");
-    if (!mkdtemp(dir)) {
-        rc = rlhf_errorf(err, RLHF_ERR_IO, "cannot create a temporary directory for the GGUF tokenizer: %s", strerror(errno));
-        dir[0] = 0;
-        goto done;
-    }
     if (strcmp(kind, "gpt2") == 0) {
         if (!merges) {
             rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: a gpt2 tokenizer needs tokenizer.ggml.merges", f->path);
             goto done;
         }
-        char *json = build_bpe_json(f, tokens, types, merges, pre);
-        if (!json) {
-            rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory building the tokenizer");
-            goto done;
-        }
-        rc = write_in(dir, "tokenizer.json", json, strlen(json), err);
-        free(json);
+        data = build_bpe_json(f, tokens, types, merges, pre);
+        if (data) data_len = strlen(data);
     } else if (strcmp(kind, "llama") == 0) {
-        size_t len;
-        unsigned char *bin = build_spm_bin(tokens, scores, bos, eos, &len);
-        if (!bin) {
-            rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory building the tokenizer");
-            goto done;
-        }
-        rc = write_in(dir, "tokenizer.bin", bin, len, err);
-        free(bin);
+        data = (char *)build_spm_bin(tokens, scores, bos, eos, &data_len);
     } else {
         rc = rlhf_errorf(err, RLHF_ERR_UNSUPPORTED, "%s: tokenizer model '%s' is not supported (gpt2 and llama are)", f->path, kind);
         goto done;
     }
-    if (rc) goto done;
+    if (!data) {
+        rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory building the tokenizer");
+        goto done;
+    }
     /* the special tokens' texts, so the tokenizer knows which ids are BOS/EOS/PAD */
     {
         cJSON *cfg = cJSON_CreateObject();
@@ -905,20 +872,18 @@ int gguf_load_tokenizer(tokenizer **out, const gguf_file *f, rlhf_error *err) {
             if (name) cJSON_AddStringToObject(cfg, keys[k], name);
             free(name);
         }
-        char *cj = cJSON_PrintUnformatted(cfg);
+        cfg_json = cJSON_PrintUnformatted(cfg);
         cJSON_Delete(cfg);
-        if (!cj) {
+        if (!cfg_json) {
             rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
             goto done;
         }
-        rc = write_in(dir, "tokenizer_config.json", cj, strlen(cj), err);
-        free(cj);
-        if (rc) goto done;
     }
-    rc = tok_load(out, dir, err);
+    rc = tok_load_buffer(out, f->path, data, data_len, cfg_json, err);
     if (rc) rlhf_error_prefix(err, "%s: tokenizer built from GGUF metadata: ", f->path);
 done:
-    if (dir[0]) remove_dir(dir);
+    free(data);
+    free(cfg_json);
     free(kind);
     free(pre);
     return rc;

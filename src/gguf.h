@@ -23,8 +23,8 @@
  *
  * gguf_load_tokenizer builds a tokenizer from tokenizer.ggml.* (model "gpt2": byte-level BPE
  * with its merges, pre-tokenizer chosen by tokenizer.ggml.pre; model "llama": SentencePiece
- * with scores) by writing the equivalent tokenizer file to a temporary path and loading it
- * with tok_load, which is the only constructor tokenizer.h offers. */
+ * with scores) by building the equivalent tokenizer.json / tokenizer.bin in memory and loading
+ * it with tok_load_buffer. */
 #ifndef RLHF_GGUF_H
 #define RLHF_GGUF_H
 

@@ -537,6 +537,8 @@ fail:
 }
 
 /* BOS/EOS/PAD named in tokenizer_config.json beside the tokenizer, as a string or {"content"}. */
+static void apply_config_specials(tokenizer *t, const char *text, size_t len);
+
 static void read_config_specials(tokenizer *t, const char *dir) {
     char *path = path_join(dir, "tokenizer_config.json");
     char *text = NULL;
@@ -544,8 +546,13 @@ static void read_config_specials(tokenizer *t, const char *dir) {
     int ok = path && file_exists(path) && file_read_all(path, &text, &len, NULL) == RLHF_OK;
     free(path);
     if (!ok) return;
-    cJSON *root = cJSON_ParseWithLength(text, len);
+    apply_config_specials(t, text, len);
     free(text);
+}
+
+/* The BOS/EOS/PAD names of a tokenizer_config.json text, looked up among the special tokens. */
+static void apply_config_specials(tokenizer *t, const char *text, size_t len) {
+    cJSON *root = cJSON_ParseWithLength(text, len);
     if (!root) return; /* the tokenizer itself is fine; its names were guessed already */
     static const char *const keys[] = {"bos_token", "eos_token", "pad_token"};
     int32_t *slots[] = {&t->bos, &t->eos, &t->pad};
@@ -731,21 +738,19 @@ fail:
 /* ---- tok_load ---- */
 
 
-static int load_file(tokenizer *t, const char *path, rlhf_error *err) {
-    char *data = NULL;
-    size_t len;
-    int rc = file_read_all(path, &data, &len, err);
-    if (rc) return rc;
+/* A tokenizer.json, a GPT-2 encoder.json (only when `path` names a real file, whose vocab.bpe is
+ * read from beside it) or a llama2.c tokenizer.bin, from its bytes. `path` names it in messages. */
+static int load_data(tokenizer *t, const char *path, int on_disk, const char *data, size_t len, rlhf_error *err) {
+    int rc;
     size_t i = 0;
     while (i < len && (data[i] == ' ' || data[i] == '\n' || data[i] == '\r' || data[i] == '\t')) i++;
     if (i < len && data[i] == '{') {
         cJSON *root = parse_json(path, data, len, err);
-        if (!root) {
-            free(data);
-            return RLHF_ERR_FORMAT;
-        }
+        if (!root) return RLHF_ERR_FORMAT;
         if (cJSON_IsObject(jget(root, "model"))) {
             rc = load_hf_json(t, path, root, err);
+        } else if (!on_disk) {
+            rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: not a tokenizer.json (no \"model\")", path);
         } else {
             /* a GPT-2 encoder.json: its merges are in vocab.bpe beside it */
             char *dir = dir_of(path), *bpe = dir ? path_join(dir, "vocab.bpe") : NULL;
@@ -764,8 +769,32 @@ static int load_file(tokenizer *t, const char *path, rlhf_error *err) {
     } else {
         rc = load_llama2c(t, path, (const unsigned char *)data, len, err);
     }
+    return rc;
+}
+
+static int load_file(tokenizer *t, const char *path, rlhf_error *err) {
+    char *data = NULL;
+    size_t len;
+    int rc = file_read_all(path, &data, &len, err);
+    if (rc) return rc;
+    rc = load_data(t, path, 1, data, len, err);
     free(data);
     return rc;
+}
+
+int tok_load_buffer(tokenizer **out, const char *name, const void *data, size_t len, const char *config_json,
+                    rlhf_error *err) {
+    *out = NULL;
+    tokenizer *t = tok_alloc();
+    if (!t) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory loading %s", name);
+    int rc = load_data(t, name, 0, (const char *)data, len, err);
+    if (rc) {
+        tok_close(&t);
+        return rc;
+    }
+    if (config_json) apply_config_specials(t, config_json, strlen(config_json));
+    *out = t;
+    return RLHF_OK;
 }
 
 int tok_load(tokenizer **out, const char *path, rlhf_error *err) {

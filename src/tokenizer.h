@@ -48,6 +48,12 @@ int tok_load(tokenizer **out, const char *path, rlhf_error *err);
 /* The built-in byte tokenizer: 256 ids, id b is byte b, no merges, no special tokens. For tests
  * and for pre-training without a vocabulary; tok_save writes it as a valid ByteLevel BPE file. */
 int tok_new_bytes(tokenizer **out, rlhf_error *err);
+/* A tokenizer from bytes in memory: the text of a tokenizer.json or the contents of a llama2.c
+ * tokenizer.bin (as tok_load reads them; a GPT-2 encoder.json needs its vocab.bpe and is not
+ * accepted here). `config_json` (may be NULL) is tokenizer_config.json text naming the BOS/EOS/
+ * PAD tokens; `name` names the source in messages. Same ownership and errors as tok_load. */
+int tok_load_buffer(tokenizer **out, const char *name, const void *data, size_t len, const char *config_json,
+                    rlhf_error *err);
 
 /* Frees the tokenizer (and the calling thread's encoder scratch) and sets *t to NULL; safe on
  * NULL and on a pointer to NULL. */

@@ -644,6 +644,16 @@ int main(void) {
     test_model(MODEL_FAMILY_GPT2, GGUF_TENSOR_Q8_0, 1e-2);
     test_refusals();
     {
+        /* tok_load_buffer (what the GGUF tokenizer is built through) names its source on errors */
+        tokenizer *t = NULL;
+        rlhf_error err = {0};
+        const char enc[] = "{\"hello\": 0}";
+        CHECK(tok_load_buffer(&t, "mem", enc, strlen(enc), NULL, &err) == RLHF_ERR_FORMAT && !t && strstr(err.msg, "mem:"),
+              "an encoder.json in memory is refused (its vocab.bpe cannot be found): %s", err.msg);
+        CHECK(tok_load_buffer(&t, "mem", "{", 1, NULL, &err) == RLHF_ERR_FORMAT && !t && strstr(err.msg, "mem"),
+              "bad JSON in memory refused: %s", err.msg);
+    }
+    {
         /* a GGUF model without a vocabulary: the tokenizer loader says so */
         char path[4096];
         snprintf(path, sizeof path, "%s/llama-F32.gguf", test_tmpdir());
