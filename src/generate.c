@@ -707,13 +707,15 @@ static int run_sampling(const model *m, const tokenizer *tok, const gen_params *
         int n_todo = 0;
         for (int k = 0; k < N && !interrupted; k++)
             if (!cs[k].done) todo[n_todo++] = k;
-#pragma omp parallel for schedule(dynamic, 1) if (n_todo > 1 && n_chains > 1)
+        /* num_threads: exactly one chain per thread; a larger team would share chains[0] */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(n_chains) if (n_todo > 1 && n_chains > 1)
         for (int i = 0; i < n_todo; i++) {
             const int k = todo[i];
             const float *logits = gen_decoder_logits(&d, k);
             sampler_context ctx = {cs[k].hist, cs[k].n_hist, &cs[k].rng};
             int tid = omp_get_thread_num();
-            const int32_t id = sampler_chain_sample(&chains[tid < n_chains ? tid : 0], logits, &ctx);
+            assert(tid < n_chains);
+            const int32_t id = sampler_chain_sample(&chains[tid], logits, &ctx);
             float loss, lse;
             crossentropy_forward(&loss, &lse, logits, &id, 1, V); /* log p = -(lse - logit) */
             drawn[k] = id;

@@ -470,6 +470,27 @@ int gguf_load_model(model *m, const gguf_file *f, rlhf_error *err) {
         rc = rlhf_errorf(err, RLHF_ERR_NOT_FOUND, "%s: tensor 'token_embd.weight' is missing or not 2-D", f->path);
         goto fail;
     }
+    /* the vocabulary comes from this tensor, so its other side must be the embedding width now,
+     * before anything is read into buffers sized from it */
+    if (te->ne[0] != (uint64_t)C || te->ne[1] > (uint64_t)INT32_MAX / 2) {
+        rc = rlhf_errorf(err, RLHF_ERR_SHAPE, "%s: tensor 'token_embd.weight' is %llu x %llu, expected %lld x vocabulary",
+                         f->path, (unsigned long long)te->ne[0], (unsigned long long)te->ne[1], (long long)C);
+        goto fail;
+    }
+    /* Llama 3.1-style frequency scaling changes every rotary angle; refused, as config.json's
+     * rope_scaling is, rather than loaded as plain RoPE */
+    char rope_key[128];
+    snprintf(rope_key, sizeof rope_key, "%s.rope.scaling.type", arch);
+    char *scaling = NULL;
+    gguf_get_string(f, rope_key, &scaling, NULL);
+    const int scaled = (scaling && strcmp(scaling, "none") != 0) || gguf_find_tensor(f, "rope_freqs.weight");
+    if (scaled) {
+        rc = rlhf_errorf(err, RLHF_ERR_UNSUPPORTED, "%s: RoPE scaling (%s) is not supported", f->path,
+                         scaling && strcmp(scaling, "none") != 0 ? scaling : "rope_freqs.weight");
+        free(scaling);
+        goto fail;
+    }
+    free(scaling);
     c.n_layers = (int)L_;
     c.dim = (int)C;
     c.ffn_dim = (int)F;
@@ -563,7 +584,7 @@ int gguf_load_model(model *m, const gguf_file *f, rlhf_error *err) {
     /* A tensor this mapping does not consume would make the model silently different. */
     for (int64_t i = 0; i < f->n_tensors; i++) {
         const gguf_tensor *t = &f->tensors[i];
-        if (L.used[i] || key_is(t->name, t->name_len, "rope_freqs.weight")) continue;
+        if (L.used[i]) continue;
         rc = rlhf_errorf(err, RLHF_ERR_UNSUPPORTED, "%s: tensor '%.*s' has no place in a %s model", f->path, (int)t->name_len,
                          t->name, arch);
         goto fail;

@@ -16,6 +16,7 @@
  *  - context overflow is refused (or the prompt truncated on request), streaming callbacks and
  *    the stop flag interrupt cleanly, stop strings cut the text. */
 #include <math.h>
+#include <omp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -163,8 +164,12 @@ static void test_stories(model_rope_layout layout) {
     model_free(&m);
 }
 
-/* Each of N batched candidates equals the same seed's candidate generated alone. */
-static void test_candidates_reproducible(void) {
+/* Each of N batched candidates equals the same seed's candidate generated alone, also when
+ * OpenMP offers more threads than there are candidates (each thread must get its own sampler
+ * chain; sharing one corrupted its candidate list). */
+static void test_candidates_reproducible(int N, int threads) {
+    const int saved_threads = omp_get_max_threads();
+    omp_set_num_threads(threads);
     model m;
     rlhf_error err = {0};
     if (llama2c_load(&m, test_data_path("stories260K/stories260K.bin"), MODEL_ROPE_HALF, &err)) {
@@ -177,18 +182,20 @@ static void test_candidates_reproducible(void) {
     p.sampling.temperature = 1.0f;
     p.sampling.top_p = 0.95f;
     p.sampling.repeat_penalty = 1.1f;
+    p.sampling.top_k = 40;
     p.seed = 2024;
-    p.n = 4;
+    p.n = N;
     p.max_tokens = 60;
     gen_result batch;
     int rc = gen_run(&m, NULL, prompt, 3, &p, &batch, &err);
     CHECK(rc == 0, "batched run: %s", err.msg);
     if (rc) {
         model_free(&m);
+        omp_set_num_threads(saved_threads);
         return;
     }
     int lengths_differ = 0, texts_differ = 0;
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < N; k++) {
         gen_params p1 = p;
         p1.n = 1;
         p1.first_index = k;
@@ -198,7 +205,7 @@ static void test_candidates_reproducible(void) {
         if (rc) continue;
         const gen_candidate *a = &batch.cands[k], *b = &one.cands[0];
         CHECK(a->n_ids == b->n_ids && memcmp(a->ids, b->ids, (size_t)a->n_ids * sizeof(int32_t)) == 0,
-              "candidate %d of a batch of 4 == candidate %d alone (same ids)", k, k);
+              "candidate %d of a batch of %d (%d threads) == candidate %d alone (same ids)", k, N, threads, k);
         CHECK(a->n_ids == b->n_ids && memcmp(a->logprobs, b->logprobs, (size_t)a->n_ids * sizeof(float)) == 0,
               "candidate %d: per-token logprobs bit-identical", k);
         CHECK(a->finish == b->finish && a->index == k && b->index == k, "candidate %d: same finish and index", k);
@@ -213,6 +220,7 @@ static void test_candidates_reproducible(void) {
     (void)lengths_differ;
     gen_result_free(&batch);
     model_free(&m);
+    omp_set_num_threads(saved_threads);
 }
 
 /* ---- the matmul and the batched step ---- */
@@ -536,7 +544,8 @@ int main(void) {
     test_batched_step(MODEL_FAMILY_GPT2);
     test_stories(MODEL_ROPE_INTERLEAVED);
     test_stories(MODEL_ROPE_HALF);
-    test_candidates_reproducible();
+    test_candidates_reproducible(4, 2);
+    test_candidates_reproducible(2, 8);
     test_beam_exhaustive(MODEL_FAMILY_LLAMA, -1, 1.0f, 25);
     test_beam_exhaustive(MODEL_FAMILY_GPT2, -1, 1.0f, 25);
     test_beam_exhaustive(MODEL_FAMILY_LLAMA, 4, 0.0f, 125);

@@ -164,6 +164,10 @@ static int gw_write(gguf_writer *w, const char *path, size_t truncate_to) {
 }
 
 /* Converts m as llama.cpp's converter does. */
+/* Deliberate defects write_model_gguf can put in a file (for the refusal tests). */
+enum { DEFECT_NONE = 0, DEFECT_EMBD_SHAPE, DEFECT_ROPE_FREQS, DEFECT_ROPE_SCALING };
+static int g_defect;
+
 static void write_model_gguf(const model *m, const char *path, uint32_t type, const char *arch_override) {
     const model_config *c = &m->config;
     const int gpt2 = c->family == MODEL_FAMILY_GPT2;
@@ -187,11 +191,16 @@ static void write_model_gguf(const model *m, const char *path, uint32_t type, co
         kv_f32(&w, K("attention.layer_norm_rms_epsilon"), c->norm_eps);
         kv_f32(&w, K("rope.freq_base"), c->rope_theta);
         kv_u32(&w, K("rope.dimension_count"), (uint32_t)HS);
+        if (g_defect == DEFECT_ROPE_SCALING) kv_str(&w, K("rope.scaling.type"), "linear");
     }
 #undef K
     float *tmp = malloc((size_t)(3 * C + 2 * F) * (size_t)(C > F ? C : F) * sizeof(float) + (size_t)V * C * 4);
     const model_weights *wt = &m->w;
-    tensor(&w, "token_embd.weight", wt->tok_emb, (uint64_t)C, (uint64_t)V, type);
+    if (g_defect == DEFECT_EMBD_SHAPE) /* the same bytes declared (2C, V/2): a wrong width */
+        tensor(&w, "token_embd.weight", wt->tok_emb, (uint64_t)(2 * C), (uint64_t)(V / 2), type);
+    else
+        tensor(&w, "token_embd.weight", wt->tok_emb, (uint64_t)C, (uint64_t)V, type);
+    if (g_defect == DEFECT_ROPE_FREQS) tensor(&w, "rope_freqs.weight", wt->lnf_w, (uint64_t)(HS / 2), 0, type);
     if (gpt2) tensor(&w, "position_embd.weight", wt->pos_emb, (uint64_t)C, (uint64_t)c->context, type);
     char n[96];
 #define T(suffix, x, ne0, ne1) (snprintf(n, sizeof n, "blk.%d.%s", l, suffix), tensor(&w, n, (x), (ne0), (ne1), type))
@@ -388,6 +397,31 @@ static void test_refusals(void) {
     write_model_gguf(&m, path, 12 /* Q4_K */, NULL);
     CHECK(model_load(&b, path, &err) == RLHF_ERR_FORMAT && strstr(err.msg, "Q4_K") && strstr(err.msg, "whole number of blocks"),
           "rows that are not whole blocks refused: %s", err.msg);
+    /* defects that must be refused by name, never loaded (an embedding of the wrong width used
+     * to overflow a buffer sized from it when the model has an output matrix) */
+    model u;
+    random_model(&u, MODEL_FAMILY_GPT2);
+    const struct {
+        int defect;
+        const model *m;
+        const char *needle;
+        int code;
+    } defects[] = {
+        {DEFECT_EMBD_SHAPE, &u, "token_embd.weight", RLHF_ERR_SHAPE},
+        {DEFECT_EMBD_SHAPE, &m, "token_embd.weight", RLHF_ERR_SHAPE},
+        {DEFECT_ROPE_FREQS, &m, "rope_freqs", RLHF_ERR_UNSUPPORTED},
+        {DEFECT_ROPE_SCALING, &m, "linear", RLHF_ERR_UNSUPPORTED},
+    };
+    for (size_t k = 0; k < sizeof defects / sizeof defects[0]; k++) {
+        char dpath[4096 + 32]; /* room for the longest temporary directory plus the name */
+        snprintf(dpath, sizeof dpath, "%s/defect-%c.gguf", test_tmpdir(), (char)('a' + k));
+        g_defect = defects[k].defect;
+        write_model_gguf(defects[k].m, dpath, GGUF_TENSOR_F32, NULL);
+        g_defect = DEFECT_NONE;
+        CHECK(model_load(&b, dpath, &err) == defects[k].code && strstr(err.msg, defects[k].needle),
+              "defect %zu refused naming '%s': %s", k, defects[k].needle, err.msg);
+    }
+    model_free(&u);
     /* truncated: the last tensor runs past the end */
     gguf_writer w = {0};
     kv_str(&w, "general.architecture", "llama");
