@@ -102,7 +102,7 @@ static const char *const HELP =
     "                            the system message unless --system is given)\n"
     "      --show-prompt         print the prompt text that was built before generating\n"
     "  -s, --strategy S          greedy (default), sample, or beam\n"
-    "      --beams N             beam search width (default 4 with --strategy beam)\n"
+    "      --beams N             beam search width (default 4 with --strategy beam; implies it)\n"
     "      --length-penalty X    beam score = sum logprob / length^X (default 1)\n"
     "      --early-stopping      stop beam search once --beams hypotheses are finished\n"
     "  -t, --temperature T       sampling temperature (0 = greedy); implies --strategy sample\n"
@@ -275,6 +275,41 @@ static int spec_parse(const char *spec, run_settings *rs) {
     return 0;
 }
 
+/* Settings that would be silently ignored are refused instead: beam search uses neither the
+ * sampling filters nor penalties nor stop strings, and returns at most --beams candidates.
+ * Prints the reason (prefixed with `where`, e.g. the --compare spec) and returns 2, else 0. */
+static int settings_check(const run_settings *rs, int n_stop, const char *where) {
+    /* --beams alone implies beam search, as num_beams > 1 does in Hugging Face's generate */
+    const int beam = rs->strategy_set ? rs->strategy == GEN_STRATEGY_BEAM : rs->set[K_BEAMS];
+    if (!beam) {
+        if (rs->set[K_BEAMS] || rs->set[K_LENGTH_PENALTY] || rs->set[K_EARLY_STOPPING]) {
+            out_error("%s--beams, --length-penalty and --early-stopping need --strategy beam", where);
+            return 2;
+        }
+        return 0;
+    }
+    static const int ignored[] = {K_TEMPERATURE, K_TOP_K, K_TOP_P, K_MIN_P, K_REPEAT, K_PRESENCE, K_FREQUENCY};
+    for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++)
+        if (rs->set[ignored[i]]) {
+            for (int k = 0; k < N_SETTINGS; k++)
+                if ((int)g_settings[k].key == ignored[i])
+                    out_error("%s--%s has no effect on beam search (it applies to greedy and sampling)", where,
+                              g_settings[k].name);
+            return 2;
+        }
+    if (n_stop > 0) {
+        out_error("%s--stop is not supported with beam search", where);
+        return 2;
+    }
+    const int beams = rs->set[K_BEAMS] ? (int)rs->f[K_BEAMS] : 4;
+    if (rs->set[K_N] && (int)rs->f[K_N] > beams) {
+        out_error("%sbeam search returns at most --beams (%d) candidates; --n %d asks for more", where, beams,
+                  (int)rs->f[K_N]);
+        return 2;
+    }
+    return 0;
+}
+
 /* ---- resolving a run's gen_params ---- */
 
 typedef struct {
@@ -285,11 +320,12 @@ typedef struct {
     int n_prompt;
 } run_context;
 
-static void resolve_params(const run_context *rc, const run_settings *rs, gen_params *p, int *max_explicit) {
+static void resolve_params(const run_context *rc, const run_settings *rs, gen_params *p) {
     const model_gen_defaults *d = &rc->b->defaults;
     gen_params_default(p);
     const int sampling_flag = rs->set[K_TEMPERATURE] || rs->set[K_TOP_K] || rs->set[K_TOP_P] || rs->set[K_MIN_P];
     if (rs->strategy_set) p->strategy = rs->strategy;
+    else if (rs->set[K_BEAMS]) p->strategy = GEN_STRATEGY_BEAM;
     else if (sampling_flag || (d->has_do_sample && d->do_sample)) p->strategy = GEN_STRATEGY_SAMPLE;
     else p->strategy = GEN_STRATEGY_GREEDY;
     sampler_params *sp = &p->sampling;
@@ -312,7 +348,6 @@ static void resolve_params(const run_context *rc, const run_settings *rs, gen_pa
     p->n = rs->set[K_N] ? (int)rs->f[K_N] : 1;
     if (p->strategy == GEN_STRATEGY_BEAM && p->n > p->num_beams) p->n = p->num_beams;
     const int ctx = rc->b->m.config.context;
-    *max_explicit = rs->set[K_MAX_TOKENS];
     if (rs->set[K_MAX_TOKENS]) {
         p->max_tokens = (int)rs->f[K_MAX_TOKENS];
     } else {
@@ -653,6 +688,11 @@ int cmd_generate(int argc, char **argv) {
         out_error("--chat needs --prompt");
         return command_usage_error("generate");
     }
+    if (system && !chat) {
+        out_error("--system is the system message of --chat: give --chat too");
+        return command_usage_error("generate");
+    }
+    if (!compare && settings_check(&base, n_stop, "")) return command_usage_error("generate");
     if ((examples_path || instruction || shots >= 0) && !prompt) {
         out_error("--examples, --shots and --instruction build a text prompt: they need --prompt");
         return command_usage_error("generate");
@@ -679,6 +719,14 @@ int cmd_generate(int argc, char **argv) {
                 return 2;
             }
             if (spec_parse(sp, &specs[n_specs])) {
+                free(compare_buf);
+                return command_usage_error("generate");
+            }
+            /* a spec's own keys must mean something for its strategy (flags outside --compare
+             * apply to the specs where they do) */
+            char where[160];
+            snprintf(where, sizeof where, "--compare \"%.120s\": ", sp);
+            if (settings_check(&specs[n_specs], specs[n_specs].strategy == GEN_STRATEGY_BEAM ? n_stop : 0, where)) {
                 free(compare_buf);
                 return command_usage_error("generate");
             }
@@ -805,8 +853,7 @@ int cmd_generate(int argc, char **argv) {
     g_interrupted = 0;
     if (!compare) {
         gen_params p;
-        int max_explicit;
-        resolve_params(&rc, &base, &p, &max_explicit);
+        resolve_params(&rc, &base, &p);
         p.stop_flag = &g_interrupted;
         stream_state st = {b.tok != NULL};
         const int streaming = !json && p.n == 1 && p.strategy != GEN_STRATEGY_BEAM;
@@ -847,12 +894,12 @@ int cmd_generate(int argc, char **argv) {
         cJSON *arr = json ? cJSON_CreateArray() : NULL;
         char *texts[MAX_SPECS] = {0}, *foot[MAX_SPECS] = {0};
         int ok = 1;
-        for (int k = 0; k < n_specs && ok; k++) {
+        int n_done = 0;
+        for (int k = 0; k < n_specs && ok && !g_interrupted; k++, n_done++) {
             run_settings merged;
             settings_merge(&merged, &base, &specs[k]);
             gen_params p;
-            int max_explicit;
-            resolve_params(&rc, &merged, &p, &max_explicit);
+            resolve_params(&rc, &merged, &p);
             p.stop_flag = &g_interrupted;
             gen_result r;
             if (gen_run(&b.m, b.tok, ids, n_ids, &p, &r, &err)) {
@@ -867,6 +914,7 @@ int cmd_generate(int argc, char **argv) {
                 /* the column holds every candidate of the spec, one after another */
                 size_t cap = 64, len = 0;
                 char *col = malloc(cap);
+                if (!col) abort(); /* out of memory while printing: nothing sensible is left to do */
                 col[0] = 0;
                 for (int i = 0; i < r.n; i++) {
                     char *t = candidate_display(&r.cands[i]);
@@ -875,7 +923,9 @@ int cmd_generate(int argc, char **argv) {
                     size_t need = len + strlen(head) + (t ? strlen(t) : 0) + 1;
                     if (need > cap) {
                         while (need > cap) cap *= 2;
-                        col = realloc(col, cap);
+                        char *grown = realloc(col, cap);
+                        if (!grown) abort();
+                        col = grown;
                     }
                     len += (size_t)sprintf(col + len, "%s%s", head, t ? t : "");
                     free(t);
@@ -889,7 +939,8 @@ int cmd_generate(int argc, char **argv) {
         }
         if (ok) {
             if (json) print_json(arr);
-            else print_columns(spec_text, texts, foot, n_specs);
+            else if (n_done > 0) print_columns(spec_text, texts, foot, n_done);
+            if (n_done < n_specs) out_error("interrupted: %d of %d strategies were run", n_done, n_specs);
             status = 0;
         }
         cJSON_Delete(arr);

@@ -530,6 +530,8 @@ static int run_prepare(const model *m, const tokenizer *tok, const int32_t *prom
                                p->num_beams, p->n);
         if (!isfinite(p->length_penalty))
             return rlhf_errorf(err, RLHF_ERR_INVALID, "length_penalty must be finite");
+        /* beams are only final at the end, so a stop string could not cut them consistently */
+        if (p->n_stop > 0) return rlhf_errorf(err, RLHF_ERR_UNSUPPORTED, "stop strings are not supported with beam search");
     }
     int rc = sampler_params_validate(&p->sampling, err);
     if (rc) return rc;

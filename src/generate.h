@@ -130,7 +130,8 @@ typedef struct {
     /* stopping */
     int32_t eos_ids[GEN_MAX_EOS]; /* ids that end a candidate */
     int n_eos;                 /* -1: use the model's / tokenizer's EOS; 0: none */
-    const char *const *stop;   /* (n_stop) stop strings; need a tokenizer; borrowed */
+    const char *const *stop;   /* (n_stop) stop strings; need a tokenizer, not with beam search;
+                                  borrowed */
     int n_stop;
     /* streaming and interruption (both optional) */
     gen_token_fn on_token;

@@ -67,7 +67,8 @@ int model_load_parse_generation_config(model_gen_defaults *d, const char *json, 
         d->has_repetition_penalty = 1, d->repetition_penalty = (float)v->valuedouble;
     if (cJSON_IsBool(v = cJSON_GetObjectItem(root, "do_sample"))) d->has_do_sample = 1, d->do_sample = cJSON_IsTrue(v);
     if (cJSON_IsNumber(v = cJSON_GetObjectItem(root, "max_new_tokens")))
-        d->has_max_new_tokens = 1, d->max_new_tokens = v->valueint;
+        /* clamped: a huge value (INT_MAX from cJSON) would overflow prompt + max_tokens */
+        d->has_max_new_tokens = 1, d->max_new_tokens = v->valuedouble > (1 << 20) ? (1 << 20) : v->valueint;
     read_ids(cJSON_GetObjectItem(root, "eos_token_id"), d->eos_ids, &d->n_eos, MODEL_LOAD_MAX_EOS);
     cJSON_Delete(root);
     return RLHF_OK;
@@ -192,6 +193,10 @@ static int load_gguf(model_bundle *b, const char *path, rlhf_error *err) {
             rc = trc;
             *err = terr;
             rlhf_error_prefix(err, "%s: tokenizer: ", path);
+        } else if (b->tok && tok_vocab_size(b->tok) > b->m.config.vocab_size) {
+            /* (a model may have more rows than tokens, padded; never fewer) */
+            rc = rlhf_errorf(err, RLHF_ERR_SHAPE, "%s: the vocabulary has %d tokens but token_embd has %d rows", path,
+                             tok_vocab_size(b->tok), b->m.config.vocab_size);
         }
     }
     if (!rc) {

@@ -491,6 +491,19 @@ static void test_stopping(void) {
     CHECK(gen_run(&m, NULL, prompt, 4, &p, &r, &err) == 0, "run");
     CHECK(r.cands[0].n_ids == 0 && r.cands[2].finish == GEN_FINISH_INTERRUPTED, "stop flag set: interrupted at once");
     gen_result_free(&r);
+    {
+        /* beam search refuses stop strings rather than ignoring them */
+        gen_params pb;
+        gen_params_default(&pb);
+        pb.strategy = GEN_STRATEGY_BEAM;
+        pb.num_beams = 2;
+        pb.max_tokens = 4;
+        const char *stops[1] = {"x"};
+        pb.stop = stops;
+        pb.n_stop = 1;
+        CHECK(gen_run(&m, NULL, prompt, 4, &pb, &r, &err) == RLHF_ERR_UNSUPPORTED && strstr(err.msg, "beam"),
+              "beam search with a stop string is refused: %s", err.msg);
+    }
 
     /* stop strings, with a byte tokenizer: the text is cut before the first occurrence, and the
      * streamed text equals the final text */
