@@ -8,6 +8,8 @@
  * immutable except lists/dicts being built and namespace attributes. */
 #include "src/prompt.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -31,10 +33,16 @@ typedef struct {
     char *s;
     size_t n, cap;
     int oom;
+    size_t limit; /* when not 0: refuse to grow past this many bytes and set too_big */
+    int too_big;
 } sbuf;
 
 static void sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
+    if (b->oom || b->too_big) return;
+    if (b->limit && (n > b->limit || b->n > b->limit - n)) {
+        b->too_big = 1;
+        return;
+    }
     if (n > ((size_t)1 << 40)) { /* a length that can only come from a bug; never write it */
         b->oom = 1;
         return;
@@ -118,7 +126,37 @@ int prompt_build(char **out, const prompt_template *t, const prompt_example *ex,
     return RLHF_OK;
 }
 
-/* ---- the Jinja subset: arena and values ---- */
+/* ---- the Jinja subset: limits, arena and values ---- */
+
+/* Templates come from model files, so a render is bounded whatever the template does: every
+ * limit below ends the render with an error naming the template line, never a crash or a hang.
+ *   JINJA_MAX_NEST         recursion in the parser and depth of expression trees and of
+ *                          nested blocks (so parsing and evaluation stay within the C stack);
+ *   JINJA_MAX_VALUE_DEPTH  lists/dicts nested inside each other when printed or compared (a
+ *                          namespace can hold itself: {% set ns.a = ns %});
+ *   JINJA_MAX_STR          bytes in any one string the template builds;
+ *   JINJA_MAX_OUTPUT       bytes of rendered text;
+ *   JINJA_ARENA_BASE       working memory of the evaluation: this plus JINJA_ARENA_PER_INPUT
+ *                          times the bytes of the template and the messages (lexing and
+ *                          parsing take memory linear in the template, capped at this plus
+ *                          JINJA_PARSE_PER_BYTE times its size);
+ *   JINJA_STEP_BUDGET      steps per render: one per expression evaluated, statement run and
+ *                          loop iteration, plus one per JINJA_STEP_BYTES bytes scanned or
+ *                          entries searched by string and container operations. Real chat
+ *                          templates spend 25-40 steps a message, so 2M is ~50k messages;
+ *                          spending it all takes well under a second.
+ * (Allocation is not charged: the memory limit bounds it.) */
+enum {
+    JINJA_MAX_NEST = 256,
+    JINJA_MAX_VALUE_DEPTH = 64,
+    JINJA_STEP_BYTES = 64,
+    JINJA_ARENA_PER_INPUT = 8,
+    JINJA_PARSE_PER_BYTE = 512,
+};
+#define JINJA_MAX_STR ((size_t)16 << 20)
+#define JINJA_MAX_OUTPUT ((size_t)16 << 20)
+#define JINJA_ARENA_BASE ((size_t)32 << 20)
+#define JINJA_STEP_BUDGET 2000000LL
 
 typedef struct arena_block {
     struct arena_block *next;
@@ -128,6 +166,7 @@ typedef struct arena_block {
 
 typedef struct {
     arena_block *head;
+    size_t total; /* bytes malloc'd for blocks */
 } arena;
 
 static void *arena_alloc(arena *a, size_t n) {
@@ -140,6 +179,7 @@ static void *arena_alloc(arena *a, size_t n) {
         b->used = 0;
         b->cap = cap;
         a->head = b;
+        a->total += sizeof *b + cap;
     }
     void *p = (char *)a->head->data + a->head->used;
     a->head->used += n;
@@ -188,15 +228,29 @@ struct vdict {
     int is_namespace;
 };
 
+/* What v_list_new/v_dict_new hand out when an allocation failed: the error is already set, and
+ * nothing writes to a list or dict once it is (list_push, dict_set check J->rc), so these stay
+ * empty and callers never see a NULL list or dict. */
+static vlist empty_list;
+static vdict empty_dict;
+
 /* ---- interpreter state and errors ---- */
 
 typedef struct {
     arena A;
+    size_t arena_limit;
+    long long steps; /* spent of JINJA_STEP_BUDGET */
     rlhf_error *err;
     int rc;       /* first error */
     int line;     /* line of the construct being parsed/evaluated */
     sbuf out;
 } jinja;
+
+static int jerr(jinja *J, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
 
 static int jerr(jinja *J, int code, const char *fmt, ...) {
     if (J->rc) return J->rc;
@@ -208,6 +262,36 @@ static int jerr(jinja *J, int code, const char *fmt, ...) {
     J->rc = rlhf_errorf(J->err, code, "line %d: %s", J->line, msg);
     return J->rc;
 }
+
+/* Every allocation of a render goes through here: NULL (with the error set) past the memory
+ * limit or when malloc fails. */
+static void *jalloc(jinja *J, size_t n) {
+    if (J->rc) return NULL;
+    if (n > J->arena_limit || J->A.total > J->arena_limit - n) {
+        jerr(J, RLHF_ERR_UNSUPPORTED, "the template needs more than %zu MiB of memory", J->arena_limit >> 20);
+        return NULL;
+    }
+    void *p = arena_alloc(&J->A, n);
+    if (!p) jerr(J, RLHF_ERR_NOMEM, "out of memory");
+    return p;
+}
+
+/* Charges `steps` to the render's budget; nonzero once it is exhausted (or on any error). */
+static int spend(jinja *J, long long steps) {
+    J->steps += steps;
+    if (J->steps > JINJA_STEP_BUDGET && !J->rc)
+        jerr(J, RLHF_ERR_UNSUPPORTED, "the template exceeds the step budget (%lld steps)", (long long)JINJA_STEP_BUDGET);
+    return J->rc;
+}
+
+/* Charges a scan over n bytes (or entries). */
+static int spend_bytes(jinja *J, size_t n) { return spend(J, (long long)(n / JINJA_STEP_BYTES)); }
+
+static int err_too_long(jinja *J) {
+    return jerr(J, RLHF_ERR_UNSUPPORTED, "a string longer than %zu MiB", JINJA_MAX_STR >> 20);
+}
+
+static int err_int_range(jinja *J) { return jerr(J, RLHF_ERR_INVALID, "integer out of range"); }
 
 static value v_undef(void) { value v = {V_UNDEF, {0}}; return v; }
 static value v_none(void) { value v = {V_NONE, {0}}; return v; }
@@ -221,32 +305,57 @@ static value v_strn(const char *s, size_t n) {
     return v;
 }
 
-static value v_str_copy(jinja *J, const char *s, size_t n) {
-    char *p = arena_alloc(&J->A, n + 1);
-    if (!p) {
-        jerr(J, RLHF_ERR_NOMEM, "out of memory");
-        return v_strn("", 0);
+/* Room for a string of n bytes plus a NUL (NULL with the error set past JINJA_MAX_STR). */
+static char *str_alloc(jinja *J, size_t n) {
+    if (n > JINJA_MAX_STR) {
+        err_too_long(J);
+        return NULL;
     }
-    memcpy(p, s, n);
+    return jalloc(J, n + 1);
+}
+
+static value v_str_copy(jinja *J, const char *s, size_t n) {
+    char *p = str_alloc(J, n);
+    if (!p) return v_strn("", 0);
+    if (n) memcpy(p, s, n);
     return v_strn(p, n);
+}
+
+/* A bounded buffer for building one string. */
+static sbuf str_buf(void) {
+    sbuf b = {0};
+    b.limit = JINJA_MAX_STR;
+    return b;
+}
+
+/* The string built in b as a value (or "" with the error set); frees b's memory. */
+static value str_buf_finish(jinja *J, sbuf *b) {
+    value r = v_strn("", 0);
+    if (b->too_big) err_too_long(J);
+    else if (b->oom) jerr(J, RLHF_ERR_NOMEM, "out of memory");
+    else r = v_str_copy(J, b->s ? b->s : "", b->n);
+    free(b->s);
+    memset(b, 0, sizeof *b);
+    return r;
 }
 
 static value v_list_new(jinja *J) {
     value v = {V_LIST, {0}};
-    v.u.l = arena_alloc(&J->A, sizeof(vlist));
-    if (!v.u.l) jerr(J, RLHF_ERR_NOMEM, "out of memory");
+    v.u.l = jalloc(J, sizeof(vlist));
+    if (!v.u.l) v.u.l = &empty_list;
     return v;
 }
 
 static void list_push(jinja *J, vlist *l, value x) {
-    if (!l) return;
+    if (J->rc) return;
     if (l->n == l->cap) {
-        int cap = l->cap ? l->cap * 2 : 8;
-        value *ni = arena_alloc(&J->A, (size_t)cap * sizeof *ni);
-        if (!ni) {
-            jerr(J, RLHF_ERR_NOMEM, "out of memory");
+        if (l->cap > INT_MAX / 2) {
+            jerr(J, RLHF_ERR_UNSUPPORTED, "a list too long");
             return;
         }
+        int cap = l->cap ? l->cap * 2 : 8;
+        value *ni = jalloc(J, (size_t)cap * sizeof *ni);
+        if (!ni) return;
         if (l->n) memcpy(ni, l->items, (size_t)l->n * sizeof *ni);
         l->items = ni;
         l->cap = cap;
@@ -256,36 +365,38 @@ static void list_push(jinja *J, vlist *l, value x) {
 
 static value v_dict_new(jinja *J) {
     value v = {V_DICT, {0}};
-    v.u.d = arena_alloc(&J->A, sizeof(vdict));
-    if (!v.u.d) jerr(J, RLHF_ERR_NOMEM, "out of memory");
+    v.u.d = jalloc(J, sizeof(vdict));
+    if (!v.u.d) v.u.d = &empty_dict;
     return v;
 }
 
 static int str_eq(value a, const char *s, size_t n) { return a.t == V_STR && a.u.s.n == n && memcmp(a.u.s.s, s, n) == 0; }
 
-static value *dict_get(vdict *d, const char *k, size_t n) {
-    if (!d) return NULL;
+/* The entry for key k, or NULL; the search is charged to the step budget. */
+static value *dict_get(jinja *J, vdict *d, const char *k, size_t n) {
+    spend_bytes(J, (size_t)d->n * 4);
     for (int i = 0; i < d->n; i++)
         if (str_eq(d->keys[i], k, n)) return &d->vals[i];
     return NULL;
 }
 
 static void dict_set(jinja *J, vdict *d, value key, value v) {
-    if (!d) return;
+    if (J->rc) return;
     if (key.t == V_STR) {
-        value *e = dict_get(d, key.u.s.s, key.u.s.n);
+        value *e = dict_get(J, d, key.u.s.s, key.u.s.n);
         if (e) {
             *e = v;
             return;
         }
     }
     if (d->n == d->cap) {
-        int cap = d->cap ? d->cap * 2 : 8;
-        value *nk = arena_alloc(&J->A, (size_t)cap * sizeof *nk), *nv = arena_alloc(&J->A, (size_t)cap * sizeof *nv);
-        if (!nk || !nv) {
-            jerr(J, RLHF_ERR_NOMEM, "out of memory");
+        if (d->cap > INT_MAX / 2) {
+            jerr(J, RLHF_ERR_UNSUPPORTED, "a dict too large");
             return;
         }
+        int cap = d->cap ? d->cap * 2 : 8;
+        value *nk = jalloc(J, (size_t)cap * sizeof *nk), *nv = jalloc(J, (size_t)cap * sizeof *nv);
+        if (!nk || !nv) return;
         if (d->n) {
             memcpy(nk, d->keys, (size_t)d->n * sizeof *nk);
             memcpy(nv, d->vals, (size_t)d->n * sizeof *nv);
@@ -306,8 +417,8 @@ static int truthy(value v) {
     case V_INT: return v.u.i != 0;
     case V_FLOAT: return v.u.f != 0.0;
     case V_STR: return v.u.s.n > 0;
-    case V_LIST: return v.u.l && v.u.l->n > 0;
-    case V_DICT: return v.u.d && v.u.d->n > 0;
+    case V_LIST: return v.u.l->n > 0;
+    case V_DICT: return v.u.d->n > 0;
     }
     return 0;
 }
@@ -317,13 +428,14 @@ static const char *type_name(vtype t) {
     return n[t];
 }
 
-/* Appends the printed form of v (Jinja/Python str()). `json` prints strings quoted (tojson)
- * and none/bools as JSON. */
-static void v_print(jinja *J, sbuf *b, value v, int json);
+static int err_too_deep(jinja *J) {
+    return jerr(J, RLHF_ERR_UNSUPPORTED, "a value nested deeper than %d levels (a namespace that contains itself?)",
+                JINJA_MAX_VALUE_DEPTH);
+}
 
 static void print_str_json(sbuf *b, const char *s, size_t n) {
     sb_put(b, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && !b->too_big; i++) {
         unsigned char c = (unsigned char)s[i];
         char tmp[8];
         if (c == '"') sb_put(b, "\\\"", 2);
@@ -339,8 +451,25 @@ static void print_str_json(sbuf *b, const char *s, size_t n) {
     sb_put(b, "\"", 1);
 }
 
-static void v_print(jinja *J, sbuf *b, value v, int json) {
+static void v_print_d(jinja *J, sbuf *b, value v, int json, int depth);
+
+/* An item of a printed list/dict: strings quoted as Python's repr does (roughly). */
+static void print_item(jinja *J, sbuf *b, value x, int json, int depth) {
+    if (x.t == V_STR && !json) {
+        sb_puts(b, "'");
+        sb_put(b, x.u.s.s, x.u.s.n);
+        sb_puts(b, "'");
+    } else {
+        v_print_d(J, b, x, json, depth);
+    }
+}
+
+/* Appends the printed form of v (Jinja/Python str()). `json` prints strings quoted (tojson)
+ * and none/bools as JSON. Stops when b reaches its limit (the caller checks b->too_big), and
+ * with an error past JINJA_MAX_VALUE_DEPTH levels of lists/dicts (a value can contain itself). */
+static void v_print_d(jinja *J, sbuf *b, value v, int json, int depth) {
     char tmp[64];
+    if (J->rc || b->too_big || b->oom) return;
     switch (v.t) {
     case V_UNDEF: if (json) sb_puts(b, "null"); break;
     case V_NONE: sb_puts(b, json ? "null" : "None"); break;
@@ -356,53 +485,46 @@ static void v_print(jinja *J, sbuf *b, value v, int json) {
         else sb_put(b, v.u.s.s, v.u.s.n);
         break;
     case V_LIST:
+        if (depth >= JINJA_MAX_VALUE_DEPTH) {
+            err_too_deep(J);
+            return;
+        }
         sb_puts(b, "[");
-        for (int i = 0; v.u.l && i < v.u.l->n; i++) {
+        for (int i = 0; i < v.u.l->n && !J->rc && !b->too_big && !spend(J, 1); i++) {
             if (i) sb_puts(b, ", ");
-            value x = v.u.l->items[i];
-            if (x.t == V_STR && !json) {
-                sb_puts(b, "'");
-                sb_put(b, x.u.s.s, x.u.s.n);
-                sb_puts(b, "'");
-            } else {
-                v_print(J, b, x, json);
-            }
+            print_item(J, b, v.u.l->items[i], json, depth + 1);
         }
         sb_puts(b, "]");
         break;
     case V_DICT:
+        if (depth >= JINJA_MAX_VALUE_DEPTH) {
+            err_too_deep(J);
+            return;
+        }
         sb_puts(b, "{");
-        for (int i = 0; v.u.d && i < v.u.d->n; i++) {
+        for (int i = 0; i < v.u.d->n && !J->rc && !b->too_big && !spend(J, 1); i++) {
             if (i) sb_puts(b, ", ");
-            if (json) print_str_json(b, v.u.d->keys[i].u.s.s, v.u.d->keys[i].u.s.n);
-            else {
-                sb_puts(b, "'");
-                v_print(J, b, v.u.d->keys[i], 0);
-                sb_puts(b, "'");
-            }
+            value k = v.u.d->keys[i];
+            if (json) print_str_json(b, k.u.s.s, k.u.s.n);
+            else print_item(J, b, k, 0, depth + 1);
             sb_puts(b, ": ");
-            value x = v.u.d->vals[i];
-            if (x.t == V_STR && !json) {
-                sb_puts(b, "'");
-                sb_put(b, x.u.s.s, x.u.s.n);
-                sb_puts(b, "'");
-            } else {
-                v_print(J, b, x, json);
-            }
+            print_item(J, b, v.u.d->vals[i], json, depth + 1);
         }
         sb_puts(b, "}");
         break;
     }
 }
 
-static value v_to_str(jinja *J, value v) {
-    if (v.t == V_STR) return v;
-    sbuf b = {0};
-    v_print(J, &b, v, 0);
-    value r = v_str_copy(J, b.s ? b.s : "", b.n);
-    free(b.s);
-    return r;
+static void v_print(jinja *J, sbuf *b, value v, int json) { v_print_d(J, b, v, json, 0); }
+
+/* v printed into a new string (json: as tojson does). */
+static value v_format(jinja *J, value v, int json) {
+    sbuf b = str_buf();
+    v_print(J, &b, v, json);
+    return str_buf_finish(J, &b);
 }
+
+static value v_to_str(jinja *J, value v) { return v.t == V_STR ? v : v_format(J, v, 0); }
 
 /* ---- lexer ---- */
 
@@ -417,6 +539,7 @@ typedef struct {
     size_t n;
     double num;
     int line;
+    long long ival; /* T_INT */
 } jtok;
 
 typedef struct {
@@ -426,9 +549,10 @@ typedef struct {
 
 static int push_tok(jinja *J, tok_vec *tv, jtok t) {
     if (tv->n == tv->cap) {
+        if (tv->cap > INT_MAX / 2) return jerr(J, RLHF_ERR_UNSUPPORTED, "template too long");
         int cap = tv->cap ? tv->cap * 2 : 256;
-        jtok *nv = arena_alloc(&J->A, (size_t)cap * sizeof *nv);
-        if (!nv) return jerr(J, RLHF_ERR_NOMEM, "out of memory");
+        jtok *nv = jalloc(J, (size_t)cap * sizeof *nv);
+        if (!nv) return J->rc;
         if (tv->n) memcpy(nv, tv->v, (size_t)tv->n * sizeof *nv);
         tv->v = nv;
         tv->cap = cap;
@@ -471,7 +595,7 @@ static int lex(jinja *J, const char *src, tok_vec *tv) {
             }
         }
         if (te > ts) {
-            jtok t = {T_TEXT, ts, (size_t)(te - ts), 0, text_line};
+            jtok t = {T_TEXT, ts, (size_t)(te - ts), 0, text_line, 0};
             if (push_tok(J, tv, t)) return J->rc;
         }
         if (!*q) break;
@@ -488,7 +612,7 @@ static int lex(jinja *J, const char *src, tok_vec *tv) {
             p = e + 2;
             continue;
         }
-        jtok begin = {kind == '{' ? T_OUT_BEGIN : T_STMT_BEGIN, q, 2, 0, line};
+        jtok begin = {kind == '{' ? T_OUT_BEGIN : T_STMT_BEGIN, q, 2, 0, line, 0};
         if (push_tok(J, tv, begin)) return J->rc;
         const char close = kind == '{' ? '}' : '%';
         for (;;) {
@@ -506,7 +630,7 @@ static int lex(jinja *J, const char *src, tok_vec *tv) {
                 trim_nl = kind == '%';
                 break;
             }
-            jtok t = {T_OP, p, 1, 0, line};
+            jtok t = {T_OP, p, 1, 0, line, 0};
             if (is_name_start(*p)) {
                 const char *s = p;
                 while (is_name_char(*p)) p++;
@@ -514,10 +638,17 @@ static int lex(jinja *J, const char *src, tok_vec *tv) {
                 t.s = s;
                 t.n = (size_t)(p - s);
             } else if (*p >= '0' && *p <= '9') {
-                char *e;
+                char *e, *ie;
                 double x = strtod(p, &e);
                 int is_float = 0;
                 for (const char *c = p; c < e; c++) is_float |= *c == '.' || *c == 'e' || *c == 'E';
+                if (!is_float) { /* an integer (0x... hex too) unless strtod read a hex float */
+                    errno = 0;
+                    t.ival = strtoll(p, &ie, p[0] == '0' && (p[1] == 'x' || p[1] == 'X') ? 16 : 10);
+                    if (ie != e) is_float = 1;
+                    else if (errno == ERANGE)
+                        return jerr(J, RLHF_ERR_INVALID, "integer out of range: %.*s", (int)(e - p < 40 ? e - p : 40), p);
+                }
                 t.t = is_float ? T_FLOAT : T_INT;
                 t.num = x;
                 t.s = p;
@@ -525,7 +656,7 @@ static int lex(jinja *J, const char *src, tok_vec *tv) {
                 p = e;
             } else if (*p == '\'' || *p == '"') {
                 const char qc = *p++;
-                sbuf b = {0};
+                sbuf b = str_buf();
                 while (*p && *p != qc) {
                     if (*p == '\\' && p[1]) {
                         p++;
@@ -542,8 +673,8 @@ static int lex(jinja *J, const char *src, tok_vec *tv) {
                     return jerr(J, RLHF_ERR_FORMAT, "unterminated string");
                 }
                 p++;
-                value sv = v_str_copy(J, b.s ? b.s : "", b.n);
-                free(b.s);
+                value sv = str_buf_finish(J, &b);
+                if (J->rc) return J->rc;
                 t.t = T_STR;
                 t.s = sv.u.s.s;
                 t.n = sv.u.s.n;
@@ -557,10 +688,10 @@ static int lex(jinja *J, const char *src, tok_vec *tv) {
             }
             if (push_tok(J, tv, t)) return J->rc;
         }
-        jtok end = {T_END, p, 0, 0, line};
+        jtok end = {T_END, p, 0, 0, line, 0};
         if (push_tok(J, tv, end)) return J->rc;
     }
-    jtok eof = {T_EOF, p, 0, 0, line};
+    jtok eof = {T_EOF, p, 0, 0, line, 0};
     return push_tok(J, tv, eof);
 }
 
@@ -579,7 +710,8 @@ struct expr {
     const char *name;   /* E_NAME, E_ATTR, E_FILTER, E_TEST, E_BIN (op) */
     size_t name_n;
     expr *a, *b, *c;    /* operands */
-    expr **args;        /* E_CALL / E_FILTER / E_TEST arguments, E_LIST items, E_DICT keys then values */
+    expr **args;        /* E_CALL / E_FILTER / E_TEST arguments, E_LIST items, E_DICT keys then values,
+                           E_SLICE step (NULL when absent) */
     const char **kw;    /* keyword names of args (NULL for positional) */
     size_t *kw_n;
     int n_args;
@@ -600,7 +732,8 @@ struct stmt {
     size_t var_n[2];
     int n_vars;
     stmt *body;         /* S_IF then / S_FOR body: a linked list */
-    stmt *other;        /* S_IF else (an S_IF for elif) / S_FOR else */
+    stmt *other;        /* S_IF else / S_FOR else */
+    int elif;           /* S_IF: `other` is the next {% elif %} (one S_IF), not an else body */
     stmt *next;
 };
 
@@ -608,18 +741,79 @@ typedef struct {
     jinja *J;
     jtok *t;
     int i, n;
+    int depth; /* recursion of the parse functions (enter/leave), at most JINJA_MAX_NEST */
 } parser;
 
 static jtok *peek(parser *P) { return &P->t[P->i]; }
 static int is_op(const jtok *t, const char *op) { return t->t == T_OP && t->n == strlen(op) && memcmp(t->s, op, t->n) == 0; }
 static int is_kw(const jtok *t, const char *kw) { return t->t == T_NAME && t->n == strlen(kw) && memcmp(t->s, kw, t->n) == 0; }
 
-static expr *new_expr(parser *P, expr_kind k) {
-    expr *e = arena_alloc(&P->J->A, sizeof *e);
-    if (!e) {
-        jerr(P->J, RLHF_ERR_NOMEM, "out of memory");
+static int err_nest(jinja *J) { return jerr(J, RLHF_ERR_UNSUPPORTED, "nesting deeper than %d", JINJA_MAX_NEST); }
+
+/* One more level of parser recursion: nonzero (error set) past JINJA_MAX_NEST, else pair it
+ * with leave(). Every recursive path of the parser goes through parse_expr, parse_unary's '-',
+ * parse_not's 'not' or a nested parse_body, and those count. */
+static int enter(parser *P) {
+    if (P->depth >= JINJA_MAX_NEST) {
+        P->J->line = peek(P)->line;
+        return err_nest(P->J);
+    }
+    P->depth++;
+    return 0;
+}
+
+static void leave(parser *P) { P->depth--; }
+
+/* min(depth of the tree e, limit + 1), walking no deeper than that. */
+static int expr_depth(const expr *e, int limit) {
+    if (!e) return 0;
+    if (limit <= 0) return 1;
+    int d = 0;
+    const expr *kids[3] = {e->a, e->b, e->c};
+    for (int i = 0; i < 3 && d < limit; i++) {
+        int k = expr_depth(kids[i], limit - 1);
+        if (k > d) d = k;
+    }
+    for (int i = 0; i < e->n_args && d < limit; i++) {
+        int k = expr_depth(e->args[i], limit - 1);
+        if (k > d) d = k;
+    }
+    return d + 1;
+}
+
+/* A whole expression of a tag: refused when its tree is deeper than JINJA_MAX_NEST, which is
+ * what bounds the evaluator's recursion (a + b + c ... parses in a loop but nests). */
+static expr *checked(parser *P, expr *e) {
+    if (e && expr_depth(e, JINJA_MAX_NEST) > JINJA_MAX_NEST) {
+        P->J->line = e->line;
+        err_nest(P->J);
         return NULL;
     }
+    return e;
+}
+
+typedef struct {
+    expr **v;
+    int n, cap;
+} expr_vec;
+
+static int ev_push(parser *P, expr_vec *v, expr *e) {
+    if (v->n == v->cap) {
+        if (v->cap > INT_MAX / 2) return jerr(P->J, RLHF_ERR_UNSUPPORTED, "a literal too long");
+        int cap = v->cap ? v->cap * 2 : 8;
+        expr **nv = jalloc(P->J, (size_t)cap * sizeof *nv);
+        if (!nv) return P->J->rc;
+        if (v->n) memcpy(nv, v->v, (size_t)v->n * sizeof *nv);
+        v->v = nv;
+        v->cap = cap;
+    }
+    v->v[v->n++] = e;
+    return 0;
+}
+
+static expr *new_expr(parser *P, expr_kind k) {
+    expr *e = jalloc(P->J, sizeof *e);
+    if (!e) return NULL;
     e->k = k;
     e->line = peek(P)->line;
     return e;
@@ -660,10 +854,10 @@ static int parse_args(parser *P, expr *e) {
     }
     P->i++;
     e->n_args = n;
-    e->args = arena_alloc(&P->J->A, (size_t)(n ? n : 1) * sizeof *e->args);
-    e->kw = arena_alloc(&P->J->A, (size_t)(n ? n : 1) * sizeof *e->kw);
-    e->kw_n = arena_alloc(&P->J->A, (size_t)(n ? n : 1) * sizeof *e->kw_n);
-    if (!e->args || !e->kw || !e->kw_n) return jerr(P->J, RLHF_ERR_NOMEM, "out of memory");
+    e->args = jalloc(P->J, (size_t)(n ? n : 1) * sizeof *e->args);
+    e->kw = jalloc(P->J, (size_t)(n ? n : 1) * sizeof *e->kw);
+    e->kw_n = jalloc(P->J, (size_t)(n ? n : 1) * sizeof *e->kw_n);
+    if (!e->args || !e->kw || !e->kw_n) return P->J->rc;
     memcpy(e->args, args, (size_t)n * sizeof *args);
     memcpy(e->kw, kw, (size_t)n * sizeof *kw);
     memcpy(e->kw_n, kwn, (size_t)n * sizeof *kwn);
@@ -676,20 +870,20 @@ static expr *parse_primary(parser *P) {
     expr *e = NULL;
     if (t->t == T_STR) {
         e = new_expr(P, E_LIT);
-        if (e) e->lit = v_strn(t->s, t->n);
+        if (!e) return NULL;
         P->i++;
-        /* adjacent string literals concatenate */
-        while (e && peek(P)->t == T_STR) {
-            sbuf b = {0};
-            sb_put(&b, e->lit.u.s.s, e->lit.u.s.n);
-            sb_put(&b, peek(P)->s, peek(P)->n);
-            e->lit = v_str_copy(P->J, b.s, b.n);
-            free(b.s);
-            P->i++;
+        if (peek(P)->t != T_STR) {
+            e->lit = v_strn(t->s, t->n);
+        } else { /* adjacent string literals concatenate, copied once */
+            sbuf b = str_buf();
+            sb_put(&b, t->s, t->n);
+            for (; peek(P)->t == T_STR; P->i++) sb_put(&b, peek(P)->s, peek(P)->n);
+            e->lit = str_buf_finish(P->J, &b);
+            if (P->J->rc) return NULL;
         }
     } else if (t->t == T_INT || t->t == T_FLOAT) {
         e = new_expr(P, E_LIT);
-        if (e) e->lit = t->t == T_INT ? v_int((long long)t->num) : v_float(t->num);
+        if (e) e->lit = t->t == T_INT ? v_int(t->ival) : v_float(t->num);
         P->i++;
     } else if (t->t == T_NAME) {
         if (is_kw(t, "true") || is_kw(t, "True")) e = new_expr(P, E_LIT), e ? e->lit = v_bool(1) : v_none();
@@ -706,18 +900,16 @@ static expr *parse_primary(parser *P) {
         if (!e) return NULL;
         if (is_op(peek(P), ",")) { /* a tuple: treat as a list */
             expr *l = new_expr(P, E_LIST);
-            expr *items[64];
-            int n = 0;
-            items[n++] = e;
-            while (is_op(peek(P), ",") && n < 64) {
+            expr_vec items = {0};
+            if (!l || ev_push(P, &items, e)) return NULL;
+            while (is_op(peek(P), ",")) {
                 P->i++;
                 if (is_op(peek(P), ")")) break;
-                if (!(items[n++] = parse_expr(P))) return NULL;
+                expr *x = parse_expr(P);
+                if (!x || ev_push(P, &items, x)) return NULL;
             }
-            l->n_args = n;
-            l->args = arena_alloc(&P->J->A, (size_t)n * sizeof *items);
-            if (!l->args) return NULL;
-            memcpy(l->args, items, (size_t)n * sizeof *items);
+            l->n_args = items.n;
+            l->args = items.v;
             e = l;
         }
         if (expect_op(P, ")")) return NULL;
@@ -726,23 +918,21 @@ static expr *parse_primary(parser *P) {
         P->i++;
         e = new_expr(P, dict ? E_DICT : E_LIST);
         if (!e) return NULL;
-        expr *items[256];
-        int n = 0;
+        expr_vec items = {0};
         while (!is_op(peek(P), dict ? "}" : "]")) {
-            if (n >= 254) return jerr(P->J, RLHF_ERR_UNSUPPORTED, "literal too long"), NULL;
-            if (!(items[n++] = parse_expr(P))) return NULL;
+            expr *x = parse_expr(P);
+            if (!x || ev_push(P, &items, x)) return NULL;
             if (dict) {
                 if (expect_op(P, ":")) return NULL;
-                if (!(items[n++] = parse_expr(P))) return NULL;
+                x = parse_expr(P);
+                if (!x || ev_push(P, &items, x)) return NULL;
             }
             if (is_op(peek(P), ",")) P->i++;
             else if (!is_op(peek(P), dict ? "}" : "]")) return jerr(P->J, RLHF_ERR_FORMAT, "expected ',' in a literal"), NULL;
         }
         P->i++;
-        e->n_args = n;
-        e->args = arena_alloc(&P->J->A, (size_t)(n ? n : 1) * sizeof *items);
-        if (!e->args) return NULL;
-        memcpy(e->args, items, (size_t)n * sizeof *items);
+        e->n_args = items.n;
+        e->args = items.v;
     } else {
         jerr(P->J, RLHF_ERR_FORMAT, "unexpected '%.*s' in an expression", (int)(t->n ? t->n : 3), t->n ? t->s : "end");
         return NULL;
@@ -780,9 +970,10 @@ static expr *parse_primary(parser *P) {
             x->b = lo;
             x->c = hi;
             if (slice) {
-                x->args = arena_alloc(&P->J->A, sizeof *x->args);
+                x->args = jalloc(P->J, sizeof *x->args);
                 if (!x->args) return NULL;
                 x->args[0] = step;
+                x->n_args = 1;
             }
             e = x;
         } else if (is_op(peek(P), "(")) {
@@ -820,8 +1011,10 @@ static expr *parse_unary(parser *P) {
     if (is_op(peek(P), "-")) {
         P->i++;
         expr *e = new_expr(P, E_NEG);
-        if (e && !(e->a = parse_unary(P))) return NULL;
-        return e;
+        if (!e || enter(P)) return NULL;
+        e->a = parse_unary(P);
+        leave(P);
+        return e->a ? e : NULL;
     }
     if (is_op(peek(P), "+")) P->i++;
     return parse_filtered(P);
@@ -904,9 +1097,9 @@ static expr *parse_compare(parser *P) {
                 expr *arg = parse_concat(P);
                 if (!arg) return NULL;
                 x->n_args = 1;
-                x->args = arena_alloc(&P->J->A, sizeof *x->args);
-                x->kw = arena_alloc(&P->J->A, sizeof *x->kw);
-                x->kw_n = arena_alloc(&P->J->A, sizeof *x->kw_n);
+                x->args = jalloc(P->J, sizeof *x->args);
+                x->kw = jalloc(P->J, sizeof *x->kw);
+                x->kw_n = jalloc(P->J, sizeof *x->kw_n);
                 if (!x->args || !x->kw || !x->kw_n) return NULL;
                 x->args[0] = arg;
             }
@@ -922,8 +1115,10 @@ static expr *parse_not(parser *P) {
     if (is_kw(peek(P), "not")) {
         P->i++;
         expr *e = new_expr(P, E_NOT);
-        if (e && !(e->a = parse_not(P))) return NULL;
-        return e;
+        if (!e || enter(P)) return NULL;
+        e->a = parse_not(P);
+        leave(P);
+        return e->a ? e : NULL;
     }
     return parse_compare(P);
 }
@@ -954,7 +1149,7 @@ static expr *parse_or(parser *P) {
     return e;
 }
 
-static expr *parse_expr(parser *P) {
+static expr *parse_expr_in(parser *P) {
     expr *e = parse_or(P);
     if (e && is_kw(peek(P), "if")) {
         P->i++;
@@ -971,12 +1166,16 @@ static expr *parse_expr(parser *P) {
     return e;
 }
 
+static expr *parse_expr(parser *P) {
+    if (enter(P)) return NULL;
+    expr *e = parse_expr_in(P);
+    leave(P);
+    return e;
+}
+
 static stmt *new_stmt(parser *P, stmt_kind k) {
-    stmt *s = arena_alloc(&P->J->A, sizeof *s);
-    if (!s) {
-        jerr(P->J, RLHF_ERR_NOMEM, "out of memory");
-        return NULL;
-    }
+    stmt *s = jalloc(P->J, sizeof *s);
+    if (!s) return NULL;
     s->k = k;
     s->line = peek(P)->line;
     return s;
@@ -995,20 +1194,28 @@ static int expect_end(parser *P) {
  * its name token) or EOF. */
 static stmt *parse_body(parser *P, const char *const *stops, int n_stops);
 
+/* {% if %} with its {% elif %} chain, which is parsed (and run) in a loop, not by recursion. */
 static stmt *parse_if(parser *P) {
-    stmt *s = new_stmt(P, S_IF);
-    if (!s || !(s->e = parse_expr(P)) || expect_end(P)) return NULL;
-    static const char *const stops[] = {"elif", "else", "endif"};
-    s->body = parse_body(P, stops, 3);
-    if (P->J->rc) return NULL;
-    if (peek(P)->t != T_NAME) {
-        jerr(P->J, RLHF_ERR_FORMAT, "{%% if %%} opened on line %d is never closed", s->line);
-        return NULL;
-    }
-    if (is_kw(peek(P), "elif")) {
+    stmt *first = NULL, *s = NULL;
+    for (;;) {
+        stmt *c = new_stmt(P, S_IF);
+        if (!c || !(c->e = checked(P, parse_expr(P))) || expect_end(P)) return NULL;
+        if (s) {
+            s->other = c;
+            s->elif = 1;
+        } else {
+            first = c;
+        }
+        s = c;
+        static const char *const stops[] = {"elif", "else", "endif"};
+        s->body = parse_body(P, stops, 3);
+        if (P->J->rc) return NULL;
+        if (peek(P)->t != T_NAME) {
+            jerr(P->J, RLHF_ERR_FORMAT, "{%% if %%} opened on line %d is never closed", first->line);
+            return NULL;
+        }
+        if (!is_kw(peek(P), "elif")) break;
         P->i++;
-        s->other = parse_if(P);
-        return s->other ? s : NULL;
     }
     if (is_kw(peek(P), "else")) {
         P->i++;
@@ -1017,13 +1224,13 @@ static stmt *parse_if(parser *P) {
         s->other = parse_body(P, end, 1);
         if (P->J->rc) return NULL;
         if (!is_kw(peek(P), "endif")) {
-            jerr(P->J, RLHF_ERR_FORMAT, "{%% if %%} opened on line %d is never closed", s->line);
+            jerr(P->J, RLHF_ERR_FORMAT, "{%% if %%} opened on line %d is never closed", first->line);
             return NULL;
         }
     }
     P->i++; /* endif */
     if (expect_end(P)) return NULL;
-    return s;
+    return first;
 }
 
 static stmt *parse_for(parser *P) {
@@ -1043,10 +1250,10 @@ static stmt *parse_for(parser *P) {
         return NULL;
     }
     P->i++;
-    if (!(s->e = parse_or(P))) return NULL;
+    if (!(s->e = checked(P, parse_or(P)))) return NULL;
     if (is_kw(peek(P), "if")) {
         P->i++;
-        if (!(s->filter = parse_or(P))) return NULL;
+        if (!(s->filter = checked(P, parse_or(P)))) return NULL;
     }
     if (is_kw(peek(P), "recursive")) {
         jerr(P->J, RLHF_ERR_UNSUPPORTED, "recursive loops are not supported");
@@ -1099,11 +1306,11 @@ static stmt *parse_set(parser *P) {
         return NULL;
     }
     P->i++;
-    if (!(s->e = parse_expr(P)) || expect_end(P)) return NULL;
+    if (!(s->e = checked(P, parse_expr(P))) || expect_end(P)) return NULL;
     return s;
 }
 
-static stmt *parse_body(parser *P, const char *const *stops, int n_stops) {
+static stmt *parse_body_in(parser *P, const char *const *stops, int n_stops) {
     stmt head = {0}, *tail = &head;
     while (!P->J->rc) {
         jtok *t = peek(P);
@@ -1117,7 +1324,7 @@ static stmt *parse_body(parser *P, const char *const *stops, int n_stops) {
         } else if (t->t == T_OUT_BEGIN) {
             P->i++;
             s = new_stmt(P, S_OUT);
-            if (s && (!(s->e = parse_expr(P)) || expect_end(P))) return NULL;
+            if (s && (!(s->e = checked(P, parse_expr(P))) || expect_end(P))) return NULL;
         } else if (t->t == T_STMT_BEGIN) {
             P->i++;
             jtok *kw = peek(P);
@@ -1152,6 +1359,13 @@ static stmt *parse_body(parser *P, const char *const *stops, int n_stops) {
     return head.next;
 }
 
+static stmt *parse_body(parser *P, const char *const *stops, int n_stops) {
+    if (enter(P)) return NULL;
+    stmt *s = parse_body_in(P, stops, n_stops);
+    leave(P);
+    return s;
+}
+
 /* ---- evaluation ---- */
 
 typedef struct frame {
@@ -1159,43 +1373,83 @@ typedef struct frame {
     struct frame *parent;
 } frame;
 
-static value lookup(frame *f, const char *name, size_t n) {
-    for (; f; f = f->parent) {
-        value *v = dict_get(&f->vars, name, n);
-        if (v) return *v;
+static value lookup(jinja *J, frame *f, const char *name, size_t n) {
+    value r = v_undef();
+    int hops = 0;
+    for (; f; f = f->parent, hops++) {
+        value *v = dict_get(J, &f->vars, name, n);
+        if (v) {
+            r = *v;
+            break;
+        }
     }
-    return v_undef();
+    spend(J, hops / 8); /* frames nest as deep as the loops */
+    return r;
 }
 
 static value eval(jinja *J, frame *f, const expr *e);
 
 static int is_num(value v) { return v.t == V_INT || v.t == V_FLOAT || v.t == V_BOOL; }
 static double num(value v) { return v.t == V_INT ? (double)v.u.i : v.t == V_FLOAT ? v.u.f : v.t == V_BOOL ? v.u.b : 0; }
-static long long inum(value v) { return v.t == V_INT ? v.u.i : v.t == V_FLOAT ? (long long)v.u.f : v.t == V_BOOL ? v.u.b : 0; }
 
-static int v_equal(value a, value b) {
+/* A float as an integer, toward zero: 0 with *out set, 1 for NaN, or the error (out of range). */
+static int float_to_int(jinja *J, double f, long long *out) {
+    if (f != f) return 1;
+    if (!(f < 9223372036854775808.0 && f >= -9223372036854775808.0)) return err_int_range(J);
+    *out = (long long)f;
+    return 0;
+}
+
+/* v as an integer where a number is expected: floats truncate and saturate, NaN and non-numbers
+ * give 0 (no undefined conversion). */
+static long long inum(value v) {
+    if (v.t == V_INT) return v.u.i;
+    if (v.t == V_BOOL) return v.u.b;
+    if (v.t == V_FLOAT) {
+        if (v.u.f != v.u.f) return 0;
+        if (v.u.f >= 9223372036854775808.0) return LLONG_MAX;
+        if (v.u.f <= -9223372036854775808.0) return LLONG_MIN;
+        return (long long)v.u.f;
+    }
+    return 0;
+}
+
+static int v_equal_d(jinja *J, value a, value b, int depth) {
+    if (a.t == V_INT && b.t == V_INT) return a.u.i == b.u.i;
     if (is_num(a) && is_num(b)) return num(a) == num(b);
-    if (a.t != b.t) return (a.t == V_UNDEF || a.t == V_NONE) && (b.t == V_UNDEF || b.t == V_NONE) && a.t == b.t;
+    if (a.t != b.t) return 0;
     switch (a.t) {
     case V_UNDEF: case V_NONE: return 1;
-    case V_STR: return a.u.s.n == b.u.s.n && memcmp(a.u.s.s, b.u.s.s, a.u.s.n) == 0;
+    case V_STR:
+        if (a.u.s.n != b.u.s.n) return 0;
+        spend_bytes(J, a.u.s.n);
+        return memcmp(a.u.s.s, b.u.s.s, a.u.s.n) == 0;
     case V_LIST:
+        if (a.u.l == b.u.l) return 1;
         if (a.u.l->n != b.u.l->n) return 0;
+        if (depth >= JINJA_MAX_VALUE_DEPTH) return err_too_deep(J), 0;
         for (int i = 0; i < a.u.l->n; i++)
-            if (!v_equal(a.u.l->items[i], b.u.l->items[i])) return 0;
+            if (spend(J, 1) || !v_equal_d(J, a.u.l->items[i], b.u.l->items[i], depth + 1)) return 0;
         return 1;
     case V_DICT: return a.u.d == b.u.d;
     default: return 0;
     }
 }
 
+static int v_equal(jinja *J, value a, value b) { return v_equal_d(J, a, b, 0); }
+
 static int v_compare(jinja *J, value a, value b, int *cmp) {
+    if (a.t == V_INT && b.t == V_INT) {
+        *cmp = (a.u.i > b.u.i) - (a.u.i < b.u.i);
+        return 0;
+    }
     if (is_num(a) && is_num(b)) {
         *cmp = num(a) < num(b) ? -1 : num(a) > num(b);
         return 0;
     }
     if (a.t == V_STR && b.t == V_STR) {
         size_t n = a.u.s.n < b.u.s.n ? a.u.s.n : b.u.s.n;
+        spend_bytes(J, n);
         int c = memcmp(a.u.s.s, b.u.s.s, n);
         *cmp = c ? (c > 0) - (c < 0) : (a.u.s.n > b.u.s.n) - (a.u.s.n < b.u.s.n);
         return 0;
@@ -1203,29 +1457,97 @@ static int v_compare(jinja *J, value a, value b, int *cmp) {
     return jerr(J, RLHF_ERR_INVALID, "cannot compare %s with %s", type_name(a.t), type_name(b.t));
 }
 
-static int v_len(value v) {
+/* UTF-8 characters as the interpreter splits strings: a character starts at byte 0 and at
+ * every byte that is not a continuation byte. */
+static int is_cont(char c) { return ((unsigned char)c & 0xC0) == 0x80; }
+
+static size_t u8_next(const char *s, size_t n, size_t i) {
+    for (i++; i < n && is_cont(s[i]);) i++;
+    return i;
+}
+
+static size_t u8_prev(const char *s, size_t i) { /* i > 0 */
+    for (i--; i > 0 && is_cont(s[i]);) i--;
+    return i;
+}
+
+static size_t u8_count(jinja *J, const char *s, size_t n) {
+    spend_bytes(J, n);
+    size_t c = n > 0 && is_cont(s[0]);
+    for (size_t i = 0; i < n; i++) c += !is_cont(s[i]);
+    return c;
+}
+
+static long long v_len(jinja *J, value v) {
     switch (v.t) {
-    case V_STR: {
-        int n = 0;
-        for (size_t i = 0; i < v.u.s.n; i++) n += ((unsigned char)v.u.s.s[i] & 0xC0) != 0x80;
-        return n;
-    }
-    case V_LIST: return v.u.l ? v.u.l->n : 0;
-    case V_DICT: return v.u.d ? v.u.d->n : 0;
+    case V_STR: return (long long)u8_count(J, v.u.s.s, v.u.s.n);
+    case V_LIST: return v.u.l->n;
+    case V_DICT: return v.u.d->n;
     default: return 0;
     }
+}
+
+/* Character i of a string (Python indexing, negative from the end), undefined when out of
+ * range. A view, no copy. */
+static value str_index(jinja *J, value o, long long i) {
+    const char *s = o.u.s.s;
+    const int from_end = i < 0;
+    size_t n = o.u.s.n, p;
+    if (!from_end) {
+        for (p = 0; i > 0 && p < n; i--) p = u8_next(s, n, p);
+        if (p >= n) return v_undef();
+    } else {
+        for (p = n; i < 0 && p > 0; i++) p = u8_prev(s, p);
+        if (i < 0) return v_undef();
+    }
+    size_t e = u8_next(s, n, p);
+    spend_bytes(J, from_end ? n - p : e);
+    return v_strn(s + p, e - p);
+}
+
+/* The characters a0, a0+step, ... before b0 (bounds already clipped as for lists). */
+static value str_slice(jinja *J, value o, long long a0, long long b0, long long step) {
+    const char *s = o.u.s.s;
+    size_t n = o.u.s.n, p = 0;
+    if (step > 0 ? a0 >= b0 : a0 <= b0) return v_strn("", 0);
+    spend_bytes(J, n);
+    for (long long c = 0; c < a0 && p < n; c++) p = u8_next(s, n, p);
+    if (step == 1) { /* a view */
+        size_t q = p;
+        for (long long c = a0; c < b0 && q < n; c++) q = u8_next(s, n, q);
+        return v_strn(s + p, q - p);
+    }
+    sbuf b = str_buf();
+    for (long long i = a0; p < n && !b.too_big;) {
+        sb_put(&b, s + p, u8_next(s, n, p) - p);
+        if (__builtin_add_overflow(i, step, &i) || (step > 0 ? i >= b0 : i <= b0)) break;
+        if (step > 0)
+            for (long long c = 0; c < step && p < n; c++) p = u8_next(s, n, p);
+        else
+            for (long long c = 0; c > step && p > 0; c--) p = u8_prev(s, p);
+    }
+    return str_buf_finish(J, &b);
 }
 
 /* A list view of anything iterable (strings give their characters, dicts their keys). */
 static value v_as_list(jinja *J, value v) {
     if (v.t == V_LIST) return v;
     value l = v_list_new(J);
-    if (v.t == V_DICT && v.u.d) {
+    if (v.t == V_DICT) {
         for (int i = 0; i < v.u.d->n; i++) list_push(J, l.u.l, v.u.d->keys[i]);
     } else if (v.t == V_STR) {
-        for (size_t i = 0; i < v.u.s.n;) {
-            size_t k = i + 1;
-            while (k < v.u.s.n && ((unsigned char)v.u.s.s[k] & 0xC0) == 0x80) k++;
+        size_t nc = u8_count(J, v.u.s.s, v.u.s.n);
+        if (nc > (size_t)INT_MAX / 2) {
+            jerr(J, RLHF_ERR_UNSUPPORTED, "a string too long to split into characters");
+            return l;
+        }
+        if (nc && !J->rc) { /* sized once */
+            l.u.l->items = jalloc(J, nc * sizeof(value));
+            if (!l.u.l->items) return l;
+            l.u.l->cap = (int)nc;
+        }
+        for (size_t i = 0; i < v.u.s.n && !J->rc;) {
+            size_t k = u8_next(v.u.s.s, v.u.s.n, i);
             list_push(J, l.u.l, v_strn(v.u.s.s + i, k - i));
             i = k;
         }
@@ -1238,24 +1560,71 @@ static value v_as_list(jinja *J, value v) {
 static value concat(jinja *J, value a, value b) {
     a = v_to_str(J, a);
     b = v_to_str(J, b);
-    char *p = arena_alloc(&J->A, a.u.s.n + b.u.s.n + 1);
-    if (!p) {
-        jerr(J, RLHF_ERR_NOMEM, "out of memory");
+    if (J->rc) return v_strn("", 0);
+    if (!b.u.s.n) return a;
+    if (!a.u.s.n) return b;
+    if (a.u.s.n > JINJA_MAX_STR || b.u.s.n > JINJA_MAX_STR - a.u.s.n) {
+        err_too_long(J);
         return v_strn("", 0);
     }
+    char *p = str_alloc(J, a.u.s.n + b.u.s.n);
+    if (!p) return v_strn("", 0);
     memcpy(p, a.u.s.s, a.u.s.n);
     memcpy(p + a.u.s.n, b.u.s.s, b.u.s.n);
     return v_strn(p, a.u.s.n + b.u.s.n);
 }
 
+/* s * k as Python: one allocation of the final size, refused past JINJA_MAX_STR. */
+static value str_repeat(jinja *J, value s, long long k) {
+    const size_t n = s.u.s.n;
+    if (k <= 0 || n == 0) return v_strn("", 0);
+    if (k == 1) return s;
+    if ((unsigned long long)k > JINJA_MAX_STR / n) {
+        err_too_long(J);
+        return v_strn("", 0);
+    }
+    const size_t total = n * (size_t)k;
+    char *p = str_alloc(J, total);
+    if (!p) return v_strn("", 0);
+    memcpy(p, s.u.s.s, n);
+    for (size_t have = n; have < total;) {
+        size_t c = have < total - have ? have : total - have;
+        memcpy(p + have, p, c);
+        have += c;
+    }
+    return v_strn(p, total);
+}
+
 static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
-static value str_strip(value s, value chars, int left, int right) {
+/* The first needle (m > 0 bytes) in hay[0..n), or NULL. memchr finds the candidates; each
+ * comparison is charged to the step budget (the callers charge the scan itself). Not memmem:
+ * called again and again on what is left of a long string, sanitizer builds re-check the
+ * whole rest on every call. */
+static const char *find(jinja *J, const char *hay, size_t n, const char *nd, size_t m) {
+    if (m > n) return NULL;
+    if (m == 1) return memchr(hay, nd[0], n);
+    const char *last = hay + (n - m);
+    for (const char *p = hay; p <= last && !spend_bytes(J, m); p++) {
+        p = memchr(p, nd[0], (size_t)(last - p) + 1);
+        if (!p) return NULL;
+        if (memcmp(p + 1, nd + 1, m - 1) == 0) return p;
+    }
+    return NULL;
+}
+
+static value str_strip(jinja *J, value s, value chars, int left, int right) {
+    unsigned char set[256] = {0};
+    if (chars.t == V_STR) {
+        spend_bytes(J, chars.u.s.n);
+        for (size_t i = 0; i < chars.u.s.n; i++) set[(unsigned char)chars.u.s.s[i]] = 1;
+    } else {
+        for (int c = 0; c < 256; c++) set[c] = (unsigned char)is_ws((char)c);
+    }
     const char *a = s.u.s.s, *b = s.u.s.s + s.u.s.n;
-#define STRIPPABLE(c) (chars.t == V_STR ? memchr(chars.u.s.s, (c), chars.u.s.n) != NULL : is_ws(c))
-    if (left) while (a < b && STRIPPABLE(*a)) a++;
-    if (right) while (b > a && STRIPPABLE(b[-1])) b--;
-#undef STRIPPABLE
+    if (left) while (a < b && set[(unsigned char)*a]) a++;
+    if (right) while (b > a && set[(unsigned char)b[-1]]) b--;
+    spend_bytes(J, s.u.s.n - (size_t)(b - a));
     return v_strn(a, (size_t)(b - a));
 }
 
@@ -1275,36 +1644,41 @@ static value str_map(jinja *J, value s, int mode) { /* 0 upper, 1 lower, 2 capit
 
 static value str_replace(jinja *J, value s, value a, value b) {
     if (s.t != V_STR || a.t != V_STR || b.t != V_STR || a.u.s.n == 0) return s;
-    sbuf o = {0};
+    spend_bytes(J, s.u.s.n);
+    sbuf o = str_buf();
     const char *p = s.u.s.s, *end = s.u.s.s + s.u.s.n;
-    while (p < end) {
-        const char *hit = memmem(p, (size_t)(end - p), a.u.s.s, a.u.s.n);
+    while (p < end && !o.too_big && !J->rc) {
+        const char *hit = find(J, p, (size_t)(end - p), a.u.s.s, a.u.s.n);
         if (!hit) break;
         sb_put(&o, p, (size_t)(hit - p));
         sb_put(&o, b.u.s.s, b.u.s.n);
+        spend_bytes(J, b.u.s.n);
         p = hit + a.u.s.n;
     }
     sb_put(&o, p, (size_t)(end - p));
-    value r = v_str_copy(J, o.s ? o.s : "", o.n);
-    free(o.s);
-    return r;
+    return str_buf_finish(J, &o);
 }
 
-static int str_starts(value s, value p, int end) {
-    if (p.t == V_LIST) {
-        for (int i = 0; i < p.u.l->n; i++)
-            if (str_starts(s, p.u.l->items[i], end)) return 1;
-        return 0;
-    }
+static int str_starts1(jinja *J, value s, value p, int end) {
     if (s.t != V_STR || p.t != V_STR || p.u.s.n > s.u.s.n) return 0;
+    spend_bytes(J, p.u.s.n);
     return memcmp(end ? s.u.s.s + s.u.s.n - p.u.s.n : s.u.s.s, p.u.s.s, p.u.s.n) == 0;
+}
+
+/* startswith/endswith with one prefix or a list of them */
+static int str_starts(jinja *J, value s, value p, int end) {
+    if (p.t != V_LIST) return str_starts1(J, s, p, end);
+    for (int i = 0; i < p.u.l->n && !spend(J, 1); i++)
+        if (str_starts1(J, s, p.u.l->items[i], end)) return 1;
+    return 0;
 }
 
 static value str_split(jinja *J, value s, value sep) {
     value l = v_list_new(J);
     const char *p = s.u.s.s, *end = s.u.s.s + s.u.s.n;
+    spend_bytes(J, s.u.s.n);
     if (sep.t != V_STR) {
-        while (p < end) {
+        while (p < end && !J->rc) {
             while (p < end && is_ws(*p)) p++;
             const char *q = p;
             while (q < end && !is_ws(*q)) q++;
@@ -1317,8 +1691,8 @@ static value str_split(jinja *J, value s, value sep) {
         jerr(J, RLHF_ERR_INVALID, "split: empty separator");
         return l;
     }
-    for (;;) {
-        const char *hit = memmem(p, (size_t)(end - p), sep.u.s.s, sep.u.s.n);
+    while (!J->rc) {
+        const char *hit = find(J, p, (size_t)(end - p), sep.u.s.s, sep.u.s.n);
         if (!hit) break;
         list_push(J, l.u.l, v_strn(p, (size_t)(hit - p)));
         p = hit + sep.u.s.n;
@@ -1329,19 +1703,17 @@ static value str_split(jinja *J, value s, value sep) {
 
 static value join(jinja *J, value list, value sep) {
     list = v_as_list(J, list);
-    sbuf o = {0};
-    for (int i = 0; list.u.l && i < list.u.l->n; i++) {
+    sbuf o = str_buf();
+    for (int i = 0; i < list.u.l->n && !J->rc && !o.too_big && !spend(J, 1); i++) {
         if (i && sep.t == V_STR) sb_put(&o, sep.u.s.s, sep.u.s.n);
-        v_print(J, &o, v_to_str(J, list.u.l->items[i]), 0);
+        v_print(J, &o, list.u.l->items[i], 0);
     }
-    value r = v_str_copy(J, o.s ? o.s : "", o.n);
-    free(o.s);
-    return r;
+    return str_buf_finish(J, &o);
 }
 
-static value attr_of(value obj, const char *name, size_t n) {
+static value attr_of(jinja *J, value obj, const char *name, size_t n) {
     if (obj.t == V_DICT) {
-        value *v = dict_get(obj.u.d, name, n);
+        value *v = dict_get(J, obj.u.d, name, n);
         if (v) return *v;
     }
     return v_undef();
@@ -1380,23 +1752,24 @@ static value arg(const arglist *a, int pos, const char *name) {
 static int name_is(const char *s, size_t n, const char *lit) { return strlen(lit) == n && memcmp(s, lit, n) == 0; }
 
 static value call_method(jinja *J, value obj, const char *m, size_t mn, const arglist *a) {
+    if (J->rc) return v_undef();
     if (obj.t == V_STR) {
-        if (name_is(m, mn, "strip")) return str_strip(obj, arg(a, 0, "chars"), 1, 1);
-        if (name_is(m, mn, "lstrip")) return str_strip(obj, arg(a, 0, "chars"), 1, 0);
-        if (name_is(m, mn, "rstrip")) return str_strip(obj, arg(a, 0, "chars"), 0, 1);
+        if (name_is(m, mn, "strip")) return str_strip(J, obj, arg(a, 0, "chars"), 1, 1);
+        if (name_is(m, mn, "lstrip")) return str_strip(J, obj, arg(a, 0, "chars"), 1, 0);
+        if (name_is(m, mn, "rstrip")) return str_strip(J, obj, arg(a, 0, "chars"), 0, 1);
         if (name_is(m, mn, "upper")) return str_map(J, obj, 0);
         if (name_is(m, mn, "lower")) return str_map(J, obj, 1);
         if (name_is(m, mn, "capitalize")) return str_map(J, obj, 2);
         if (name_is(m, mn, "title")) return str_map(J, obj, 3);
-        if (name_is(m, mn, "startswith")) return v_bool(str_starts(obj, arg(a, 0, NULL), 0));
-        if (name_is(m, mn, "endswith")) return v_bool(str_starts(obj, arg(a, 0, NULL), 1));
+        if (name_is(m, mn, "startswith")) return v_bool(str_starts(J, obj, arg(a, 0, NULL), 0));
+        if (name_is(m, mn, "endswith")) return v_bool(str_starts(J, obj, arg(a, 0, NULL), 1));
         if (name_is(m, mn, "split")) return str_split(J, obj, arg(a, 0, "sep"));
         if (name_is(m, mn, "replace")) return str_replace(J, obj, arg(a, 0, NULL), arg(a, 1, NULL));
         if (name_is(m, mn, "join")) return join(J, arg(a, 0, NULL), obj);
     } else if (obj.t == V_DICT) {
         if (name_is(m, mn, "items") || name_is(m, mn, "keys") || name_is(m, mn, "values")) {
             value l = v_list_new(J);
-            for (int i = 0; i < obj.u.d->n; i++) {
+            for (int i = 0; i < obj.u.d->n && !J->rc; i++) {
                 if (name_is(m, mn, "keys")) list_push(J, l.u.l, obj.u.d->keys[i]);
                 else if (name_is(m, mn, "values")) list_push(J, l.u.l, obj.u.d->vals[i]);
                 else {
@@ -1410,7 +1783,7 @@ static value call_method(jinja *J, value obj, const char *m, size_t mn, const ar
         }
         if (name_is(m, mn, "get")) {
             value k = arg(a, 0, NULL);
-            value *v = k.t == V_STR ? dict_get(obj.u.d, k.u.s.s, k.u.s.n) : NULL;
+            value *v = k.t == V_STR ? dict_get(J, obj.u.d, k.u.s.s, k.u.s.n) : NULL;
             if (v) return *v;
             value d = arg(a, 1, "default");
             return d.t == V_UNDEF ? v_none() : d;
@@ -1421,9 +1794,11 @@ static value call_method(jinja *J, value obj, const char *m, size_t mn, const ar
 }
 
 static value call_function(jinja *J, const char *n, size_t nn, const arglist *a) {
+    if (J->rc) return v_undef();
     if (name_is(n, nn, "raise_exception")) {
         value m = v_to_str(J, arg(a, 0, NULL));
-        jerr(J, RLHF_ERR_INVALID, "the chat template refused the messages: %.*s", (int)m.u.s.n, m.u.s.s);
+        jerr(J, RLHF_ERR_INVALID, "the chat template refused the messages: %.*s", (int)(m.u.s.n > 600 ? 600 : m.u.s.n),
+             m.u.s.s);
         return v_undef();
     }
     if (name_is(n, nn, "range")) {
@@ -1436,15 +1811,17 @@ static value call_function(jinja *J, const char *n, size_t nn, const arglist *a)
         }
         value l = v_list_new(J);
         if (step == 0) return jerr(J, RLHF_ERR_INVALID, "range: step 0"), l;
-        for (long long i = lo; (step > 0 ? i < hi : i > hi) && !J->rc; i += step) {
-            if (l.u.l->n > 100000) return jerr(J, RLHF_ERR_INVALID, "range too long"), l;
+        for (long long i = lo; (step > 0 ? i < hi : i > hi) && !J->rc;) {
+            if (l.u.l->n >= 100000) return jerr(J, RLHF_ERR_INVALID, "range too long"), l;
             list_push(J, l.u.l, v_int(i));
+            if (__builtin_add_overflow(i, step, &i)) break;
         }
         return l;
     }
     if (name_is(n, nn, "namespace") || name_is(n, nn, "dict")) {
         value d = v_dict_new(J);
-        if (d.u.d) d.u.d->is_namespace = name_is(n, nn, "namespace");
+        if (J->rc) return d;
+        d.u.d->is_namespace = name_is(n, nn, "namespace");
         for (int i = 0; i < a->n; i++)
             if (a->kw[i]) dict_set(J, d.u.d, v_str_copy(J, a->kw[i], a->kw_n[i]), a->v[i]);
         return d;
@@ -1452,7 +1829,7 @@ static value call_function(jinja *J, const char *n, size_t nn, const arglist *a)
     if (name_is(n, nn, "strftime_now")) {
         value fmt = v_to_str(J, arg(a, 0, NULL));
         char fbuf[128], obuf[256];
-        snprintf(fbuf, sizeof fbuf, "%.*s", (int)fmt.u.s.n, fmt.u.s.s);
+        snprintf(fbuf, sizeof fbuf, "%.*s", (int)(fmt.u.s.n < sizeof fbuf ? fmt.u.s.n : sizeof fbuf - 1), fmt.u.s.s);
         time_t now = time(NULL);
         struct tm tmv;
         localtime_r(&now, &tmv);
@@ -1463,13 +1840,59 @@ static value call_function(jinja *J, const char *n, size_t nn, const arglist *a)
     return v_undef();
 }
 
+/* s[0..n) without surrounding whitespace, as a C string in buf; 0 when empty or too long to
+ * be a number this interpreter handles. */
+static int num_text(const char *s, size_t n, char *buf, size_t size) {
+    while (n && is_ws(*s)) s++, n--;
+    while (n && is_ws(s[n - 1])) n--;
+    if (n == 0 || n >= size || memchr(s, 'x', n) || memchr(s, 'X', n)) return 0; /* no hex: Python's int()/float() refuse it */
+    memcpy(buf, s, n);
+    buf[n] = 0;
+    return 1;
+}
+
+/* The `int` filter: Python's int(), then int(float()), else the default (0). */
+static value filter_int(jinja *J, value x, value dflt) {
+    long long r = 0;
+    if (x.t == V_INT || x.t == V_BOOL) return v_int(inum(x));
+    if (x.t == V_FLOAT) {
+        int rc = float_to_int(J, x.u.f, &r);
+        return rc < 0 ? v_undef() : rc == 0 ? v_int(r) : dflt.t == V_UNDEF ? v_int(0) : dflt;
+    }
+    char buf[400], *end;
+    if (x.t == V_STR && num_text(x.u.s.s, x.u.s.n, buf, sizeof buf)) {
+        errno = 0;
+        r = strtoll(buf, &end, 10);
+        if (*end == 0) return errno == ERANGE ? (err_int_range(J), v_undef()) : v_int(r);
+        double d = strtod(buf, &end);
+        if (*end == 0) {
+            int rc = float_to_int(J, d, &r);
+            if (rc < 0) return v_undef();
+            if (rc == 0) return v_int(r);
+        }
+    }
+    return dflt.t == V_UNDEF ? v_int(0) : dflt;
+}
+
+/* The `float` filter: Python's float(), else the default (0.0). */
+static value filter_float(value x, value dflt) {
+    if (is_num(x)) return v_float(num(x));
+    char buf[400], *end;
+    if (x.t == V_STR && num_text(x.u.s.s, x.u.s.n, buf, sizeof buf)) {
+        double d = strtod(buf, &end);
+        if (*end == 0) return v_float(d);
+    }
+    return dflt.t == V_UNDEF ? v_float(0) : dflt;
+}
+
 static value apply_filter(jinja *J, frame *f, value x, const expr *e) {
     arglist a = {0};
     eval_args(J, f, e, &a);
+    if (J->rc) return v_undef();
     const char *n = e->name;
     size_t nn = e->name_n;
-    if (name_is(n, nn, "trim")) return x.t == V_STR ? str_strip(x, v_undef(), 1, 1) : x;
-    if (name_is(n, nn, "length") || name_is(n, nn, "count")) return v_int(v_len(x));
+    if (name_is(n, nn, "trim")) return x.t == V_STR ? str_strip(J, x, v_undef(), 1, 1) : x;
+    if (name_is(n, nn, "length") || name_is(n, nn, "count")) return v_int(v_len(J, x));
     if (name_is(n, nn, "upper")) return str_map(J, v_to_str(J, x), 0);
     if (name_is(n, nn, "lower")) return str_map(J, v_to_str(J, x), 1);
     if (name_is(n, nn, "capitalize")) return str_map(J, v_to_str(J, x), 2);
@@ -1480,37 +1903,36 @@ static value apply_filter(jinja *J, frame *f, value x, const expr *e) {
         return x;
     }
     if (name_is(n, nn, "first") || name_is(n, nn, "last")) {
+        const int first = name_is(n, nn, "first");
+        if (x.t == V_STR) { /* no list of characters */
+            if (!x.u.s.n) return v_undef();
+            size_t p = first ? 0 : u8_prev(x.u.s.s, x.u.s.n), q = u8_next(x.u.s.s, x.u.s.n, p);
+            spend_bytes(J, first ? q : x.u.s.n - p);
+            return v_strn(x.u.s.s + p, q - p);
+        }
         value l = v_as_list(J, x);
-        if (!l.u.l || l.u.l->n == 0) return v_undef();
-        return name_is(n, nn, "first") ? l.u.l->items[0] : l.u.l->items[l.u.l->n - 1];
+        if (l.u.l->n == 0) return v_undef();
+        return first ? l.u.l->items[0] : l.u.l->items[l.u.l->n - 1];
     }
     if (name_is(n, nn, "join")) return join(J, x, arg(&a, 0, "d"));
     if (name_is(n, nn, "replace")) return str_replace(J, v_to_str(J, x), arg(&a, 0, NULL), arg(&a, 1, NULL));
     if (name_is(n, nn, "string")) return v_to_str(J, x);
     if (name_is(n, nn, "safe") || name_is(n, nn, "e") || name_is(n, nn, "escape")) return x;
-    if (name_is(n, nn, "int")) {
-        if (x.t == V_STR) return v_int(strtoll(x.u.s.s, NULL, 10));
-        return v_int(inum(x));
-    }
-    if (name_is(n, nn, "float")) return v_float(x.t == V_STR ? strtod(x.u.s.s, NULL) : num(x));
+    if (name_is(n, nn, "int")) return filter_int(J, x, arg(&a, 0, "default"));
+    if (name_is(n, nn, "float")) return filter_float(x, arg(&a, 0, "default"));
     if (name_is(n, nn, "list")) return v_as_list(J, x);
-    if (name_is(n, nn, "tojson")) {
-        sbuf b = {0};
-        v_print(J, &b, x, 1);
-        value r = v_str_copy(J, b.s ? b.s : "", b.n);
-        free(b.s);
-        return r;
-    }
+    if (name_is(n, nn, "tojson")) return v_format(J, x, 1);
     if (name_is(n, nn, "reverse")) {
         value l = v_as_list(J, x), r = v_list_new(J);
-        for (int i = l.u.l ? l.u.l->n - 1 : -1; i >= 0; i--) list_push(J, r.u.l, l.u.l->items[i]);
+        for (int i = l.u.l->n - 1; i >= 0 && !J->rc; i--) list_push(J, r.u.l, l.u.l->items[i]);
         if (x.t == V_STR) return join(J, r, v_strn("", 0));
         return r;
     }
     if (name_is(n, nn, "map")) {
         value at = arg(&a, 0, "attribute"), l = v_as_list(J, x), r = v_list_new(J);
         if (at.t != V_STR) return jerr(J, RLHF_ERR_UNSUPPORTED, "map: only map(attribute=...) is supported"), r;
-        for (int i = 0; l.u.l && i < l.u.l->n; i++) list_push(J, r.u.l, attr_of(l.u.l->items[i], at.u.s.s, at.u.s.n));
+        for (int i = 0; i < l.u.l->n && !J->rc && !spend(J, 1); i++)
+            list_push(J, r.u.l, attr_of(J, l.u.l->items[i], at.u.s.s, at.u.s.n));
         return r;
     }
     if (name_is(n, nn, "selectattr") || name_is(n, nn, "rejectattr")) {
@@ -1518,12 +1940,12 @@ static value apply_filter(jinja *J, frame *f, value x, const expr *e) {
         value at = arg(&a, 0, NULL), test = arg(&a, 1, NULL), cmp = arg(&a, 2, NULL);
         value l = v_as_list(J, x), r = v_list_new(J);
         if (at.t != V_STR) return jerr(J, RLHF_ERR_INVALID, "%.*s: needs an attribute name", (int)nn, n), r;
-        for (int i = 0; l.u.l && i < l.u.l->n; i++) {
-            value v = attr_of(l.u.l->items[i], at.u.s.s, at.u.s.n);
+        for (int i = 0; i < l.u.l->n && !J->rc && !spend(J, 1); i++) {
+            value v = attr_of(J, l.u.l->items[i], at.u.s.s, at.u.s.n);
             int ok;
             if (test.t == V_UNDEF) ok = truthy(v);
-            else if (str_eq(test, "equalto", 7) || str_eq(test, "eq", 2) || str_eq(test, "==", 2)) ok = v_equal(v, cmp);
-            else if (str_eq(test, "ne", 2) || str_eq(test, "!=", 2)) ok = !v_equal(v, cmp);
+            else if (str_eq(test, "equalto", 7) || str_eq(test, "eq", 2) || str_eq(test, "==", 2)) ok = v_equal(J, v, cmp);
+            else if (str_eq(test, "ne", 2) || str_eq(test, "!=", 2)) ok = !v_equal(J, v, cmp);
             else if (str_eq(test, "defined", 7)) ok = v.t != V_UNDEF;
             else if (str_eq(test, "undefined", 9)) ok = v.t == V_UNDEF;
             else if (str_eq(test, "none", 4)) ok = v.t == V_NONE;
@@ -1539,6 +1961,7 @@ static value apply_filter(jinja *J, frame *f, value x, const expr *e) {
 static int apply_test(jinja *J, frame *f, value x, const expr *e) {
     arglist a = {0};
     eval_args(J, f, e, &a);
+    if (J->rc) return 0;
     const char *n = e->name;
     size_t nn = e->name_n;
     if (name_is(n, nn, "defined")) return x.t != V_UNDEF;
@@ -1559,11 +1982,12 @@ static int apply_test(jinja *J, frame *f, value x, const expr *e) {
     if (name_is(n, nn, "even")) return inum(x) % 2 == 0;
     if (name_is(n, nn, "divisibleby")) {
         long long d = inum(arg(&a, 0, NULL));
-        return d != 0 && inum(x) % d == 0;
+        return d != 0 && (d == -1 || inum(x) % d == 0); /* LLONG_MIN % -1 overflows */
     }
-    if (name_is(n, nn, "equalto") || name_is(n, nn, "eq") || name_is(n, nn, "sameas")) return v_equal(x, arg(&a, 0, NULL));
+    if (name_is(n, nn, "equalto") || name_is(n, nn, "eq") || name_is(n, nn, "sameas")) return v_equal(J, x, arg(&a, 0, NULL));
     if (name_is(n, nn, "lower") || name_is(n, nn, "upper")) {
         if (x.t != V_STR) return 0;
+        spend_bytes(J, x.u.s.n);
         for (size_t i = 0; i < x.u.s.n; i++) {
             char c = x.u.s.s[i];
             if (name_is(n, nn, "lower") ? (c >= 'A' && c <= 'Z') : (c >= 'a' && c <= 'z')) return 0;
@@ -1577,73 +2001,91 @@ static int apply_test(jinja *J, frame *f, value x, const expr *e) {
 static value in_op(jinja *J, value x, value c) {
     if (c.t == V_STR) {
         value s = v_to_str(J, x);
-        return v_bool(s.u.s.n == 0 || memmem(c.u.s.s, c.u.s.n, s.u.s.s, s.u.s.n) != NULL);
+        if (J->rc) return v_bool(0);
+        spend_bytes(J, c.u.s.n);
+        return v_bool(s.u.s.n == 0 || find(J, c.u.s.s, c.u.s.n, s.u.s.s, s.u.s.n) != NULL);
     }
     if (c.t == V_LIST) {
-        for (int i = 0; i < c.u.l->n; i++)
-            if (v_equal(x, c.u.l->items[i])) return v_bool(1);
+        for (int i = 0; i < c.u.l->n && !spend(J, 1); i++)
+            if (v_equal(J, x, c.u.l->items[i])) return v_bool(1);
         return v_bool(0);
     }
-    if (c.t == V_DICT) return v_bool(x.t == V_STR && dict_get(c.u.d, x.u.s.s, x.u.s.n) != NULL);
+    if (c.t == V_DICT) return v_bool(x.t == V_STR && dict_get(J, c.u.d, x.u.s.s, x.u.s.n) != NULL);
     if (c.t == V_UNDEF || c.t == V_NONE) return v_bool(0);
     jerr(J, RLHF_ERR_INVALID, "'in' needs a string, list or dict, not %s", type_name(c.t));
     return v_bool(0);
 }
 
+
 static value arith(jinja *J, char op, int floor_div, value a, value b) {
     if (op == '+' && a.t == V_STR && b.t == V_STR) return concat(J, a, b);
     if (op == '+' && a.t == V_LIST && b.t == V_LIST) {
         value r = v_list_new(J);
-        for (int i = 0; i < a.u.l->n; i++) list_push(J, r.u.l, a.u.l->items[i]);
-        for (int i = 0; i < b.u.l->n; i++) list_push(J, r.u.l, b.u.l->items[i]);
+        for (int i = 0; i < a.u.l->n && !J->rc; i++) list_push(J, r.u.l, a.u.l->items[i]);
+        for (int i = 0; i < b.u.l->n && !J->rc; i++) list_push(J, r.u.l, b.u.l->items[i]);
         return r;
     }
-    if (op == '*' && a.t == V_STR && b.t == V_INT) {
-        value r = v_strn("", 0);
-        for (long long i = 0; i < b.u.i && i < 10000; i++) r = concat(J, r, a);
-        return r;
-    }
+    if (op == '*' && !floor_div && a.t == V_STR && (b.t == V_INT || b.t == V_BOOL)) return str_repeat(J, a, inum(b));
+    if (op == '*' && !floor_div && b.t == V_STR && (a.t == V_INT || a.t == V_BOOL)) return str_repeat(J, b, inum(a));
     if (!is_num(a) || !is_num(b)) {
         jerr(J, RLHF_ERR_INVALID, "unsupported operand types for '%c': %s and %s", op, type_name(a.t), type_name(b.t));
         return v_undef();
     }
     const int ints = a.t != V_FLOAT && b.t != V_FLOAT;
+    const long long x = inum(a), y = inum(b);
+    long long r;
     switch (op) {
-    case '+': return ints ? v_int(inum(a) + inum(b)) : v_float(num(a) + num(b));
-    case '-': return ints ? v_int(inum(a) - inum(b)) : v_float(num(a) - num(b));
-    case '*': return ints ? v_int(inum(a) * inum(b)) : v_float(num(a) * num(b));
+    case '+':
+    case '-':
+    case '*':
+        if (!ints) return v_float(op == '+' ? num(a) + num(b) : op == '-' ? num(a) - num(b) : num(a) * num(b));
+        if (op == '+' ? __builtin_add_overflow(x, y, &r) : op == '-' ? __builtin_sub_overflow(x, y, &r)
+                                                         : __builtin_mul_overflow(x, y, &r))
+            return err_int_range(J), v_undef();
+        return v_int(r);
     case '/':
         if (num(b) == 0) return jerr(J, RLHF_ERR_INVALID, "division by zero"), v_undef();
-        if (floor_div) return ints ? v_int((long long)floor(num(a) / num(b))) : v_float(floor(num(a) / num(b)));
-        return v_float(num(a) / num(b));
+        if (!floor_div) return v_float(num(a) / num(b));
+        if (!ints) return v_float(floor(num(a) / num(b)));
+        if (x == LLONG_MIN && y == -1) return err_int_range(J), v_undef();
+        r = x / y;
+        if (x % y != 0 && ((x < 0) != (y < 0))) r--; /* Python floors */
+        return v_int(r);
     case '%':
-        if (inum(b) == 0) return jerr(J, RLHF_ERR_INVALID, "modulo by zero"), v_undef();
         if (ints) {
-            long long r = inum(a) % inum(b);
-            if (r != 0 && ((r < 0) != (inum(b) < 0))) r += inum(b); /* Python's sign */
+            if (y == 0) return jerr(J, RLHF_ERR_INVALID, "modulo by zero"), v_undef();
+            if (y == -1) return v_int(0); /* LLONG_MIN % -1 overflows in C */
+            r = x % y;
+            if (r != 0 && ((r < 0) != (y < 0))) r += y; /* Python's sign */
             return v_int(r);
+        } else {
+            if (num(b) == 0) return jerr(J, RLHF_ERR_INVALID, "modulo by zero"), v_undef();
+            double m = fmod(num(a), num(b));
+            if (m != 0 && ((m < 0) != (num(b) < 0))) m += num(b);
+            return v_float(m);
         }
-        return v_float(fmod(num(a), num(b)));
     }
     return v_undef();
 }
 
 static value eval(jinja *J, frame *f, const expr *e) {
-    if (J->rc || !e) return v_undef();
+    if (J->rc || !e || spend(J, 1)) return v_undef();
     J->line = e->line;
     switch (e->k) {
     case E_LIT: return e->lit;
-    case E_NAME: return lookup(f, e->name, e->name_n);
-    case E_ATTR: return attr_of(eval(J, f, e->a), e->name, e->name_n);
+    case E_NAME: return lookup(J, f, e->name, e->name_n);
+    case E_ATTR: return attr_of(J, eval(J, f, e->a), e->name, e->name_n);
     case E_INDEX: {
         value o = eval(J, f, e->a), k = eval(J, f, e->b);
-        if (o.t == V_DICT && k.t == V_STR) return attr_of(o, k.u.s.s, k.u.s.n);
-        if ((o.t == V_LIST || o.t == V_STR) && (k.t == V_INT || k.t == V_BOOL)) {
-            value l = v_as_list(J, o);
+        if (J->rc) return v_undef();
+        if (o.t == V_DICT && k.t == V_STR) return attr_of(J, o, k.u.s.s, k.u.s.n);
+        if (k.t != V_INT && k.t != V_BOOL) return v_undef();
+        if (o.t == V_STR) return str_index(J, o, inum(k));
+        if (o.t == V_LIST) {
             long long i = inum(k);
-            if (i < 0) i += l.u.l->n;
-            if (i < 0 || i >= l.u.l->n) return v_undef();
-            return l.u.l->items[i];
+            if (i < 0) i += o.u.l->n;
+            if (i < 0 || i >= o.u.l->n) return v_undef();
+            return o.u.l->items[i];
         }
         return v_undef();
     }
@@ -1651,8 +2093,10 @@ static value eval(jinja *J, frame *f, const expr *e) {
         value o = eval(J, f, e->a);
         value lo = e->b ? eval(J, f, e->b) : v_none(), hi = e->c ? eval(J, f, e->c) : v_none();
         value st = e->args && e->args[0] ? eval(J, f, e->args[0]) : v_none();
-        value l = v_as_list(J, o);
-        long long n = l.u.l ? l.u.l->n : 0, step = st.t == V_NONE ? 1 : inum(st);
+        if (J->rc) return v_undef();
+        value l = o.t == V_STR ? o : v_as_list(J, o);
+        long long n = o.t == V_STR ? (long long)u8_count(J, o.u.s.s, o.u.s.n) : l.u.l->n;
+        long long step = st.t == V_NONE ? 1 : inum(st);
         if (step == 0) return jerr(J, RLHF_ERR_INVALID, "slice step 0"), v_undef();
         long long a0 = lo.t == V_NONE ? (step > 0 ? 0 : n - 1) : inum(lo);
         long long b0 = hi.t == V_NONE ? (step > 0 ? n : -n - 1) : inum(hi);
@@ -1665,9 +2109,13 @@ static value eval(jinja *J, frame *f, const expr *e) {
             if (a0 > n - 1) a0 = n - 1;
             if (b0 < -1) b0 = -1;
         }
+        if (J->rc) return v_undef();
+        if (o.t == V_STR) return str_slice(J, o, a0, b0, step);
         value r = v_list_new(J);
-        for (long long i = a0; step > 0 ? i < b0 : i > b0; i += step) list_push(J, r.u.l, l.u.l->items[i]);
-        if (o.t == V_STR) return join(J, r, v_strn("", 0));
+        for (long long i = a0; (step > 0 ? i < b0 : i > b0) && !J->rc;) {
+            list_push(J, r.u.l, l.u.l->items[i]);
+            if (__builtin_add_overflow(i, step, &i)) break;
+        }
         return r;
     }
     case E_CALL: {
@@ -1686,7 +2134,10 @@ static value eval(jinja *J, frame *f, const expr *e) {
     case E_NOT: return v_bool(!truthy(eval(J, f, e->a)));
     case E_NEG: {
         value x = eval(J, f, e->a);
-        return x.t == V_FLOAT ? v_float(-x.u.f) : v_int(-inum(x));
+        if (x.t == V_FLOAT) return v_float(-x.u.f);
+        long long i = inum(x);
+        if (i == LLONG_MIN) return err_int_range(J), v_undef();
+        return v_int(-i);
     }
     case E_AND: {
         value x = eval(J, f, e->a);
@@ -1699,11 +2150,12 @@ static value eval(jinja *J, frame *f, const expr *e) {
     case E_TERNARY: return truthy(eval(J, f, e->a)) ? eval(J, f, e->b) : (e->c ? eval(J, f, e->c) : v_undef());
     case E_BIN: {
         value a = eval(J, f, e->a), b = eval(J, f, e->b);
+        if (J->rc) return v_undef();
         const char *op = e->name;
         int cmp = 0;
         if (name_is(op, e->name_n, "~")) return concat(J, a, b);
-        if (name_is(op, e->name_n, "==")) return v_bool(v_equal(a, b));
-        if (name_is(op, e->name_n, "!=")) return v_bool(!v_equal(a, b));
+        if (name_is(op, e->name_n, "==")) return v_bool(v_equal(J, a, b));
+        if (name_is(op, e->name_n, "!=")) return v_bool(!v_equal(J, a, b));
         if (name_is(op, e->name_n, "in")) return in_op(J, a, b);
         if (op[0] == '<' || op[0] == '>') {
             if (v_compare(J, a, b, &cmp)) return v_undef();
@@ -1717,12 +2169,12 @@ static value eval(jinja *J, frame *f, const expr *e) {
     }
     case E_LIST: {
         value l = v_list_new(J);
-        for (int i = 0; i < e->n_args; i++) list_push(J, l.u.l, eval(J, f, e->args[i]));
+        for (int i = 0; i < e->n_args && !J->rc; i++) list_push(J, l.u.l, eval(J, f, e->args[i]));
         return l;
     }
     case E_DICT: {
         value d = v_dict_new(J);
-        for (int i = 0; i + 1 < e->n_args; i += 2) {
+        for (int i = 0; i + 1 < e->n_args && !J->rc; i += 2) {
             value k = v_to_str(J, eval(J, f, e->args[i]));
             dict_set(J, d.u.d, k, eval(J, f, e->args[i + 1]));
         }
@@ -1734,74 +2186,90 @@ static value eval(jinja *J, frame *f, const expr *e) {
 
 static void exec_body(jinja *J, frame *f, const stmt *s);
 
+/* Binds the loop variable(s) of `s` to x in fr; `strict` refuses an item that does not unpack. */
+static int bind_loop_vars(jinja *J, frame *fr, const stmt *s, value x, int strict) {
+    if (s->n_vars == 1) {
+        dict_set(J, &fr->vars, v_strn(s->vars[0], s->var_n[0]), x);
+    } else if (x.t == V_LIST && (strict ? x.u.l->n == 2 : x.u.l->n >= 2)) {
+        dict_set(J, &fr->vars, v_strn(s->vars[0], s->var_n[0]), x.u.l->items[0]);
+        dict_set(J, &fr->vars, v_strn(s->vars[1], s->var_n[1]), x.u.l->items[1]);
+    } else if (strict) {
+        return jerr(J, RLHF_ERR_INVALID, "cannot unpack %s into two loop variables", type_name(x.t));
+    }
+    return J->rc;
+}
+
 static void exec_for(jinja *J, frame *f, const stmt *s) {
     value it = v_as_list(J, eval(J, f, s->e));
     if (J->rc) return;
+    /* One frame for all iterations: emptied each time (a fresh scope), its storage reused. */
+    frame fr = {{0}, f};
     /* the `if` filter runs before the loop so loop.length/last count only kept items */
     value items = it;
     if (s->filter) {
         items = v_list_new(J);
-        for (int i = 0; it.u.l && i < it.u.l->n && !J->rc; i++) {
-            frame fr = {{0}, f};
+        for (int i = 0; i < it.u.l->n && !J->rc; i++) {
+            fr.vars.n = 0;
             value x = it.u.l->items[i];
-            if (s->n_vars == 1) dict_set(J, &fr.vars, v_strn(s->vars[0], s->var_n[0]), x);
-            else if (x.t == V_LIST && x.u.l->n >= 2) {
-                dict_set(J, &fr.vars, v_strn(s->vars[0], s->var_n[0]), x.u.l->items[0]);
-                dict_set(J, &fr.vars, v_strn(s->vars[1], s->var_n[1]), x.u.l->items[1]);
-            }
+            if (bind_loop_vars(J, &fr, s, x, 0)) return;
             if (truthy(eval(J, &fr, s->filter))) list_push(J, items.u.l, x);
         }
     }
-    const int n = items.u.l ? items.u.l->n : 0;
+    const int n = items.u.l->n;
     if (n == 0) {
         if (s->other) exec_body(J, f, s->other);
         return;
     }
-    for (int i = 0; i < n && !J->rc; i++) {
-        frame fr = {{0}, f};
-        value x = items.u.l->items[i];
-        if (s->n_vars == 1) {
-            dict_set(J, &fr.vars, v_strn(s->vars[0], s->var_n[0]), x);
-        } else {
-            if (x.t != V_LIST || x.u.l->n != 2) {
-                jerr(J, RLHF_ERR_INVALID, "cannot unpack %s into two loop variables", type_name(x.t));
-                return;
-            }
-            dict_set(J, &fr.vars, v_strn(s->vars[0], s->var_n[0]), x.u.l->items[0]);
-            dict_set(J, &fr.vars, v_strn(s->vars[1], s->var_n[1]), x.u.l->items[1]);
-        }
-        value loop = v_dict_new(J);
-        dict_set(J, loop.u.d, v_strn("index", 5), v_int(i + 1));
-        dict_set(J, loop.u.d, v_strn("index0", 6), v_int(i));
-        dict_set(J, loop.u.d, v_strn("revindex", 8), v_int(n - i));
-        dict_set(J, loop.u.d, v_strn("revindex0", 9), v_int(n - i - 1));
-        dict_set(J, loop.u.d, v_strn("first", 5), v_bool(i == 0));
-        dict_set(J, loop.u.d, v_strn("last", 4), v_bool(i == n - 1));
-        dict_set(J, loop.u.d, v_strn("length", 6), v_int(n));
-        dict_set(J, loop.u.d, v_strn("previtem", 8), i > 0 ? items.u.l->items[i - 1] : v_undef());
-        dict_set(J, loop.u.d, v_strn("nextitem", 8), i + 1 < n ? items.u.l->items[i + 1] : v_undef());
+    /* One loop object for the whole loop, as Jinja's: its values change with each iteration. */
+    static const char *const keys[] = {"index", "index0", "revindex", "revindex0", "first",
+                                       "last", "length", "previtem", "nextitem"};
+    value loop = v_dict_new(J);
+    for (int k = 0; k < 9; k++) dict_set(J, loop.u.d, v_strn(keys[k], strlen(keys[k])), v_undef());
+    for (int i = 0; i < n && !J->rc && !spend(J, 1); i++) {
+        fr.vars.n = 0;
+        if (bind_loop_vars(J, &fr, s, items.u.l->items[i], 1)) return;
+        value *lv = loop.u.d->vals; /* nothing can add keys to it: it is not a namespace */
+        lv[0] = v_int(i + 1);
+        lv[1] = v_int(i);
+        lv[2] = v_int(n - i);
+        lv[3] = v_int(n - i - 1);
+        lv[4] = v_bool(i == 0);
+        lv[5] = v_bool(i == n - 1);
+        lv[6] = v_int(n);
+        lv[7] = i > 0 ? items.u.l->items[i - 1] : v_undef();
+        lv[8] = i + 1 < n ? items.u.l->items[i + 1] : v_undef();
         dict_set(J, &fr.vars, v_strn("loop", 4), loop);
         exec_body(J, &fr, s->body);
     }
 }
 
 static void exec_body(jinja *J, frame *f, const stmt *s) {
-    for (; s && !J->rc; s = s->next) {
+    for (; s && !J->rc && !spend(J, 1); s = s->next) {
         J->line = s->line;
         switch (s->k) {
         case S_TEXT: sb_put(&J->out, s->text, s->text_n); break;
         case S_OUT: v_print(J, &J->out, eval(J, f, s->e), 0); break;
         case S_IF:
-            if (truthy(eval(J, f, s->e))) exec_body(J, f, s->body);
-            else if (s->other) exec_body(J, f, s->other);
+            for (const stmt *c = s; !J->rc;) { /* the if, then each elif */
+                if (truthy(eval(J, f, c->e))) {
+                    exec_body(J, f, c->body);
+                    break;
+                }
+                if (!c->elif) {
+                    if (c->other) exec_body(J, f, c->other);
+                    break;
+                }
+                c = c->other;
+            }
             break;
         case S_FOR: exec_for(J, f, s); break;
         case S_SET: {
             value v = eval(J, f, s->e);
+            if (J->rc) return;
             if (s->n_vars == 1) {
                 dict_set(J, &f->vars, v_strn(s->vars[0], s->var_n[0]), v);
             } else {
-                value ns = lookup(f, s->vars[0], s->var_n[0]);
+                value ns = lookup(J, f, s->vars[0], s->var_n[0]);
                 if (ns.t != V_DICT || !ns.u.d->is_namespace) {
                     jerr(J, RLHF_ERR_INVALID, "'%.*s' is not a namespace", (int)s->var_n[0], s->vars[0]);
                     return;
@@ -1812,7 +2280,8 @@ static void exec_body(jinja *J, frame *f, const stmt *s) {
         }
         case S_NOP: break;
         }
-        if (J->out.oom) jerr(J, RLHF_ERR_NOMEM, "out of memory");
+        if (J->out.too_big) jerr(J, RLHF_ERR_UNSUPPORTED, "the rendered text is longer than %zu MiB", JINJA_MAX_OUTPUT >> 20);
+        else if (J->out.oom) jerr(J, RLHF_ERR_NOMEM, "out of memory");
     }
 }
 
@@ -1852,10 +2321,26 @@ int prompt_chat_render(char **out, const char *tmpl, const prompt_message *msgs,
     jinja J = {0};
     J.err = err;
     J.line = 1;
+    J.out.limit = JINJA_MAX_OUTPUT;
+    /* memory: lexing and parsing linear in the template; evaluation a fixed allowance plus a
+     * multiple of what the render reads */
+    const size_t tmpl_n = strlen(tmpl);
+    size_t input = tmpl_n;
+    for (int i = 0; i < n; i++) {
+        input += msgs[i].role ? strlen(msgs[i].role) : 0;
+        input += msgs[i].content ? strlen(msgs[i].content) : 0;
+    }
+    J.arena_limit = tmpl_n < (SIZE_MAX - JINJA_ARENA_BASE) / JINJA_PARSE_PER_BYTE
+                        ? JINJA_ARENA_BASE + JINJA_PARSE_PER_BYTE * tmpl_n
+                        : SIZE_MAX;
     tok_vec tv = {0};
     if (lex(&J, tmpl, &tv) == 0) {
-        parser P = {&J, tv.v, 0, tv.n};
+        parser P = {&J, tv.v, 0, tv.n, 0};
         stmt *prog = parse_body(&P, NULL, 0);
+        const size_t parsed = J.A.total;
+        J.arena_limit = input < (SIZE_MAX - JINJA_ARENA_BASE - parsed) / JINJA_ARENA_PER_INPUT
+                            ? parsed + JINJA_ARENA_BASE + JINJA_ARENA_PER_INPUT * input
+                            : SIZE_MAX;
         if (!J.rc) {
             frame top = {{0}, NULL};
             value ml = v_list_new(&J);
@@ -1877,7 +2362,8 @@ int prompt_chat_render(char **out, const char *tmpl, const prompt_message *msgs,
     int rc = J.rc;
     if (!rc) {
         if (!J.out.s) sb_put(&J.out, "", 0);
-        if (J.out.oom) rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+        if (J.out.too_big) rc = jerr(&J, RLHF_ERR_UNSUPPORTED, "the rendered text is longer than %zu MiB", JINJA_MAX_OUTPUT >> 20);
+        else if (J.out.oom) rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
     }
     if (rc) free(J.out.s);
     else *out = J.out.s;

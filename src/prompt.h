@@ -26,6 +26,9 @@
  * strip/lstrip/rstrip/split/startswith/endswith/upper/lower/replace, dict items/keys/values/
  * get). That covers ChatML-style templates (Qwen, SmolLM, Zephyr...), Llama 2/3, Mistral and
  * Gemma. Macros, call blocks, includes and imports are refused with a message naming the line.
+ * Templates come from untrusted model files, so rendering is bounded: nesting deeper than 256,
+ * values nested deeper than 64, strings or output over 16 MiB, more than 2 million evaluation
+ * steps and integer overflow are refused with an error naming the line, never a crash or hang.
  * The variables a template sees: messages (list of {role, content}), add_generation_prompt,
  * bos_token, eos_token.
  *

@@ -6,9 +6,15 @@
  * that depends on trim_blocks/lstrip_blocks) render exactly what transformers'
  * apply_chat_template renders; expression features (namespace, filters, tests, slices,
  * arithmetic, dict iteration, whitespace control) give Jinja's results; unsupported constructs
- * and syntax errors are refused with the line named. */
+ * and syntax errors are refused with the line named. Hostile templates (they come from model
+ * files) end in an error naming the line, never a crash, hang or runaway allocation: values
+ * that contain themselves, nesting past the parser's limit, integer overflow, strings and
+ * output past 16 MiB, working memory past its cap, and renders past the step budget; each of
+ * those checks goes just past its limit and stays fast. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -181,6 +187,192 @@ static void test_templates(void) {
     free(out);
 }
 
+/* Renders tmpl expecting it refused with `code`, a message naming `what` and "line N". */
+static void check_refused(const char *what_for, const char *tmpl, int code, const char *what, int line) {
+    prompt_message m[1] = {{"user", "hi"}};
+    char *out = NULL, at[32];
+    rlhf_error err = {0};
+    int rc = prompt_chat_render(&out, tmpl, m, 1, 0, NULL, NULL, &err);
+    snprintf(at, sizeof at, "line %d:", line);
+    CHECK(rc == code && strstr(err.msg, what) && strstr(err.msg, at) && out == NULL, "%s: rc %d (want %d): %s", what_for,
+          rc, code, err.msg);
+    free(out);
+}
+
+/* head + open*n + mid + close*n + tail, freed by the caller */
+static char *nested(const char *head, const char *open, int n, const char *mid, const char *close, const char *tail) {
+    size_t len = strlen(head) + (strlen(open) + strlen(close)) * (size_t)n + strlen(mid) + strlen(tail) + 1;
+    char *s = malloc(len), *p = s;
+    p += sprintf(p, "%s", head);
+    for (int i = 0; i < n; i++) p += sprintf(p, "%s", open);
+    p += sprintf(p, "%s", mid);
+    for (int i = 0; i < n; i++) p += sprintf(p, "%s", close);
+    sprintf(p, "%s", tail);
+    return s;
+}
+
+static double seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* A namespace holding itself is printed, serialised and joined: an error, not endless recursion. */
+static void test_self_containing(void) {
+    const char *set = "{% set ns = namespace(a=1) %}{% set ns.a = ns %}\n";
+    const char *uses[] = {"{{ ns }}", "{{ ns|tojson }}", "{{ [ns]|join(',') }}", "{{ 'x' ~ ns }}", "{{ ns|string|length }}"};
+    for (int i = 0; i < 5; i++) {
+        char t[256];
+        snprintf(t, sizeof t, "%s%s", set, uses[i]);
+        check_refused(uses[i], t, RLHF_ERR_UNSUPPORTED, "nested deeper than 64", 2);
+    }
+    /* two lists nested 100 deep compared element by element */
+    check_refused("deep comparison",
+                  "{% set ns = namespace(a=1, b=1) %}{% for i in range(100) %}{% set ns.a = [ns.a] %}"
+                  "{% set ns.b = [ns.b] %}{% endfor %}{{ ns.a == ns.b }}",
+                  RLHF_ERR_UNSUPPORTED, "nested deeper than 64", 1);
+    prompt_message m[1] = {{"user", "hi"}};
+    check_render("values nested 60 deep still print",
+                 "{% set ns = namespace(a=1) %}{% for i in range(60) %}{% set ns.a = [ns.a] %}{% endfor %}"
+                 "{{ (ns.a|string)[58:63] }}",
+                 m, 1, 0, "[[1]]");
+}
+
+/* The parser and evaluator recurse; 5000-deep input must be refused, not overflow the stack. */
+static void test_nesting(void) {
+    struct {
+        const char *what, *head, *open, *mid, *close, *tail;
+    } deep[] = {
+        {"lists", "\n{{ ", "[", "", "]", " }}"},
+        {"parentheses", "\n{{ ", "(", "1", ")", " }}"},
+        {"unary minus", "\n{{ ", "-", "1", "", " }}"},
+        {"not", "\n{{ ", "not ", "1", "", " }}"},
+        {"calls", "\n{{ ", "range(", "1", ")", " }}"},
+        {"filter arguments", "\n{{ ", "x|default(", "1", ")", " }}"},
+        {"indexing", "\n{{ x", "[0", "", "]", " }}"},
+        {"conditional expressions", "\n{{ ", "1 if 1 else ", "1", "", " }}"},
+        {"if blocks", "\n", "{% if 1 %}", "x", "{% endif %}", ""},
+        {"for blocks", "\n", "{% for x in [1] %}", "x", "{% endfor %}", ""},
+        {"a chain of +", "\n{{ 1", " + 1", "", "", " }}"},
+        {"a chain of filters", "\n{{ 'a'", "|trim", "", "", " }}"},
+        {"a chain of and", "\n{{ 1", " and 1", "", "", " }}"},
+        {"a chain of attributes", "\n{{ x", ".a", "", "", " }}"},
+    };
+    for (size_t i = 0; i < sizeof deep / sizeof deep[0]; i++) {
+        char *t = nested(deep[i].head, deep[i].open, 5000, deep[i].mid, deep[i].close, deep[i].tail);
+        check_refused(deep[i].what, t, RLHF_ERR_UNSUPPORTED, "nesting deeper than 256", 2);
+        free(t);
+    }
+    /* just inside the limit renders */
+    prompt_message m[1] = {{"user", "hi"}};
+    char *t = nested("{{ ", "(", 250, "-1", ")", " }}");
+    check_render("250 parentheses", t, m, 1, 0, "-1");
+    free(t);
+    t = nested("{{ 0", " + 1", 255, "", "", " }}");
+    check_render("255 additions", t, m, 1, 0, "255");
+    free(t);
+    t = nested("", "{% if 1 %}", 200, "deep", "{% endif %}", "");
+    check_render("200 nested ifs", t, m, 1, 0, "deep");
+    free(t);
+    /* a long elif chain is a loop, not nesting */
+    t = nested("{% if 0 %}", "{% elif 0 %}", 5000, "{% elif 1 %}E{% else %}F", "", "{% endif %}");
+    check_render("5000 elifs", t, m, 1, 0, "E");
+    free(t);
+}
+
+/* 64-bit integer arithmetic never overflows in C: Python's results or "integer out of range". */
+static void test_integers(void) {
+    prompt_message m[1] = {{"user", "hi"}};
+    check_render("LLONG_MIN % -1, divisibleby(-1)",
+                 "{% set min = -9223372036854775807 - 1 %}{{ min % -1 }}|{{ min is divisibleby(-1) }}|{{ min % 7 }}|"
+                 "{{ min // 2 }}|{{ 7 // -2 }}|{{ -7 % 3 }}|{{ 7 % -3 }}|{{ -7.5 % 2 }}",
+                 m, 1, 0, "0|True|6|-4611686018427387904|-4|2|-2|0.5");
+    const char *bad[] = {
+        "{% set min = -9223372036854775807 - 1 %}\n{{ min // -1 }}",
+        "{% set min = -9223372036854775807 - 1 %}\n{{ -min }}",
+        "{% set min = -9223372036854775807 - 1 %}\n{{ min - 1 }}",
+        "\n{{ 9223372036854775807 + 1 }}",
+        "\n{{ 4294967296 * 4294967296 }}",
+        "\n{{ 99999999999999999999 }}",
+        "\n{{ (1e300 * 1e300)|int }}",
+        "\n{{ 1e19|int }}",
+        "\n{{ '1e30'|int }}",
+        "\n{{ '99999999999999999999'|int }}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        check_refused(bad[i], bad[i], RLHF_ERR_INVALID, "integer out of range", 2);
+    check_render("float to int in range", "{{ (-2.9)|int }}|{{ 2.9|int }}|{{ 'nan'|int }}|{{ (9.2e18)|int }}", m, 1, 0,
+                 "-2|2|0|9200000000000000000");
+    check_render("range near the top of long long", "{{ range(9223372036854775800, 9223372036854775807, 100)|length }}",
+                 m, 1, 0, "1");
+    check_render("slice with a huge step", "{{ [1, 2, 3][::9223372036854775807] }}{{ 'abc'[::-9223372036854775807 - 1] }}",
+                 m, 1, 0, "[1]c");
+}
+
+/* int/float parse only the string's own bytes (a split piece is not NUL-terminated). */
+static void test_number_filters(void) {
+    prompt_message m[1] = {{"user", "hi"}};
+    check_render("int/float of a slice", "{{ '1234'.split('3')[0]|int }}|{{ '1234'.split('3')[0]|float }}|"
+                 "{{ '12.5x'[:4]|float }}|{{ ('7' ~ '8')[:1]|int + 1 }}",
+                 m, 1, 0, "12|12.0|12.5|8");
+    check_render("int/float as Jinja's", "{{ ' 42 '|int }}|{{ '1.9'|int }}|{{ '12abc'|int }}|{{ 'x'|int(7) }}|"
+                 "{{ 'abc'|float }}|{{ '-1.5e1'|float }}|{{ none|int }}|{{ true|int }}",
+                 m, 1, 0, "42|1|0|7|0.0|-15.0|0|1");
+}
+
+/* Big strings, big output, memory and runaway loops all end in an error, quickly. */
+static void test_resources(void) {
+    prompt_message m[1] = {{"user", "hi"}};
+    double t0 = seconds();
+    check_render("repetition builds the whole string", "{{ ('ab' * 20000)|length }}|{{ (3 * 'ab') }}|{{ ('ab' * -2) }}",
+                 m, 1, 0, "40000|ababab|");
+    check_render("100-character string * 10000",
+                 "{% set s = 'x' * 100 %}{{ (s * 10000)|length }}", m, 1, 0, "1000000");
+    check_render("a string of exactly 16 MiB", "{{ ('x' * 16777216)|length }}", m, 1, 0, "16777216");
+    check_refused("one byte over 16 MiB", "\n{{ ('x' * 16777217)|length }}", RLHF_ERR_UNSUPPORTED, "longer than 16 MiB", 2);
+    check_refused("('x'*1000)*10000000", "\n{{ ('x' * 1000) * 10000000 }}", RLHF_ERR_UNSUPPORTED, "longer than 16 MiB", 2);
+    check_refused("doubling concatenation",
+                  "{% set ns = namespace(s='x') %}{% for i in range(40) %}\n{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+                  RLHF_ERR_UNSUPPORTED, "longer than 16 MiB", 2);
+    check_refused("replace growing a string", "{% set s = 'x' * 6000 %}\n{{ ('ab' * 3000).replace('b', s) }}",
+                  RLHF_ERR_UNSUPPORTED, "longer than 16 MiB", 2);
+    check_refused("join growing a string", "{% set s = 'x' * 1000000 %}\n{{ [s] * 1 if false else [s, s, s, s, s, s, s, s, "
+                  "s, s, s, s, s, s, s, s, s]|join }}",
+                  RLHF_ERR_UNSUPPORTED, "longer than 16 MiB", 2);
+    check_refused("output just over 16 MiB", "{% set s = 'x' * 8192 %}{% for i in range(2049) %}\n{{ s }}{% endfor %}",
+                  RLHF_ERR_UNSUPPORTED, "rendered text is longer than 16 MiB", 2);
+    check_refused("working memory", "{% for i in range(100) %}\n{% set x = 'x' * 400000 %}{% endfor %}",
+                  RLHF_ERR_UNSUPPORTED, "MiB of memory", 2);
+    check_refused("nested range loops", "\n{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+                  RLHF_ERR_UNSUPPORTED, "MiB of memory", 2);
+    check_refused("a billion iterations",
+                  "{% set r = range(1000) %}\n{% for i in r %}{% for j in r %}{% for k in r %}{% endfor %}{% endfor %}"
+                  "{% endfor %}",
+                  RLHF_ERR_UNSUPPORTED, "step budget", 2);
+    check_refused("rescanning a long string", "{% set s = 'x' * 4000000 %}{% for i in range(100000) %}\n"
+                  "{% if s|length > 0 and 'y' not in s %}{% endif %}{% endfor %}",
+                  RLHF_ERR_UNSUPPORTED, "step budget", 2);
+    double dt = seconds() - t0;
+    CHECK(dt < 5.0, "resource limits are reached quickly (%.2f s)", dt);
+
+    /* ordinary long conversations stay well inside the limits */
+    enum { N = 4000 };
+    prompt_message *many = malloc(N * sizeof *many);
+    for (int i = 0; i < N; i++) many[i] = (prompt_message){i % 2 ? "assistant" : "user", "some words here"};
+    const char *chatml = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+                         "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+                         "{% endif %}";
+    char *out = NULL;
+    rlhf_error err = {0};
+    CHECK(prompt_chat_render(&out, chatml, many, N, 1, NULL, NULL, &err) == 0 && out &&
+              strlen(out) == (size_t)N / 2 * (strlen("<|im_start|>user\nsome words here<|im_end|>\n") +
+                                              strlen("<|im_start|>assistant\nsome words here<|im_end|>\n")) +
+                                 strlen("<|im_start|>assistant\n"),
+          "4000-message ChatML render: %s", err.msg);
+    free(out);
+    free(many);
+}
+
 static void test_generation_config(void) {
     model_gen_defaults d;
     rlhf_error err = {0};
@@ -202,5 +394,10 @@ int main(void) {
     test_text_prompts();
     test_llama3();
     test_templates();
+    test_self_containing();
+    test_nesting();
+    test_integers();
+    test_number_filters();
+    test_resources();
     return test_finish("prompt");
 }
