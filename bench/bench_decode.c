@@ -24,11 +24,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "src/generate.h"
-#include "src/model.h"
-#include "src/model_load.h"
-#include "src/rng.h"
-#include "src/tokenizer.h"
+#include "src/gen/generate.h"
+#include "src/model/model.h"
+#include "src/formats/model_load.h"
+#include "src/core/rng.h"
+#include "src/tok/tokenizer.h"
 
 static double now_ms(void) {
     struct timespec ts;

@@ -11,8 +11,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "src/model.h"
-#include "src/rng.h"
+#include "src/model/model.h"
+#include "src/core/rng.h"
 
 static double now_s(void) {
     struct timespec ts;

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "src/fileio.h"
-#include "src/tokenizer.h"
+#include "src/core/fileio.h"
+#include "src/tok/tokenizer.h"
 
 static double now(void) {
     struct timespec ts;

@@ -20,10 +20,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "src/model.h"
-#include "src/optim.h"
-#include "src/rng.h"
-#include "src/train.h"
+#include "src/model/model.h"
+#include "src/train/optim.h"
+#include "src/core/rng.h"
+#include "src/train/train.h"
 
 #ifndef TORCH_SCRIPT
 #define TORCH_SCRIPT "bench/torch_train.py"

@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #include "db/migrations.h"
-#include "src/fileio.h"
+#include "src/core/fileio.h"
 
 #define DB_APPLICATION_ID 1380730952 /* 'RLHF' */
 #define DB_BUSY_TIMEOUT_MS 5000

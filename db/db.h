@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "src/error.h"
+#include "src/core/error.h"
 
 typedef struct db db;
 

@@ -7,7 +7,7 @@
 #include <sqlite3.h>
 
 #include "db/db.h"
-#include "src/rng.h"
+#include "src/core/rng.h"
 
 /* Every statement the table functions run, prepared once on first use and kept (the SQL text
  * is in db_tables.c, in the same order). */

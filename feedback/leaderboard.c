@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/rng.h"
+#include "src/core/rng.h"
 
 #define BT_MAX_ITER 20000
 #define BT_TOL 1e-11 /* largest change of ln p between iterations at convergence */

@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "src/error.h"
+#include "src/core/error.h"
 
 typedef struct {
     int a, b;       /* players, in [0, n_players), a != b */

@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-#include "src/error.h"
+#include "src/core/error.h"
 
 #define RANKING_MAX_ITEMS 26 /* candidates are labelled A..Z */
 

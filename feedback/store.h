@@ -12,7 +12,7 @@
  * refused with a clear message, or stored with flags when judge->allow_flagged is set (imports
  * do this). store_undo_last really removes an annotator's last judgement (or reverts their last
  * change) and logs the undo. Queries turn stored judgements into the engine's plain dataset
- * structs (src/dataset.h); agreement and Bradley–Terry leaderboards are computed on demand.
+ * structs (src/train/dataset.h); agreement and Bradley–Terry leaderboards are computed on demand.
  *
  * Every function returns 0 or a negative RLHF_ERR_* code and fills `err` (may be NULL) with a
  * one-line message; strings passed in are borrowed for the call. */
@@ -23,8 +23,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "src/dataset.h"
-#include "src/error.h"
+#include "src/train/dataset.h"
+#include "src/core/error.h"
 
 typedef struct store store;
 

@@ -15,7 +15,7 @@
 #include "feedback/store.h"
 #include "repl/commands.h"
 #include "repl/out.h"
-#include "src/fileio.h"
+#include "src/core/fileio.h"
 
 typedef struct db_sub db_sub;
 struct db_sub {

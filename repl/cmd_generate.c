@@ -27,10 +27,10 @@
 
 #include "repl/commands.h"
 #include "repl/out.h"
-#include "src/fileio.h"
-#include "src/generate.h"
-#include "src/model_load.h"
-#include "src/prompt.h"
+#include "src/core/fileio.h"
+#include "src/gen/generate.h"
+#include "src/formats/model_load.h"
+#include "src/gen/prompt.h"
 
 /* Reads a prompt file ("-": standard input) into *out (NUL-terminated, caller frees). A NUL byte
  * inside is refused, since the prompt is handled as a C string from here on. */

@@ -14,12 +14,12 @@
 
 #include "repl/commands.h"
 #include "repl/out.h"
-#include "src/checkpoint.h"
-#include "src/fileio.h"
-#include "src/llama2c.h"
-#include "src/model.h"
-#include "src/model_load.h"
-#include "src/safetensors.h"
+#include "src/formats/checkpoint.h"
+#include "src/core/fileio.h"
+#include "src/formats/llama2c.h"
+#include "src/model/model.h"
+#include "src/formats/model_load.h"
+#include "src/formats/safetensors.h"
 
 /* ---- shared helpers ---- */
 

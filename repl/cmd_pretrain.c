@@ -1,6 +1,6 @@
 /* cmd_pretrain.c — `rlhf pretrain`: flags to pretrain_params, a SIGINT handler that asks the run
  * to stop at the next step boundary, the live progress line, an optional JSON-lines log and the
- * final summary. The training itself is src/pretrain.c. */
+ * final summary. The training itself is src/train/pretrain.c. */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -10,7 +10,7 @@
 
 #include "repl/commands.h"
 #include "repl/out.h"
-#include "src/pretrain.h"
+#include "src/train/pretrain.h"
 
 static const char *const pretrain_usage =
     "rlhf pretrain --model DIR --data FILE.txt [--tokenizer PATH] --out DIR [--steps N --batch B --context T "

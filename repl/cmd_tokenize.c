@@ -1,6 +1,6 @@
 /* cmd_tokenize.c — `rlhf tokenize`, `rlhf detokenize` and `rlhf tokenizer train`.
  *
- * Thin shells over src/tokenizer.h: parse flags, read stdin or corpus files, print through
+ * Thin shells over src/tok/tokenizer.h: parse flags, read stdin or corpus files, print through
  * repl/out.h. Text goes out with fwrite on out_stream() because decoded text may hold NUL bytes. */
 #include <errno.h>
 #include <getopt.h>
@@ -12,9 +12,9 @@
 
 #include "repl/commands.h"
 #include "repl/out.h"
-#include "src/fileio.h"
-#include "src/model_load.h"
-#include "src/tokenizer.h"
+#include "src/core/fileio.h"
+#include "src/formats/model_load.h"
+#include "src/tok/tokenizer.h"
 
 /* Reads all of stdin; NULL (with a message printed) on failure. */
 static char *read_stdin(size_t *len) {

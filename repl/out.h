@@ -8,7 +8,7 @@
 
 #include <stdio.h>
 
-#include "src/error.h"
+#include "src/core/error.h"
 
 void out_set_sinks(FILE *out, FILE *err);
 FILE *out_stream(void);

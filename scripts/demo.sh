@@ -13,7 +13,7 @@ mkdir -p "$demo"
 corpus="${RLHF_SHARED_DATA:-../shared/data}/tinyshakespeare/input.txt"
 if [ ! -f "$corpus" ]; then
     corpus="$demo/corpus.txt"
-    cat README.md LICENSE src/*.h src/*.c > "$corpus"
+    cat README.md LICENSE src/*/*.h src/*/*.c > "$corpus"
 fi
 
 echo "rlhf.c demo: the chat REPL and the default model are not built yet (later issues)."

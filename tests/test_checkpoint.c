@@ -5,7 +5,7 @@
  * checkpoint byte-identical and loadable); and the real-world variants that must load: GPT2Model
  * names without the "transformer." prefix, non-parameter buffers, a tied lm_head, BF16 weights,
  * sharded checkpoints. */
-#include "src/checkpoint.h"
+#include "src/formats/checkpoint.h"
 
 #include <dirent.h>
 #include <signal.h>
@@ -14,8 +14,8 @@
 #include <ftw.h>
 #include <unistd.h>
 
-#include "src/fileio.h"
-#include "src/safetensors.h"
+#include "src/core/fileio.h"
+#include "src/formats/safetensors.h"
 #include "tests/test_util.h"
 
 /* Removes this test's scratch directory when everything passed (kept for inspection otherwise). */

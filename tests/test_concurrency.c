@@ -12,8 +12,8 @@
 #include <unistd.h>
 
 #include "feedback/store.h"
-#include "src/fileio.h"
-#include "src/rng.h"
+#include "src/core/fileio.h"
+#include "src/core/rng.h"
 #include "tests/test_db_util.h"
 #include "tests/test_util.h"
 

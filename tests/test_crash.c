@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "feedback/store.h"
-#include "src/rng.h"
+#include "src/core/rng.h"
 #include "tests/test_db_util.h"
 #include "tests/test_util.h"
 

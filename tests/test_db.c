@@ -13,7 +13,7 @@
 
 #include "db/db.h"
 #include "db/migrations.h"
-#include "src/fileio.h"
+#include "src/core/fileio.h"
 #include "tests/test_db_util.h"
 #include "tests/test_util.h"
 

@@ -19,7 +19,7 @@
 #include "feedback/ranking.h"
 #include "feedback/redact.h"
 #include "feedback/store.h"
-#include "src/rng.h"
+#include "src/core/rng.h"
 #include "tests/test_db_util.h"
 #include "tests/test_util.h"
 

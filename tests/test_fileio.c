@@ -2,7 +2,7 @@
 #include <dirent.h>
 #include <unistd.h>
 
-#include "src/fileio.h"
+#include "src/core/fileio.h"
 #include "tests/test_util.h"
 
 int main(void) {

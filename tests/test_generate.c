@@ -24,10 +24,10 @@
 
 #include <cjson/cJSON.h>
 
-#include "src/fileio.h"
-#include "src/generate.h"
-#include "src/llama2c.h"
-#include "src/model.h"
+#include "src/core/fileio.h"
+#include "src/gen/generate.h"
+#include "src/formats/llama2c.h"
+#include "src/model/model.h"
 #include "tests/test_util.h"
 
 /* ---- helpers ---- */

@@ -21,12 +21,12 @@
 
 #include <cjson/cJSON.h>
 
-#include "src/checkpoint.h"
-#include "src/fileio.h"
-#include "src/generate.h"
-#include "src/gguf.h"
-#include "src/model_load.h"
-#include "src/safetensors.h"
+#include "src/formats/checkpoint.h"
+#include "src/core/fileio.h"
+#include "src/gen/generate.h"
+#include "src/formats/gguf.h"
+#include "src/formats/model_load.h"
+#include "src/formats/safetensors.h"
 #include "tests/test_util.h"
 
 /* ---- a minimal GGUF writer ---- */

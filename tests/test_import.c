@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "feedback/store.h"
-#include "src/fileio.h"
+#include "src/core/fileio.h"
 #include "tests/test_db_util.h"
 #include "tests/test_util.h"
 

@@ -12,8 +12,8 @@
 #include <float.h>
 #include <stdlib.h>
 
-#include "src/kernels.h"
-#include "src/rng.h"
+#include "src/model/kernels.h"
+#include "src/core/rng.h"
 #include "tests/test_util.h"
 
 static rng_t rng;

@@ -6,14 +6,14 @@
  * with 6 significant digits, so 5e-5 of that is rounding), and argmax decoding from [BOS]
  * (full forward each step, no KV cache) reproduces its 200 ids exactly. Truncated, oversized and
  * corrupted copies are refused with a message naming the file and the tensor. */
-#include "src/checkpoint.h"
-#include "src/llama2c.h"
+#include "src/formats/checkpoint.h"
+#include "src/formats/llama2c.h"
 
 #include <cjson/cJSON.h>
 #include <ftw.h>
 #include <unistd.h>
 
-#include "src/fileio.h"
+#include "src/core/fileio.h"
 #include "tests/test_util.h"
 
 /* Removes this test's scratch directory when everything passed (kept for inspection otherwise). */

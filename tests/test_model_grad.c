@@ -9,9 +9,9 @@
  * PyTorch comparison lives in tests/reference/torch_model.py. */
 #include <stdlib.h>
 
-#include "src/kernels.h"
-#include "src/model.h"
-#include "src/rng.h"
+#include "src/model/kernels.h"
+#include "src/model/model.h"
+#include "src/core/rng.h"
 #include "tests/test_util.h"
 
 typedef struct {

@@ -1,6 +1,6 @@
 /* test_model_layout.c — the parameter layout: Hugging Face names and shapes, fused groups
  * contiguous, parameter counts of known models, deterministic initialisation. */
-#include "src/model.h"
+#include "src/model/model.h"
 #include "tests/test_util.h"
 
 static void check_gpt2_small(void) {

@@ -15,11 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/generate.h"
-#include "src/model.h"
-#include "src/rng.h"
-#include "src/sampler.h"
-#include "src/train.h"
+#include "src/gen/generate.h"
+#include "src/model/model.h"
+#include "src/core/rng.h"
+#include "src/gen/sampler.h"
+#include "src/train/train.h"
 #include "tests/test_util.h"
 
 /* volatile: the compiler assumes malloc touches no program state, and would fold the counts */

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "src/optim.h"
+#include "src/train/optim.h"
 #include "tests/test_util.h"
 
 /* A hand-made layout: a matrix (5 floats), padding (3), a norm (4), a bias (2), an embedding (6). */

@@ -2,8 +2,8 @@
  * pattern: on every reference test text, on the whole Shakespeare and HH-RLHF files, and on random
  * strings built from the characters that matter (every kind of space, letters and numbers beyond
  * ASCII, apostrophes, invalid UTF-8, NUL). */
-#include "src/rng.h"
-#include "src/pretokenizer.h"
+#include "src/core/rng.h"
+#include "src/tok/pretokenizer.h"
 #include "tests/test_util.h"
 #include "tests/tok_test_cases.h"
 

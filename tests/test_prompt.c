@@ -18,9 +18,9 @@
 
 #include <cjson/cJSON.h>
 
-#include "src/fileio.h"
-#include "src/model_load.h"
-#include "src/prompt.h"
+#include "src/core/fileio.h"
+#include "src/formats/model_load.h"
+#include "src/gen/prompt.h"
 #include "tests/test_util.h"
 
 static void check_render(const char *what, const char *tmpl, const prompt_message *m, int n, int add_gen,

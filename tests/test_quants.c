@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/quants.h"
+#include "src/model/quants.h"
 #include "tests/test_util.h"
 
 #ifndef QUANT_FIXTURE

@@ -1,5 +1,5 @@
 /* test_rng.c — the RNG is deterministic per seed, copyable, and uniform enough. */
-#include "src/rng.h"
+#include "src/core/rng.h"
 #include "tests/test_util.h"
 
 int main(void) {

@@ -2,7 +2,7 @@
  * shapes, order, metadata, 8-byte header alignment), the half/bfloat16 conversions, and
  * hand-made corrupt files, each refused with the right code and a message naming the file and
  * the tensor. */
-#include "src/safetensors.h"
+#include "src/formats/safetensors.h"
 
 #include <dirent.h>
 #include <stdint.h>

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/sampler.h"
+#include "src/gen/sampler.h"
 #include "tests/test_util.h"
 
 #define V 12

@@ -5,9 +5,9 @@
  * in range; byte-level tokenizers give the input back byte for byte; every decode is valid UTF-8
  * and equals the streamed decode; random ids decode without error. Sized to run in a few seconds
  * under AddressSanitizer. */
-#include "src/rng.h"
-#include "src/tokenizer.h"
-#include "src/utf8.h"
+#include "src/core/rng.h"
+#include "src/tok/tokenizer.h"
+#include "src/core/utf8.h"
 #include "tests/test_util.h"
 
 static rlhf_error g_err;

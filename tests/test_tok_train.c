@@ -7,8 +7,8 @@
  * tokenizer.json (check_hf_structure). */
 #include <cjson/cJSON.h>
 
-#include "src/tok_internal.h"
-#include "src/tokenizer.h"
+#include "src/tok/tok_internal.h"
+#include "src/tok/tokenizer.h"
 #include "tests/test_util.h"
 #include "tests/tok_test_cases.h"
 

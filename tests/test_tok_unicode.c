@@ -1,14 +1,14 @@
 /* test_tok_unicode.c — the generated Unicode classes and the strict UTF-8 decoder agree with PCRE2.
  *
  * The GPT-2 scanner must split exactly as PCRE2 runs the same pattern, so its class table
- * (src/unicode_tables.c) is checked against PCRE2's \p{L}, \p{N} and \s (UTF + UCP) on every code
+ * (src/tok/unicode_tables.c) is checked against PCRE2's \p{L}, \p{N} and \s (UTF + UCP) on every code
  * point, and utf8_decode's notion of valid UTF-8 against PCRE2's UTF check on random bytes. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
-#include "src/rng.h"
-#include "src/unicode_tables.h"
-#include "src/utf8.h"
+#include "src/core/rng.h"
+#include "src/tok/unicode_tables.h"
+#include "src/core/utf8.h"
 #include "tests/test_util.h"
 
 static pcre2_code *compile(const char *pattern, uint32_t options) {

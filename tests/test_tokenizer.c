@@ -7,10 +7,10 @@
  * the byte tokenizer, the two merge algorithms agreeing, and concurrent encoding. */
 #include <pthread.h>
 
-#include "src/rng.h"
-#include "src/tok_internal.h"
-#include "src/tokenizer.h"
-#include "src/utf8.h"
+#include "src/core/rng.h"
+#include "src/tok/tok_internal.h"
+#include "src/tok/tokenizer.h"
+#include "src/core/utf8.h"
 #include "tests/test_util.h"
 #include "tests/tok_test_cases.h"
 

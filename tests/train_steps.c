@@ -15,11 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/checkpoint.h"
-#include "src/fileio.h"
-#include "src/model.h"
-#include "src/rng.h"
-#include "src/train.h"
+#include "src/formats/checkpoint.h"
+#include "src/core/fileio.h"
+#include "src/model/model.h"
+#include "src/core/rng.h"
+#include "src/train/train.h"
 
 static const char *arg(int argc, char **argv, const char *name, const char *def) {
     for (int i = 1; i + 1 < argc; i++)

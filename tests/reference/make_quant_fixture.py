@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes tests/reference/quant_blocks.txt: random blocks of every GGUF quantisation type that
-src/quants.c dequantises, with the values llama.cpp's own gguf-py (gguf.quants.dequantize)
+src/model/quants.c dequantises, with the values llama.cpp's own gguf-py (gguf.quants.dequantize)
 gives for them. The fixture is committed; this script documents how it was made and needs a
 llama.cpp checkout's gguf-py (not part of this project) to run again:
 

@@ -15,9 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/model.h"
-#include "src/rng.h"
-#include "src/safetensors.h"
+#include "src/model/model.h"
+#include "src/core/rng.h"
+#include "src/formats/safetensors.h"
 
 static int parse_list(const char *s, double *out, int max) {
     int n = 0;

@@ -1,0 +1,97 @@
+/* prompt.h — building prompts: zero-, few- and multi-shot text prompts, and chat prompts
+ * through a model's chat template.
+ *
+ * Text prompts. A prompt_template has four parts, each plain text with {input} / {output}
+ * placeholders ("{{" and "}}" write literal braces):
+ *   instruction   written first when not empty (a task description);
+ *   example       one solved example, repeated for each (input, output) pair;
+ *   separator     between consecutive parts;
+ *   query         the unsolved input the model continues.
+ * prompt_template_default gives:
+ *   instruction ""   example "Input: {input}\nOutput: {output}"   separator "\n\n"
+ *   query "Input: {input}\nOutput:"
+ * Zero-shot is n_examples == 0, few-shot a handful, multi-shot as many as fit: all three are
+ * the same call.
+ *
+ * Chat prompts. A chat template is the Jinja source Hugging Face keeps in tokenizer_config.json
+ * ("chat_template"). This module renders it with a small Jinja interpreter: text, {{ }}
+ * expressions, {% if/elif/else %}, {% for %} (with loop.index/index0/first/last/length/
+ * revindex, tuple unpacking, `if` filters and `else`), {% set %} (also namespace attributes),
+ * comments, whitespace control (-) and Hugging Face's trim_blocks/lstrip_blocks; expressions
+ * with literals, lists, dicts, attribute/index/slice access, + - * / // % ~, comparisons,
+ * and/or/not, in, `x if c else y`, tests (defined, none, string, number, mapping, iterable,
+ * true/false...), filters (trim, length, upper, lower, capitalize, title, default, first, last,
+ * join, replace, tojson, string, int, list, reverse, map(attribute=), selectattr/rejectattr)
+ * and the calls templates use (raise_exception, range, namespace, strftime_now, str methods
+ * strip/lstrip/rstrip/split/startswith/endswith/upper/lower/replace, dict items/keys/values/
+ * get). That covers ChatML-style templates (Qwen, SmolLM, Zephyr...), Llama 2/3, Mistral and
+ * Gemma. Macros, call blocks, includes and imports are refused with a message naming the line.
+ * Templates come from untrusted model files, so rendering is bounded: nesting deeper than 256,
+ * values nested deeper than 64, strings or output over 16 MiB, more than 2 million evaluation
+ * steps and integer overflow are refused with an error naming the line, never a crash or hang.
+ * The variables a template sees: messages (list of {role, content}), add_generation_prompt,
+ * bos_token, eos_token.
+ *
+ * Without a template (tmpl == NULL) the documented default is the HH-RLHF dialogue format the
+ * project's data uses: an optional system message followed by "\n\n", then
+ * "\n\nHuman: {content}" for user turns and "\n\nAssistant: {content}" for assistant turns,
+ * and "\n\nAssistant:" when a generation prompt is asked for. */
+#ifndef RLHF_PROMPT_H
+#define RLHF_PROMPT_H
+
+#include "src/core/error.h"
+
+typedef struct {
+    const char *input;
+    const char *output;
+} prompt_example;
+
+typedef struct {
+    const char *instruction;
+    const char *example;
+    const char *separator;
+    const char *query;
+} prompt_template;
+
+typedef struct {
+    const char *role;    /* "system", "user", "assistant" (any string the template handles) */
+    const char *content;
+} prompt_message;
+
+void prompt_template_default(prompt_template *t);
+
+/* Builds the text prompt for `input` after n_examples solved examples. On success *out is a
+ * NUL-terminated string the caller frees; RLHF_ERR_FORMAT for a template with an unknown
+ * placeholder or an unmatched brace (the message names the part). */
+int prompt_build(char **out, const prompt_template *t, const prompt_example *examples, int n_examples, const char *input,
+                 rlhf_error *err);
+
+/* Renders messages through `tmpl` (Jinja source; NULL for the default format above). The
+ * strings are borrowed. On success *out is a new string the caller frees; errors name the
+ * template line (RLHF_ERR_FORMAT for syntax, RLHF_ERR_UNSUPPORTED for Jinja this interpreter
+ * lacks, RLHF_ERR_INVALID for raise_exception("...") with its message). bos_token/eos_token
+ * may be NULL (then "" is used). */
+int prompt_chat_render(char **out, const char *tmpl, const prompt_message *messages, int n_messages,
+                       int add_generation_prompt, const char *bos_token, const char *eos_token, rlhf_error *err);
+
+/* Few-shot as a conversation: an optional system message, each example as a user turn and an
+ * assistant turn, then `input` as the last user turn, rendered with prompt_chat_render. */
+int prompt_chat_fewshot(char **out, const char *tmpl, const char *system, const prompt_example *examples,
+                        int n_examples, const char *input, const char *bos_token, const char *eos_token,
+                        rlhf_error *err);
+
+/* Solved examples read from a JSONL file, one object a line: {"input": ..., "output": ...}
+ * (or the SFT names {"prompt": ..., "completion": ...}); blank lines are skipped. */
+typedef struct {
+    prompt_example *items; /* (n) owned, strings owned */
+    int n;
+} prompt_examples;
+
+/* Reads `path` into ex (need not be initialised). At most max_examples are kept (< 0: all).
+ * RLHF_ERR_IO when the file cannot be read, RLHF_ERR_FORMAT naming FILE:LINE for bad JSON or a
+ * missing/non-string field. On error ex is left empty. prompt_examples_free is safe on a
+ * zeroed struct and safe twice. */
+int prompt_examples_read(prompt_examples *ex, const char *path, int max_examples, rlhf_error *err);
+void prompt_examples_free(prompt_examples *ex);
+
+#endif
