@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential meson ninja-build pkg-config libopenblas-dev libcjson-dev
-          libsqlite3-dev libreadline-dev libpcre2-dev python3 python3-numpy python3-torch)
+          libsqlite3-dev libreadline-dev libpcre2-dev python3 python3-numpy python3-torch
+          bsdutils)  # bsdutils: script(1), the pretrain CLI test's terminal
 
 deps() {
     local missing=()

@@ -4,8 +4,11 @@
 #                                     "[exit N]" for a non-zero status to ACTUAL; blank lines and
 #                                     lines starting with '#' are copied as they are.
 #   transcript_finish NAME ACTUAL EXPECTED
-#                                     compares ACTUAL (already masked by the caller) with EXPECTED,
-#                                     or with RLHF_UPDATE_TRANSCRIPT=1 rewrites EXPECTED; exits.
+#                                     compares ACTUAL (already masked by the caller) with EXPECTED
+#                                     through transcript_compare.py: text and integers exactly,
+#                                     floats within the tolerance stated there (another CPU prints
+#                                     other low digits); with RLHF_UPDATE_TRANSCRIPT=1 rewrites
+#                                     EXPECTED instead; exits.
 transcript_run() {
     local script=$1 actual=$2 line out rc
     : > "$actual"
@@ -28,7 +31,7 @@ transcript_finish() {
         echo "updated $expected"
         exit 0
     fi
-    if diff -u "$expected" "$actual"; then
+    if /usr/bin/python3 "$(dirname "${BASH_SOURCE[0]}")/transcript_compare.py" "$expected" "$actual"; then
         echo "$name: transcript matches ($(grep -c '^\$ ' "$actual") commands)"
         exit 0
     fi
