@@ -11,7 +11,7 @@
  *   --keep         keep the weights file (DIR/bench-decode-model.bin) for manual runs
  * bench/run_decode_bench.sh builds run.c from the llama2.c mirror and passes it here.
  *
- * Ours goes through the same path as `rlhf generate`: model_load of the .bin, then gen_run.
+ * Ours goes through the same path as `rlhf generate`: model_bundle_load of the .bin, then gen_run.
  * Batch-1 tokens/s counts every generated token over prefill + decode time (run.c's "achieved
  * tok/s" excludes its first step, which favours it slightly). Both generate --tokens tokens
  * after BOS; with --tokenizer the two greedy texts are compared (same weights, same text). Candidates: N sequences of
@@ -139,14 +139,14 @@ int main(int argc, char **argv) {
     }
     model_free(&m);
     model_bundle b;
-    if (model_load(&b, path, &err)) {
+    if (model_bundle_load(&b, path, &err)) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
 
     int32_t bos = 1;
     gen_params p;
-    gen_params_default(&p);
+    gen_params_defaults(&p);
     p.max_tokens = tokens;
     p.n_eos = 0;
     double best_greedy = 0, best_sample = 0, best_t1 = 1e30, best_t4 = 1e30;
@@ -209,7 +209,7 @@ int main(int argc, char **argv) {
     printf("decode: d 288 / 6 layers / 6 heads / ffn 768 / vocab 32000 Llama (random weights, llama2.c .bin),\n");
     printf("%d tokens from BOS, best of %d, OMP_NUM_THREADS=%d\n\n", tokens, reps, omp_get_max_threads());
     printf("%-40s %12s %12s\n", "batch 1", "greedy tok/s", "top-p tok/s");
-    printf("%-40s %12.1f %12.1f\n", "rlhf.c (model_load + gen_run)", best_greedy, best_sample);
+    printf("%-40s %12.1f %12.1f\n", "rlhf.c (model_bundle_load + gen_run)", best_greedy, best_sample);
     for (int k = 0; k < n_runc; k++) {
         const char *name = strrchr(runc[k], '/') ? strrchr(runc[k], '/') + 1 : runc[k];
         char label[64];
@@ -230,7 +230,7 @@ int main(int argc, char **argv) {
     printf("%-40s %12.1f %12.2f\n", "N = 1", best_t1, 1e3 / best_t1);
     printf("%-40s %12.1f %12.2f\n", "N = 4", best_t4, 4e3 / best_t4);
     printf("time(N=4) / time(N=1) = %.2f   (target <= 2.00)\n", best_t4 / best_t1);
-    model_load_free(&b);
+    model_bundle_free(&b);
     if (!keep) remove(path);
     return 0;
 }

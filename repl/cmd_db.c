@@ -47,7 +47,7 @@ static int bad_option(const db_sub *sub, int c, char **argv) {
 }
 
 /* --db beats RLHF_DB beats rlhf.db in the working directory. */
-static const char *db_path(const char *flag) {
+static const char *cmd_db_path(const char *flag) {
     if (flag && *flag) return flag;
     const char *env = getenv("RLHF_DB");
     return env && *env ? env : "rlhf.db";
@@ -169,12 +169,12 @@ static long long parse_count(const char *s) {
 
 /* ---- init / migrate ---- */
 
-static int db_init(const db_sub *sub, int argc, char **argv) {
+static int cmd_db_init(const db_sub *sub, int argc, char **argv) {
     static const int allowed[] = {OPT_DB, OPT_JSON, 0};
     db_flags f;
     int rc = parse_flags(sub, argc, argv, allowed, &f);
     if (rc || (rc = no_args(sub, &f))) return rc;
-    const char *path = db_path(f.db);
+    const char *path = cmd_db_path(f.db);
     rlhf_error err = {0};
     store *s = NULL;
     if (open_store(path, 0, &s, &err)) return out_fail(&err);
@@ -196,12 +196,12 @@ static int db_init(const db_sub *sub, int argc, char **argv) {
     return 0;
 }
 
-static int db_migrate(const db_sub *sub, int argc, char **argv) {
+static int cmd_db_migrate(const db_sub *sub, int argc, char **argv) {
     static const int allowed[] = {OPT_DB, OPT_JSON, 0};
     db_flags f;
     int rc = parse_flags(sub, argc, argv, allowed, &f);
     if (rc || (rc = no_args(sub, &f))) return rc;
-    const char *path = db_path(f.db);
+    const char *path = cmd_db_path(f.db);
     rlhf_error err = {0};
     store *s = NULL;
     if (open_store(path, 1, &s, &err)) return out_fail(&err);
@@ -227,12 +227,12 @@ static int db_migrate(const db_sub *sub, int argc, char **argv) {
 
 /* ---- stats / check ---- */
 
-static int db_stats(const db_sub *sub, int argc, char **argv) {
+static int cmd_db_stats(const db_sub *sub, int argc, char **argv) {
     static const int allowed[] = {OPT_DB, OPT_JSON, 0};
     db_flags f;
     int rc = parse_flags(sub, argc, argv, allowed, &f);
     if (rc || (rc = no_args(sub, &f))) return rc;
-    const char *path = db_path(f.db);
+    const char *path = cmd_db_path(f.db);
     rlhf_error err = {0};
     store *s = NULL;
     store_counts c;
@@ -277,12 +277,12 @@ static int db_stats(const db_sub *sub, int argc, char **argv) {
     return 0;
 }
 
-static int db_check(const db_sub *sub, int argc, char **argv) {
+static int cmd_db_check(const db_sub *sub, int argc, char **argv) {
     static const int allowed[] = {OPT_DB, OPT_JSON, 0};
     db_flags f;
     int rc = parse_flags(sub, argc, argv, allowed, &f);
     if (rc || (rc = no_args(sub, &f))) return rc;
-    const char *path = db_path(f.db);
+    const char *path = cmd_db_path(f.db);
     rlhf_error err = {0};
     store *s = NULL;
     store_check_report r;
@@ -310,7 +310,7 @@ static int db_check(const db_sub *sub, int argc, char **argv) {
 
 /* ---- import / export ---- */
 
-static int db_import(const db_sub *sub, int argc, char **argv) {
+static int cmd_db_import(const db_sub *sub, int argc, char **argv) {
     static const int allowed[] = {OPT_DB, OPT_JSON, OPT_FORMAT, OPT_STRICT, OPT_ANNOTATOR, OPT_MAX_LINE, 0};
     db_flags f;
     int rc = parse_flags(sub, argc, argv, allowed, &f);
@@ -337,7 +337,7 @@ static int db_import(const db_sub *sub, int argc, char **argv) {
     p.strict = f.strict;
     p.annotator = f.annotator;
     p.max_line_bytes = (size_t)max_line;
-    const char *path = db_path(f.db), *file = f.args[0];
+    const char *path = cmd_db_path(f.db), *file = f.args[0];
     if (strcmp(file, "-") != 0 && !file_exists(file)) {
         out_error("cannot read %s: no such file", file);
         return 1;
@@ -390,7 +390,7 @@ static int db_import(const db_sub *sub, int argc, char **argv) {
     return 0;
 }
 
-static int db_export(const db_sub *sub, int argc, char **argv) {
+static int cmd_db_export(const db_sub *sub, int argc, char **argv) {
     static const int allowed[] = {OPT_DB, OPT_FORMAT, OPT_REDACT, OPT_OUT, OPT_SKIP_FLAGGED, 0};
     db_flags f;
     int rc = parse_flags(sub, argc, argv, allowed, &f);
@@ -407,7 +407,7 @@ static int db_export(const db_sub *sub, int argc, char **argv) {
     }
     p.redact = f.redact;
     p.skip_flagged = f.skip_flagged;
-    const char *path = db_path(f.db);
+    const char *path = cmd_db_path(f.db);
     store *s = NULL;
     if (open_store(path, 1, &s, &err)) return out_fail(&err);
     report_migration(s, path);
@@ -440,7 +440,7 @@ static int db_export(const db_sub *sub, int argc, char **argv) {
 
 /* ---- leaderboard / agreement ---- */
 
-static int db_leaderboard(const db_sub *sub, int argc, char **argv) {
+static int cmd_db_leaderboard(const db_sub *sub, int argc, char **argv) {
     static const int allowed[] = {OPT_DB, OPT_JSON, OPT_BY, OPT_SAMPLES, OPT_SEED, 0};
     db_flags f;
     int rc = parse_flags(sub, argc, argv, allowed, &f);
@@ -458,7 +458,7 @@ static int db_leaderboard(const db_sub *sub, int argc, char **argv) {
     }
     p.n_bootstrap = (int)samples;
     p.seed = (uint64_t)seed;
-    const char *path = db_path(f.db);
+    const char *path = cmd_db_path(f.db);
     rlhf_error err = {0};
     store *s = NULL;
     store_leaderboard lb;
@@ -514,12 +514,12 @@ static void add_number_or_null(cJSON *o, const char *name, double v) {
     else cJSON_AddNullToObject(o, name);
 }
 
-static int db_agreement(const db_sub *sub, int argc, char **argv) {
+static int cmd_db_agreement(const db_sub *sub, int argc, char **argv) {
     static const int allowed[] = {OPT_DB, OPT_JSON, 0};
     db_flags f;
     int rc = parse_flags(sub, argc, argv, allowed, &f);
     if (rc || (rc = no_args(sub, &f))) return rc;
-    const char *path = db_path(f.db);
+    const char *path = cmd_db_path(f.db);
     rlhf_error err = {0};
     store *s = NULL;
     store_agreement a;
@@ -571,13 +571,13 @@ static int db_agreement(const db_sub *sub, int argc, char **argv) {
 
 static const db_sub k_subs[] = {
     {"init", "rlhf db init [--db FILE] [--json]", "create the feedback database (or report the existing one's version)",
-     "  --db FILE   database file (default: $RLHF_DB, else rlhf.db)\n  --json      machine-readable output\n", db_init},
+     "  --db FILE   database file (default: $RLHF_DB, else rlhf.db)\n  --json      machine-readable output\n", cmd_db_init},
     {"migrate", "rlhf db migrate [--db FILE] [--json]", "bring an older database to this program's schema version (backup FILE.bak-vN first)",
-     "  --db FILE   database file (default: $RLHF_DB, else rlhf.db)\n  --json      machine-readable output\n", db_migrate},
+     "  --db FILE   database file (default: $RLHF_DB, else rlhf.db)\n  --json      machine-readable output\n", cmd_db_migrate},
     {"stats", "rlhf db stats [--db FILE] [--json]", "count what the database holds",
-     "  --db FILE   database file (default: $RLHF_DB, else rlhf.db)\n  --json      machine-readable output\n", db_stats},
+     "  --db FILE   database file (default: $RLHF_DB, else rlhf.db)\n  --json      machine-readable output\n", cmd_db_stats},
     {"check", "rlhf db check [--db FILE] [--json]", "check integrity, foreign keys and the consistency of pairs and rankings (exit 1 on problems)",
-     "  --db FILE   database file (default: $RLHF_DB, else rlhf.db)\n  --json      machine-readable output\n", db_check},
+     "  --db FILE   database file (default: $RLHF_DB, else rlhf.db)\n  --json      machine-readable output\n", cmd_db_check},
     {"import", "rlhf db import --format trl|hh|sft [--strict] [--annotator NAME] [--db FILE] [--json] FILE.jsonl|-",
      "import JSONL preference or SFT data (- reads stdin) in one transaction, reporting bad lines",
      "  --format F          trl: {\"prompt\",\"chosen\",\"rejected\"} (strings or message lists)\n"
@@ -587,25 +587,25 @@ static const db_sub k_subs[] = {
      "  --annotator NAME    attribute the judgements to NAME (default: import)\n"
      "  --max-line-bytes N  longest accepted line (default 4194304)\n"
      "  --db FILE           database file (default: $RLHF_DB, else rlhf.db; created if missing)\n"
-     "  --json              machine-readable report\n", db_import},
+     "  --json              machine-readable report\n", cmd_db_import},
     {"export", "rlhf db export --format trl|hh|sft [--redact] [--skip-flagged] [--out FILE] [--db FILE]",
      "write preference pairs (trl, hh) or SFT examples (sft) as JSONL",
      "  --format F       trl, hh or sft (see 'rlhf db import --help')\n"
      "  --redact         mask e-mail addresses, phone numbers, IPs and card numbers\n"
      "  --skip-flagged   leave out judgements flagged at write time\n"
      "  --out FILE       write FILE atomically instead of standard output\n"
-     "  --db FILE        database file (default: $RLHF_DB, else rlhf.db)\n", db_export},
+     "  --db FILE        database file (default: $RLHF_DB, else rlhf.db)\n", cmd_db_export},
     {"leaderboard", "rlhf db leaderboard [--by model|strategy] [--samples N] [--seed S] [--json] [--db FILE]",
      "rank models or decoding strategies by Bradley-Terry with bootstrap 95% intervals",
      "  --by W       model (default) or strategy\n"
      "  --samples N  bootstrap resamples (default 1000)\n"
      "  --seed S     bootstrap seed (default 42; the output is deterministic)\n"
      "  --json       machine-readable output\n"
-     "  --db FILE    database file (default: $RLHF_DB, else rlhf.db)\n", db_leaderboard},
+     "  --db FILE    database file (default: $RLHF_DB, else rlhf.db)\n", cmd_db_leaderboard},
     {"agreement", "rlhf db agreement [--json] [--db FILE]",
      "inter-annotator agreement: Cohen's kappa per annotator pair, Krippendorff's alpha overall",
      "  --json       machine-readable output\n"
-     "  --db FILE    database file (default: $RLHF_DB, else rlhf.db)\n", db_agreement},
+     "  --db FILE    database file (default: $RLHF_DB, else rlhf.db)\n", cmd_db_agreement},
 };
 
 #define N_SUBS (sizeof k_subs / sizeof k_subs[0])

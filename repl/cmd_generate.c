@@ -2,7 +2,7 @@
  * by side (--compare).
  *
  * Flags and --compare specs share one settings table (`g_settings`), so every key a spec
- * accepts is also a flag and the other way round. The model is loaded with model_load (HF
+ * accepts is also a flag and the other way round. The model is loaded with model_bundle_load (HF
  * directory, llama2.c .bin, GGUF), the prompt encoded with its tokenizer (or taken as ids),
  * and the work done by gen_run; this file only parses, resolves defaults and prints.
  *
@@ -322,7 +322,7 @@ typedef struct {
 
 static void resolve_params(const run_context *rc, const run_settings *rs, gen_params *p) {
     const model_gen_defaults *d = &rc->b->defaults;
-    gen_params_default(p);
+    gen_params_defaults(p);
     const int sampling_flag = rs->set[K_TEMPERATURE] || rs->set[K_TOP_K] || rs->set[K_TOP_P] || rs->set[K_MIN_P];
     if (rs->strategy_set) p->strategy = rs->strategy;
     else if (rs->set[K_BEAMS]) p->strategy = GEN_STRATEGY_BEAM;
@@ -761,7 +761,7 @@ int cmd_generate(int argc, char **argv) {
         return out_fail(&err);
     }
     const int few_shot = examples_path || instruction || shots >= 0;
-    if (model_load(&b, model_path, &err)) {
+    if (model_bundle_load(&b, model_path, &err)) {
         free(compare_buf);
         free(prompt_file_text);
         prompt_examples_free(&examples);
@@ -810,7 +810,7 @@ int cmd_generate(int argc, char **argv) {
             if (!b.chat_template && b.add_bos && !no_bos) flags |= TOK_ENCODE_ADD_BOS;
         } else if (few_shot) {
             prompt_template t;
-            prompt_template_default(&t);
+            prompt_template_defaults(&t);
             if (instruction) t.instruction = instruction;
             if (prompt_build(&chat_text, &t, examples.items, examples.n, prompt, &err)) {
                 out_fail(&err);
@@ -957,6 +957,6 @@ done:
     free(compare_buf);
     free(prompt_file_text);
     prompt_examples_free(&examples);
-    model_load_free(&b);
+    model_bundle_free(&b);
     return status;
 }

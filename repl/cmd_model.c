@@ -326,16 +326,16 @@ static int model_convert(int argc, char **argv) {
         return 1;
     }
     model_bundle b;
-    if (model_load(&b, in, &err)) return out_fail(&err);
+    if (model_bundle_load(&b, in, &err)) return out_fail(&err);
     if (b.format != want) {
         out_error("%s is a %s file, not %s (use --from %s)", in, model_format_name(b.format), from, model_format_name(b.format));
-        model_load_free(&b);
+        model_bundle_free(&b);
         return 1;
     }
     const model m = b.m;
     rc = model_bundle_save(&b, out, &err);
     if (rc) {
-        model_load_free(&b);
+        model_bundle_free(&b);
         return out_fail(&err);
     }
     char desc[256], count[32];
@@ -354,7 +354,7 @@ static int model_convert(int argc, char **argv) {
                    desc, count, m.config.family == MODEL_FAMILY_LLAMA ? " (q/k permuted for half-split RoPE)" : "",
                    b.tok ? "; tokenizer" : "", b.chat_template ? "; chat template" : "");
     }
-    model_load_free(&b);
+    model_bundle_free(&b);
     return 0;
 }
 

@@ -61,7 +61,7 @@ static int load_reference(int32_t *ids, int max, float (*logits)[512]) {
 
 static gen_params greedy_params(int max_tokens) {
     gen_params p;
-    gen_params_default(&p);
+    gen_params_defaults(&p);
     p.strategy = GEN_STRATEGY_GREEDY;
     p.max_tokens = max_tokens;
     p.n_eos = 0; /* run.c's reference runs all 200 steps */
@@ -144,7 +144,7 @@ static void test_stories(model_rope_layout layout) {
 
     /* top_k = 1 sampling == greedy, for any seed */
     gen_params ps;
-    gen_params_default(&ps);
+    gen_params_defaults(&ps);
     ps.strategy = GEN_STRATEGY_SAMPLE;
     ps.sampling.top_k = 1;
     ps.seed = 12345;
@@ -178,7 +178,7 @@ static void test_candidates_reproducible(int N, int threads) {
     }
     int32_t prompt[3] = {1, 403, 407};
     gen_params p;
-    gen_params_default(&p);
+    gen_params_defaults(&p);
     p.sampling.temperature = 1.0f;
     p.sampling.top_p = 0.95f;
     p.sampling.repeat_penalty = 1.1f;
@@ -374,7 +374,7 @@ static void test_beam_exhaustive(model_family fam, int32_t eos, float length_pen
         }
     }
     gen_params p;
-    gen_params_default(&p);
+    gen_params_defaults(&p);
     p.strategy = GEN_STRATEGY_BEAM;
     p.num_beams = beams;
     p.n = 2;
@@ -494,7 +494,7 @@ static void test_stopping(void) {
     {
         /* beam search refuses stop strings rather than ignoring them */
         gen_params pb;
-        gen_params_default(&pb);
+        gen_params_defaults(&pb);
         pb.strategy = GEN_STRATEGY_BEAM;
         pb.num_beams = 2;
         pb.max_tokens = 4;

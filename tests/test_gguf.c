@@ -5,7 +5,7 @@
  * [out, in] matrices (GPT-2's Conv1D transposed), Llama's q/k rows permuted for interleaved
  * RoPE, norms kept F32, GPT-2's tied output written as a copy of the embedding. Properties:
  *  - F32: the GGUF model's parameters and logits are bit-identical to the HF directory's
- *    (checkpoint_save + model_load), for Llama (GQA, untied) and GPT-2 (tied);
+ *    (checkpoint_save + model_bundle_load), for Llama (GQA, untied) and GPT-2 (tied);
  *  - F16, BF16, Q8_0: bit-identical to the HF directory of the same weights rounded through
  *    that type, and within the type's error of the float model (max |dlogit| <= 2e-3 for
  *    F16, 1e-2 BF16, 1e-2 Q8_0 on these small random models);
@@ -327,9 +327,9 @@ static void test_model(model_family fam, uint32_t type, double tol) {
     CHECK(checkpoint_save(&rt, dir, &err) == 0, "save hf dir: %s", err.msg);
 
     model_bundle g, h;
-    int rc = model_load(&g, path, &err);
+    int rc = model_bundle_load(&g, path, &err);
     CHECK(rc == 0, "%s %s: load gguf: %s", fname, tname, err.msg);
-    int rc2 = model_load(&h, dir, &err);
+    int rc2 = model_bundle_load(&h, dir, &err);
     CHECK(rc2 == 0, "load hf: %s", err.msg);
     if (!rc && !rc2) {
         CHECK(g.format == MODEL_FORMAT_GGUF && h.format == MODEL_FORMAT_HF_DIR, "formats recognised");
@@ -356,13 +356,13 @@ static void test_model(model_family fam, uint32_t type, double tol) {
         snprintf(conv, sizeof conv, "%s/%s-%s-converted", test_tmpdir(), fname, tname);
         CHECK(model_bundle_save(&g, conv, &err) == 0, "%s %s: save the GGUF bundle as HF: %s", fname, tname, err.msg);
         model_bundle cb;
-        if (model_load(&cb, conv, &err) == 0) {
+        if (model_bundle_load(&cb, conv, &err) == 0) {
             CHECK(cb.m.n_floats == g.m.n_floats && memcmp(cb.m.params, g.m.params, g.m.n_floats * sizeof(float)) == 0 &&
                       cb.m.config.family == g.m.config.family && cb.m.config.tied_embeddings == g.m.config.tied_embeddings,
                   "%s %s: converted directory has the GGUF's weights and config", fname, tname);
             CHECK(cb.chat_template && strcmp(cb.chat_template, g.chat_template) == 0 && !cb.tok,
                   "%s %s: converted directory keeps the chat template (tokenizer_config.json)", fname, tname);
-            model_load_free(&cb);
+            model_bundle_free(&cb);
         } else {
             CHECK(0, "%s %s: load the converted directory: %s", fname, tname, err.msg);
         }
@@ -370,11 +370,11 @@ static void test_model(model_family fam, uint32_t type, double tol) {
         model w;
         CHECK(model_load_weights(&w, path, &err) == 0, "%s %s: model_load_weights reads GGUF: %s", fname, tname, err.msg);
         CHECK(w.n_floats == g.m.n_floats && memcmp(w.params, g.m.params, w.n_floats * sizeof(float)) == 0,
-              "%s %s: model_load_weights == model_load's weights", fname, tname);
+              "%s %s: model_load_weights == model_bundle_load's weights", fname, tname);
         model_free(&w);
     }
-    model_load_free(&g);
-    model_load_free(&h);
+    model_bundle_free(&g);
+    model_bundle_free(&h);
     model_free(&rt);
     model_free(&orig);
 }
@@ -387,15 +387,15 @@ static void test_refusals(void) {
     model_bundle b;
     snprintf(path, sizeof path, "%s/falcon.gguf", test_tmpdir());
     write_model_gguf(&m, path, GGUF_TENSOR_F32, "falcon");
-    CHECK(model_load(&b, path, &err) == RLHF_ERR_UNSUPPORTED && strstr(err.msg, "falcon"), "unknown architecture: %s", err.msg);
+    CHECK(model_bundle_load(&b, path, &err) == RLHF_ERR_UNSUPPORTED && strstr(err.msg, "falcon"), "unknown architecture: %s", err.msg);
     snprintf(path, sizeof path, "%s/iq2.gguf", test_tmpdir());
     write_model_gguf(&m, path, 16 /* IQ2_XXS */, NULL);
-    CHECK(model_load(&b, path, &err) == RLHF_ERR_UNSUPPORTED && strstr(err.msg, "IQ2_XXS") && strstr(err.msg, "token_embd"),
+    CHECK(model_bundle_load(&b, path, &err) == RLHF_ERR_UNSUPPORTED && strstr(err.msg, "IQ2_XXS") && strstr(err.msg, "token_embd"),
           "unsupported tensor type named: %s", err.msg);
     /* a k-quant needs rows of whole 256-value super-blocks; this model's rows are 64 long */
     snprintf(path, sizeof path, "%s/q4k.gguf", test_tmpdir());
     write_model_gguf(&m, path, 12 /* Q4_K */, NULL);
-    CHECK(model_load(&b, path, &err) == RLHF_ERR_FORMAT && strstr(err.msg, "Q4_K") && strstr(err.msg, "whole number of blocks"),
+    CHECK(model_bundle_load(&b, path, &err) == RLHF_ERR_FORMAT && strstr(err.msg, "Q4_K") && strstr(err.msg, "whole number of blocks"),
           "rows that are not whole blocks refused: %s", err.msg);
     /* defects that must be refused by name, never loaded (an embedding of the wrong width used
      * to overflow a buffer sized from it when the model has an output matrix) */
@@ -418,7 +418,7 @@ static void test_refusals(void) {
         g_defect = defects[k].defect;
         write_model_gguf(defects[k].m, dpath, GGUF_TENSOR_F32, NULL);
         g_defect = DEFECT_NONE;
-        CHECK(model_load(&b, dpath, &err) == defects[k].code && strstr(err.msg, defects[k].needle),
+        CHECK(model_bundle_load(&b, dpath, &err) == defects[k].code && strstr(err.msg, defects[k].needle),
               "defect %zu refused naming '%s': %s", k, defects[k].needle, err.msg);
     }
     model_free(&u);

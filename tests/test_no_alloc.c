@@ -135,7 +135,7 @@ static void check_decoder(model_family fam) {
 static void check_sampler(void) {
     rlhf_error err = {0};
     sampler_params sp;
-    sampler_params_default(&sp);
+    sampler_params_defaults(&sp);
     sp.temperature = 0.8f;
     sp.top_k = 40;
     sp.top_p = 0.9f;
@@ -182,7 +182,7 @@ static void check_gen_run(model_family fam) {
     model m;
     if (make_model(&m, fam)) return;
     gen_params p;
-    gen_params_default(&p);
+    gen_params_defaults(&p);
     p.n_eos = 0;
     p.n = 4;
     p.sampling.top_p = 0.9f;
@@ -193,7 +193,7 @@ static void check_gen_run(model_family fam) {
     const long long_run = run_allocs(&m, &p);
     CHECK(short_run == long_run, "%s: sampling 4 candidates allocates per run, not per token (%ld for 4 tokens, %ld "
           "for 40)", fam_name(fam), short_run, long_run);
-    gen_params_default(&p);
+    gen_params_defaults(&p);
     p.n_eos = 0;
     p.strategy = GEN_STRATEGY_BEAM;
     p.num_beams = 3;

@@ -72,7 +72,7 @@ static char *read_template(const char *rel) {
                   strcmp(b.eos_token, "<|end_of_text|>") == 0,
               "tokenizer_config bos/eos texts read");
     if (strstr(rel, "sp-bpe")) CHECK(b.add_bos == 1, "add_bos_token read");
-    model_load_free(&b);
+    model_bundle_free(&b);
     return t;
 }
 

@@ -111,7 +111,7 @@ static void draw_counts(sampler_chain *c, const float *logits, uint64_t seed, lo
 
 static void check_faithful(const char *what, const float *logits, float temp, int top_k, float top_p, float min_p) {
     sampler_params p;
-    sampler_params_default(&p);
+    sampler_params_defaults(&p);
     p.temperature = temp;
     p.top_k = top_k;
     p.top_p = top_p;
@@ -192,7 +192,7 @@ static void test_greedy_and_ties(void) {
     for (int i = 0; i < V; i++) logits[i] = (float)(i % 5);
     CHECK(sampler_argmax(logits, V) == 4, "argmax picks the lowest id among ties");
     sampler_params p;
-    sampler_params_default(&p);
+    sampler_params_defaults(&p);
     p.temperature = 0;
     sampler_chain c;
     rlhf_error err = {0};
@@ -202,7 +202,7 @@ static void test_greedy_and_ties(void) {
     sampler_chain_free(&c);
 
     /* top-k keeps ties at the boundary (HF): logits 4 at ids 4 and 9, k = 1 keeps both */
-    sampler_params_default(&p);
+    sampler_params_defaults(&p);
     p.top_k = 1;
     CHECK(sampler_chain_init_params(&c, V, &p, &err) == 0, "top-k chain");
     rng_t rng;
@@ -238,7 +238,7 @@ static void test_reproducible(void) {
     rng_seed(&r, 3);
     for (int i = 0; i < V; i++) logits[i] = rng_normal(&r);
     sampler_params p;
-    sampler_params_default(&p);
+    sampler_params_defaults(&p);
     p.temperature = 0.9f;
     p.top_p = 0.95f;
     sampler_chain c;

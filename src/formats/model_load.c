@@ -23,7 +23,7 @@ const char *model_format_name(model_format f) {
     return "unknown";
 }
 
-void model_load_free(model_bundle *b) {
+void model_bundle_free(model_bundle *b) {
     model_free(&b->m);
     tok_close(&b->tok);
     free(b->chat_template);
@@ -225,7 +225,7 @@ static int is_gguf(const char *path) {
     return n == 4 && memcmp(magic, "GGUF", 4) == 0;
 }
 
-int model_load(model_bundle *b, const char *path, rlhf_error *err) {
+int model_bundle_load(model_bundle *b, const char *path, rlhf_error *err) {
     memset(b, 0, sizeof *b);
     int rc;
     if (file_is_dir(path)) {
@@ -241,7 +241,7 @@ int model_load(model_bundle *b, const char *path, rlhf_error *err) {
         rc = load_llama2c_file(b, path, err);
     }
     if (rc) {
-        model_load_free(b);
+        model_bundle_free(b);
         return rc;
     }
     /* A bundle with a tokenizer but no template texts still names its specials for templates. */
@@ -289,7 +289,7 @@ int model_bundle_save(const model_bundle *b, const char *dir, rlhf_error *err) {
         rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
         goto done;
     }
-    /* tokenizer.json is what model_load reads first; an older encoder.json pair would be stale */
+    /* tokenizer.json is what model_bundle_load reads first; an older encoder.json pair would be stale */
     unlink(ej);
     unlink(vb);
     if (b->tok) {

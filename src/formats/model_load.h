@@ -57,10 +57,10 @@ typedef struct {
 } model_bundle;
 
 /* Loads `path` (see the top of the file). On success the bundle owns everything in it
- * (model_load_free); on error it is left zeroed and err names the file. */
-int model_load(model_bundle *b, const char *path, rlhf_error *err);
+ * (model_bundle_free); on error it is left zeroed and err names the file. */
+int model_bundle_load(model_bundle *b, const char *path, rlhf_error *err);
 /* Frees everything; safe on a zeroed bundle and safe twice. */
-void model_load_free(model_bundle *b);
+void model_bundle_free(model_bundle *b);
 
 /* Only the weights of `path` (any format above), for commands that need no tokenizer or decoding
  * defaults (model info, loss, logits, the initial model of pre-training). On success m owns its
@@ -74,7 +74,7 @@ int model_load_tokenizer(tokenizer **out, const char *path, rlhf_error *err);
 /* Writes the bundle as a Hugging Face directory `dir`: config.json + model.safetensors
  * (checkpoint_save), tokenizer.json when it has a tokenizer (tok_save), and tokenizer_config.json
  * with the chat template, BOS/EOS texts and add_bos_token when it has any of them, so that
- * model_load(dir) gives back the same model, tokenizer and template. Every file is written
+ * model_bundle_load(dir) gives back the same model, tokenizer and template. Every file is written
  * atomically; a file of another model already in dir that this bundle lacks (a tokenizer.json
  * when it has no tokenizer) is removed, so the directory never pairs two models' parts. */
 int model_bundle_save(const model_bundle *b, const char *dir, rlhf_error *err);

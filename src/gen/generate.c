@@ -471,10 +471,10 @@ const char *gen_strategy_name(gen_strategy s) {
     return "unknown";
 }
 
-void gen_params_default(gen_params *p) {
+void gen_params_defaults(gen_params *p) {
     memset(p, 0, sizeof *p);
     p->strategy = GEN_STRATEGY_SAMPLE;
-    sampler_params_default(&p->sampling);
+    sampler_params_defaults(&p->sampling);
     p->n = 1;
     p->max_tokens = 128;
     p->num_beams = 1;

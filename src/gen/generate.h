@@ -139,9 +139,9 @@ typedef struct {
     volatile sig_atomic_t *stop_flag; /* checked before every step; set by a SIGINT handler */
 } gen_params;
 
-/* Defaults: strategy SAMPLE with sampler_params_default, seed 0, n 1, max_tokens 128, no
+/* Defaults: strategy SAMPLE with sampler_params_defaults, seed 0, n 1, max_tokens 128, no
  * truncation, num_beams 1, length_penalty 1, early_stopping 0, n_eos -1, no stop strings. */
-void gen_params_default(gen_params *p);
+void gen_params_defaults(gen_params *p);
 
 typedef struct {
     int32_t *ids;         /* (n_ids) generated tokens only, EOS included when it ended; owned */

@@ -22,7 +22,7 @@
 
 /* ---- text prompts ---- */
 
-void prompt_template_default(prompt_template *t) {
+void prompt_template_defaults(prompt_template *t) {
     t->instruction = "";
     t->example = "Input: {input}\nOutput: {output}";
     t->separator = "\n\n";
@@ -99,7 +99,7 @@ int prompt_build(char **out, const prompt_template *t, const prompt_example *ex,
                  rlhf_error *err) {
     *out = NULL;
     prompt_template d;
-    prompt_template_default(&d);
+    prompt_template_defaults(&d);
     if (!t) t = &d;
     const char *sep = t->separator ? t->separator : d.separator;
     sbuf b = {0};

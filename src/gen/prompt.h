@@ -7,7 +7,7 @@
  *   example       one solved example, repeated for each (input, output) pair;
  *   separator     between consecutive parts;
  *   query         the unsolved input the model continues.
- * prompt_template_default gives:
+ * prompt_template_defaults gives:
  *   instruction ""   example "Input: {input}\nOutput: {output}"   separator "\n\n"
  *   query "Input: {input}\nOutput:"
  * Zero-shot is n_examples == 0, few-shot a handful, multi-shot as many as fit: all three are
@@ -58,7 +58,7 @@ typedef struct {
     const char *content;
 } prompt_message;
 
-void prompt_template_default(prompt_template *t);
+void prompt_template_defaults(prompt_template *t);
 
 /* Builds the text prompt for `input` after n_examples solved examples. On success *out is a
  * NUL-terminated string the caller frees; RLHF_ERR_FORMAT for a template with an unknown

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void sampler_params_default(sampler_params *p) {
+void sampler_params_defaults(sampler_params *p) {
     memset(p, 0, sizeof *p);
     p->temperature = 1.0f;
     p->top_k = 0;

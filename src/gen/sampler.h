@@ -73,7 +73,7 @@ struct sampler {
     void *state; /* owned by the sampler, released by iface->free */
 };
 
-/* Settings of the built-in chain. sampler_params_default gives the "off" values below, with
+/* Settings of the built-in chain. sampler_params_defaults gives the "off" values below, with
  * temperature 1 (plain sampling from the model's distribution). */
 typedef struct {
     float temperature;       /* <= 0: greedy */
@@ -88,7 +88,7 @@ typedef struct {
                                 is banned (logit -inf), as HF's NoRepeatNGramLogitsProcessor */
 } sampler_params;
 
-void sampler_params_default(sampler_params *p);
+void sampler_params_defaults(sampler_params *p);
 /* Checks ranges; the message names the offending setting. */
 int sampler_params_validate(const sampler_params *p, rlhf_error *err);
 /* 1 if the chain for p is greedy (temperature <= 0): it never reads the rng. */
