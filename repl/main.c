@@ -9,6 +9,9 @@
 
 #include "repl/commands.h"
 #include "repl/out.h"
+#include "src/core/blas_kernel.h"
+
+#include <cblas.h>
 
 static int cmd_help(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
@@ -34,7 +37,7 @@ static const command g_commands[] = {
     {"annotate", "rlhf annotate [--db FILE]", "rank stored candidates outside the REPL", cmd_planned},
     {"db", "rlhf db init|migrate|stats|check|import|export|leaderboard|agreement [--db FILE]", "the feedback database", cmd_db},
     {"runs", "rlhf runs [--db FILE]", "list training runs and their metrics", cmd_planned},
-    {"version", "rlhf version", "print the version", cmd_version},
+    {"version", "rlhf version [--verbose]", "print the version (--verbose: the BLAS kernel and why)", cmd_version},
     {"help", "rlhf help [CMD]", "list commands, or show one command's usage", cmd_help},
 };
 
@@ -95,27 +98,76 @@ static int cmd_help(int argc, char **argv) {
     return 0;
 }
 
+/* Set by startup_environment when it forces a kernel: what OpenBLAS had picked by itself. */
+#define ENV_BLAS_OWN_PICK "RLHF_OPENBLAS_OWN_PICK"
+
+static void print_blas_kernel(void) {
+    blas_cpu_features f;
+    blas_cpu_features_detect(&f);
+    const char *running = openblas_get_corename();
+    const char *own = getenv(ENV_BLAS_OWN_PICK);
+    const char *user = getenv("OPENBLAS_CORETYPE");
+    blas_kernel_choice ch;
+    out_printf("BLAS: %s\n", openblas_get_config());
+    out_printf("kernel: %s\n", running);
+    if (own && user && strcmp(user, running) == 0) {
+        /* This process was re-executed with our choice: decide again as the first run did. */
+        blas_kernel_decide(own, &f, NULL, &ch);
+        out_printf("OpenBLAS's own pick: %s\nwhy: %s\n", own, ch.reason);
+    } else {
+        blas_kernel_decide(running, &f, user, &ch);
+        out_printf("why: %s\n", ch.reason);
+    }
+    out_printf("cpu features:%s%s%s%s%s%s%s%s%s%s\n", f.avx ? " avx" : "", f.avx2 ? " avx2" : "",
+               f.fma ? " fma" : "", f.avx512f ? " avx512f" : "", f.avx512bw ? " avx512bw" : "",
+               f.avx512vl ? " avx512vl" : "", f.avx512dq ? " avx512dq" : "", f.avx512cd ? " avx512cd" : "",
+               f.avx512_bf16 ? " avx512_bf16" : "", f.os_avx512 ? " (the OS saves AVX-512 state)" : "");
+}
+
 static int cmd_version(int argc, char **argv) {
     if (command_wants_help(argc, argv)) {
-        out_printf("usage: rlhf version\n  print the version\n");
+        out_printf("usage: rlhf version [--verbose]\n  print the version; --verbose also says which OpenBLAS\n"
+                   "  kernel runs, what OpenBLAS picked by itself, and why\n");
         return 0;
     }
+    int verbose = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--verbose") == 0 || strcmp(argv[i], "-v") == 0) verbose = 1;
+        else return command_usage_error("version");
+    }
     out_printf("rlhf.c %s\n", RLHF_VERSION);
+    if (verbose) print_blas_kernel();
     return 0;
 }
 
-/* libgomp reads OMP_WAIT_POLICY once, when it loads (before main). Its default spins at every
- * barrier, and on a busy 2-core machine a spinning thread steals the core its partner needs:
- * measured 23x slower on a tiny model and 1.6x slower on a d288 training step than with the
- * passive policy. So unless the user chose a policy, rlhf re-executes itself once with it. */
-static void omp_prefer_passive_wait(char **argv) {
-    if (getenv("OMP_WAIT_POLICY")) return;
-    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
-    execv("/proc/self/exe", argv); /* returns only on failure: then run with the default */
+/* Both variables below are read once, when their library loads (before main), so rlhf
+ * re-executes itself once with them set; the user's own settings always win.
+ * - OMP_WAIT_POLICY: libgomp's default spins at every barrier, and on a busy 2-core machine a
+ *   spinning thread steals the core its partner needs: measured 23x slower on a tiny model and
+ *   1.6x slower on a d288 training step than with the passive policy.
+ * - OPENBLAS_CORETYPE: Debian's OpenBLAS picks an old kernel on CPUs newer than its model table
+ *   (see src/core/blas_kernel.h); the kernel is chosen from the CPU's features instead. */
+static void startup_environment(char **argv) {
+    int changed = 0;
+    if (!getenv("OMP_WAIT_POLICY") && setenv("OMP_WAIT_POLICY", "passive", 1) == 0) changed = 1;
+    const char *user = getenv("OPENBLAS_CORETYPE");
+    if (!user || !*user) {
+        blas_cpu_features f;
+        blas_cpu_features_detect(&f);
+        blas_kernel_choice ch;
+        /* RLHF_TEST_OPENBLAS_PICK is a test seam: it stands for OpenBLAS's own pick, so the
+         * re-execution can be tested on a CPU whose OpenBLAS already picks the best kernel. */
+        const char *own = getenv("RLHF_TEST_OPENBLAS_PICK");
+        if (!own || !*own) own = openblas_get_corename();
+        blas_kernel_decide(own, &f, NULL, &ch);
+        if (ch.force && setenv(ENV_BLAS_OWN_PICK, own, 1) == 0 && setenv("OPENBLAS_CORETYPE", ch.force, 1) == 0)
+            changed = 1;
+    }
+    if (changed) execv("/proc/self/exe", argv); /* returns only on failure: run as we are */
 }
 
 int main(int argc, char **argv) {
-    omp_prefer_passive_wait(argv);
+    startup_environment(argv);
     if (argc < 2) {
         cmd_help(1, argv);
         return 2;
