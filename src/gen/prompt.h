@@ -14,23 +14,7 @@
  * the same call.
  *
  * Chat prompts. A chat template is the Jinja source Hugging Face keeps in tokenizer_config.json
- * ("chat_template"). This module renders it with a small Jinja interpreter: text, {{ }}
- * expressions, {% if/elif/else %}, {% for %} (with loop.index/index0/first/last/length/
- * revindex, tuple unpacking, `if` filters and `else`), {% set %} (also namespace attributes),
- * comments, whitespace control (-) and Hugging Face's trim_blocks/lstrip_blocks; expressions
- * with literals, lists, dicts, attribute/index/slice access, + - * / // % ~, comparisons,
- * and/or/not, in, `x if c else y`, tests (defined, none, string, number, mapping, iterable,
- * true/false...), filters (trim, length, upper, lower, capitalize, title, default, first, last,
- * join, replace, tojson, string, int, list, reverse, map(attribute=), selectattr/rejectattr)
- * and the calls templates use (raise_exception, range, namespace, strftime_now, str methods
- * strip/lstrip/rstrip/split/startswith/endswith/upper/lower/replace, dict items/keys/values/
- * get). That covers ChatML-style templates (Qwen, SmolLM, Zephyr...), Llama 2/3, Mistral and
- * Gemma. Macros, call blocks, includes and imports are refused with a message naming the line.
- * Templates come from untrusted model files, so rendering is bounded: nesting deeper than 256,
- * values nested deeper than 64, strings or output over 16 MiB, more than 2 million evaluation
- * steps and integer overflow are refused with an error naming the line, never a crash or hang.
- * The variables a template sees: messages (list of {role, content}), add_generation_prompt,
- * bos_token, eos_token.
+ * ("chat_template"); jinja.h renders it (the supported subset and its limits are listed there).
  *
  * Without a template (tmpl == NULL) the documented default is the HH-RLHF dialogue format the
  * project's data uses: an optional system message followed by "\n\n", then
@@ -40,6 +24,7 @@
 #define RLHF_PROMPT_H
 
 #include "src/core/error.h"
+#include "src/gen/jinja.h"
 
 typedef struct {
     const char *input;
@@ -53,10 +38,7 @@ typedef struct {
     const char *query;
 } prompt_template;
 
-typedef struct {
-    const char *role;    /* "system", "user", "assistant" (any string the template handles) */
-    const char *content;
-} prompt_message;
+typedef jinja_message prompt_message; /* {role, content} */
 
 void prompt_template_defaults(prompt_template *t);
 

@@ -1,0 +1,2279 @@
+/* jinja.c — the Jinja interpreter that renders chat templates (see jinja.h for the subset).
+ *
+ * The interpreter works in three passes over one render: the lexer cuts the template into
+ * text and tag tokens (applying whitespace control, trim_blocks and lstrip_blocks as Hugging
+ * Face's environment does), a recursive-descent parser builds statement and expression trees,
+ * and the evaluator walks them. Every value, tree node and intermediate string lives in one
+ * arena freed at the end of the render, so there is no reference counting: values are
+ * immutable except lists/dicts being built and namespace attributes. */
+#include "src/gen/jinja.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- growable output buffer ---- */
+
+typedef struct {
+    char *s;
+    size_t n, cap;
+    int oom;
+    size_t limit; /* when not 0: refuse to grow past this many bytes and set too_big */
+    int too_big;
+} sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t n) {
+    if (b->oom || b->too_big) return;
+    if (b->limit && (n > b->limit || b->n > b->limit - n)) {
+        b->too_big = 1;
+        return;
+    }
+    if (n > ((size_t)1 << 40)) { /* a length that can only come from a bug; never write it */
+        b->oom = 1;
+        return;
+    }
+    if (b->n + n + 1 > b->cap) {
+        size_t c = b->cap ? b->cap : 256;
+        while (b->n + n + 1 > c) c *= 2;
+        char *ns = realloc(b->s, c);
+        if (!ns) {
+            b->oom = 1;
+            return;
+        }
+        b->s = ns;
+        b->cap = c;
+    }
+    memcpy(b->s + b->n, s, n);
+    b->n += n;
+    b->s[b->n] = 0;
+}
+
+static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+/* ---- the Jinja subset: limits, arena and values ---- */
+
+/* Templates come from model files, so a render is bounded whatever the template does: every
+ * limit below ends the render with an error naming the template line, never a crash or a hang.
+ *   JINJA_MAX_NEST         recursion in the parser and depth of expression trees and of
+ *                          nested blocks (so parsing and evaluation stay within the C stack);
+ *   JINJA_MAX_VALUE_DEPTH  lists/dicts nested inside each other when printed or compared (a
+ *                          namespace can hold itself: {% set ns.a = ns %});
+ *   JINJA_MAX_STR          bytes in any one string the template builds;
+ *   JINJA_MAX_OUTPUT       bytes of rendered text;
+ *   JINJA_ARENA_BASE       working memory of the evaluation: this plus JINJA_ARENA_PER_INPUT
+ *                          times the bytes of the template and the messages (lexing and
+ *                          parsing take memory linear in the template, capped at this plus
+ *                          JINJA_PARSE_PER_BYTE times its size);
+ *   JINJA_STEP_BUDGET      steps per render: one per expression evaluated, statement run and
+ *                          loop iteration, plus one per JINJA_STEP_BYTES bytes scanned or
+ *                          entries searched by string and container operations. Real chat
+ *                          templates spend 25-40 steps a message, so 2M is ~50k messages;
+ *                          spending it all takes well under a second.
+ * (Allocation is not charged: the memory limit bounds it.) */
+enum {
+    JINJA_MAX_NEST = 256,
+    JINJA_MAX_VALUE_DEPTH = 64,
+    JINJA_STEP_BYTES = 64,
+    JINJA_ARENA_PER_INPUT = 8,
+    JINJA_PARSE_PER_BYTE = 512,
+};
+#define JINJA_MAX_STR ((size_t)16 << 20)
+#define JINJA_MAX_OUTPUT ((size_t)16 << 20)
+#define JINJA_ARENA_BASE ((size_t)32 << 20)
+#define JINJA_STEP_BUDGET 2000000LL
+
+typedef struct arena_block {
+    struct arena_block *next;
+    size_t used, cap;
+    max_align_t data[];
+} arena_block;
+
+typedef struct {
+    arena_block *head;
+    size_t total; /* bytes malloc'd for blocks */
+} arena;
+
+static void *arena_alloc(arena *a, size_t n) {
+    n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+    if (!a->head || a->head->used + n > a->head->cap) {
+        size_t cap = n > 65536 ? n : 65536;
+        arena_block *b = malloc(sizeof *b + cap);
+        if (!b) return NULL;
+        b->next = a->head;
+        b->used = 0;
+        b->cap = cap;
+        a->head = b;
+        a->total += sizeof *b + cap;
+    }
+    void *p = (char *)a->head->data + a->head->used;
+    a->head->used += n;
+    memset(p, 0, n);
+    return p;
+}
+
+static void arena_free(arena *a) {
+    while (a->head) {
+        arena_block *n = a->head->next;
+        free(a->head);
+        a->head = n;
+    }
+}
+
+typedef enum { V_UNDEF, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_LIST, V_DICT } vtype;
+
+typedef struct value value;
+typedef struct vlist vlist;
+typedef struct vdict vdict;
+
+struct value {
+    vtype t;
+    union {
+        int b;
+        long long i;
+        double f;
+        struct {
+            const char *s;
+            size_t n;
+        } s;
+        vlist *l;
+        vdict *d;
+    } u;
+};
+
+struct vlist {
+    value *items;
+    int n, cap;
+};
+
+struct vdict {
+    value *keys; /* strings */
+    value *vals;
+    int n, cap;
+    int is_namespace;
+};
+
+/* What v_list_new/v_dict_new hand out when an allocation failed: the error is already set, and
+ * nothing writes to a list or dict once it is (list_push, dict_set check J->rc), so these stay
+ * empty and callers never see a NULL list or dict. */
+static vlist empty_list;
+static vdict empty_dict;
+
+/* ---- interpreter state and errors ---- */
+
+typedef struct {
+    arena A;
+    size_t arena_limit;
+    long long steps; /* spent of JINJA_STEP_BUDGET */
+    rlhf_error *err;
+    int rc;       /* first error */
+    int line;     /* line of the construct being parsed/evaluated */
+    sbuf out;
+    const struct tm *now; /* strftime_now's clock; NULL: the real local time */
+} jinja;
+
+static int jerr(jinja *J, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+static int jerr(jinja *J, int code, const char *fmt, ...) {
+    if (J->rc) return J->rc;
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    J->rc = rlhf_errorf(J->err, code, "line %d: %s", J->line, msg);
+    return J->rc;
+}
+
+/* Every allocation of a render goes through here: NULL (with the error set) past the memory
+ * limit or when malloc fails. */
+static void *jalloc(jinja *J, size_t n) {
+    if (J->rc) return NULL;
+    if (n > J->arena_limit || J->A.total > J->arena_limit - n) {
+        jerr(J, RLHF_ERR_UNSUPPORTED, "the template needs more than %zu MiB of memory", J->arena_limit >> 20);
+        return NULL;
+    }
+    void *p = arena_alloc(&J->A, n);
+    if (!p) jerr(J, RLHF_ERR_NOMEM, "out of memory");
+    return p;
+}
+
+/* Charges `steps` to the render's budget; nonzero once it is exhausted (or on any error). */
+static int spend(jinja *J, long long steps) {
+    J->steps += steps;
+    if (J->steps > JINJA_STEP_BUDGET && !J->rc)
+        jerr(J, RLHF_ERR_UNSUPPORTED, "the template exceeds the step budget (%lld steps)", (long long)JINJA_STEP_BUDGET);
+    return J->rc;
+}
+
+/* Charges a scan over n bytes (or entries). */
+static int spend_bytes(jinja *J, size_t n) { return spend(J, (long long)(n / JINJA_STEP_BYTES)); }
+
+static int err_too_long(jinja *J) {
+    return jerr(J, RLHF_ERR_UNSUPPORTED, "a string longer than %zu MiB", JINJA_MAX_STR >> 20);
+}
+
+static int err_int_range(jinja *J) { return jerr(J, RLHF_ERR_INVALID, "integer out of range"); }
+
+static value v_undef(void) { value v = {V_UNDEF, {0}}; return v; }
+static value v_none(void) { value v = {V_NONE, {0}}; return v; }
+static value v_bool(int b) { value v = {V_BOOL, {0}}; v.u.b = !!b; return v; }
+static value v_int(long long i) { value v = {V_INT, {0}}; v.u.i = i; return v; }
+static value v_float(double f) { value v = {V_FLOAT, {0}}; v.u.f = f; return v; }
+static value v_strn(const char *s, size_t n) {
+    value v = {V_STR, {0}};
+    v.u.s.s = s;
+    v.u.s.n = n;
+    return v;
+}
+
+/* Room for a string of n bytes plus a NUL (NULL with the error set past JINJA_MAX_STR). */
+static char *str_alloc(jinja *J, size_t n) {
+    if (n > JINJA_MAX_STR) {
+        err_too_long(J);
+        return NULL;
+    }
+    return jalloc(J, n + 1);
+}
+
+static value v_str_copy(jinja *J, const char *s, size_t n) {
+    char *p = str_alloc(J, n);
+    if (!p) return v_strn("", 0);
+    if (n) memcpy(p, s, n);
+    return v_strn(p, n);
+}
+
+/* A bounded buffer for building one string. */
+static sbuf str_buf(void) {
+    sbuf b = {0};
+    b.limit = JINJA_MAX_STR;
+    return b;
+}
+
+/* The string built in b as a value (or "" with the error set); frees b's memory. */
+static value str_buf_finish(jinja *J, sbuf *b) {
+    value r = v_strn("", 0);
+    if (b->too_big) err_too_long(J);
+    else if (b->oom) jerr(J, RLHF_ERR_NOMEM, "out of memory");
+    else r = v_str_copy(J, b->s ? b->s : "", b->n);
+    free(b->s);
+    memset(b, 0, sizeof *b);
+    return r;
+}
+
+static value v_list_new(jinja *J) {
+    value v = {V_LIST, {0}};
+    v.u.l = jalloc(J, sizeof(vlist));
+    if (!v.u.l) v.u.l = &empty_list;
+    return v;
+}
+
+static void list_push(jinja *J, vlist *l, value x) {
+    if (J->rc) return;
+    if (l->n == l->cap) {
+        if (l->cap > INT_MAX / 2) {
+            jerr(J, RLHF_ERR_UNSUPPORTED, "a list too long");
+            return;
+        }
+        int cap = l->cap ? l->cap * 2 : 8;
+        value *ni = jalloc(J, (size_t)cap * sizeof *ni);
+        if (!ni) return;
+        if (l->n) memcpy(ni, l->items, (size_t)l->n * sizeof *ni);
+        l->items = ni;
+        l->cap = cap;
+    }
+    l->items[l->n++] = x;
+}
+
+static value v_dict_new(jinja *J) {
+    value v = {V_DICT, {0}};
+    v.u.d = jalloc(J, sizeof(vdict));
+    if (!v.u.d) v.u.d = &empty_dict;
+    return v;
+}
+
+static int str_eq(value a, const char *s, size_t n) { return a.t == V_STR && a.u.s.n == n && memcmp(a.u.s.s, s, n) == 0; }
+
+/* The entry for key k, or NULL; the search is charged to the step budget. */
+static value *dict_get(jinja *J, vdict *d, const char *k, size_t n) {
+    spend_bytes(J, (size_t)d->n * 4);
+    for (int i = 0; i < d->n; i++)
+        if (str_eq(d->keys[i], k, n)) return &d->vals[i];
+    return NULL;
+}
+
+static void dict_set(jinja *J, vdict *d, value key, value v) {
+    if (J->rc) return;
+    if (key.t == V_STR) {
+        value *e = dict_get(J, d, key.u.s.s, key.u.s.n);
+        if (e) {
+            *e = v;
+            return;
+        }
+    }
+    if (d->n == d->cap) {
+        if (d->cap > INT_MAX / 2) {
+            jerr(J, RLHF_ERR_UNSUPPORTED, "a dict too large");
+            return;
+        }
+        int cap = d->cap ? d->cap * 2 : 8;
+        value *nk = jalloc(J, (size_t)cap * sizeof *nk), *nv = jalloc(J, (size_t)cap * sizeof *nv);
+        if (!nk || !nv) return;
+        if (d->n) {
+            memcpy(nk, d->keys, (size_t)d->n * sizeof *nk);
+            memcpy(nv, d->vals, (size_t)d->n * sizeof *nv);
+        }
+        d->keys = nk;
+        d->vals = nv;
+        d->cap = cap;
+    }
+    d->keys[d->n] = key;
+    d->vals[d->n] = v;
+    d->n++;
+}
+
+static int truthy(value v) {
+    switch (v.t) {
+    case V_UNDEF: case V_NONE: return 0;
+    case V_BOOL: return v.u.b;
+    case V_INT: return v.u.i != 0;
+    case V_FLOAT: return v.u.f != 0.0;
+    case V_STR: return v.u.s.n > 0;
+    case V_LIST: return v.u.l->n > 0;
+    case V_DICT: return v.u.d->n > 0;
+    }
+    return 0;
+}
+
+static const char *type_name(vtype t) {
+    static const char *const n[] = {"undefined", "none", "boolean", "integer", "float", "string", "list", "dict"};
+    return n[t];
+}
+
+static int err_too_deep(jinja *J) {
+    return jerr(J, RLHF_ERR_UNSUPPORTED, "a value nested deeper than %d levels (a namespace that contains itself?)",
+                JINJA_MAX_VALUE_DEPTH);
+}
+
+static void print_str_json(sbuf *b, const char *s, size_t n) {
+    sb_put(b, "\"", 1);
+    for (size_t i = 0; i < n && !b->too_big; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char tmp[8];
+        if (c == '"') sb_put(b, "\\\"", 2);
+        else if (c == '\\') sb_put(b, "\\\\", 2);
+        else if (c == '\n') sb_put(b, "\\n", 2);
+        else if (c == '\r') sb_put(b, "\\r", 2);
+        else if (c == '\t') sb_put(b, "\\t", 2);
+        else if (c < 0x20) {
+            snprintf(tmp, sizeof tmp, "\\u%04x", c);
+            sb_puts(b, tmp);
+        } else sb_put(b, (const char *)&c, 1);
+    }
+    sb_put(b, "\"", 1);
+}
+
+static void v_print_d(jinja *J, sbuf *b, value v, int json, int depth);
+
+/* An item of a printed list/dict: strings quoted as Python's repr does (roughly). */
+static void print_item(jinja *J, sbuf *b, value x, int json, int depth) {
+    if (x.t == V_STR && !json) {
+        sb_puts(b, "'");
+        sb_put(b, x.u.s.s, x.u.s.n);
+        sb_puts(b, "'");
+    } else {
+        v_print_d(J, b, x, json, depth);
+    }
+}
+
+/* Appends the printed form of v (Jinja/Python str()). `json` prints strings quoted (tojson)
+ * and none/bools as JSON. Stops when b reaches its limit (the caller checks b->too_big), and
+ * with an error past JINJA_MAX_VALUE_DEPTH levels of lists/dicts (a value can contain itself). */
+static void v_print_d(jinja *J, sbuf *b, value v, int json, int depth) {
+    char tmp[64];
+    if (J->rc || b->too_big || b->oom) return;
+    switch (v.t) {
+    case V_UNDEF: if (json) sb_puts(b, "null"); break;
+    case V_NONE: sb_puts(b, json ? "null" : "None"); break;
+    case V_BOOL: sb_puts(b, v.u.b ? (json ? "true" : "True") : (json ? "false" : "False")); break;
+    case V_INT: snprintf(tmp, sizeof tmp, "%lld", v.u.i); sb_puts(b, tmp); break;
+    case V_FLOAT:
+        if (v.u.f == floor(v.u.f) && fabs(v.u.f) < 1e15) snprintf(tmp, sizeof tmp, "%.1f", v.u.f);
+        else snprintf(tmp, sizeof tmp, "%.17g", v.u.f);
+        sb_puts(b, tmp);
+        break;
+    case V_STR:
+        if (json) print_str_json(b, v.u.s.s, v.u.s.n);
+        else sb_put(b, v.u.s.s, v.u.s.n);
+        break;
+    case V_LIST:
+        if (depth >= JINJA_MAX_VALUE_DEPTH) {
+            err_too_deep(J);
+            return;
+        }
+        sb_puts(b, "[");
+        for (int i = 0; i < v.u.l->n && !J->rc && !b->too_big && !spend(J, 1); i++) {
+            if (i) sb_puts(b, ", ");
+            print_item(J, b, v.u.l->items[i], json, depth + 1);
+        }
+        sb_puts(b, "]");
+        break;
+    case V_DICT:
+        if (depth >= JINJA_MAX_VALUE_DEPTH) {
+            err_too_deep(J);
+            return;
+        }
+        sb_puts(b, "{");
+        for (int i = 0; i < v.u.d->n && !J->rc && !b->too_big && !spend(J, 1); i++) {
+            if (i) sb_puts(b, ", ");
+            value k = v.u.d->keys[i];
+            if (json) print_str_json(b, k.u.s.s, k.u.s.n);
+            else print_item(J, b, k, 0, depth + 1);
+            sb_puts(b, ": ");
+            print_item(J, b, v.u.d->vals[i], json, depth + 1);
+        }
+        sb_puts(b, "}");
+        break;
+    }
+}
+
+static void v_print(jinja *J, sbuf *b, value v, int json) { v_print_d(J, b, v, json, 0); }
+
+/* v printed into a new string (json: as tojson does). */
+static value v_format(jinja *J, value v, int json) {
+    sbuf b = str_buf();
+    v_print(J, &b, v, json);
+    return str_buf_finish(J, &b);
+}
+
+static value v_to_str(jinja *J, value v) { return v.t == V_STR ? v : v_format(J, v, 0); }
+
+/* ---- lexer ---- */
+
+typedef enum {
+    T_TEXT, T_OUT_BEGIN, T_STMT_BEGIN, T_END, /* tag boundaries */
+    T_NAME, T_STR, T_INT, T_FLOAT, T_OP, T_EOF
+} tok_type;
+
+typedef struct {
+    tok_type t;
+    const char *s; /* text / name / op; for T_STR the unescaped string */
+    size_t n;
+    double num;
+    int line;
+    long long ival; /* T_INT */
+} jtok;
+
+typedef struct {
+    jtok *v;
+    int n, cap;
+} tok_vec;
+
+static int push_tok(jinja *J, tok_vec *tv, jtok t) {
+    if (tv->n == tv->cap) {
+        if (tv->cap > INT_MAX / 2) return jerr(J, RLHF_ERR_UNSUPPORTED, "template too long");
+        int cap = tv->cap ? tv->cap * 2 : 256;
+        jtok *nv = jalloc(J, (size_t)cap * sizeof *nv);
+        if (!nv) return J->rc;
+        if (tv->n) memcpy(nv, tv->v, (size_t)tv->n * sizeof *nv);
+        tv->v = nv;
+        tv->cap = cap;
+    }
+    tv->v[tv->n++] = t;
+    return 0;
+}
+
+static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+static int is_name_start(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
+static int is_name_char(char c) { return is_name_start(c) || (c >= '0' && c <= '9'); }
+
+static int lex(jinja *J, const char *src, tok_vec *tv) {
+    const char *p = src;
+    int line = 1;
+    int strip_next = 0; /* a '-' closed the previous tag: drop leading whitespace */
+    int trim_nl = 0;    /* a %} closed the previous tag: trim_blocks drops one newline */
+    while (*p) {
+        /* text up to the next tag */
+        const char *q = p;
+        while (*q && !(q[0] == '{' && (q[1] == '{' || q[1] == '%' || q[1] == '#'))) q++;
+        const char *ts = p, *te = q;
+        if (strip_next) while (ts < te && is_space(*ts)) ts++;
+        else if (trim_nl && ts < te && *ts == '\n') ts++;
+        else if (trim_nl && ts + 1 < te && ts[0] == '\r' && ts[1] == '\n') ts += 2;
+        strip_next = trim_nl = 0;
+        int text_line = line;
+        for (const char *c = p; c < q; c++) line += *c == '\n';
+        if (*q) {
+            const char kind = q[1];
+            const int minus = q[2] == '-';
+            const int plus = q[2] == '+';
+            if (minus) {
+                while (te > ts && is_space(te[-1])) te--;
+            } else if ((kind == '%' || kind == '#') && !plus) {
+                /* lstrip_blocks: spaces and tabs from the start of a line up to a block tag */
+                const char *c = te;
+                while (c > ts && (c[-1] == ' ' || c[-1] == '\t')) c--;
+                if (c == src || c[-1] == '\n') te = c;
+            }
+        }
+        if (te > ts) {
+            jtok t = {T_TEXT, ts, (size_t)(te - ts), 0, text_line, 0};
+            if (push_tok(J, tv, t)) return J->rc;
+        }
+        if (!*q) break;
+        const char kind = q[1];
+        p = q + 2;
+        if (*p == '-' || *p == '+') p++;
+        J->line = line;
+        if (kind == '#') {
+            const char *e = strstr(p, "#}");
+            if (!e) return jerr(J, RLHF_ERR_FORMAT, "unclosed comment");
+            for (const char *c = p; c < e; c++) line += *c == '\n';
+            strip_next = e > p && e[-1] == '-';
+            trim_nl = !strip_next;
+            p = e + 2;
+            continue;
+        }
+        jtok begin = {kind == '{' ? T_OUT_BEGIN : T_STMT_BEGIN, q, 2, 0, line, 0};
+        if (push_tok(J, tv, begin)) return J->rc;
+        const char close = kind == '{' ? '}' : '%';
+        for (;;) {
+            while (is_space(*p)) line += *p++ == '\n';
+            J->line = line;
+            if (!*p) return jerr(J, RLHF_ERR_FORMAT, "unclosed tag");
+            if ((p[0] == '-' || p[0] == '+') && p[1] == close && p[2] == '}') {
+                strip_next = p[0] == '-';
+                p += 3;
+                trim_nl = kind == '%' && !strip_next;
+                break;
+            }
+            if (p[0] == close && p[1] == '}') {
+                p += 2;
+                trim_nl = kind == '%';
+                break;
+            }
+            jtok t = {T_OP, p, 1, 0, line, 0};
+            if (is_name_start(*p)) {
+                const char *s = p;
+                while (is_name_char(*p)) p++;
+                t.t = T_NAME;
+                t.s = s;
+                t.n = (size_t)(p - s);
+            } else if (*p >= '0' && *p <= '9') {
+                char *e, *ie;
+                double x = strtod(p, &e);
+                int is_float = 0;
+                for (const char *c = p; c < e; c++) is_float |= *c == '.' || *c == 'e' || *c == 'E';
+                if (!is_float) { /* an integer (0x... hex too) unless strtod read a hex float */
+                    errno = 0;
+                    t.ival = strtoll(p, &ie, p[0] == '0' && (p[1] == 'x' || p[1] == 'X') ? 16 : 10);
+                    if (ie != e) is_float = 1;
+                    else if (errno == ERANGE)
+                        return jerr(J, RLHF_ERR_INVALID, "integer out of range: %.*s", (int)(e - p < 40 ? e - p : 40), p);
+                }
+                t.t = is_float ? T_FLOAT : T_INT;
+                t.num = x;
+                t.s = p;
+                t.n = (size_t)(e - p);
+                p = e;
+            } else if (*p == '\'' || *p == '"') {
+                const char qc = *p++;
+                sbuf b = str_buf();
+                while (*p && *p != qc) {
+                    if (*p == '\\' && p[1]) {
+                        p++;
+                        char c = *p == 'n' ? '\n' : *p == 't' ? '\t' : *p == 'r' ? '\r' : *p;
+                        sb_put(&b, &c, 1);
+                        p++;
+                    } else {
+                        line += *p == '\n';
+                        sb_put(&b, p++, 1);
+                    }
+                }
+                if (!*p) {
+                    free(b.s);
+                    return jerr(J, RLHF_ERR_FORMAT, "unterminated string");
+                }
+                p++;
+                value sv = str_buf_finish(J, &b);
+                if (J->rc) return J->rc;
+                t.t = T_STR;
+                t.s = sv.u.s.s;
+                t.n = sv.u.s.n;
+            } else {
+                static const char *const ops2[] = {"==", "!=", "<=", ">=", "//", "**"};
+                t.n = 1;
+                for (int i = 0; i < 6; i++)
+                    if (p[0] == ops2[i][0] && p[1] == ops2[i][1]) t.n = 2;
+                if (!strchr("+-*/%~()[]{},.:|=<>!", *p)) return jerr(J, RLHF_ERR_FORMAT, "unexpected character '%c'", *p);
+                p += t.n;
+            }
+            if (push_tok(J, tv, t)) return J->rc;
+        }
+        jtok end = {T_END, p, 0, 0, line, 0};
+        if (push_tok(J, tv, end)) return J->rc;
+    }
+    jtok eof = {T_EOF, p, 0, 0, line, 0};
+    return push_tok(J, tv, eof);
+}
+
+/* ---- syntax trees ---- */
+
+typedef enum {
+    E_LIT, E_NAME, E_ATTR, E_INDEX, E_SLICE, E_CALL, E_FILTER, E_TEST, E_NOT, E_NEG, E_BIN, E_AND, E_OR, E_TERNARY,
+    E_LIST, E_DICT
+} expr_kind;
+
+typedef struct expr expr;
+struct expr {
+    expr_kind k;
+    int line;
+    value lit;          /* E_LIT */
+    const char *name;   /* E_NAME, E_ATTR, E_FILTER, E_TEST, E_BIN (op) */
+    size_t name_n;
+    expr *a, *b, *c;    /* operands */
+    expr **args;        /* E_CALL / E_FILTER / E_TEST arguments, E_LIST items, E_DICT keys then values,
+                           E_SLICE step (NULL when absent) */
+    const char **kw;    /* keyword names of args (NULL for positional) */
+    size_t *kw_n;
+    int n_args;
+    int negate;         /* E_TEST: "is not" */
+};
+
+typedef enum { S_TEXT, S_OUT, S_IF, S_FOR, S_SET, S_NOP } stmt_kind;
+
+typedef struct stmt stmt;
+struct stmt {
+    stmt_kind k;
+    int line;
+    const char *text;   /* S_TEXT */
+    size_t text_n;
+    expr *e;            /* S_OUT, S_SET value, S_FOR iterable, S_IF condition */
+    expr *filter;       /* S_FOR "if" */
+    const char *vars[2];/* S_FOR loop variables / S_SET target (vars[0]) and attribute (vars[1]) */
+    size_t var_n[2];
+    int n_vars;
+    stmt *body;         /* S_IF then / S_FOR body: a linked list */
+    stmt *other;        /* S_IF else / S_FOR else */
+    int elif;           /* S_IF: `other` is the next {% elif %} (one S_IF), not an else body */
+    stmt *next;
+};
+
+typedef struct {
+    jinja *J;
+    jtok *t;
+    int i, n;
+    int depth; /* recursion of the parse functions (enter/leave), at most JINJA_MAX_NEST */
+} parser;
+
+static jtok *peek(parser *P) { return &P->t[P->i]; }
+static int is_op(const jtok *t, const char *op) { return t->t == T_OP && t->n == strlen(op) && memcmp(t->s, op, t->n) == 0; }
+static int is_kw(const jtok *t, const char *kw) { return t->t == T_NAME && t->n == strlen(kw) && memcmp(t->s, kw, t->n) == 0; }
+
+static int err_nest(jinja *J) { return jerr(J, RLHF_ERR_UNSUPPORTED, "nesting deeper than %d", JINJA_MAX_NEST); }
+
+/* One more level of parser recursion: nonzero (error set) past JINJA_MAX_NEST, else pair it
+ * with leave(). Every recursive path of the parser goes through parse_expr, parse_unary's '-',
+ * parse_not's 'not' or a nested parse_body, and those count. */
+static int enter(parser *P) {
+    if (P->depth >= JINJA_MAX_NEST) {
+        P->J->line = peek(P)->line;
+        return err_nest(P->J);
+    }
+    P->depth++;
+    return 0;
+}
+
+static void leave(parser *P) { P->depth--; }
+
+/* min(depth of the tree e, limit + 1), walking no deeper than that. */
+static int expr_depth(const expr *e, int limit) {
+    if (!e) return 0;
+    if (limit <= 0) return 1;
+    int d = 0;
+    const expr *kids[3] = {e->a, e->b, e->c};
+    for (int i = 0; i < 3 && d < limit; i++) {
+        int k = expr_depth(kids[i], limit - 1);
+        if (k > d) d = k;
+    }
+    for (int i = 0; i < e->n_args && d < limit; i++) {
+        int k = expr_depth(e->args[i], limit - 1);
+        if (k > d) d = k;
+    }
+    return d + 1;
+}
+
+/* A whole expression of a tag: refused when its tree is deeper than JINJA_MAX_NEST, which is
+ * what bounds the evaluator's recursion (a + b + c ... parses in a loop but nests). */
+static expr *checked(parser *P, expr *e) {
+    if (e && expr_depth(e, JINJA_MAX_NEST) > JINJA_MAX_NEST) {
+        P->J->line = e->line;
+        err_nest(P->J);
+        return NULL;
+    }
+    return e;
+}
+
+typedef struct {
+    expr **v;
+    int n, cap;
+} expr_vec;
+
+static int ev_push(parser *P, expr_vec *v, expr *e) {
+    if (v->n == v->cap) {
+        if (v->cap > INT_MAX / 2) return jerr(P->J, RLHF_ERR_UNSUPPORTED, "a literal too long");
+        int cap = v->cap ? v->cap * 2 : 8;
+        expr **nv = jalloc(P->J, (size_t)cap * sizeof *nv);
+        if (!nv) return P->J->rc;
+        if (v->n) memcpy(nv, v->v, (size_t)v->n * sizeof *nv);
+        v->v = nv;
+        v->cap = cap;
+    }
+    v->v[v->n++] = e;
+    return 0;
+}
+
+static expr *new_expr(parser *P, expr_kind k) {
+    expr *e = jalloc(P->J, sizeof *e);
+    if (!e) return NULL;
+    e->k = k;
+    e->line = peek(P)->line;
+    return e;
+}
+
+static int expect_op(parser *P, const char *op) {
+    if (!is_op(peek(P), op)) {
+        P->J->line = peek(P)->line;
+        return jerr(P->J, RLHF_ERR_FORMAT, "expected '%s'", op);
+    }
+    P->i++;
+    return 0;
+}
+
+static expr *parse_expr(parser *P);
+static expr *parse_or(parser *P);
+
+/* Arguments of a call or filter: (a, b, key=value). */
+static int parse_args(parser *P, expr *e) {
+    if (expect_op(P, "(")) return -1;
+    expr *args[32];
+    const char *kw[32];
+    size_t kwn[32];
+    int n = 0;
+    while (!is_op(peek(P), ")")) {
+        if (n == 32) return jerr(P->J, RLHF_ERR_UNSUPPORTED, "too many arguments");
+        kw[n] = NULL;
+        kwn[n] = 0;
+        if (peek(P)->t == T_NAME && is_op(&P->t[P->i + 1], "=")) {
+            kw[n] = peek(P)->s;
+            kwn[n] = peek(P)->n;
+            P->i += 2;
+        }
+        if (!(args[n] = parse_expr(P))) return -1;
+        n++;
+        if (is_op(peek(P), ",")) P->i++;
+        else if (!is_op(peek(P), ")")) return jerr(P->J, RLHF_ERR_FORMAT, "expected ',' or ')' in arguments");
+    }
+    P->i++;
+    e->n_args = n;
+    e->args = jalloc(P->J, (size_t)(n ? n : 1) * sizeof *e->args);
+    e->kw = jalloc(P->J, (size_t)(n ? n : 1) * sizeof *e->kw);
+    e->kw_n = jalloc(P->J, (size_t)(n ? n : 1) * sizeof *e->kw_n);
+    if (!e->args || !e->kw || !e->kw_n) return P->J->rc;
+    memcpy(e->args, args, (size_t)n * sizeof *args);
+    memcpy(e->kw, kw, (size_t)n * sizeof *kw);
+    memcpy(e->kw_n, kwn, (size_t)n * sizeof *kwn);
+    return 0;
+}
+
+static expr *parse_primary(parser *P) {
+    jtok *t = peek(P);
+    P->J->line = t->line;
+    expr *e = NULL;
+    if (t->t == T_STR) {
+        e = new_expr(P, E_LIT);
+        if (!e) return NULL;
+        P->i++;
+        if (peek(P)->t != T_STR) {
+            e->lit = v_strn(t->s, t->n);
+        } else { /* adjacent string literals concatenate, copied once */
+            sbuf b = str_buf();
+            sb_put(&b, t->s, t->n);
+            for (; peek(P)->t == T_STR; P->i++) sb_put(&b, peek(P)->s, peek(P)->n);
+            e->lit = str_buf_finish(P->J, &b);
+            if (P->J->rc) return NULL;
+        }
+    } else if (t->t == T_INT || t->t == T_FLOAT) {
+        e = new_expr(P, E_LIT);
+        if (e) e->lit = t->t == T_INT ? v_int(t->ival) : v_float(t->num);
+        P->i++;
+    } else if (t->t == T_NAME) {
+        if (is_kw(t, "true") || is_kw(t, "True")) e = new_expr(P, E_LIT), e ? e->lit = v_bool(1) : v_none();
+        else if (is_kw(t, "false") || is_kw(t, "False")) e = new_expr(P, E_LIT), e ? e->lit = v_bool(0) : v_none();
+        else if (is_kw(t, "none") || is_kw(t, "None")) e = new_expr(P, E_LIT), e ? e->lit = v_none() : v_none();
+        else {
+            e = new_expr(P, E_NAME);
+            if (e) e->name = t->s, e->name_n = t->n;
+        }
+        P->i++;
+    } else if (is_op(t, "(")) {
+        P->i++;
+        e = parse_expr(P);
+        if (!e) return NULL;
+        if (is_op(peek(P), ",")) { /* a tuple: treat as a list */
+            expr *l = new_expr(P, E_LIST);
+            expr_vec items = {0};
+            if (!l || ev_push(P, &items, e)) return NULL;
+            while (is_op(peek(P), ",")) {
+                P->i++;
+                if (is_op(peek(P), ")")) break;
+                expr *x = parse_expr(P);
+                if (!x || ev_push(P, &items, x)) return NULL;
+            }
+            l->n_args = items.n;
+            l->args = items.v;
+            e = l;
+        }
+        if (expect_op(P, ")")) return NULL;
+    } else if (is_op(t, "[") || is_op(t, "{")) {
+        const int dict = is_op(t, "{");
+        P->i++;
+        e = new_expr(P, dict ? E_DICT : E_LIST);
+        if (!e) return NULL;
+        expr_vec items = {0};
+        while (!is_op(peek(P), dict ? "}" : "]")) {
+            expr *x = parse_expr(P);
+            if (!x || ev_push(P, &items, x)) return NULL;
+            if (dict) {
+                if (expect_op(P, ":")) return NULL;
+                x = parse_expr(P);
+                if (!x || ev_push(P, &items, x)) return NULL;
+            }
+            if (is_op(peek(P), ",")) P->i++;
+            else if (!is_op(peek(P), dict ? "}" : "]")) return jerr(P->J, RLHF_ERR_FORMAT, "expected ',' in a literal"), NULL;
+        }
+        P->i++;
+        e->n_args = items.n;
+        e->args = items.v;
+    } else {
+        jerr(P->J, RLHF_ERR_FORMAT, "unexpected '%.*s' in an expression", (int)(t->n ? t->n : 3), t->n ? t->s : "end");
+        return NULL;
+    }
+    /* postfix: .attr, [index], [a:b], (call) */
+    while (e && !P->J->rc) {
+        if (is_op(peek(P), ".")) {
+            P->i++;
+            if (peek(P)->t != T_NAME) return jerr(P->J, RLHF_ERR_FORMAT, "expected a name after '.'"), NULL;
+            expr *a = new_expr(P, E_ATTR);
+            if (!a) return NULL;
+            a->a = e;
+            a->name = peek(P)->s;
+            a->name_n = peek(P)->n;
+            P->i++;
+            e = a;
+        } else if (is_op(peek(P), "[")) {
+            P->i++;
+            expr *lo = NULL, *hi = NULL, *step = NULL;
+            int slice = 0;
+            if (!is_op(peek(P), ":")) lo = parse_expr(P);
+            if (is_op(peek(P), ":")) {
+                slice = 1;
+                P->i++;
+                if (!is_op(peek(P), "]") && !is_op(peek(P), ":")) hi = parse_expr(P);
+                if (is_op(peek(P), ":")) {
+                    P->i++;
+                    if (!is_op(peek(P), "]")) step = parse_expr(P);
+                }
+            }
+            if (expect_op(P, "]")) return NULL;
+            expr *x = new_expr(P, slice ? E_SLICE : E_INDEX);
+            if (!x) return NULL;
+            x->a = e;
+            x->b = lo;
+            x->c = hi;
+            if (slice) {
+                x->args = jalloc(P->J, sizeof *x->args);
+                if (!x->args) return NULL;
+                x->args[0] = step;
+                x->n_args = 1;
+            }
+            e = x;
+        } else if (is_op(peek(P), "(")) {
+            expr *c = new_expr(P, E_CALL);
+            if (!c) return NULL;
+            c->a = e;
+            if (parse_args(P, c)) return NULL;
+            e = c;
+        } else {
+            break;
+        }
+    }
+    return P->J->rc ? NULL : e;
+}
+
+/* filters bind tighter than any operator: a + b | trim == a + (b | trim) */
+static expr *parse_filtered(parser *P) {
+    expr *e = parse_primary(P);
+    while (e && is_op(peek(P), "|")) {
+        P->i++;
+        if (peek(P)->t != T_NAME) return jerr(P->J, RLHF_ERR_FORMAT, "expected a filter name after '|'"), NULL;
+        expr *f = new_expr(P, E_FILTER);
+        if (!f) return NULL;
+        f->a = e;
+        f->name = peek(P)->s;
+        f->name_n = peek(P)->n;
+        P->i++;
+        if (is_op(peek(P), "(") && parse_args(P, f)) return NULL;
+        e = f;
+    }
+    return e;
+}
+
+static expr *parse_unary(parser *P) {
+    if (is_op(peek(P), "-")) {
+        P->i++;
+        expr *e = new_expr(P, E_NEG);
+        if (!e || enter(P)) return NULL;
+        e->a = parse_unary(P);
+        leave(P);
+        return e->a ? e : NULL;
+    }
+    if (is_op(peek(P), "+")) P->i++;
+    return parse_filtered(P);
+}
+
+static expr *binary(parser *P, const char *op, size_t n, expr *a, expr *b) {
+    if (!a || !b) return NULL;
+    expr *e = new_expr(P, E_BIN);
+    if (!e) return NULL;
+    e->name = op;
+    e->name_n = n;
+    e->a = a;
+    e->b = b;
+    return e;
+}
+
+static expr *parse_mul(parser *P) {
+    expr *e = parse_unary(P);
+    while (e && (is_op(peek(P), "*") || is_op(peek(P), "/") || is_op(peek(P), "//") || is_op(peek(P), "%"))) {
+        jtok *op = peek(P);
+        P->i++;
+        e = binary(P, op->s, op->n, e, parse_unary(P));
+    }
+    return e;
+}
+
+static expr *parse_add(parser *P) {
+    expr *e = parse_mul(P);
+    while (e && (is_op(peek(P), "+") || is_op(peek(P), "-"))) {
+        jtok *op = peek(P);
+        P->i++;
+        e = binary(P, op->s, op->n, e, parse_mul(P));
+    }
+    return e;
+}
+
+static expr *parse_concat(parser *P) {
+    expr *e = parse_add(P);
+    while (e && is_op(peek(P), "~")) {
+        P->i++;
+        e = binary(P, "~", 1, e, parse_add(P));
+    }
+    return e;
+}
+
+static expr *parse_compare(parser *P) {
+    expr *e = parse_concat(P);
+    while (e) {
+        jtok *t = peek(P);
+        if (is_op(t, "==") || is_op(t, "!=") || is_op(t, "<") || is_op(t, ">") || is_op(t, "<=") || is_op(t, ">=")) {
+            P->i++;
+            e = binary(P, t->s, t->n, e, parse_concat(P));
+        } else if (is_kw(t, "in")) {
+            P->i++;
+            e = binary(P, "in", 2, e, parse_concat(P));
+        } else if (is_kw(t, "not") && is_kw(&P->t[P->i + 1], "in")) {
+            P->i += 2;
+            expr *n = new_expr(P, E_NOT);
+            if (!n) return NULL;
+            n->a = binary(P, "in", 2, e, parse_concat(P));
+            e = n->a ? n : NULL;
+        } else if (is_kw(t, "is")) {
+            P->i++;
+            expr *x = new_expr(P, E_TEST);
+            if (!x) return NULL;
+            if (is_kw(peek(P), "not")) {
+                x->negate = 1;
+                P->i++;
+            }
+            if (peek(P)->t != T_NAME) return jerr(P->J, RLHF_ERR_FORMAT, "expected a test name after 'is'"), NULL;
+            x->a = e;
+            x->name = peek(P)->s;
+            x->name_n = peek(P)->n;
+            P->i++;
+            if (is_op(peek(P), "(")) {
+                if (parse_args(P, x)) return NULL;
+            } else if (peek(P)->t == T_STR || peek(P)->t == T_INT || (peek(P)->t == T_NAME && !is_kw(peek(P), "and") &&
+                       !is_kw(peek(P), "or") && !is_kw(peek(P), "else") && !is_kw(peek(P), "if"))) {
+                /* "is sameas x" / "is divisibleby 3": one argument without parentheses */
+                expr *arg = parse_concat(P);
+                if (!arg) return NULL;
+                x->n_args = 1;
+                x->args = jalloc(P->J, sizeof *x->args);
+                x->kw = jalloc(P->J, sizeof *x->kw);
+                x->kw_n = jalloc(P->J, sizeof *x->kw_n);
+                if (!x->args || !x->kw || !x->kw_n) return NULL;
+                x->args[0] = arg;
+            }
+            e = x;
+        } else {
+            break;
+        }
+    }
+    return e;
+}
+
+static expr *parse_not(parser *P) {
+    if (is_kw(peek(P), "not")) {
+        P->i++;
+        expr *e = new_expr(P, E_NOT);
+        if (!e || enter(P)) return NULL;
+        e->a = parse_not(P);
+        leave(P);
+        return e->a ? e : NULL;
+    }
+    return parse_compare(P);
+}
+
+static expr *parse_and(parser *P) {
+    expr *e = parse_not(P);
+    while (e && is_kw(peek(P), "and")) {
+        P->i++;
+        expr *x = new_expr(P, E_AND);
+        if (!x) return NULL;
+        x->a = e;
+        if (!(x->b = parse_not(P))) return NULL;
+        e = x;
+    }
+    return e;
+}
+
+static expr *parse_or(parser *P) {
+    expr *e = parse_and(P);
+    while (e && is_kw(peek(P), "or")) {
+        P->i++;
+        expr *x = new_expr(P, E_OR);
+        if (!x) return NULL;
+        x->a = e;
+        if (!(x->b = parse_and(P))) return NULL;
+        e = x;
+    }
+    return e;
+}
+
+static expr *parse_expr_in(parser *P) {
+    expr *e = parse_or(P);
+    if (e && is_kw(peek(P), "if")) {
+        P->i++;
+        expr *t = new_expr(P, E_TERNARY);
+        if (!t) return NULL;
+        t->b = e;
+        if (!(t->a = parse_or(P))) return NULL;
+        if (is_kw(peek(P), "else")) {
+            P->i++;
+            if (!(t->c = parse_expr(P))) return NULL;
+        }
+        e = t;
+    }
+    return e;
+}
+
+static expr *parse_expr(parser *P) {
+    if (enter(P)) return NULL;
+    expr *e = parse_expr_in(P);
+    leave(P);
+    return e;
+}
+
+static stmt *new_stmt(parser *P, stmt_kind k) {
+    stmt *s = jalloc(P->J, sizeof *s);
+    if (!s) return NULL;
+    s->k = k;
+    s->line = peek(P)->line;
+    return s;
+}
+
+static int expect_end(parser *P) {
+    if (peek(P)->t != T_END) {
+        P->J->line = peek(P)->line;
+        return jerr(P->J, RLHF_ERR_FORMAT, "unexpected '%.*s' before the end of the tag", (int)peek(P)->n, peek(P)->s);
+    }
+    P->i++;
+    return 0;
+}
+
+/* Parses statements until a {% NAME %} whose name is in `stops` (not consumed: P->i points at
+ * its name token) or EOF. */
+static stmt *parse_body(parser *P, const char *const *stops, int n_stops);
+
+/* {% if %} with its {% elif %} chain, which is parsed (and run) in a loop, not by recursion. */
+static stmt *parse_if(parser *P) {
+    stmt *first = NULL, *s = NULL;
+    for (;;) {
+        stmt *c = new_stmt(P, S_IF);
+        if (!c || !(c->e = checked(P, parse_expr(P))) || expect_end(P)) return NULL;
+        if (s) {
+            s->other = c;
+            s->elif = 1;
+        } else {
+            first = c;
+        }
+        s = c;
+        static const char *const stops[] = {"elif", "else", "endif"};
+        s->body = parse_body(P, stops, 3);
+        if (P->J->rc) return NULL;
+        if (peek(P)->t != T_NAME) {
+            jerr(P->J, RLHF_ERR_FORMAT, "{%% if %%} opened on line %d is never closed", first->line);
+            return NULL;
+        }
+        if (!is_kw(peek(P), "elif")) break;
+        P->i++;
+    }
+    if (is_kw(peek(P), "else")) {
+        P->i++;
+        if (expect_end(P)) return NULL;
+        static const char *const end[] = {"endif"};
+        s->other = parse_body(P, end, 1);
+        if (P->J->rc) return NULL;
+        if (!is_kw(peek(P), "endif")) {
+            jerr(P->J, RLHF_ERR_FORMAT, "{%% if %%} opened on line %d is never closed", first->line);
+            return NULL;
+        }
+    }
+    P->i++; /* endif */
+    if (expect_end(P)) return NULL;
+    return first;
+}
+
+static stmt *parse_for(parser *P) {
+    stmt *s = new_stmt(P, S_FOR);
+    if (!s) return NULL;
+    do {
+        if (peek(P)->t != T_NAME || s->n_vars == 2) {
+            jerr(P->J, RLHF_ERR_FORMAT, "expected one or two loop variable names");
+            return NULL;
+        }
+        s->vars[s->n_vars] = peek(P)->s;
+        s->var_n[s->n_vars++] = peek(P)->n;
+        P->i++;
+    } while (is_op(peek(P), ",") && (P->i++, 1));
+    if (!is_kw(peek(P), "in")) {
+        jerr(P->J, RLHF_ERR_FORMAT, "expected 'in' in {%% for %%}");
+        return NULL;
+    }
+    P->i++;
+    if (!(s->e = checked(P, parse_or(P)))) return NULL;
+    if (is_kw(peek(P), "if")) {
+        P->i++;
+        if (!(s->filter = checked(P, parse_or(P)))) return NULL;
+    }
+    if (is_kw(peek(P), "recursive")) {
+        jerr(P->J, RLHF_ERR_UNSUPPORTED, "recursive loops are not supported");
+        return NULL;
+    }
+    if (expect_end(P)) return NULL;
+    static const char *const stops[] = {"else", "endfor"};
+    s->body = parse_body(P, stops, 2);
+    if (P->J->rc) return NULL;
+    if (is_kw(peek(P), "else")) {
+        P->i++;
+        if (expect_end(P)) return NULL;
+        static const char *const end[] = {"endfor"};
+        s->other = parse_body(P, end, 1);
+        if (P->J->rc) return NULL;
+    }
+    if (!is_kw(peek(P), "endfor")) {
+        jerr(P->J, RLHF_ERR_FORMAT, "{%% for %%} opened on line %d is never closed", s->line);
+        return NULL;
+    }
+    P->i++;
+    if (expect_end(P)) return NULL;
+    return s;
+}
+
+static stmt *parse_set(parser *P) {
+    stmt *s = new_stmt(P, S_SET);
+    if (!s) return NULL;
+    if (peek(P)->t != T_NAME) {
+        jerr(P->J, RLHF_ERR_FORMAT, "expected a name after 'set'");
+        return NULL;
+    }
+    s->vars[0] = peek(P)->s;
+    s->var_n[0] = peek(P)->n;
+    s->n_vars = 1;
+    P->i++;
+    if (is_op(peek(P), ".")) {
+        P->i++;
+        if (peek(P)->t != T_NAME) {
+            jerr(P->J, RLHF_ERR_FORMAT, "expected an attribute name");
+            return NULL;
+        }
+        s->vars[1] = peek(P)->s;
+        s->var_n[1] = peek(P)->n;
+        s->n_vars = 2;
+        P->i++;
+    }
+    if (!is_op(peek(P), "=")) {
+        jerr(P->J, RLHF_ERR_UNSUPPORTED, "block {%% set %%} is not supported (use set NAME = value)");
+        return NULL;
+    }
+    P->i++;
+    if (!(s->e = checked(P, parse_expr(P))) || expect_end(P)) return NULL;
+    return s;
+}
+
+static stmt *parse_body_in(parser *P, const char *const *stops, int n_stops) {
+    stmt head = {0}, *tail = &head;
+    while (!P->J->rc) {
+        jtok *t = peek(P);
+        P->J->line = t->line;
+        if (t->t == T_EOF) break;
+        stmt *s = NULL;
+        if (t->t == T_TEXT) {
+            s = new_stmt(P, S_TEXT);
+            if (s) s->text = t->s, s->text_n = t->n;
+            P->i++;
+        } else if (t->t == T_OUT_BEGIN) {
+            P->i++;
+            s = new_stmt(P, S_OUT);
+            if (s && (!(s->e = checked(P, parse_expr(P))) || expect_end(P))) return NULL;
+        } else if (t->t == T_STMT_BEGIN) {
+            P->i++;
+            jtok *kw = peek(P);
+            P->J->line = kw->line;
+            for (int i = 0; i < n_stops; i++)
+                if (is_kw(kw, stops[i])) return head.next;
+            P->i++;
+            if (is_kw(kw, "if")) s = parse_if(P);
+            else if (is_kw(kw, "for")) s = parse_for(P);
+            else if (is_kw(kw, "set")) s = parse_set(P);
+            else if (is_kw(kw, "generation") || is_kw(kw, "endgeneration")) {
+                s = new_stmt(P, S_NOP);
+                if (expect_end(P)) return NULL;
+            } else if (is_kw(kw, "macro") || is_kw(kw, "call") || is_kw(kw, "include") || is_kw(kw, "import") ||
+                       is_kw(kw, "from") || is_kw(kw, "block") || is_kw(kw, "extends") || is_kw(kw, "filter") ||
+                       is_kw(kw, "with") || is_kw(kw, "raw")) {
+                jerr(P->J, RLHF_ERR_UNSUPPORTED, "{%% %.*s %%} is not supported by this Jinja subset", (int)kw->n, kw->s);
+                return NULL;
+            } else {
+                jerr(P->J, RLHF_ERR_FORMAT, "unexpected {%% %.*s %%}", (int)kw->n, kw->s);
+                return NULL;
+            }
+        } else {
+            jerr(P->J, RLHF_ERR_FORMAT, "unexpected token");
+            return NULL;
+        }
+        if (!s) return NULL;
+        tail->next = s;
+        tail = s;
+    }
+    if (n_stops > 0 && !P->J->rc) jerr(P->J, RLHF_ERR_FORMAT, "missing {%% %s %%}", stops[n_stops - 1]);
+    return head.next;
+}
+
+static stmt *parse_body(parser *P, const char *const *stops, int n_stops) {
+    if (enter(P)) return NULL;
+    stmt *s = parse_body_in(P, stops, n_stops);
+    leave(P);
+    return s;
+}
+
+/* ---- evaluation ---- */
+
+typedef struct frame {
+    vdict vars;
+    struct frame *parent;
+} frame;
+
+static value lookup(jinja *J, frame *f, const char *name, size_t n) {
+    value r = v_undef();
+    int hops = 0;
+    for (; f; f = f->parent, hops++) {
+        value *v = dict_get(J, &f->vars, name, n);
+        if (v) {
+            r = *v;
+            break;
+        }
+    }
+    spend(J, hops / 8); /* frames nest as deep as the loops */
+    return r;
+}
+
+static value eval(jinja *J, frame *f, const expr *e);
+
+static int is_num(value v) { return v.t == V_INT || v.t == V_FLOAT || v.t == V_BOOL; }
+static double num(value v) { return v.t == V_INT ? (double)v.u.i : v.t == V_FLOAT ? v.u.f : v.t == V_BOOL ? v.u.b : 0; }
+
+/* A float as an integer, toward zero: 0 with *out set, 1 for NaN, or the error (out of range). */
+static int float_to_int(jinja *J, double f, long long *out) {
+    if (f != f) return 1;
+    if (!(f < 9223372036854775808.0 && f >= -9223372036854775808.0)) return err_int_range(J);
+    *out = (long long)f;
+    return 0;
+}
+
+/* v as an integer where a number is expected: floats truncate and saturate, NaN and non-numbers
+ * give 0 (no undefined conversion). */
+static long long inum(value v) {
+    if (v.t == V_INT) return v.u.i;
+    if (v.t == V_BOOL) return v.u.b;
+    if (v.t == V_FLOAT) {
+        if (v.u.f != v.u.f) return 0;
+        if (v.u.f >= 9223372036854775808.0) return LLONG_MAX;
+        if (v.u.f <= -9223372036854775808.0) return LLONG_MIN;
+        return (long long)v.u.f;
+    }
+    return 0;
+}
+
+static int v_equal_d(jinja *J, value a, value b, int depth) {
+    if (a.t == V_INT && b.t == V_INT) return a.u.i == b.u.i;
+    if (is_num(a) && is_num(b)) return num(a) == num(b);
+    if (a.t != b.t) return 0;
+    switch (a.t) {
+    case V_UNDEF: case V_NONE: return 1;
+    case V_STR:
+        if (a.u.s.n != b.u.s.n) return 0;
+        spend_bytes(J, a.u.s.n);
+        return memcmp(a.u.s.s, b.u.s.s, a.u.s.n) == 0;
+    case V_LIST:
+        if (a.u.l == b.u.l) return 1;
+        if (a.u.l->n != b.u.l->n) return 0;
+        if (depth >= JINJA_MAX_VALUE_DEPTH) return err_too_deep(J), 0;
+        for (int i = 0; i < a.u.l->n; i++)
+            if (spend(J, 1) || !v_equal_d(J, a.u.l->items[i], b.u.l->items[i], depth + 1)) return 0;
+        return 1;
+    case V_DICT: return a.u.d == b.u.d;
+    default: return 0;
+    }
+}
+
+static int v_equal(jinja *J, value a, value b) { return v_equal_d(J, a, b, 0); }
+
+static int v_compare(jinja *J, value a, value b, int *cmp) {
+    if (a.t == V_INT && b.t == V_INT) {
+        *cmp = (a.u.i > b.u.i) - (a.u.i < b.u.i);
+        return 0;
+    }
+    if (is_num(a) && is_num(b)) {
+        *cmp = num(a) < num(b) ? -1 : num(a) > num(b);
+        return 0;
+    }
+    if (a.t == V_STR && b.t == V_STR) {
+        size_t n = a.u.s.n < b.u.s.n ? a.u.s.n : b.u.s.n;
+        spend_bytes(J, n);
+        int c = memcmp(a.u.s.s, b.u.s.s, n);
+        *cmp = c ? (c > 0) - (c < 0) : (a.u.s.n > b.u.s.n) - (a.u.s.n < b.u.s.n);
+        return 0;
+    }
+    return jerr(J, RLHF_ERR_INVALID, "cannot compare %s with %s", type_name(a.t), type_name(b.t));
+}
+
+/* UTF-8 characters as the interpreter splits strings: a character starts at byte 0 and at
+ * every byte that is not a continuation byte. */
+static int is_cont(char c) { return ((unsigned char)c & 0xC0) == 0x80; }
+
+static size_t u8_next(const char *s, size_t n, size_t i) {
+    for (i++; i < n && is_cont(s[i]);) i++;
+    return i;
+}
+
+static size_t u8_prev(const char *s, size_t i) { /* i > 0 */
+    for (i--; i > 0 && is_cont(s[i]);) i--;
+    return i;
+}
+
+static size_t u8_count(jinja *J, const char *s, size_t n) {
+    spend_bytes(J, n);
+    size_t c = n > 0 && is_cont(s[0]);
+    for (size_t i = 0; i < n; i++) c += !is_cont(s[i]);
+    return c;
+}
+
+static long long v_len(jinja *J, value v) {
+    switch (v.t) {
+    case V_STR: return (long long)u8_count(J, v.u.s.s, v.u.s.n);
+    case V_LIST: return v.u.l->n;
+    case V_DICT: return v.u.d->n;
+    default: return 0;
+    }
+}
+
+/* Character i of a string (Python indexing, negative from the end), undefined when out of
+ * range. A view, no copy. */
+static value str_index(jinja *J, value o, long long i) {
+    const char *s = o.u.s.s;
+    const int from_end = i < 0;
+    size_t n = o.u.s.n, p;
+    if (!from_end) {
+        for (p = 0; i > 0 && p < n; i--) p = u8_next(s, n, p);
+        if (p >= n) return v_undef();
+    } else {
+        for (p = n; i < 0 && p > 0; i++) p = u8_prev(s, p);
+        if (i < 0) return v_undef();
+    }
+    size_t e = u8_next(s, n, p);
+    spend_bytes(J, from_end ? n - p : e);
+    return v_strn(s + p, e - p);
+}
+
+/* The characters a0, a0+step, ... before b0 (bounds already clipped as for lists). */
+static value str_slice(jinja *J, value o, long long a0, long long b0, long long step) {
+    const char *s = o.u.s.s;
+    size_t n = o.u.s.n, p = 0;
+    if (step > 0 ? a0 >= b0 : a0 <= b0) return v_strn("", 0);
+    spend_bytes(J, n);
+    for (long long c = 0; c < a0 && p < n; c++) p = u8_next(s, n, p);
+    if (step == 1) { /* a view */
+        size_t q = p;
+        for (long long c = a0; c < b0 && q < n; c++) q = u8_next(s, n, q);
+        return v_strn(s + p, q - p);
+    }
+    sbuf b = str_buf();
+    for (long long i = a0; p < n && !b.too_big;) {
+        sb_put(&b, s + p, u8_next(s, n, p) - p);
+        if (__builtin_add_overflow(i, step, &i) || (step > 0 ? i >= b0 : i <= b0)) break;
+        if (step > 0)
+            for (long long c = 0; c < step && p < n; c++) p = u8_next(s, n, p);
+        else
+            for (long long c = 0; c > step && p > 0; c--) p = u8_prev(s, p);
+    }
+    return str_buf_finish(J, &b);
+}
+
+/* A list view of anything iterable (strings give their characters, dicts their keys). */
+static value v_as_list(jinja *J, value v) {
+    if (v.t == V_LIST) return v;
+    value l = v_list_new(J);
+    if (v.t == V_DICT) {
+        for (int i = 0; i < v.u.d->n; i++) list_push(J, l.u.l, v.u.d->keys[i]);
+    } else if (v.t == V_STR) {
+        size_t nc = u8_count(J, v.u.s.s, v.u.s.n);
+        if (nc > (size_t)INT_MAX / 2) {
+            jerr(J, RLHF_ERR_UNSUPPORTED, "a string too long to split into characters");
+            return l;
+        }
+        if (nc && !J->rc) { /* sized once */
+            l.u.l->items = jalloc(J, nc * sizeof(value));
+            if (!l.u.l->items) return l;
+            l.u.l->cap = (int)nc;
+        }
+        for (size_t i = 0; i < v.u.s.n && !J->rc;) {
+            size_t k = u8_next(v.u.s.s, v.u.s.n, i);
+            list_push(J, l.u.l, v_strn(v.u.s.s + i, k - i));
+            i = k;
+        }
+    } else if (v.t != V_UNDEF && v.t != V_NONE) {
+        jerr(J, RLHF_ERR_INVALID, "%s is not iterable", type_name(v.t));
+    }
+    return l;
+}
+
+static value concat(jinja *J, value a, value b) {
+    a = v_to_str(J, a);
+    b = v_to_str(J, b);
+    if (J->rc) return v_strn("", 0);
+    if (!b.u.s.n) return a;
+    if (!a.u.s.n) return b;
+    if (a.u.s.n > JINJA_MAX_STR || b.u.s.n > JINJA_MAX_STR - a.u.s.n) {
+        err_too_long(J);
+        return v_strn("", 0);
+    }
+    char *p = str_alloc(J, a.u.s.n + b.u.s.n);
+    if (!p) return v_strn("", 0);
+    memcpy(p, a.u.s.s, a.u.s.n);
+    memcpy(p + a.u.s.n, b.u.s.s, b.u.s.n);
+    return v_strn(p, a.u.s.n + b.u.s.n);
+}
+
+/* s * k as Python: one allocation of the final size, refused past JINJA_MAX_STR. */
+static value str_repeat(jinja *J, value s, long long k) {
+    const size_t n = s.u.s.n;
+    if (k <= 0 || n == 0) return v_strn("", 0);
+    if (k == 1) return s;
+    if ((unsigned long long)k > JINJA_MAX_STR / n) {
+        err_too_long(J);
+        return v_strn("", 0);
+    }
+    const size_t total = n * (size_t)k;
+    char *p = str_alloc(J, total);
+    if (!p) return v_strn("", 0);
+    memcpy(p, s.u.s.s, n);
+    for (size_t have = n; have < total;) {
+        size_t c = have < total - have ? have : total - have;
+        memcpy(p + have, p, c);
+        have += c;
+    }
+    return v_strn(p, total);
+}
+
+static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+
+/* The first needle (m > 0 bytes) in hay[0..n), or NULL. memchr finds the candidates; each
+ * comparison is charged to the step budget (the callers charge the scan itself). Not memmem:
+ * called again and again on what is left of a long string, sanitizer builds re-check the
+ * whole rest on every call. */
+static const char *find(jinja *J, const char *hay, size_t n, const char *nd, size_t m) {
+    if (m > n) return NULL;
+    if (m == 1) return memchr(hay, nd[0], n);
+    const char *last = hay + (n - m);
+    for (const char *p = hay; p <= last && !spend_bytes(J, m); p++) {
+        p = memchr(p, nd[0], (size_t)(last - p) + 1);
+        if (!p) return NULL;
+        if (memcmp(p + 1, nd + 1, m - 1) == 0) return p;
+    }
+    return NULL;
+}
+
+static value str_strip(jinja *J, value s, value chars, int left, int right) {
+    unsigned char set[256] = {0};
+    if (chars.t == V_STR) {
+        spend_bytes(J, chars.u.s.n);
+        for (size_t i = 0; i < chars.u.s.n; i++) set[(unsigned char)chars.u.s.s[i]] = 1;
+    } else {
+        for (int c = 0; c < 256; c++) set[c] = (unsigned char)is_ws((char)c);
+    }
+    const char *a = s.u.s.s, *b = s.u.s.s + s.u.s.n;
+    if (left) while (a < b && set[(unsigned char)*a]) a++;
+    if (right) while (b > a && set[(unsigned char)b[-1]]) b--;
+    spend_bytes(J, s.u.s.n - (size_t)(b - a));
+    return v_strn(a, (size_t)(b - a));
+}
+
+static value str_map(jinja *J, value s, int mode) { /* 0 upper, 1 lower, 2 capitalize, 3 title */
+    value r = v_str_copy(J, s.u.s.s, s.u.s.n);
+    char *p = (char *)r.u.s.s;
+    int start = 1;
+    for (size_t i = 0; i < r.u.s.n; i++) {
+        char c = p[i];
+        int up = mode == 0 || (mode == 2 && i == 0) || (mode == 3 && start);
+        if (up && c >= 'a' && c <= 'z') p[i] = (char)(c - 32);
+        else if (!up && mode != 0 && c >= 'A' && c <= 'Z') p[i] = (char)(c + 32);
+        start = !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'));
+    }
+    return r;
+}
+
+static value str_replace(jinja *J, value s, value a, value b) {
+    if (s.t != V_STR || a.t != V_STR || b.t != V_STR || a.u.s.n == 0) return s;
+    spend_bytes(J, s.u.s.n);
+    sbuf o = str_buf();
+    const char *p = s.u.s.s, *end = s.u.s.s + s.u.s.n;
+    while (p < end && !o.too_big && !J->rc) {
+        const char *hit = find(J, p, (size_t)(end - p), a.u.s.s, a.u.s.n);
+        if (!hit) break;
+        sb_put(&o, p, (size_t)(hit - p));
+        sb_put(&o, b.u.s.s, b.u.s.n);
+        spend_bytes(J, b.u.s.n);
+        p = hit + a.u.s.n;
+    }
+    sb_put(&o, p, (size_t)(end - p));
+    return str_buf_finish(J, &o);
+}
+
+static int str_starts1(jinja *J, value s, value p, int end) {
+    if (s.t != V_STR || p.t != V_STR || p.u.s.n > s.u.s.n) return 0;
+    spend_bytes(J, p.u.s.n);
+    return memcmp(end ? s.u.s.s + s.u.s.n - p.u.s.n : s.u.s.s, p.u.s.s, p.u.s.n) == 0;
+}
+
+/* startswith/endswith with one prefix or a list of them */
+static int str_starts(jinja *J, value s, value p, int end) {
+    if (p.t != V_LIST) return str_starts1(J, s, p, end);
+    for (int i = 0; i < p.u.l->n && !spend(J, 1); i++)
+        if (str_starts1(J, s, p.u.l->items[i], end)) return 1;
+    return 0;
+}
+
+static value str_split(jinja *J, value s, value sep) {
+    value l = v_list_new(J);
+    const char *p = s.u.s.s, *end = s.u.s.s + s.u.s.n;
+    spend_bytes(J, s.u.s.n);
+    if (sep.t != V_STR) {
+        while (p < end && !J->rc) {
+            while (p < end && is_ws(*p)) p++;
+            const char *q = p;
+            while (q < end && !is_ws(*q)) q++;
+            if (q > p) list_push(J, l.u.l, v_strn(p, (size_t)(q - p)));
+            p = q;
+        }
+        return l;
+    }
+    if (sep.u.s.n == 0) {
+        jerr(J, RLHF_ERR_INVALID, "split: empty separator");
+        return l;
+    }
+    while (!J->rc) {
+        const char *hit = find(J, p, (size_t)(end - p), sep.u.s.s, sep.u.s.n);
+        if (!hit) break;
+        list_push(J, l.u.l, v_strn(p, (size_t)(hit - p)));
+        p = hit + sep.u.s.n;
+    }
+    list_push(J, l.u.l, v_strn(p, (size_t)(end - p)));
+    return l;
+}
+
+static value join(jinja *J, value list, value sep) {
+    list = v_as_list(J, list);
+    sbuf o = str_buf();
+    for (int i = 0; i < list.u.l->n && !J->rc && !o.too_big && !spend(J, 1); i++) {
+        if (i && sep.t == V_STR) sb_put(&o, sep.u.s.s, sep.u.s.n);
+        v_print(J, &o, list.u.l->items[i], 0);
+    }
+    return str_buf_finish(J, &o);
+}
+
+static value attr_of(jinja *J, value obj, const char *name, size_t n) {
+    if (obj.t == V_DICT) {
+        value *v = dict_get(J, obj.u.d, name, n);
+        if (v) return *v;
+    }
+    return v_undef();
+}
+
+/* Positional and keyword arguments evaluated. */
+typedef struct {
+    value v[32];
+    const char *kw[32];
+    size_t kw_n[32];
+    int n;
+} arglist;
+
+static void eval_args(jinja *J, frame *f, const expr *e, arglist *a) {
+    a->n = e->n_args;
+    for (int i = 0; i < e->n_args; i++) {
+        a->v[i] = eval(J, f, e->args[i]);
+        a->kw[i] = e->kw ? e->kw[i] : NULL;
+        a->kw_n[i] = e->kw_n ? e->kw_n[i] : 0;
+    }
+}
+
+/* Argument `pos` (positional index among positional ones) or keyword `name`. */
+static value arg(const arglist *a, int pos, const char *name) {
+    int p = 0;
+    for (int i = 0; i < a->n; i++) {
+        if (a->kw[i]) {
+            if (name && strlen(name) == a->kw_n[i] && memcmp(a->kw[i], name, a->kw_n[i]) == 0) return a->v[i];
+        } else if (p++ == pos) {
+            return a->v[i];
+        }
+    }
+    return v_undef();
+}
+
+static int name_is(const char *s, size_t n, const char *lit) { return strlen(lit) == n && memcmp(s, lit, n) == 0; }
+
+static value call_method(jinja *J, value obj, const char *m, size_t mn, const arglist *a) {
+    if (J->rc) return v_undef();
+    if (obj.t == V_STR) {
+        if (name_is(m, mn, "strip")) return str_strip(J, obj, arg(a, 0, "chars"), 1, 1);
+        if (name_is(m, mn, "lstrip")) return str_strip(J, obj, arg(a, 0, "chars"), 1, 0);
+        if (name_is(m, mn, "rstrip")) return str_strip(J, obj, arg(a, 0, "chars"), 0, 1);
+        if (name_is(m, mn, "upper")) return str_map(J, obj, 0);
+        if (name_is(m, mn, "lower")) return str_map(J, obj, 1);
+        if (name_is(m, mn, "capitalize")) return str_map(J, obj, 2);
+        if (name_is(m, mn, "title")) return str_map(J, obj, 3);
+        if (name_is(m, mn, "startswith")) return v_bool(str_starts(J, obj, arg(a, 0, NULL), 0));
+        if (name_is(m, mn, "endswith")) return v_bool(str_starts(J, obj, arg(a, 0, NULL), 1));
+        if (name_is(m, mn, "split")) return str_split(J, obj, arg(a, 0, "sep"));
+        if (name_is(m, mn, "replace")) return str_replace(J, obj, arg(a, 0, NULL), arg(a, 1, NULL));
+        if (name_is(m, mn, "join")) return join(J, arg(a, 0, NULL), obj);
+    } else if (obj.t == V_DICT) {
+        if (name_is(m, mn, "items") || name_is(m, mn, "keys") || name_is(m, mn, "values")) {
+            value l = v_list_new(J);
+            for (int i = 0; i < obj.u.d->n && !J->rc; i++) {
+                if (name_is(m, mn, "keys")) list_push(J, l.u.l, obj.u.d->keys[i]);
+                else if (name_is(m, mn, "values")) list_push(J, l.u.l, obj.u.d->vals[i]);
+                else {
+                    value pair = v_list_new(J);
+                    list_push(J, pair.u.l, obj.u.d->keys[i]);
+                    list_push(J, pair.u.l, obj.u.d->vals[i]);
+                    list_push(J, l.u.l, pair);
+                }
+            }
+            return l;
+        }
+        if (name_is(m, mn, "get")) {
+            value k = arg(a, 0, NULL);
+            value *v = k.t == V_STR ? dict_get(J, obj.u.d, k.u.s.s, k.u.s.n) : NULL;
+            if (v) return *v;
+            value d = arg(a, 1, "default");
+            return d.t == V_UNDEF ? v_none() : d;
+        }
+    }
+    jerr(J, RLHF_ERR_UNSUPPORTED, "%s has no method '%.*s' in this Jinja subset", type_name(obj.t), (int)mn, m);
+    return v_undef();
+}
+
+static value call_function(jinja *J, const char *n, size_t nn, const arglist *a) {
+    if (J->rc) return v_undef();
+    if (name_is(n, nn, "raise_exception")) {
+        value m = v_to_str(J, arg(a, 0, NULL));
+        jerr(J, RLHF_ERR_INVALID, "the chat template refused the messages: %.*s", (int)(m.u.s.n > 600 ? 600 : m.u.s.n),
+             m.u.s.s);
+        return v_undef();
+    }
+    if (name_is(n, nn, "range")) {
+        long long lo = 0, hi, step = 1;
+        if (a->n == 1) hi = inum(a->v[0]);
+        else {
+            lo = inum(arg(a, 0, NULL));
+            hi = inum(arg(a, 1, NULL));
+            if (a->n > 2) step = inum(arg(a, 2, NULL));
+        }
+        value l = v_list_new(J);
+        if (step == 0) return jerr(J, RLHF_ERR_INVALID, "range: step 0"), l;
+        for (long long i = lo; (step > 0 ? i < hi : i > hi) && !J->rc;) {
+            if (l.u.l->n >= 100000) return jerr(J, RLHF_ERR_INVALID, "range too long"), l;
+            list_push(J, l.u.l, v_int(i));
+            if (__builtin_add_overflow(i, step, &i)) break;
+        }
+        return l;
+    }
+    if (name_is(n, nn, "namespace") || name_is(n, nn, "dict")) {
+        value d = v_dict_new(J);
+        if (J->rc) return d;
+        d.u.d->is_namespace = name_is(n, nn, "namespace");
+        for (int i = 0; i < a->n; i++)
+            if (a->kw[i]) dict_set(J, d.u.d, v_str_copy(J, a->kw[i], a->kw_n[i]), a->v[i]);
+        return d;
+    }
+    if (name_is(n, nn, "strftime_now")) {
+        value fmt = v_to_str(J, arg(a, 0, NULL));
+        char fbuf[128], obuf[256];
+        snprintf(fbuf, sizeof fbuf, "%.*s", (int)(fmt.u.s.n < sizeof fbuf ? fmt.u.s.n : sizeof fbuf - 1), fmt.u.s.s);
+        struct tm tmv;
+        if (J->now) tmv = *J->now;
+        else {
+            time_t now = time(NULL);
+            localtime_r(&now, &tmv);
+        }
+        size_t k = strftime(obuf, sizeof obuf, fbuf, &tmv);
+        return v_str_copy(J, obuf, k);
+    }
+    jerr(J, RLHF_ERR_UNSUPPORTED, "unknown function '%.*s'", (int)nn, n);
+    return v_undef();
+}
+
+/* s[0..n) without surrounding whitespace, as a C string in buf; 0 when empty or too long to
+ * be a number this interpreter handles. */
+static int num_text(const char *s, size_t n, char *buf, size_t size) {
+    while (n && is_ws(*s)) s++, n--;
+    while (n && is_ws(s[n - 1])) n--;
+    if (n == 0 || n >= size || memchr(s, 'x', n) || memchr(s, 'X', n)) return 0; /* no hex: Python's int()/float() refuse it */
+    memcpy(buf, s, n);
+    buf[n] = 0;
+    return 1;
+}
+
+/* The `int` filter: Python's int(), then int(float()), else the default (0). */
+static value filter_int(jinja *J, value x, value dflt) {
+    long long r = 0;
+    if (x.t == V_INT || x.t == V_BOOL) return v_int(inum(x));
+    if (x.t == V_FLOAT) {
+        int rc = float_to_int(J, x.u.f, &r);
+        return rc < 0 ? v_undef() : rc == 0 ? v_int(r) : dflt.t == V_UNDEF ? v_int(0) : dflt;
+    }
+    char buf[400], *end;
+    if (x.t == V_STR && num_text(x.u.s.s, x.u.s.n, buf, sizeof buf)) {
+        errno = 0;
+        r = strtoll(buf, &end, 10);
+        if (*end == 0) return errno == ERANGE ? (err_int_range(J), v_undef()) : v_int(r);
+        double d = strtod(buf, &end);
+        if (*end == 0) {
+            int rc = float_to_int(J, d, &r);
+            if (rc < 0) return v_undef();
+            if (rc == 0) return v_int(r);
+        }
+    }
+    return dflt.t == V_UNDEF ? v_int(0) : dflt;
+}
+
+/* The `float` filter: Python's float(), else the default (0.0). */
+static value filter_float(value x, value dflt) {
+    if (is_num(x)) return v_float(num(x));
+    char buf[400], *end;
+    if (x.t == V_STR && num_text(x.u.s.s, x.u.s.n, buf, sizeof buf)) {
+        double d = strtod(buf, &end);
+        if (*end == 0) return v_float(d);
+    }
+    return dflt.t == V_UNDEF ? v_float(0) : dflt;
+}
+
+static value apply_filter(jinja *J, frame *f, value x, const expr *e) {
+    arglist a = {0};
+    eval_args(J, f, e, &a);
+    if (J->rc) return v_undef();
+    const char *n = e->name;
+    size_t nn = e->name_n;
+    if (name_is(n, nn, "trim")) return x.t == V_STR ? str_strip(J, x, v_undef(), 1, 1) : x;
+    if (name_is(n, nn, "length") || name_is(n, nn, "count")) return v_int(v_len(J, x));
+    if (name_is(n, nn, "upper")) return str_map(J, v_to_str(J, x), 0);
+    if (name_is(n, nn, "lower")) return str_map(J, v_to_str(J, x), 1);
+    if (name_is(n, nn, "capitalize")) return str_map(J, v_to_str(J, x), 2);
+    if (name_is(n, nn, "title")) return str_map(J, v_to_str(J, x), 3);
+    if (name_is(n, nn, "default") || name_is(n, nn, "d")) {
+        int boolean = truthy(arg(&a, 1, "boolean"));
+        if (x.t == V_UNDEF || (boolean && !truthy(x))) return arg(&a, 0, "default_value");
+        return x;
+    }
+    if (name_is(n, nn, "first") || name_is(n, nn, "last")) {
+        const int first = name_is(n, nn, "first");
+        if (x.t == V_STR) { /* no list of characters */
+            if (!x.u.s.n) return v_undef();
+            size_t p = first ? 0 : u8_prev(x.u.s.s, x.u.s.n), q = u8_next(x.u.s.s, x.u.s.n, p);
+            spend_bytes(J, first ? q : x.u.s.n - p);
+            return v_strn(x.u.s.s + p, q - p);
+        }
+        value l = v_as_list(J, x);
+        if (l.u.l->n == 0) return v_undef();
+        return first ? l.u.l->items[0] : l.u.l->items[l.u.l->n - 1];
+    }
+    if (name_is(n, nn, "join")) return join(J, x, arg(&a, 0, "d"));
+    if (name_is(n, nn, "replace")) return str_replace(J, v_to_str(J, x), arg(&a, 0, NULL), arg(&a, 1, NULL));
+    if (name_is(n, nn, "string")) return v_to_str(J, x);
+    if (name_is(n, nn, "safe") || name_is(n, nn, "e") || name_is(n, nn, "escape")) return x;
+    if (name_is(n, nn, "int")) return filter_int(J, x, arg(&a, 0, "default"));
+    if (name_is(n, nn, "float")) return filter_float(x, arg(&a, 0, "default"));
+    if (name_is(n, nn, "list")) return v_as_list(J, x);
+    if (name_is(n, nn, "tojson")) return v_format(J, x, 1);
+    if (name_is(n, nn, "reverse")) {
+        value l = v_as_list(J, x), r = v_list_new(J);
+        for (int i = l.u.l->n - 1; i >= 0 && !J->rc; i--) list_push(J, r.u.l, l.u.l->items[i]);
+        if (x.t == V_STR) return join(J, r, v_strn("", 0));
+        return r;
+    }
+    if (name_is(n, nn, "map")) {
+        value at = arg(&a, 0, "attribute"), l = v_as_list(J, x), r = v_list_new(J);
+        if (at.t != V_STR) return jerr(J, RLHF_ERR_UNSUPPORTED, "map: only map(attribute=...) is supported"), r;
+        for (int i = 0; i < l.u.l->n && !J->rc && !spend(J, 1); i++)
+            list_push(J, r.u.l, attr_of(J, l.u.l->items[i], at.u.s.s, at.u.s.n));
+        return r;
+    }
+    if (name_is(n, nn, "selectattr") || name_is(n, nn, "rejectattr")) {
+        const int reject = name_is(n, nn, "rejectattr");
+        value at = arg(&a, 0, NULL), test = arg(&a, 1, NULL), cmp = arg(&a, 2, NULL);
+        value l = v_as_list(J, x), r = v_list_new(J);
+        if (at.t != V_STR) return jerr(J, RLHF_ERR_INVALID, "%.*s: needs an attribute name", (int)nn, n), r;
+        for (int i = 0; i < l.u.l->n && !J->rc && !spend(J, 1); i++) {
+            value v = attr_of(J, l.u.l->items[i], at.u.s.s, at.u.s.n);
+            int ok;
+            if (test.t == V_UNDEF) ok = truthy(v);
+            else if (str_eq(test, "equalto", 7) || str_eq(test, "eq", 2) || str_eq(test, "==", 2)) ok = v_equal(J, v, cmp);
+            else if (str_eq(test, "ne", 2) || str_eq(test, "!=", 2)) ok = !v_equal(J, v, cmp);
+            else if (str_eq(test, "defined", 7)) ok = v.t != V_UNDEF;
+            else if (str_eq(test, "undefined", 9)) ok = v.t == V_UNDEF;
+            else if (str_eq(test, "none", 4)) ok = v.t == V_NONE;
+            else return jerr(J, RLHF_ERR_UNSUPPORTED, "%.*s: test not supported", (int)nn, n), r;
+            if (ok != reject) list_push(J, r.u.l, l.u.l->items[i]);
+        }
+        return r;
+    }
+    jerr(J, RLHF_ERR_UNSUPPORTED, "filter '%.*s' is not supported by this Jinja subset", (int)nn, n);
+    return v_undef();
+}
+
+static int apply_test(jinja *J, frame *f, value x, const expr *e) {
+    arglist a = {0};
+    eval_args(J, f, e, &a);
+    if (J->rc) return 0;
+    const char *n = e->name;
+    size_t nn = e->name_n;
+    if (name_is(n, nn, "defined")) return x.t != V_UNDEF;
+    if (name_is(n, nn, "undefined")) return x.t == V_UNDEF;
+    if (name_is(n, nn, "none")) return x.t == V_NONE;
+    if (name_is(n, nn, "string")) return x.t == V_STR;
+    if (name_is(n, nn, "number")) return x.t == V_INT || x.t == V_FLOAT;
+    if (name_is(n, nn, "integer")) return x.t == V_INT;
+    if (name_is(n, nn, "float")) return x.t == V_FLOAT;
+    if (name_is(n, nn, "boolean")) return x.t == V_BOOL;
+    if (name_is(n, nn, "true")) return x.t == V_BOOL && x.u.b;
+    if (name_is(n, nn, "false")) return x.t == V_BOOL && !x.u.b;
+    if (name_is(n, nn, "mapping")) return x.t == V_DICT;
+    if (name_is(n, nn, "iterable")) return x.t == V_LIST || x.t == V_DICT || x.t == V_STR;
+    if (name_is(n, nn, "sequence")) return x.t == V_LIST || x.t == V_STR;
+    if (name_is(n, nn, "callable")) return 0;
+    if (name_is(n, nn, "odd")) return inum(x) % 2 != 0;
+    if (name_is(n, nn, "even")) return inum(x) % 2 == 0;
+    if (name_is(n, nn, "divisibleby")) {
+        long long d = inum(arg(&a, 0, NULL));
+        return d != 0 && (d == -1 || inum(x) % d == 0); /* LLONG_MIN % -1 overflows */
+    }
+    if (name_is(n, nn, "equalto") || name_is(n, nn, "eq") || name_is(n, nn, "sameas")) return v_equal(J, x, arg(&a, 0, NULL));
+    if (name_is(n, nn, "lower") || name_is(n, nn, "upper")) {
+        if (x.t != V_STR) return 0;
+        spend_bytes(J, x.u.s.n);
+        for (size_t i = 0; i < x.u.s.n; i++) {
+            char c = x.u.s.s[i];
+            if (name_is(n, nn, "lower") ? (c >= 'A' && c <= 'Z') : (c >= 'a' && c <= 'z')) return 0;
+        }
+        return 1;
+    }
+    jerr(J, RLHF_ERR_UNSUPPORTED, "test '%.*s' is not supported by this Jinja subset", (int)nn, n);
+    return 0;
+}
+
+static value in_op(jinja *J, value x, value c) {
+    if (c.t == V_STR) {
+        value s = v_to_str(J, x);
+        if (J->rc) return v_bool(0);
+        spend_bytes(J, c.u.s.n);
+        return v_bool(s.u.s.n == 0 || find(J, c.u.s.s, c.u.s.n, s.u.s.s, s.u.s.n) != NULL);
+    }
+    if (c.t == V_LIST) {
+        for (int i = 0; i < c.u.l->n && !spend(J, 1); i++)
+            if (v_equal(J, x, c.u.l->items[i])) return v_bool(1);
+        return v_bool(0);
+    }
+    if (c.t == V_DICT) return v_bool(x.t == V_STR && dict_get(J, c.u.d, x.u.s.s, x.u.s.n) != NULL);
+    if (c.t == V_UNDEF || c.t == V_NONE) return v_bool(0);
+    jerr(J, RLHF_ERR_INVALID, "'in' needs a string, list or dict, not %s", type_name(c.t));
+    return v_bool(0);
+}
+
+
+static value arith(jinja *J, char op, int floor_div, value a, value b) {
+    if (op == '+' && a.t == V_STR && b.t == V_STR) return concat(J, a, b);
+    if (op == '+' && a.t == V_LIST && b.t == V_LIST) {
+        value r = v_list_new(J);
+        for (int i = 0; i < a.u.l->n && !J->rc; i++) list_push(J, r.u.l, a.u.l->items[i]);
+        for (int i = 0; i < b.u.l->n && !J->rc; i++) list_push(J, r.u.l, b.u.l->items[i]);
+        return r;
+    }
+    if (op == '*' && !floor_div && a.t == V_STR && (b.t == V_INT || b.t == V_BOOL)) return str_repeat(J, a, inum(b));
+    if (op == '*' && !floor_div && b.t == V_STR && (a.t == V_INT || a.t == V_BOOL)) return str_repeat(J, b, inum(a));
+    if (!is_num(a) || !is_num(b)) {
+        jerr(J, RLHF_ERR_INVALID, "unsupported operand types for '%c': %s and %s", op, type_name(a.t), type_name(b.t));
+        return v_undef();
+    }
+    const int ints = a.t != V_FLOAT && b.t != V_FLOAT;
+    const long long x = inum(a), y = inum(b);
+    long long r;
+    switch (op) {
+    case '+':
+    case '-':
+    case '*':
+        if (!ints) return v_float(op == '+' ? num(a) + num(b) : op == '-' ? num(a) - num(b) : num(a) * num(b));
+        if (op == '+' ? __builtin_add_overflow(x, y, &r) : op == '-' ? __builtin_sub_overflow(x, y, &r)
+                                                         : __builtin_mul_overflow(x, y, &r))
+            return err_int_range(J), v_undef();
+        return v_int(r);
+    case '/':
+        if (num(b) == 0) return jerr(J, RLHF_ERR_INVALID, "division by zero"), v_undef();
+        if (!floor_div) return v_float(num(a) / num(b));
+        if (!ints) return v_float(floor(num(a) / num(b)));
+        if (x == LLONG_MIN && y == -1) return err_int_range(J), v_undef();
+        r = x / y;
+        if (x % y != 0 && ((x < 0) != (y < 0))) r--; /* Python floors */
+        return v_int(r);
+    case '%':
+        if (ints) {
+            if (y == 0) return jerr(J, RLHF_ERR_INVALID, "modulo by zero"), v_undef();
+            if (y == -1) return v_int(0); /* LLONG_MIN % -1 overflows in C */
+            r = x % y;
+            if (r != 0 && ((r < 0) != (y < 0))) r += y; /* Python's sign */
+            return v_int(r);
+        } else {
+            if (num(b) == 0) return jerr(J, RLHF_ERR_INVALID, "modulo by zero"), v_undef();
+            double m = fmod(num(a), num(b));
+            if (m != 0 && ((m < 0) != (num(b) < 0))) m += num(b);
+            return v_float(m);
+        }
+    }
+    return v_undef();
+}
+
+static value eval(jinja *J, frame *f, const expr *e) {
+    if (J->rc || !e || spend(J, 1)) return v_undef();
+    J->line = e->line;
+    switch (e->k) {
+    case E_LIT: return e->lit;
+    case E_NAME: return lookup(J, f, e->name, e->name_n);
+    case E_ATTR: return attr_of(J, eval(J, f, e->a), e->name, e->name_n);
+    case E_INDEX: {
+        value o = eval(J, f, e->a), k = eval(J, f, e->b);
+        if (J->rc) return v_undef();
+        if (o.t == V_DICT && k.t == V_STR) return attr_of(J, o, k.u.s.s, k.u.s.n);
+        if (k.t != V_INT && k.t != V_BOOL) return v_undef();
+        if (o.t == V_STR) return str_index(J, o, inum(k));
+        if (o.t == V_LIST) {
+            long long i = inum(k);
+            if (i < 0) i += o.u.l->n;
+            if (i < 0 || i >= o.u.l->n) return v_undef();
+            return o.u.l->items[i];
+        }
+        return v_undef();
+    }
+    case E_SLICE: {
+        value o = eval(J, f, e->a);
+        value lo = e->b ? eval(J, f, e->b) : v_none(), hi = e->c ? eval(J, f, e->c) : v_none();
+        value st = e->args && e->args[0] ? eval(J, f, e->args[0]) : v_none();
+        if (J->rc) return v_undef();
+        value l = o.t == V_STR ? o : v_as_list(J, o);
+        long long n = o.t == V_STR ? (long long)u8_count(J, o.u.s.s, o.u.s.n) : l.u.l->n;
+        long long step = st.t == V_NONE ? 1 : inum(st);
+        if (step == 0) return jerr(J, RLHF_ERR_INVALID, "slice step 0"), v_undef();
+        long long a0 = lo.t == V_NONE ? (step > 0 ? 0 : n - 1) : inum(lo);
+        long long b0 = hi.t == V_NONE ? (step > 0 ? n : -n - 1) : inum(hi);
+        if (a0 < 0) a0 += n;
+        if (b0 < 0) b0 += n;
+        if (step > 0) {
+            if (a0 < 0) a0 = 0;
+            if (b0 > n) b0 = n;
+        } else {
+            if (a0 > n - 1) a0 = n - 1;
+            if (b0 < -1) b0 = -1;
+        }
+        if (J->rc) return v_undef();
+        if (o.t == V_STR) return str_slice(J, o, a0, b0, step);
+        value r = v_list_new(J);
+        for (long long i = a0; (step > 0 ? i < b0 : i > b0) && !J->rc;) {
+            list_push(J, r.u.l, l.u.l->items[i]);
+            if (__builtin_add_overflow(i, step, &i)) break;
+        }
+        return r;
+    }
+    case E_CALL: {
+        arglist a = {0};
+        eval_args(J, f, e, &a);
+        if (e->a->k == E_ATTR) return call_method(J, eval(J, f, e->a->a), e->a->name, e->a->name_n, &a);
+        if (e->a->k == E_NAME) return call_function(J, e->a->name, e->a->name_n, &a);
+        jerr(J, RLHF_ERR_UNSUPPORTED, "this expression cannot be called");
+        return v_undef();
+    }
+    case E_FILTER: return apply_filter(J, f, eval(J, f, e->a), e);
+    case E_TEST: {
+        int r = apply_test(J, f, eval(J, f, e->a), e);
+        return v_bool(e->negate ? !r : r);
+    }
+    case E_NOT: return v_bool(!truthy(eval(J, f, e->a)));
+    case E_NEG: {
+        value x = eval(J, f, e->a);
+        if (x.t == V_FLOAT) return v_float(-x.u.f);
+        long long i = inum(x);
+        if (i == LLONG_MIN) return err_int_range(J), v_undef();
+        return v_int(-i);
+    }
+    case E_AND: {
+        value x = eval(J, f, e->a);
+        return truthy(x) ? eval(J, f, e->b) : x;
+    }
+    case E_OR: {
+        value x = eval(J, f, e->a);
+        return truthy(x) ? x : eval(J, f, e->b);
+    }
+    case E_TERNARY: return truthy(eval(J, f, e->a)) ? eval(J, f, e->b) : (e->c ? eval(J, f, e->c) : v_undef());
+    case E_BIN: {
+        value a = eval(J, f, e->a), b = eval(J, f, e->b);
+        if (J->rc) return v_undef();
+        const char *op = e->name;
+        int cmp = 0;
+        if (name_is(op, e->name_n, "~")) return concat(J, a, b);
+        if (name_is(op, e->name_n, "==")) return v_bool(v_equal(J, a, b));
+        if (name_is(op, e->name_n, "!=")) return v_bool(!v_equal(J, a, b));
+        if (name_is(op, e->name_n, "in")) return in_op(J, a, b);
+        if (op[0] == '<' || op[0] == '>') {
+            if (v_compare(J, a, b, &cmp)) return v_undef();
+            if (name_is(op, e->name_n, "<")) return v_bool(cmp < 0);
+            if (name_is(op, e->name_n, ">")) return v_bool(cmp > 0);
+            if (name_is(op, e->name_n, "<=")) return v_bool(cmp <= 0);
+            return v_bool(cmp >= 0);
+        }
+        if (name_is(op, e->name_n, "**")) return v_float(pow(num(a), num(b)));
+        return arith(J, op[0], e->name_n == 2, a, b);
+    }
+    case E_LIST: {
+        value l = v_list_new(J);
+        for (int i = 0; i < e->n_args && !J->rc; i++) list_push(J, l.u.l, eval(J, f, e->args[i]));
+        return l;
+    }
+    case E_DICT: {
+        value d = v_dict_new(J);
+        for (int i = 0; i + 1 < e->n_args && !J->rc; i += 2) {
+            value k = v_to_str(J, eval(J, f, e->args[i]));
+            dict_set(J, d.u.d, k, eval(J, f, e->args[i + 1]));
+        }
+        return d;
+    }
+    }
+    return v_undef();
+}
+
+static void exec_body(jinja *J, frame *f, const stmt *s);
+
+/* Binds the loop variable(s) of `s` to x in fr; `strict` refuses an item that does not unpack. */
+static int bind_loop_vars(jinja *J, frame *fr, const stmt *s, value x, int strict) {
+    if (s->n_vars == 1) {
+        dict_set(J, &fr->vars, v_strn(s->vars[0], s->var_n[0]), x);
+    } else if (x.t == V_LIST && (strict ? x.u.l->n == 2 : x.u.l->n >= 2)) {
+        dict_set(J, &fr->vars, v_strn(s->vars[0], s->var_n[0]), x.u.l->items[0]);
+        dict_set(J, &fr->vars, v_strn(s->vars[1], s->var_n[1]), x.u.l->items[1]);
+    } else if (strict) {
+        return jerr(J, RLHF_ERR_INVALID, "cannot unpack %s into two loop variables", type_name(x.t));
+    }
+    return J->rc;
+}
+
+static void exec_for(jinja *J, frame *f, const stmt *s) {
+    value it = v_as_list(J, eval(J, f, s->e));
+    if (J->rc) return;
+    /* One frame for all iterations: emptied each time (a fresh scope), its storage reused. */
+    frame fr = {{0}, f};
+    /* the `if` filter runs before the loop so loop.length/last count only kept items */
+    value items = it;
+    if (s->filter) {
+        items = v_list_new(J);
+        for (int i = 0; i < it.u.l->n && !J->rc; i++) {
+            fr.vars.n = 0;
+            value x = it.u.l->items[i];
+            if (bind_loop_vars(J, &fr, s, x, 0)) return;
+            if (truthy(eval(J, &fr, s->filter))) list_push(J, items.u.l, x);
+        }
+    }
+    const int n = items.u.l->n;
+    if (n == 0) {
+        if (s->other) exec_body(J, f, s->other);
+        return;
+    }
+    /* One loop object for the whole loop, as Jinja's: its values change with each iteration. */
+    static const char *const keys[] = {"index", "index0", "revindex", "revindex0", "first",
+                                       "last", "length", "previtem", "nextitem"};
+    value loop = v_dict_new(J);
+    for (int k = 0; k < 9; k++) dict_set(J, loop.u.d, v_strn(keys[k], strlen(keys[k])), v_undef());
+    for (int i = 0; i < n && !J->rc && !spend(J, 1); i++) {
+        fr.vars.n = 0;
+        if (bind_loop_vars(J, &fr, s, items.u.l->items[i], 1)) return;
+        value *lv = loop.u.d->vals; /* nothing can add keys to it: it is not a namespace */
+        lv[0] = v_int(i + 1);
+        lv[1] = v_int(i);
+        lv[2] = v_int(n - i);
+        lv[3] = v_int(n - i - 1);
+        lv[4] = v_bool(i == 0);
+        lv[5] = v_bool(i == n - 1);
+        lv[6] = v_int(n);
+        lv[7] = i > 0 ? items.u.l->items[i - 1] : v_undef();
+        lv[8] = i + 1 < n ? items.u.l->items[i + 1] : v_undef();
+        dict_set(J, &fr.vars, v_strn("loop", 4), loop);
+        exec_body(J, &fr, s->body);
+    }
+}
+
+static void exec_body(jinja *J, frame *f, const stmt *s) {
+    for (; s && !J->rc && !spend(J, 1); s = s->next) {
+        J->line = s->line;
+        switch (s->k) {
+        case S_TEXT: sb_put(&J->out, s->text, s->text_n); break;
+        case S_OUT: v_print(J, &J->out, eval(J, f, s->e), 0); break;
+        case S_IF:
+            for (const stmt *c = s; !J->rc;) { /* the if, then each elif */
+                if (truthy(eval(J, f, c->e))) {
+                    exec_body(J, f, c->body);
+                    break;
+                }
+                if (!c->elif) {
+                    if (c->other) exec_body(J, f, c->other);
+                    break;
+                }
+                c = c->other;
+            }
+            break;
+        case S_FOR: exec_for(J, f, s); break;
+        case S_SET: {
+            value v = eval(J, f, s->e);
+            if (J->rc) return;
+            if (s->n_vars == 1) {
+                dict_set(J, &f->vars, v_strn(s->vars[0], s->var_n[0]), v);
+            } else {
+                value ns = lookup(J, f, s->vars[0], s->var_n[0]);
+                if (ns.t != V_DICT || !ns.u.d->is_namespace) {
+                    jerr(J, RLHF_ERR_INVALID, "'%.*s' is not a namespace", (int)s->var_n[0], s->vars[0]);
+                    return;
+                }
+                dict_set(J, ns.u.d, v_strn(s->vars[1], s->var_n[1]), v);
+            }
+            break;
+        }
+        case S_NOP: break;
+        }
+        if (J->out.too_big) jerr(J, RLHF_ERR_UNSUPPORTED, "the rendered text is longer than %zu MiB", JINJA_MAX_OUTPUT >> 20);
+        else if (J->out.oom) jerr(J, RLHF_ERR_NOMEM, "out of memory");
+    }
+}
+
+int jinja_render(char **out, const char *tmpl, const jinja_context *ctx, rlhf_error *err) {
+    *out = NULL;
+    const jinja_message *msgs = ctx->messages;
+    const int n = ctx->n_messages, add_gen = ctx->add_generation_prompt;
+    const char *bos_token = ctx->bos_token, *eos_token = ctx->eos_token;
+    jinja J = {0};
+    J.now = ctx->now;
+    J.err = err;
+    J.line = 1;
+    J.out.limit = JINJA_MAX_OUTPUT;
+    /* memory: lexing and parsing linear in the template; evaluation a fixed allowance plus a
+     * multiple of what the render reads */
+    const size_t tmpl_n = strlen(tmpl);
+    size_t input = tmpl_n;
+    for (int i = 0; i < n; i++) {
+        input += msgs[i].role ? strlen(msgs[i].role) : 0;
+        input += msgs[i].content ? strlen(msgs[i].content) : 0;
+    }
+    J.arena_limit = tmpl_n < (SIZE_MAX - JINJA_ARENA_BASE) / JINJA_PARSE_PER_BYTE
+                        ? JINJA_ARENA_BASE + JINJA_PARSE_PER_BYTE * tmpl_n
+                        : SIZE_MAX;
+    tok_vec tv = {0};
+    if (lex(&J, tmpl, &tv) == 0) {
+        parser P = {&J, tv.v, 0, tv.n, 0};
+        stmt *prog = parse_body(&P, NULL, 0);
+        const size_t parsed = J.A.total;
+        J.arena_limit = input < (SIZE_MAX - JINJA_ARENA_BASE - parsed) / JINJA_ARENA_PER_INPUT
+                            ? parsed + JINJA_ARENA_BASE + JINJA_ARENA_PER_INPUT * input
+                            : SIZE_MAX;
+        if (!J.rc) {
+            frame top = {{0}, NULL};
+            value ml = v_list_new(&J);
+            for (int i = 0; i < n && !J.rc; i++) {
+                value m = v_dict_new(&J);
+                dict_set(&J, m.u.d, v_strn("role", 4), v_strn(msgs[i].role ? msgs[i].role : "", strlen(msgs[i].role ? msgs[i].role : "")));
+                dict_set(&J, m.u.d, v_strn("content", 7),
+                         v_strn(msgs[i].content ? msgs[i].content : "", strlen(msgs[i].content ? msgs[i].content : "")));
+                list_push(&J, ml.u.l, m);
+            }
+            const char *bos = bos_token ? bos_token : "", *eos = eos_token ? eos_token : "";
+            dict_set(&J, &top.vars, v_strn("messages", 8), ml);
+            dict_set(&J, &top.vars, v_strn("add_generation_prompt", 21), v_bool(add_gen));
+            dict_set(&J, &top.vars, v_strn("bos_token", 9), v_strn(bos, strlen(bos)));
+            dict_set(&J, &top.vars, v_strn("eos_token", 9), v_strn(eos, strlen(eos)));
+            exec_body(&J, &top, prog);
+        }
+    }
+    int rc = J.rc;
+    if (!rc) {
+        if (!J.out.s) sb_put(&J.out, "", 0);
+        if (J.out.too_big) rc = jerr(&J, RLHF_ERR_UNSUPPORTED, "the rendered text is longer than %zu MiB", JINJA_MAX_OUTPUT >> 20);
+        else if (J.out.oom) rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+    }
+    if (rc) free(J.out.s);
+    else *out = J.out.s;
+    arena_free(&J.A);
+    return rc;
+}
