@@ -1,16 +1,14 @@
 /* cmd_generate.c — `rlhf generate`: one prompt through any decoding strategy, or several side
  * by side (--compare).
  *
- * Flags and --compare specs share one settings table (`g_settings`), so every key a spec
- * accepts is also a flag and the other way round. The model is loaded with model_bundle_load (HF
- * directory, llama2.c .bin, GGUF), the prompt encoded with its tokenizer (or taken as ids),
- * and the work done by gen_run; this file only parses, resolves defaults and prints.
+ * The decoding flags come from the settings table of src/gen/settings.h (the same table the
+ * REPL's /set and /compare use): their long options, their help lines, the value parser, the
+ * refusal of settings that would be ignored, --compare specs and the resolution of defaults from
+ * the model's generation_config all live there. This file parses the other flags (model, prompt,
+ * output), assembles the prompt (prompt_assemble), runs gen_run and prints.
  *
- * Defaults (documented in --help): the strategy is greedy unless a sampling flag is given or
- * the model's generation_config.json says do_sample; sampling uses generation_config's
- * temperature / top_k / top_p / repetition_penalty where present, else Hugging Face's defaults
- * (1.0, 50, 1.0, 1.0); max_tokens is 128 (or max_new_tokens), cut to what the context leaves
- * when not given explicitly; the seed is 0; beam search without --beams uses 4 beams.
+ * The command is four steps: gen_cli_parse (flags → gen_cli), prompt_ids_from_cli (the prompt
+ * as token ids), run_single / run_compare (generation) and the render_* functions (output).
  * Exit status: 0 done (also when stopped by Ctrl-C), 1 the work failed, 2 bad usage. */
 #include <errno.h>
 #include <getopt.h>
@@ -28,9 +26,10 @@
 #include "repl/commands.h"
 #include "repl/out.h"
 #include "src/core/fileio.h"
-#include "src/gen/generate.h"
 #include "src/formats/model_load.h"
+#include "src/gen/generate.h"
 #include "src/gen/prompt.h"
+#include "src/gen/settings.h"
 
 /* Reads a prompt file ("-": standard input) into *out (NUL-terminated, caller frees). A NUL byte
  * inside is refused, since the prompt is handled as a C string from here on. */
@@ -76,10 +75,11 @@ static int read_prompt_file(const char *path, char **out, rlhf_error *err) {
 static const char *const USAGE =
     "rlhf generate --model PATH (--prompt TEXT | --prompt-file FILE | --prompt-ids \"ID ...\") [--strategy greedy|beam|sample] "
     "[--beams N] [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--max-tokens N] "
-    "[--seed S] [--n N] [--stop STR] [--examples FILE [--shots K]] [--instruction TEXT] [--chat] [--json] "
+    "[--seed S] [--candidates N] [--stop STR] [--examples FILE [--shots K]] [--instruction TEXT] [--chat] [--json] "
     "[--compare \"SPEC; SPEC...\"]";
 
-static const char *const HELP =
+/* The flags that are not decoding settings; the settings' lines come from gen_settings_help. */
+static const char *const HELP_INTRO =
     "Generate a continuation of one prompt.\n"
     "\n"
     "  -m, --model PATH          a Hugging Face model directory, a llama2.c .bin or a .gguf file\n"
@@ -101,270 +101,21 @@ static const char *const HELP =
     "      --instruction TEXT    task description written before the examples (with --chat:\n"
     "                            the system message unless --system is given)\n"
     "      --show-prompt         print the prompt text that was built before generating\n"
-    "  -s, --strategy S          greedy (default), sample, or beam\n"
-    "      --beams N             beam search width (default 4 with --strategy beam; implies it)\n"
-    "      --length-penalty X    beam score = sum logprob / length^X (default 1)\n"
-    "      --early-stopping      stop beam search once --beams hypotheses are finished\n"
-    "  -t, --temperature T       sampling temperature (0 = greedy); implies --strategy sample\n"
-    "  -k, --top-k K             keep the K most likely tokens (default 50 when sampling)\n"
-    "      --top-p P             nucleus sampling: smallest set with probability >= P\n"
-    "      --min-p P             drop tokens below P times the top probability\n"
-    "      --repeat-penalty R    divide positive / multiply negative logits of seen tokens\n"
-    "      --presence-penalty X  subtract X from the logits of seen tokens\n"
-    "      --frequency-penalty X subtract X times the count of seen tokens\n"
-    "      --no-repeat-ngram N   never repeat an N-gram (all strategies)\n"
-    "  -n, --max-tokens N        tokens to generate at most (default 128)\n"
-    "      --n N                 candidates from the same prompt (one batched pass)\n"
-    "      --seed S              random seed (default 0); candidate i uses (S, i)\n"
-    "      --stop STR            stop when STR appears (repeatable; needs a tokenizer)\n"
-    "      --ignore-eos          do not stop at end-of-sequence tokens\n"
-    "      --truncate            drop the oldest prompt tokens if the prompt does not fit\n"
     "      --no-bos              do not add BOS to --prompt\n"
     "      --json                one JSON object per candidate (ids, text, logprob,\n"
     "                            token_logprobs, finish, timing)\n"
     "      --compare SPECS       run several strategies on the same prompt and show them side by\n"
     "                            side, e.g. \"greedy; beam beams=4; sample top_k=40;\n"
-    "                            sample top_p=0.9 temperature=0.8\" (keys: any flag above without\n"
-    "                            dashes, '-' or '_'); with --json a JSON array\n"
+    "                            sample top_p=0.9 temperature=0.8\" (a strategy or a preset --\n"
+    "                            greedy, beam, balanced, creative -- then KEY=VALUE with the keys\n"
+    "                            below, '-' or '_'); with --json a JSON array\n"
     "\n"
+    "Decoding settings (the keys of --compare specs and of the REPL's /set):\n";
+
+static const char *const HELP_OUTRO =
+    "\n"
+    "-n is --max-tokens (as in llama.cpp); the number of candidates is --candidates.\n"
     "Ctrl-C stops the generation; what was generated is printed with finish \"interrupted\".\n";
-
-/* ---- settings shared by flags and --compare specs ---- */
-
-typedef enum { SET_FLOAT, SET_INT, SET_U64, SET_BOOL } set_kind;
-
-typedef enum {
-    K_TEMPERATURE, K_TOP_K, K_TOP_P, K_MIN_P, K_REPEAT, K_PRESENCE, K_FREQUENCY, K_NGRAM, K_BEAMS, K_LENGTH_PENALTY,
-    K_EARLY_STOPPING, K_MAX_TOKENS, K_SEED, K_N, K_COUNT
-} setting_key;
-
-typedef struct {
-    const char *name; /* flag name, and (with '-' as '_') the spec key */
-    setting_key key;
-    set_kind kind;
-    double lo, hi;
-} setting;
-
-static const setting g_settings[] = {
-    {"temperature", K_TEMPERATURE, SET_FLOAT, 0, 100},
-    {"top-k", K_TOP_K, SET_INT, 0, 1 << 24},
-    {"top-p", K_TOP_P, SET_FLOAT, 1e-9, 1},
-    {"min-p", K_MIN_P, SET_FLOAT, 0, 1},
-    {"repeat-penalty", K_REPEAT, SET_FLOAT, 1e-6, 100},
-    {"presence-penalty", K_PRESENCE, SET_FLOAT, -100, 100},
-    {"frequency-penalty", K_FREQUENCY, SET_FLOAT, -100, 100},
-    {"no-repeat-ngram", K_NGRAM, SET_INT, 0, 64},
-    {"beams", K_BEAMS, SET_INT, 1, 256},
-    {"length-penalty", K_LENGTH_PENALTY, SET_FLOAT, -100, 100},
-    {"early-stopping", K_EARLY_STOPPING, SET_BOOL, 0, 1},
-    {"max-tokens", K_MAX_TOKENS, SET_INT, 1, 1 << 20},
-    {"seed", K_SEED, SET_U64, 0, 0},
-    {"n", K_N, SET_INT, 1, 1024},
-};
-#define N_SETTINGS ((int)(sizeof g_settings / sizeof g_settings[0]))
-
-/* The values given for one run, with which ones were set explicitly. */
-typedef struct {
-    int set[K_COUNT];
-    double f[K_COUNT];
-    uint64_t seed;
-    gen_strategy strategy;
-    int strategy_set;
-} run_settings;
-
-static const setting *setting_find(const char *name, size_t len) {
-    for (int i = 0; i < N_SETTINGS; i++) {
-        const char *a = g_settings[i].name;
-        if (strlen(a) != len) continue;
-        size_t k = 0;
-        for (; k < len; k++) {
-            char x = a[k] == '-' ? '_' : a[k], y = name[k] == '-' ? '_' : name[k];
-            if (x != y) break;
-        }
-        if (k == len) return &g_settings[i];
-    }
-    return NULL;
-}
-
-/* Parses `value` for setting s; on error prints a message naming `what` and returns 2. */
-static int setting_apply(run_settings *rs, const setting *s, const char *value, const char *what) {
-    char *end;
-    errno = 0;
-    if (s->kind == SET_BOOL && !value) {
-        rs->set[s->key] = 1;
-        rs->f[s->key] = 1;
-        return 0;
-    }
-    if (s->kind == SET_U64) {
-        unsigned long long x = strtoull(value, &end, 0);
-        if (errno || end == value || *end || value[0] == '-') {
-            out_error("%s: expected a non-negative integer, got '%s'", what, value);
-            return 2;
-        }
-        rs->seed = (uint64_t)x;
-        rs->set[s->key] = 1;
-        return 0;
-    }
-    double x = strtod(value, &end);
-    if (errno || end == value || *end || !isfinite(x) || x < s->lo || x > s->hi ||
-        ((s->kind == SET_INT || s->kind == SET_BOOL) && x != floor(x))) {
-        if (s->kind == SET_FLOAT)
-            out_error("%s: expected a number in [%g, %g], got '%s'", what, s->lo, s->hi, value);
-        else
-            out_error("%s: expected an integer in %g..%g, got '%s'", what, s->lo, s->hi, value);
-        return 2;
-    }
-    rs->set[s->key] = 1;
-    rs->f[s->key] = x;
-    return 0;
-}
-
-static int strategy_parse(const char *s, gen_strategy *out) {
-    if (strcmp(s, "greedy") == 0) *out = GEN_STRATEGY_GREEDY;
-    else if (strcmp(s, "sample") == 0) *out = GEN_STRATEGY_SAMPLE;
-    else if (strcmp(s, "beam") == 0) *out = GEN_STRATEGY_BEAM;
-    else return 0;
-    return 1;
-}
-
-/* Later settings override earlier ones: `over` on top of `base`. */
-static void settings_merge(run_settings *dst, const run_settings *base, const run_settings *over) {
-    *dst = *base;
-    for (int k = 0; k < K_COUNT; k++)
-        if (over->set[k]) {
-            dst->set[k] = 1;
-            dst->f[k] = over->f[k];
-        }
-    if (over->set[K_SEED]) dst->seed = over->seed;
-    if (over->strategy_set) {
-        dst->strategy = over->strategy;
-        dst->strategy_set = 1;
-    }
-}
-
-/* One --compare spec: "sample top_k=40 temperature=0.8". Returns 0, or 2 after printing. */
-static int spec_parse(const char *spec, run_settings *rs) {
-    memset(rs, 0, sizeof *rs);
-    char buf[512];
-    snprintf(buf, sizeof buf, "%s", spec);
-    char *save = NULL;
-    int first = 1;
-    for (char *w = strtok_r(buf, " \t\n", &save); w; w = strtok_r(NULL, " \t\n", &save), first = 0) {
-        char *eq = strchr(w, '=');
-        if (first && !eq) {
-            if (!strategy_parse(w, &rs->strategy)) {
-                out_error("--compare: unknown strategy '%s' in \"%s\" (greedy, sample, beam)", w, spec);
-                return 2;
-            }
-            rs->strategy_set = 1;
-            continue;
-        }
-        const setting *s = setting_find(w, eq ? (size_t)(eq - w) : strlen(w));
-        if (!s || (!eq && s->kind != SET_BOOL)) {
-            out_error("--compare: unknown setting '%s' in \"%s\"", w, spec);
-            return 2;
-        }
-        char what[600];
-        snprintf(what, sizeof what, "--compare \"%s\": %s", spec, s->name);
-        if (setting_apply(rs, s, eq ? eq + 1 : NULL, what)) return 2;
-    }
-    if (!rs->strategy_set) {
-        out_error("--compare: \"%s\" does not start with a strategy (greedy, sample, beam)", spec);
-        return 2;
-    }
-    return 0;
-}
-
-/* Settings that would be silently ignored are refused instead: beam search uses neither the
- * sampling filters nor penalties nor stop strings, and returns at most --beams candidates.
- * Prints the reason (prefixed with `where`, e.g. the --compare spec) and returns 2, else 0. */
-static int settings_check(const run_settings *rs, int n_stop, const char *where) {
-    /* --beams alone implies beam search, as num_beams > 1 does in Hugging Face's generate */
-    const int beam = rs->strategy_set ? rs->strategy == GEN_STRATEGY_BEAM : rs->set[K_BEAMS];
-    if (!beam) {
-        if (rs->set[K_BEAMS] || rs->set[K_LENGTH_PENALTY] || rs->set[K_EARLY_STOPPING]) {
-            out_error("%s--beams, --length-penalty and --early-stopping need --strategy beam", where);
-            return 2;
-        }
-        return 0;
-    }
-    static const int ignored[] = {K_TEMPERATURE, K_TOP_K, K_TOP_P, K_MIN_P, K_REPEAT, K_PRESENCE, K_FREQUENCY};
-    for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++)
-        if (rs->set[ignored[i]]) {
-            for (int k = 0; k < N_SETTINGS; k++)
-                if ((int)g_settings[k].key == ignored[i])
-                    out_error("%s--%s has no effect on beam search (it applies to greedy and sampling)", where,
-                              g_settings[k].name);
-            return 2;
-        }
-    if (n_stop > 0) {
-        out_error("%s--stop is not supported with beam search", where);
-        return 2;
-    }
-    const int beams = rs->set[K_BEAMS] ? (int)rs->f[K_BEAMS] : 4;
-    if (rs->set[K_N] && (int)rs->f[K_N] > beams) {
-        out_error("%sbeam search returns at most --beams (%d) candidates; --n %d asks for more", where, beams,
-                  (int)rs->f[K_N]);
-        return 2;
-    }
-    return 0;
-}
-
-/* ---- resolving a run's gen_params ---- */
-
-typedef struct {
-    model_bundle *b;
-    int ignore_eos, truncate;
-    const char *const *stops;
-    int n_stop;
-    int n_prompt;
-} run_context;
-
-static void resolve_params(const run_context *rc, const run_settings *rs, gen_params *p) {
-    const model_gen_defaults *d = &rc->b->defaults;
-    gen_params_defaults(p);
-    const int sampling_flag = rs->set[K_TEMPERATURE] || rs->set[K_TOP_K] || rs->set[K_TOP_P] || rs->set[K_MIN_P];
-    if (rs->strategy_set) p->strategy = rs->strategy;
-    else if (rs->set[K_BEAMS]) p->strategy = GEN_STRATEGY_BEAM;
-    else if (sampling_flag || (d->has_do_sample && d->do_sample)) p->strategy = GEN_STRATEGY_SAMPLE;
-    else p->strategy = GEN_STRATEGY_GREEDY;
-    sampler_params *sp = &p->sampling;
-    sp->temperature = d->has_temperature ? d->temperature : 1.0f;
-    sp->top_k = d->has_top_k ? d->top_k : 50;
-    sp->top_p = d->has_top_p ? d->top_p : 1.0f;
-    sp->repeat_penalty = d->has_repetition_penalty ? d->repetition_penalty : 1.0f;
-    if (rs->set[K_TEMPERATURE]) sp->temperature = (float)rs->f[K_TEMPERATURE];
-    if (rs->set[K_TOP_K]) sp->top_k = (int)rs->f[K_TOP_K];
-    if (rs->set[K_TOP_P]) sp->top_p = (float)rs->f[K_TOP_P];
-    if (rs->set[K_MIN_P]) sp->min_p = (float)rs->f[K_MIN_P];
-    if (rs->set[K_REPEAT]) sp->repeat_penalty = (float)rs->f[K_REPEAT];
-    if (rs->set[K_PRESENCE]) sp->presence_penalty = (float)rs->f[K_PRESENCE];
-    if (rs->set[K_FREQUENCY]) sp->frequency_penalty = (float)rs->f[K_FREQUENCY];
-    if (rs->set[K_NGRAM]) sp->no_repeat_ngram_size = (int)rs->f[K_NGRAM];
-    p->num_beams = rs->set[K_BEAMS] ? (int)rs->f[K_BEAMS] : (p->strategy == GEN_STRATEGY_BEAM ? 4 : 1);
-    if (rs->set[K_LENGTH_PENALTY]) p->length_penalty = (float)rs->f[K_LENGTH_PENALTY];
-    p->early_stopping = rs->set[K_EARLY_STOPPING] && rs->f[K_EARLY_STOPPING] != 0;
-    p->seed = rs->set[K_SEED] ? rs->seed : 0;
-    p->n = rs->set[K_N] ? (int)rs->f[K_N] : 1;
-    if (p->strategy == GEN_STRATEGY_BEAM && p->n > p->num_beams) p->n = p->num_beams;
-    const int ctx = rc->b->m.config.context;
-    if (rs->set[K_MAX_TOKENS]) {
-        p->max_tokens = (int)rs->f[K_MAX_TOKENS];
-    } else {
-        p->max_tokens = d->has_max_new_tokens && d->max_new_tokens > 0 ? d->max_new_tokens : 128;
-        /* not asked for: fit what the context leaves after the prompt */
-        if (rc->n_prompt + p->max_tokens > ctx && ctx - rc->n_prompt >= 1) p->max_tokens = ctx - rc->n_prompt;
-    }
-    p->truncate_prompt = rc->truncate;
-    if (rc->ignore_eos) {
-        p->n_eos = 0;
-    } else if (d->n_eos > 0) {
-        p->n_eos = d->n_eos < GEN_MAX_EOS ? d->n_eos : GEN_MAX_EOS;
-        memcpy(p->eos_ids, d->eos_ids, (size_t)p->n_eos * sizeof(int32_t));
-    }
-    p->stop = rc->stops;
-    p->n_stop = rc->n_stop;
-}
 
 /* ---- output ---- */
 
@@ -507,7 +258,7 @@ static void print_cell(const char *s, int len, int width) {
     for (; cols < width; cols++) out_printf(" ");
 }
 
-#define MAX_COLS 8
+#define MAX_COLS GEN_COMPARE_MAX
 #define MAX_LINES 400
 
 /* One band of cells side by side: each cell's text wrapped to the column width. */
@@ -545,418 +296,484 @@ static void print_columns(char *const *titles, char **texts, char **foot, int k)
     print_band(foot, k, cw, 8);
 }
 
-/* ---- the command ---- */
+/* ---- rendering a result ---- */
 
-#define MAX_STOPS 16
-#define MAX_SPECS MAX_COLS
+/* --json: one object per candidate printed (arr NULL), or appended to arr (--compare). Returns
+ * 0, or RLHF_ERR_NOMEM. */
+static int render_json(const gen_result *r, const gen_params *p, const char *spec, cJSON *arr) {
+    for (int i = 0; i < r->n; i++) {
+        cJSON *o = candidate_json(&r->cands[i], r, p, spec);
+        if (!o) return RLHF_ERR_NOMEM;
+        if (arr) {
+            cJSON_AddItemToArray(arr, o);
+        } else {
+            print_json(o);
+            cJSON_Delete(o);
+        }
+    }
+    return 0;
+}
+
+/* After a streamed candidate: its summary and speed. */
+static void render_stream_end(const gen_result *r, const gen_params *p) {
+    char line[256];
+    summary_line(line, sizeof line, &r->cands[0], p);
+    out_printf("\n-- %s · %.1f tok/s\n", line, r->decode_ms > 0 ? r->n_generated / (r->decode_ms / 1e3) : 0.0);
+}
+
+/* Several candidates (or a beam search) one after another, then the timing line. */
+static void render_list(const gen_result *r, const gen_params *p) {
+    for (int i = 0; i < r->n; i++) {
+        char line[256];
+        summary_line(line, sizeof line, &r->cands[i], p);
+        char *text = candidate_display(&r->cands[i]);
+        out_printf("[%d] %s\n%s\n%s", r->cands[i].index, line, text ? text : "(out of memory)", i + 1 < r->n ? "\n" : "");
+        free(text);
+    }
+    out_printf("-- %ld tokens in %.0f ms (%.1f tok/s), prompt %d tokens in %.0f ms\n", r->n_generated, r->decode_ms,
+               r->decode_ms > 0 ? r->n_generated / (r->decode_ms / 1e3) : 0.0, r->n_prompt, r->prefill_ms);
+}
+
+/* One --compare column: every candidate of the spec one after another (*text), and the first
+ * one's summary (*foot). Both new strings the caller frees. Returns 0 or RLHF_ERR_NOMEM. */
+static int render_column(const gen_result *r, const gen_params *p, char **text, char **foot, rlhf_error *err) {
+    size_t cap = 64, len = 0;
+    char *col = malloc(cap);
+    if (!col) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for a column");
+    col[0] = 0;
+    for (int i = 0; i < r->n; i++) {
+        char *t = candidate_display(&r->cands[i]);
+        char head[64] = "";
+        if (r->n > 1) snprintf(head, sizeof head, "%s[%d] ", i ? "\n\n" : "", r->cands[i].index);
+        size_t need = len + strlen(head) + (t ? strlen(t) : 0) + 1;
+        if (!t || need > cap) {
+            while (need > cap) cap *= 2;
+            char *grown = t ? realloc(col, cap) : NULL;
+            if (!grown) {
+                free(t);
+                free(col);
+                return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for a column");
+            }
+            col = grown;
+        }
+        len += (size_t)sprintf(col + len, "%s%s", head, t);
+        free(t);
+    }
+    char line[256];
+    summary_line(line, sizeof line, &r->cands[0], p);
+    *foot = strdup(line);
+    if (!*foot) {
+        free(col);
+        return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for a column");
+    }
+    *text = col;
+    return 0;
+}
+
+/* ---- parsing ---- */
+
+/* Everything the command line asks for. */
+typedef struct {
+    const char *model_path, *prompt, *prompt_ids, *prompt_file, *compare, *system, *examples_path, *instruction;
+    int json, no_bos, chat, shots, show_prompt;
+    gen_settings base;         /* the decoding flags */
+    gen_compare cmp;           /* --compare specs (cmp.n == 0 without --compare) */
+    char *prompt_file_text;    /* --prompt-file's text; owned */
+    prompt_examples examples;  /* --examples; owned */
+} gen_cli;
+
+static void gen_cli_free(gen_cli *o) {
+    gen_settings_free(&o->base);
+    gen_compare_free(&o->cmp);
+    free(o->prompt_file_text);
+    prompt_examples_free(&o->examples);
+}
 
 enum {
-    OPT_PROMPT_IDS = 1000, OPT_JSON, OPT_COMPARE, OPT_STOP, OPT_IGNORE_EOS, OPT_TRUNCATE, OPT_NO_BOS, OPT_CHAT,
-    OPT_SYSTEM, OPT_EXAMPLES, OPT_SHOTS, OPT_INSTRUCTION, OPT_SHOW_PROMPT, OPT_PROMPT_FILE, OPT_SETTING_BASE = 2000
+    OPT_PROMPT_IDS = 1000, OPT_JSON, OPT_COMPARE, OPT_NO_BOS, OPT_CHAT, OPT_SYSTEM, OPT_EXAMPLES, OPT_SHOTS,
+    OPT_INSTRUCTION, OPT_SHOW_PROMPT, OPT_PROMPT_FILE, OPT_RETIRED_N, OPT_SETTING
 };
 
-int cmd_generate(int argc, char **argv) {
-    if (command_wants_help(argc, argv)) {
-        out_printf("usage: %s\n\n%s", USAGE, HELP);
-        return 0;
+/* The options that are not decoding settings (those come from the settings table). */
+static const struct option g_fixed_options[] = {
+    {"model", required_argument, 0, 'm'},
+    {"prompt", required_argument, 0, 'p'},
+    {"prompt-ids", required_argument, 0, OPT_PROMPT_IDS},
+    {"prompt-file", required_argument, 0, OPT_PROMPT_FILE},
+    {"json", no_argument, 0, OPT_JSON},
+    {"compare", required_argument, 0, OPT_COMPARE},
+    {"no-bos", no_argument, 0, OPT_NO_BOS},
+    {"chat", no_argument, 0, OPT_CHAT},
+    {"system", required_argument, 0, OPT_SYSTEM},
+    {"examples", required_argument, 0, OPT_EXAMPLES},
+    {"shots", required_argument, 0, OPT_SHOTS},
+    {"instruction", required_argument, 0, OPT_INSTRUCTION},
+    {"show-prompt", no_argument, 0, OPT_SHOW_PROMPT},
+    /* --n used to mean candidates while -n means max tokens; old scripts must fail loudly */
+    {"n", required_argument, 0, OPT_RETIRED_N},
+};
+#define N_FIXED_OPTIONS ((int)(sizeof g_fixed_options / sizeof g_fixed_options[0]))
+
+static int usage_error(const char *fmt, const char *arg) {
+    out_error(fmt, arg);
+    return command_usage_error("generate");
+}
+
+/* Reads the flags into o (zeroed by the caller). Returns 0, or the exit status (2) after
+ * printing why. */
+static int gen_cli_flags(gen_cli *o, int argc, char **argv) {
+    int n_set;
+    const gen_setting *tab = gen_settings_table(&n_set);
+    struct option longopts[N_FIXED_OPTIONS + GEN_SETTING_COUNT + 1];
+    const gen_setting *setting_of[N_FIXED_OPTIONS + GEN_SETTING_COUNT + 1] = {0};
+    char names[GEN_SETTING_COUNT][GEN_SETTINGS_KEY_MAX];
+    char shorts[8 + 2 * GEN_SETTING_COUNT] = ":m:p:";
+    size_t ns = strlen(shorts);
+    memcpy(longopts, g_fixed_options, sizeof g_fixed_options);
+    int n = N_FIXED_OPTIONS;
+    for (int i = 0; i < n_set; i++) {
+        const int arg = tab[i].type == GEN_SETTING_TYPE_BOOL ? no_argument : required_argument;
+        gen_setting_flag(&tab[i], names[i], sizeof names[i]);
+        longopts[n] = (struct option){names[i], arg, 0, OPT_SETTING};
+        setting_of[n++] = &tab[i];
+        if (tab[i].short_flag) {
+            shorts[ns++] = tab[i].short_flag;
+            if (arg == required_argument) shorts[ns++] = ':';
+        }
     }
-    static struct option longopts[] = {
-        {"model", required_argument, 0, 'm'},
-        {"prompt", required_argument, 0, 'p'},
-        {"prompt-ids", required_argument, 0, OPT_PROMPT_IDS},
-        {"prompt-file", required_argument, 0, OPT_PROMPT_FILE},
-        {"strategy", required_argument, 0, 's'},
-        {"json", no_argument, 0, OPT_JSON},
-        {"compare", required_argument, 0, OPT_COMPARE},
-        {"stop", required_argument, 0, OPT_STOP},
-        {"ignore-eos", no_argument, 0, OPT_IGNORE_EOS},
-        {"truncate", no_argument, 0, OPT_TRUNCATE},
-        {"no-bos", no_argument, 0, OPT_NO_BOS},
-        {"chat", no_argument, 0, OPT_CHAT},
-        {"system", required_argument, 0, OPT_SYSTEM},
-        {"examples", required_argument, 0, OPT_EXAMPLES},
-        {"shots", required_argument, 0, OPT_SHOTS},
-        {"instruction", required_argument, 0, OPT_INSTRUCTION},
-        {"show-prompt", no_argument, 0, OPT_SHOW_PROMPT},
-        /* the settings table, in g_settings order */
-        {"temperature", required_argument, 0, OPT_SETTING_BASE + 0},
-        {"top-k", required_argument, 0, OPT_SETTING_BASE + 1},
-        {"top-p", required_argument, 0, OPT_SETTING_BASE + 2},
-        {"min-p", required_argument, 0, OPT_SETTING_BASE + 3},
-        {"repeat-penalty", required_argument, 0, OPT_SETTING_BASE + 4},
-        {"presence-penalty", required_argument, 0, OPT_SETTING_BASE + 5},
-        {"frequency-penalty", required_argument, 0, OPT_SETTING_BASE + 6},
-        {"no-repeat-ngram", required_argument, 0, OPT_SETTING_BASE + 7},
-        {"beams", required_argument, 0, OPT_SETTING_BASE + 8},
-        {"length-penalty", required_argument, 0, OPT_SETTING_BASE + 9},
-        {"early-stopping", no_argument, 0, OPT_SETTING_BASE + 10},
-        {"max-tokens", required_argument, 0, OPT_SETTING_BASE + 11},
-        {"seed", required_argument, 0, OPT_SETTING_BASE + 12},
-        {"n", required_argument, 0, OPT_SETTING_BASE + 13},
-        {0, 0, 0, 0},
-    };
-    const char *model_path = NULL, *prompt = NULL, *prompt_ids = NULL, *compare = NULL, *system = NULL;
-    const char *stops[MAX_STOPS];
-    int n_stop = 0, json = 0, ignore_eos = 0, truncate = 0, no_bos = 0, chat = 0, shots = -1, show_prompt = 0;
-    const char *examples_path = NULL, *instruction = NULL, *prompt_file = NULL;
-    run_settings base;
-    memset(&base, 0, sizeof base);
+    shorts[ns] = 0;
+    longopts[n] = (struct option){0, 0, 0, 0};
+    o->shots = -1;
     optind = 0;
     opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, ":m:p:s:t:k:n:", longopts, NULL)) != -1) {
+    int c, li = -1;
+    while ((c = getopt_long(argc, argv, shorts, longopts, &li)) != -1) {
+        const gen_setting *s = NULL;
         switch (c) {
-        case 'm': model_path = optarg; break;
-        case 'p': prompt = optarg; break;
-        case OPT_PROMPT_IDS: prompt_ids = optarg; break;
-        case OPT_PROMPT_FILE: prompt_file = optarg; break;
-        case 's':
-            if (!strategy_parse(optarg, &base.strategy)) {
-                out_error("--strategy: expected greedy, sample or beam, got '%s'", optarg);
-                return command_usage_error("generate");
-            }
-            base.strategy_set = 1;
-            break;
-        case 't': c = OPT_SETTING_BASE + 0; goto setting;
-        case 'k': c = OPT_SETTING_BASE + 1; goto setting;
-        case 'n': c = OPT_SETTING_BASE + 11; goto setting;
-        case OPT_JSON: json = 1; break;
-        case OPT_COMPARE: compare = optarg; break;
-        case OPT_STOP:
-            if (n_stop == MAX_STOPS) {
-                out_error("--stop: at most %d stop strings", MAX_STOPS);
-                return 2;
-            }
-            if (!optarg[0]) {
-                out_error("--stop: the stop string is empty");
-                return 2;
-            }
-            stops[n_stop++] = optarg;
-            break;
-        case OPT_IGNORE_EOS: ignore_eos = 1; break;
-        case OPT_TRUNCATE: truncate = 1; break;
-        case OPT_NO_BOS: no_bos = 1; break;
-        case OPT_CHAT: chat = 1; break;
-        case OPT_SYSTEM: system = optarg; break;
-        case OPT_EXAMPLES: examples_path = optarg; break;
-        case OPT_INSTRUCTION: instruction = optarg; break;
-        case OPT_SHOW_PROMPT: show_prompt = 1; break;
+        case 'm': o->model_path = optarg; break;
+        case 'p': o->prompt = optarg; break;
+        case OPT_PROMPT_IDS: o->prompt_ids = optarg; break;
+        case OPT_PROMPT_FILE: o->prompt_file = optarg; break;
+        case OPT_JSON: o->json = 1; break;
+        case OPT_COMPARE: o->compare = optarg; break;
+        case OPT_NO_BOS: o->no_bos = 1; break;
+        case OPT_CHAT: o->chat = 1; break;
+        case OPT_SYSTEM: o->system = optarg; break;
+        case OPT_EXAMPLES: o->examples_path = optarg; break;
+        case OPT_INSTRUCTION: o->instruction = optarg; break;
+        case OPT_SHOW_PROMPT: o->show_prompt = 1; break;
         case OPT_SHOTS: {
             char *end;
             errno = 0;
             long v = strtol(optarg, &end, 10);
-            if (errno || end == optarg || *end || v < 0 || v > 100000) {
-                out_error("--shots: expected a whole number >= 0, got '%s'", optarg);
-                return command_usage_error("generate");
-            }
-            shots = (int)v;
+            if (errno || end == optarg || *end || v < 0 || v > 100000)
+                return usage_error("--shots: expected a whole number >= 0, got '%s'", optarg);
+            o->shots = (int)v;
             break;
         }
-        case ':':
-            out_error("option '%s' needs a value", argv[optind - 1]);
-            return command_usage_error("generate");
-        case '?':
-            out_error("unknown option '%s'", argv[optind - 1]);
-            return command_usage_error("generate");
-        default:
-        setting:
-            if (c >= OPT_SETTING_BASE && c < OPT_SETTING_BASE + N_SETTINGS) {
-                const setting *s = &g_settings[c - OPT_SETTING_BASE];
-                char what[64];
-                snprintf(what, sizeof what, "--%s", s->name);
-                if (setting_apply(&base, s, s->kind == SET_BOOL ? NULL : optarg, what)) return command_usage_error("generate");
-            }
-            break;
+        case OPT_RETIRED_N:
+            return usage_error("%s", "--n is no longer accepted: the number of candidates is --candidates N "
+                                     "(-n is --max-tokens)");
+        case OPT_SETTING: s = setting_of[li]; break;
+        case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
+        case '?': return usage_error("unknown option '%s'", argv[optind - 1]);
+        default: s = gen_setting_find_short(c); break;
         }
+        li = -1;
+        if (!s) continue;
+        char flag[GEN_SETTINGS_KEY_MAX], name[GEN_SETTINGS_KEY_MAX + 2];
+        gen_setting_flag(s, flag, sizeof flag);
+        snprintf(name, sizeof name, "--%s", flag);
+        rlhf_error err = {0};
+        if (gen_settings_set(&o->base, s, s->type == GEN_SETTING_TYPE_BOOL ? NULL : optarg, name, &err))
+            return usage_error("%s", err.msg);
     }
-    if (optind < argc) {
-        out_error("unexpected argument '%s'", argv[optind]);
-        return command_usage_error("generate");
-    }
-    if (!model_path) {
-        out_error("--model is required");
-        return command_usage_error("generate");
-    }
-    if (!!prompt + !!prompt_ids + !!prompt_file != 1) {
-        out_error(prompt || prompt_ids || prompt_file ? "--prompt, --prompt-file and --prompt-ids exclude each other"
-                                                      : "one of --prompt, --prompt-file or --prompt-ids is required");
-        return command_usage_error("generate");
-    }
-    /* the file's text stands for --prompt (read once the flags are known to be good) */
-    if (prompt_file) prompt = "";
-    if (chat && !prompt) {
-        out_error("--chat needs --prompt");
-        return command_usage_error("generate");
-    }
-    if (system && !chat) {
-        out_error("--system is the system message of --chat: give --chat too");
-        return command_usage_error("generate");
-    }
-    if (!compare && settings_check(&base, n_stop, "")) return command_usage_error("generate");
-    if ((examples_path || instruction || shots >= 0) && !prompt) {
-        out_error("--examples, --shots and --instruction build a text prompt: they need --prompt");
-        return command_usage_error("generate");
-    }
-    if (shots > 0 && !examples_path) {
-        out_error("--shots %d needs --examples FILE", shots);
-        return command_usage_error("generate");
-    }
-    /* parse --compare before loading anything */
-    run_settings specs[MAX_SPECS];
-    char *spec_text[MAX_SPECS];
-    int n_specs = 0;
-    char *compare_buf = compare ? strdup(compare) : NULL;
-    if (compare) {
-        char *save = NULL;
-        for (char *sp = strtok_r(compare_buf, ";", &save); sp; sp = strtok_r(NULL, ";", &save)) {
-            while (*sp == ' ' || *sp == '\t') sp++;
-            char *e = sp + strlen(sp);
-            while (e > sp && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n')) *--e = 0;
-            if (!*sp) continue;
-            if (n_specs == MAX_SPECS) {
-                out_error("--compare: at most %d strategies", MAX_SPECS);
-                free(compare_buf);
-                return 2;
-            }
-            if (spec_parse(sp, &specs[n_specs])) {
-                free(compare_buf);
-                return command_usage_error("generate");
-            }
-            /* a spec's own keys must mean something for its strategy (flags outside --compare
-             * apply to the specs where they do) */
-            char where[160];
-            snprintf(where, sizeof where, "--compare \"%.120s\": ", sp);
-            if (settings_check(&specs[n_specs], specs[n_specs].strategy == GEN_STRATEGY_BEAM ? n_stop : 0, where)) {
-                free(compare_buf);
-                return command_usage_error("generate");
-            }
-            spec_text[n_specs++] = sp;
-        }
-        if (n_specs == 0) {
-            out_error("--compare: no strategies in \"%s\"", compare);
-            free(compare_buf);
-            return command_usage_error("generate");
-        }
-    }
+    if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
+    return 0;
+}
 
-    int status = 1;
+/* Flags that exclude or need each other, and the --compare specs. Returns 0 or 2. */
+static int gen_cli_check(gen_cli *o) {
+    if (!o->model_path) return usage_error("%s", "--model is required");
+    if (!!o->prompt + !!o->prompt_ids + !!o->prompt_file != 1)
+        return usage_error("%s", o->prompt || o->prompt_ids || o->prompt_file
+                                     ? "--prompt, --prompt-file and --prompt-ids exclude each other"
+                                     : "one of --prompt, --prompt-file or --prompt-ids is required");
+    const int text_prompt = o->prompt || o->prompt_file;
+    if (o->chat && !text_prompt) return usage_error("%s", "--chat needs --prompt");
+    if (o->system && !o->chat) return usage_error("%s", "--system is the system message of --chat: give --chat too");
+    if ((o->examples_path || o->instruction || o->shots >= 0) && !text_prompt)
+        return usage_error("%s", "--examples, --shots and --instruction build a text prompt: they need --prompt");
+    if (o->shots > 0 && !o->examples_path) {
+        out_error("--shots %d needs --examples FILE", o->shots);
+        return command_usage_error("generate");
+    }
     rlhf_error err = {0};
+    if (!o->compare) {
+        if (gen_settings_check(&o->base, 1, &err)) return usage_error("%s", err.msg);
+        return 0;
+    }
+    /* flags outside --compare apply to the specs where they mean something */
+    gen_presets presets;
+    if (gen_presets_init(&presets, &err)) return out_fail(&err);
+    int rc = gen_compare_parse(&o->cmp, o->compare, &o->base, &presets, &err);
+    gen_presets_free(&presets);
+    if (rc) return usage_error("--compare: %s", err.msg);
+    return 0;
+}
+
+/* The files the flags name, read before the model is loaded so that a typo fails fast.
+ * Returns 0 or 1 after printing. */
+static int gen_cli_read_files(gen_cli *o) {
+    rlhf_error err = {0};
+    if (o->prompt_file) {
+        if (read_prompt_file(o->prompt_file, &o->prompt_file_text, &err)) return out_fail(&err);
+        o->prompt = o->prompt_file_text;
+    }
+    if (o->examples_path && prompt_examples_read(&o->examples, o->examples_path, o->shots, &err)) return out_fail(&err);
+    return 0;
+}
+
+/* ---- the prompt ---- */
+
+/* What a prompt is made of. Strings are borrowed. */
+typedef struct {
+    const char *input;             /* the user's text: the prompt, or the query after examples */
+    int chat;                      /* 1: render as a conversation through chat_template */
+    const char *system;            /* chat: system message (NULL: the instruction, if any) */
+    const char *instruction;       /* task description written before the examples */
+    const prompt_example *examples;/* (n_examples) solved examples */
+    int n_examples;
+    int few_shot;                  /* 1: an examples prompt even with no examples (zero-shot) */
+    const char *chat_template;     /* the model's Jinja template; NULL: the HH-RLHF format */
+    const char *bos_token, *eos_token; /* token texts the template sees; may be NULL */
+    int add_bos;                   /* 1: the tokenizer starts plain prompts with BOS */
+} prompt_request;
+
+/* Builds the prompt text of r: a chat conversation (system, examples as user/assistant turns,
+ * the input as the last user turn) or a text prompt (instruction, Input/Output examples, the
+ * query), or the input as it is. *out is a new string the caller frees; *add_bos says whether
+ * the encoder should add BOS: a chat template writes its own BOS text, while plain text and the
+ * template-less chat format get the tokenizer's. Errors from the template name its line. */
+static int prompt_assemble(char **out, int *add_bos, const prompt_request *r, rlhf_error *err) {
+    *out = NULL;
+    *add_bos = 0;
+    int rc;
+    if (r->chat) {
+        const char *system = r->system ? r->system : r->instruction;
+        if (r->few_shot) {
+            rc = prompt_chat_fewshot(out, r->chat_template, system, r->examples, r->n_examples, r->input,
+                                     r->bos_token, r->eos_token, err);
+        } else {
+            prompt_message msgs[2];
+            int n = 0;
+            if (r->system) msgs[n++] = (prompt_message){"system", r->system};
+            msgs[n++] = (prompt_message){"user", r->input};
+            rc = prompt_chat_render(out, r->chat_template, msgs, n, 1, r->bos_token, r->eos_token, err);
+        }
+        if (rc) return rlhf_error_prefix(err, "chat template: "), rc;
+        *add_bos = !r->chat_template && r->add_bos;
+        return RLHF_OK;
+    }
+    if (r->few_shot) {
+        prompt_template t;
+        prompt_template_defaults(&t);
+        if (r->instruction) t.instruction = r->instruction;
+        if ((rc = prompt_build(out, &t, r->examples, r->n_examples, r->input, err))) return rc;
+    } else if (!(*out = strdup(r->input))) {
+        return rlhf_errorf(err, RLHF_ERR_NOMEM, "prompt: out of memory");
+    }
+    *add_bos = r->add_bos;
+    return RLHF_OK;
+}
+
+/* --prompt-ids "1 2 3" into *ids (caller frees). Returns 0, or an exit status after printing. */
+static int prompt_ids_parse(const char *text, int vocab, int32_t **ids, int *n_ids) {
+    size_t cap = strlen(text) / 2 + 2;
+    int32_t *v = malloc(cap * sizeof *v);
+    if (!v) {
+        out_error("--prompt-ids: out of memory");
+        return 1;
+    }
+    int n = 0;
+    for (const char *q = text;;) {
+        while (*q == ' ' || *q == '\t' || *q == '\n' || *q == ',') q++;
+        if (!*q) break;
+        char *end;
+        errno = 0;
+        long x = strtol(q, &end, 10);
+        if (errno || end == q || x < 0 || x >= vocab || (*end && !strchr(" \t\n,", *end))) {
+            out_error("--prompt-ids: '%.*s' is not a token id of this model (0..%d)", (int)strcspn(q, " \t\n,"), q,
+                      vocab - 1);
+            free(v);
+            return 2;
+        }
+        v[n++] = (int32_t)x;
+        q = end;
+    }
+    if (n == 0) {
+        free(v);
+        out_error("--prompt-ids: no token ids given");
+        return 2;
+    }
+    *ids = v;
+    *n_ids = n;
+    return 0;
+}
+
+/* The prompt as token ids: --prompt-ids as given, or the text prompt assembled (chat template,
+ * few-shot examples, instruction, BOS) and encoded. Returns 0, or an exit status after
+ * printing. */
+static int prompt_tokens(const gen_cli *o, const model_bundle *b, int32_t **ids, int *n_ids) {
+    if (o->prompt_ids) return prompt_ids_parse(o->prompt_ids, b->m.config.vocab_size, ids, n_ids);
+    if (!b->tok) {
+        out_error("%s has no tokenizer: pass the prompt as --prompt-ids \"ID ...\"", o->model_path);
+        return 2;
+    }
+    prompt_request req = {0};
+    req.input = o->prompt;
+    req.chat = o->chat;
+    req.system = o->system;
+    req.instruction = o->instruction;
+    req.examples = o->examples.items;
+    req.n_examples = o->examples.n;
+    req.few_shot = o->examples_path || o->instruction || o->shots >= 0;
+    req.chat_template = b->chat_template;
+    req.bos_token = b->bos_token;
+    req.eos_token = b->eos_token;
+    req.add_bos = b->add_bos && !o->no_bos;
+    rlhf_error err = {0};
+    char *text = NULL;
+    int bos = 0;
+    if (prompt_assemble(&text, &bos, &req, &err)) {
+        if (o->chat) rlhf_error_prefix(&err, "%s: ", o->model_path);
+        return out_fail(&err);
+    }
+    if (o->show_prompt) out_printf("%s\n--\n", text);
+    tok_ids enc = {0};
+    unsigned flags = TOK_ENCODE_ALLOW_SPECIAL | (bos ? TOK_ENCODE_ADD_BOS : 0);
+    int rc = tok_encode(b->tok, text, strlen(text), flags, &enc, &err);
+    free(text);
+    if (rc) return out_fail(&err);
+    if (enc.n == 0) {
+        tok_ids_free(&enc);
+        out_error("--prompt: the prompt encodes to no tokens");
+        return 2;
+    }
+    *ids = enc.ids; /* the encoder's array is a plain malloc'ed buffer the caller frees */
+    *n_ids = (int)enc.n;
+    return 0;
+}
+
+/* ---- running ---- */
+
+/* A single run: streamed when one candidate is printed as text, else listed or as JSON.
+ * Returns the exit status. */
+static int run_single(const gen_cli *o, const model_bundle *b, const int32_t *ids, int n_ids) {
+    gen_params p;
+    gen_settings_resolve(&o->base, &b->defaults, b->m.config.context, n_ids, &p);
+    p.stop_flag = &g_interrupted;
+    stream_state st = {b->tok != NULL};
+    const int streaming = !o->json && p.n == 1 && p.strategy != GEN_STRATEGY_BEAM;
+    if (streaming) {
+        p.on_token = stream_token;
+        p.user = &st;
+    }
+    gen_result r;
+    rlhf_error err = {0};
+    if (gen_run(&b->m, b->tok, ids, n_ids, &p, &r, &err)) return out_fail(&err);
+    if (o->json) render_json(&r, &p, NULL, NULL);
+    else if (streaming) render_stream_end(&r, &p);
+    else render_list(&r, &p);
+    gen_result_free(&r);
+    return 0;
+}
+
+/* Every --compare spec in turn (Ctrl-C stops after the current one), then the columns or one
+ * JSON array. Returns the exit status. */
+static int run_compare(const gen_cli *o, const model_bundle *b, const int32_t *ids, int n_ids) {
+    const gen_compare *cmp = &o->cmp;
+    cJSON *arr = NULL;
+    char *texts[GEN_COMPARE_MAX] = {0}, *foot[GEN_COMPARE_MAX] = {0};
+    int status = 1, n_done = 0;
+    rlhf_error err = {0};
+    gen_settings merged;
+    gen_settings_init(&merged);
+    if (o->json && !(arr = cJSON_CreateArray())) {
+        rlhf_errorf(&err, RLHF_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (int k = 0; k < cmp->n && !g_interrupted; k++, n_done++) {
+        if (gen_settings_copy(&merged, &o->base, &err) || gen_settings_merge(&merged, &cmp->spec[k], &err)) goto fail;
+        gen_params p;
+        gen_settings_resolve(&merged, &b->defaults, b->m.config.context, n_ids, &p);
+        p.stop_flag = &g_interrupted;
+        gen_result r;
+        if (gen_run(&b->m, b->tok, ids, n_ids, &p, &r, &err)) {
+            rlhf_error_prefix(&err, "--compare \"%s\": ", cmp->text[k]);
+            goto fail;
+        }
+        int rc = o->json ? render_json(&r, &p, cmp->text[k], arr) : render_column(&r, &p, &texts[k], &foot[k], &err);
+        gen_result_free(&r);
+        if (rc) {
+            if (!err.msg[0]) rlhf_errorf(&err, RLHF_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+    }
+    if (o->json) print_json(arr);
+    else if (n_done > 0) print_columns(cmp->text, texts, foot, n_done);
+    if (n_done < cmp->n) out_error("interrupted: %d of %d strategies were run", n_done, cmp->n);
+    status = 0;
+fail:
+    if (status) out_fail(&err);
+    gen_settings_free(&merged);
+    cJSON_Delete(arr);
+    for (int k = 0; k < cmp->n; k++) {
+        free(texts[k]);
+        free(foot[k]);
+    }
+    return status;
+}
+
+/* ---- the command ---- */
+
+static void print_help(void) {
+    char *lines = NULL;
+    rlhf_error err = {0};
+    out_printf("usage: %s\n\n%s", USAGE, HELP_INTRO);
+    if (gen_settings_help(&lines, &err) == 0) out_printf("%s", lines);
+    free(lines);
+    out_printf("%s", HELP_OUTRO);
+}
+
+int cmd_generate(int argc, char **argv) {
+    if (command_wants_help(argc, argv)) {
+        print_help();
+        return 0;
+    }
+    gen_cli o;
+    memset(&o, 0, sizeof o);
     model_bundle b;
+    memset(&b, 0, sizeof b);
     int32_t *ids = NULL;
     int n_ids = 0;
-    char *chat_text = NULL;
-    tok_ids enc = {0};
-    prompt_examples examples = {0};
-    char *prompt_file_text = NULL;
-    if (prompt_file) {
-        if (read_prompt_file(prompt_file, &prompt_file_text, &err)) {
-            free(compare_buf);
-            return out_fail(&err);
-        }
-        prompt = prompt_file_text;
+    int status = gen_cli_flags(&o, argc, argv);
+    if (!status) status = gen_cli_check(&o);
+    if (!status) status = gen_cli_read_files(&o);
+    if (status) goto done;
+    rlhf_error err = {0};
+    if (model_bundle_load(&b, o.model_path, &err)) {
+        status = out_fail(&err);
+        goto done;
     }
-    if (examples_path && prompt_examples_read(&examples, examples_path, shots, &err)) {
-        free(compare_buf);
-        free(prompt_file_text);
-        return out_fail(&err);
-    }
-    const int few_shot = examples_path || instruction || shots >= 0;
-    if (model_bundle_load(&b, model_path, &err)) {
-        free(compare_buf);
-        free(prompt_file_text);
-        prompt_examples_free(&examples);
-        return out_fail(&err);
-    }
-    if (prompt_ids) {
-        size_t cap = strlen(prompt_ids) / 2 + 2;
-        ids = malloc(cap * sizeof *ids);
-        const char *q = prompt_ids;
-        for (;;) {
-            while (*q == ' ' || *q == '\t' || *q == '\n' || *q == ',') q++;
-            if (!*q) break;
-            char *end;
-            errno = 0;
-            long x = strtol(q, &end, 10);
-            if (errno || end == q || x < 0 || x >= b.m.config.vocab_size || (*end && !strchr(" \t\n,", *end))) {
-                int len = (int)strcspn(q, " \t\n,");
-                out_error("--prompt-ids: '%.*s' is not a token id of this model (0..%d)", len, q, b.m.config.vocab_size - 1);
-                status = 2;
-                goto done;
-            }
-            ids[n_ids++] = (int32_t)x;
-            q = end;
-        }
-        if (n_ids == 0) {
-            out_error("--prompt-ids: no token ids given");
-            status = 2;
-            goto done;
-        }
-    } else {
-        if (!b.tok) {
-            out_error("%s has no tokenizer: pass the prompt as --prompt-ids \"ID ...\"", model_path);
-            status = 2;
-            goto done;
-        }
-        const char *text = prompt;
-        unsigned flags = TOK_ENCODE_ALLOW_SPECIAL;
-        if (chat && few_shot) {
-            if (prompt_chat_fewshot(&chat_text, b.chat_template, system ? system : instruction, examples.items,
-                                    examples.n, prompt, b.bos_token, b.eos_token, &err)) {
-                rlhf_error_prefix(&err, "%s: chat template: ", model_path);
-                out_fail(&err);
-                goto done;
-            }
-            text = chat_text;
-            if (!b.chat_template && b.add_bos && !no_bos) flags |= TOK_ENCODE_ADD_BOS;
-        } else if (few_shot) {
-            prompt_template t;
-            prompt_template_defaults(&t);
-            if (instruction) t.instruction = instruction;
-            if (prompt_build(&chat_text, &t, examples.items, examples.n, prompt, &err)) {
-                out_fail(&err);
-                goto done;
-            }
-            text = chat_text;
-            if (b.add_bos && !no_bos) flags |= TOK_ENCODE_ADD_BOS;
-        } else if (chat) {
-            prompt_message msgs[2];
-            int nm = 0;
-            if (system) msgs[nm++] = (prompt_message){"system", system};
-            msgs[nm++] = (prompt_message){"user", prompt};
-            if (prompt_chat_render(&chat_text, b.chat_template, msgs, nm, 1, b.bos_token, b.eos_token, &err)) {
-                rlhf_error_prefix(&err, "%s: chat template: ", model_path);
-                out_fail(&err);
-                goto done;
-            }
-            text = chat_text;
-            /* a template writes its own BOS text; without one the default format gets BOS */
-            if (!b.chat_template && b.add_bos && !no_bos) flags |= TOK_ENCODE_ADD_BOS;
-        } else if (b.add_bos && !no_bos) {
-            flags |= TOK_ENCODE_ADD_BOS;
-        }
-        if (show_prompt) out_printf("%s\n--\n", text);
-        if (tok_encode(b.tok, text, strlen(text), flags, &enc, &err)) {
-            out_fail(&err);
-            goto done;
-        }
-        if (enc.n == 0) {
-            out_error("--prompt: the prompt encodes to no tokens");
-            status = 2;
-            goto done;
-        }
-        ids = enc.ids;
-        n_ids = (int)enc.n;
-    }
-
-    run_context rc = {&b, ignore_eos, truncate, stops, n_stop, n_ids};
+    if ((status = prompt_tokens(&o, &b, &ids, &n_ids))) goto done;
     void (*old_handler)(int) = signal(SIGINT, on_sigint);
     g_interrupted = 0;
-    if (!compare) {
-        gen_params p;
-        resolve_params(&rc, &base, &p);
-        p.stop_flag = &g_interrupted;
-        stream_state st = {b.tok != NULL};
-        const int streaming = !json && p.n == 1 && p.strategy != GEN_STRATEGY_BEAM;
-        if (streaming) {
-            p.on_token = stream_token;
-            p.user = &st;
-        }
-        gen_result r;
-        if (gen_run(&b.m, b.tok, ids, n_ids, &p, &r, &err)) {
-            out_fail(&err);
-            signal(SIGINT, old_handler);
-            goto done;
-        }
-        if (json) {
-            for (int i = 0; i < r.n; i++) {
-                cJSON *o = candidate_json(&r.cands[i], &r, &p, NULL);
-                print_json(o);
-                cJSON_Delete(o);
-            }
-        } else if (streaming) {
-            char line[256];
-            summary_line(line, sizeof line, &r.cands[0], &p);
-            out_printf("\n-- %s · %.1f tok/s\n", line, r.decode_ms > 0 ? r.n_generated / (r.decode_ms / 1e3) : 0.0);
-        } else {
-            for (int i = 0; i < r.n; i++) {
-                char line[256];
-                summary_line(line, sizeof line, &r.cands[i], &p);
-                char *text = candidate_display(&r.cands[i]);
-                out_printf("[%d] %s\n%s\n%s", r.cands[i].index, line, text ? text : "", i + 1 < r.n ? "\n" : "");
-                free(text);
-            }
-            out_printf("-- %ld tokens in %.0f ms (%.1f tok/s), prompt %d tokens in %.0f ms\n", r.n_generated,
-                       r.decode_ms, r.decode_ms > 0 ? r.n_generated / (r.decode_ms / 1e3) : 0.0, r.n_prompt, r.prefill_ms);
-        }
-        gen_result_free(&r);
-        status = 0;
-    } else {
-        cJSON *arr = json ? cJSON_CreateArray() : NULL;
-        char *texts[MAX_SPECS] = {0}, *foot[MAX_SPECS] = {0};
-        int ok = 1;
-        int n_done = 0;
-        for (int k = 0; k < n_specs && ok && !g_interrupted; k++, n_done++) {
-            run_settings merged;
-            settings_merge(&merged, &base, &specs[k]);
-            gen_params p;
-            resolve_params(&rc, &merged, &p);
-            p.stop_flag = &g_interrupted;
-            gen_result r;
-            if (gen_run(&b.m, b.tok, ids, n_ids, &p, &r, &err)) {
-                rlhf_error_prefix(&err, "--compare \"%s\": ", spec_text[k]);
-                out_fail(&err);
-                ok = 0;
-                break;
-            }
-            if (json) {
-                for (int i = 0; i < r.n; i++) cJSON_AddItemToArray(arr, candidate_json(&r.cands[i], &r, &p, spec_text[k]));
-            } else {
-                /* the column holds every candidate of the spec, one after another */
-                size_t cap = 64, len = 0;
-                char *col = malloc(cap);
-                if (!col) abort(); /* out of memory while printing: nothing sensible is left to do */
-                col[0] = 0;
-                for (int i = 0; i < r.n; i++) {
-                    char *t = candidate_display(&r.cands[i]);
-                    char head[64] = "";
-                    if (r.n > 1) snprintf(head, sizeof head, "%s[%d] ", i ? "\n\n" : "", r.cands[i].index);
-                    size_t need = len + strlen(head) + (t ? strlen(t) : 0) + 1;
-                    if (need > cap) {
-                        while (need > cap) cap *= 2;
-                        char *grown = realloc(col, cap);
-                        if (!grown) abort();
-                        col = grown;
-                    }
-                    len += (size_t)sprintf(col + len, "%s%s", head, t ? t : "");
-                    free(t);
-                }
-                texts[k] = col;
-                char line[256];
-                summary_line(line, sizeof line, &r.cands[0], &p);
-                foot[k] = strdup(line);
-            }
-            gen_result_free(&r);
-        }
-        if (ok) {
-            if (json) print_json(arr);
-            else if (n_done > 0) print_columns(spec_text, texts, foot, n_done);
-            if (n_done < n_specs) out_error("interrupted: %d of %d strategies were run", n_done, n_specs);
-            status = 0;
-        }
-        cJSON_Delete(arr);
-        for (int k = 0; k < n_specs; k++) {
-            free(texts[k]);
-            free(foot[k]);
-        }
-    }
+    status = o.cmp.n ? run_compare(&o, &b, ids, n_ids) : run_single(&o, &b, ids, n_ids);
     signal(SIGINT, old_handler);
 done:
-    if (ids != enc.ids) free(ids);
-    tok_ids_free(&enc);
-    free(chat_text);
-    free(compare_buf);
-    free(prompt_file_text);
-    prompt_examples_free(&examples);
+    free(ids);
     model_bundle_free(&b);
+    gen_cli_free(&o);
     return status;
 }

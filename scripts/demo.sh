@@ -36,7 +36,7 @@ echo "\$ rlhf generate --model $demo/trained --prompt \"$prompt\" --compare ..."
 "$rlhf" generate --model "$demo/trained" --prompt "$prompt" --max-tokens 100 \
     --compare "greedy; beam beams=4 no_repeat_ngram=3; sample top_k=40 seed=1; sample top_p=0.9 temperature=0.8 seed=1"
 echo
-echo "\$ rlhf generate --model $demo/trained --prompt \"$prompt\" --temperature 0.8 --n 3 --max-tokens 60"
-"$rlhf" generate --model "$demo/trained" --prompt "$prompt" --temperature 0.8 --n 3 --max-tokens 60
+echo "\$ rlhf generate --model $demo/trained --prompt \"$prompt\" --temperature 0.8 --candidates 3 --max-tokens 60"
+"$rlhf" generate --model "$demo/trained" --prompt "$prompt" --temperature 0.8 --candidates 3 --max-tokens 60
 echo
 echo "Next: rlhf generate --help, rlhf tokenize --help, rlhf db --help (the chat REPL comes with a later issue)."
