@@ -536,57 +536,6 @@ static int gen_cli_read_files(gen_cli *o) {
 
 /* ---- the prompt ---- */
 
-/* What a prompt is made of. Strings are borrowed. */
-typedef struct {
-    const char *input;             /* the user's text: the prompt, or the query after examples */
-    int chat;                      /* 1: render as a conversation through chat_template */
-    const char *system;            /* chat: system message (NULL: the instruction, if any) */
-    const char *instruction;       /* task description written before the examples */
-    const prompt_example *examples;/* (n_examples) solved examples */
-    int n_examples;
-    int few_shot;                  /* 1: an examples prompt even with no examples (zero-shot) */
-    const char *chat_template;     /* the model's Jinja template; NULL: the HH-RLHF format */
-    const char *bos_token, *eos_token; /* token texts the template sees; may be NULL */
-    int add_bos;                   /* 1: the tokenizer starts plain prompts with BOS */
-} prompt_request;
-
-/* Builds the prompt text of r: a chat conversation (system, examples as user/assistant turns,
- * the input as the last user turn) or a text prompt (instruction, Input/Output examples, the
- * query), or the input as it is. *out is a new string the caller frees; *add_bos says whether
- * the encoder should add BOS: a chat template writes its own BOS text, while plain text and the
- * template-less chat format get the tokenizer's. Errors from the template name its line. */
-static int prompt_assemble(char **out, int *add_bos, const prompt_request *r, rlhf_error *err) {
-    *out = NULL;
-    *add_bos = 0;
-    int rc;
-    if (r->chat) {
-        const char *system = r->system ? r->system : r->instruction;
-        if (r->few_shot) {
-            rc = prompt_chat_fewshot(out, r->chat_template, system, r->examples, r->n_examples, r->input,
-                                     r->bos_token, r->eos_token, err);
-        } else {
-            prompt_message msgs[2];
-            int n = 0;
-            if (r->system) msgs[n++] = (prompt_message){"system", r->system};
-            msgs[n++] = (prompt_message){"user", r->input};
-            rc = prompt_chat_render(out, r->chat_template, msgs, n, 1, r->bos_token, r->eos_token, err);
-        }
-        if (rc) return rlhf_error_prefix(err, "chat template: "), rc;
-        *add_bos = !r->chat_template && r->add_bos;
-        return RLHF_OK;
-    }
-    if (r->few_shot) {
-        prompt_template t;
-        prompt_template_defaults(&t);
-        if (r->instruction) t.instruction = r->instruction;
-        if ((rc = prompt_build(out, &t, r->examples, r->n_examples, r->input, err))) return rc;
-    } else if (!(*out = strdup(r->input))) {
-        return rlhf_errorf(err, RLHF_ERR_NOMEM, "prompt: out of memory");
-    }
-    *add_bos = r->add_bos;
-    return RLHF_OK;
-}
-
 /* --prompt-ids "1 2 3" into *ids (caller frees). Returns 0, or an exit status after printing. */
 static int prompt_ids_parse(const char *text, int vocab, int32_t **ids, int *n_ids) {
     size_t cap = strlen(text) / 2 + 2;

@@ -171,6 +171,40 @@ int prompt_chat_fewshot(char **out, const char *tmpl, const char *system, const 
     return rc;
 }
 
+/* ---- the whole prompt of a generation ---- */
+
+int prompt_assemble(char **out, int *add_bos, const prompt_request *r, rlhf_error *err) {
+    *out = NULL;
+    *add_bos = 0;
+    int rc;
+    if (r->chat) {
+        const char *system = r->system ? r->system : r->instruction;
+        if (r->few_shot) {
+            rc = prompt_chat_fewshot(out, r->chat_template, system, r->examples, r->n_examples, r->input,
+                                     r->bos_token, r->eos_token, err);
+        } else {
+            prompt_message msgs[2];
+            int n = 0;
+            if (r->system) msgs[n++] = (prompt_message){"system", r->system};
+            msgs[n++] = (prompt_message){"user", r->input};
+            rc = prompt_chat_render(out, r->chat_template, msgs, n, 1, r->bos_token, r->eos_token, err);
+        }
+        if (rc) return rlhf_error_prefix(err, "chat template: "), rc;
+        *add_bos = !r->chat_template && r->add_bos;
+        return RLHF_OK;
+    }
+    if (r->few_shot) {
+        prompt_template t;
+        prompt_template_defaults(&t);
+        if (r->instruction) t.instruction = r->instruction;
+        if ((rc = prompt_build(out, &t, r->examples, r->n_examples, r->input, err))) return rc;
+    } else if (!(*out = strdup(r->input))) {
+        return rlhf_errorf(err, RLHF_ERR_NOMEM, "prompt: out of memory");
+    }
+    *add_bos = r->add_bos;
+    return RLHF_OK;
+}
+
 /* ---- examples from JSONL ---- */
 
 static const char *example_field(const cJSON *o, const char *a, const char *b) {

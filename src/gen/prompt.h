@@ -19,7 +19,11 @@
  * Without a template (tmpl == NULL) the documented default is the HH-RLHF dialogue format the
  * project's data uses: an optional system message followed by "\n\n", then
  * "\n\nHuman: {content}" for user turns and "\n\nAssistant: {content}" for assistant turns,
- * and "\n\nAssistant:" when a generation prompt is asked for. */
+ * and "\n\nAssistant:" when a generation prompt is asked for.
+ *
+ * The whole prompt. prompt_assemble picks among the above from one prompt_request (chat or
+ * not, examples or not, instruction, system message, the model's template and BOS habit), so
+ * `rlhf generate` and the REPL build the same text for the same request. */
 #ifndef RLHF_PROMPT_H
 #define RLHF_PROMPT_H
 
@@ -61,6 +65,29 @@ int prompt_chat_render(char **out, const char *tmpl, const prompt_message *messa
 int prompt_chat_fewshot(char **out, const char *tmpl, const char *system, const prompt_example *examples,
                         int n_examples, const char *input, const char *bos_token, const char *eos_token,
                         rlhf_error *err);
+
+/* ---- the whole prompt of a generation ---- */
+
+/* What a prompt is made of. Strings are borrowed. */
+typedef struct {
+    const char *input;             /* the user's text: the prompt, or the query after examples */
+    int chat;                      /* 1: render as a conversation through chat_template */
+    const char *system;            /* chat: system message (NULL: the instruction, if any) */
+    const char *instruction;       /* task description written before the examples */
+    const prompt_example *examples;/* (n_examples) solved examples */
+    int n_examples;
+    int few_shot;                  /* 1: an examples prompt even with no examples (zero-shot) */
+    const char *chat_template;     /* the model's Jinja template; NULL: the HH-RLHF format */
+    const char *bos_token, *eos_token; /* token texts the template sees; may be NULL */
+    int add_bos;                   /* 1: the tokenizer starts plain prompts with BOS */
+} prompt_request;
+
+/* Builds the prompt text of r: a chat conversation (system, examples as user/assistant turns,
+ * the input as the last user turn) or a text prompt (instruction, Input/Output examples, the
+ * query), or the input as it is. *out is a new string the caller frees; *add_bos says whether
+ * the encoder should add BOS: a chat template writes its own BOS text, while plain text and the
+ * template-less chat format get the tokenizer's. Errors from the template name its line. */
+int prompt_assemble(char **out, int *add_bos, const prompt_request *r, rlhf_error *err);
 
 /* Solved examples read from a JSONL file, one object a line: {"input": ..., "output": ...}
  * (or the SFT names {"prompt": ..., "completion": ...}); blank lines are skipped. */
