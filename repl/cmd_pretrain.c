@@ -75,6 +75,16 @@ static void on_progress(const pretrain_progress *pg, void *vctx) {
         out_progress("step %ld/%ld | saving checkpoint...", pg->step, pg->total);
         return;
     }
+    if (pg->event == PRETRAIN_EVENT_SKIPPED) {
+        out_progress_end();
+        out_error("step %ld: skipped (loss %g or a gradient is not finite; %d in a row)", pg->step, pg->loss,
+                  pg->bad_in_row);
+        if (ctx->log) {
+            fprintf(ctx->log, "{\"event\":\"skipped\",\"step\":%ld}\n", pg->step);
+            fflush(ctx->log);
+        }
+        return;
+    }
     if (ctx->log) {
         if (pg->event == PRETRAIN_EVENT_EVAL)
             fprintf(ctx->log, "{\"event\":\"eval\",\"step\":%ld,\"val_loss\":%.17g}\n", pg->step, pg->val_loss);

@@ -182,7 +182,8 @@ typedef struct {
     int tok_saved;
 } saver;
 
-static int save_checkpoint(saver *s, long step, const rng_t *rng, rlhf_error *err) {
+static int save_checkpoint(void *ctx, long step, const rng_t *rng, rlhf_error *err) {
+    saver *s = ctx;
     int rc = checkpoint_save(s->m, s->p->out_dir, err);
     if (rc) return rc;
     if (!s->tok_saved) {
@@ -205,8 +206,29 @@ static char *path_join(const char *dir, const char *name) {
     return s;
 }
 
-static void emit(const pretrain_params *p, pretrain_progress *pg) {
-    if (p->progress) p->progress(pg, p->progress_ctx);
+/* The loop's data source: random training windows from the loop's rng, fixed validation
+ * windows prepared once. */
+typedef struct {
+    const dataset_text *data;
+    int32_t *val_in, *val_tg; /* (eval_batches, B, T) each */
+} text_source;
+
+static int text_fill(void *ctx, long step, int micro, rng_t *rng, train_batch *b, rlhf_error *err) {
+    (void)step;
+    (void)micro;
+    (void)err;
+    const text_source *s = ctx;
+    dataset_text_sample(s->data, rng, b->B, b->T, b->tokens, b->targets);
+    return RLHF_OK;
+}
+
+static int text_fill_val(void *ctx, int i, train_batch *b, rlhf_error *err) {
+    (void)err;
+    const text_source *s = ctx;
+    const size_t bt = (size_t)b->B * (size_t)b->T;
+    memcpy(b->tokens, s->val_in + (size_t)i * bt, bt * sizeof(int32_t));
+    memcpy(b->targets, s->val_tg + (size_t)i * bt, bt * sizeof(int32_t));
+    return RLHF_OK;
 }
 
 int pretrain_run(const pretrain_params *pin, pretrain_summary *sum_out, rlhf_error *err) {
@@ -219,7 +241,7 @@ int pretrain_run(const pretrain_params *pin, pretrain_summary *sum_out, rlhf_err
     train t = {0};
     tokenizer *tok = NULL;
     dataset_text data = {0};
-    int32_t *batch = NULL, *val = NULL;
+    int32_t *val = NULL;
     char *state_path = NULL, *tok_path = NULL, *run_json = NULL;
     char *tok_desc_owned = NULL;
     const char *tok_desc = "bytes";
@@ -367,105 +389,48 @@ int pretrain_run(const pretrain_params *pin, pretrain_summary *sum_out, rlhf_err
     const int B = t.B, T = t.T;
     const size_t bt = (size_t)B * (size_t)T;
     const int have_val = dataset_text_val_windows(&data, T) > 0;
-    batch = malloc(2 * (size_t)t.accum * bt * sizeof(int32_t));
     val = have_val ? malloc(2 * (size_t)p.eval_batches * bt * sizeof(int32_t)) : NULL;
-    if (!batch || (have_val && !val)) goto nomem;
-    int32_t *in = batch, *tg = batch + (size_t)t.accum * bt;
-    int32_t *val_in = val, *val_tg = have_val ? val + (size_t)p.eval_batches * bt : NULL;
-    if (have_val) dataset_text_val_batches(&data, p.eval_batches, B, T, val_in, val_tg);
+    if (have_val && !val) goto nomem;
+    text_source src = {&data, val, have_val ? val + (size_t)p.eval_batches * bt : NULL};
+    if (have_val) dataset_text_val_batches(&data, p.eval_batches, B, T, src.val_in, src.val_tg);
 
     saver sv = {&p, &m, &t, tok, state_path, tok_path, run_json, data.hash, 0};
-    pretrain_progress pg;
-    memset(&pg, 0, sizeof pg);
-    pg.total = p.steps;
-    pg.loss = pg.val_loss = NAN;
-
-    if (have_val) {
-        double vl;
-        rc = train_eval(&t, val_in, val_tg, p.eval_batches, &vl, err);
-        if (rc) goto done;
-        sum.first_val_loss = sum.final_val_loss = vl;
-        pg.event = PRETRAIN_EVENT_EVAL;
-        pg.step = step;
-        pg.val_loss = vl;
-        pg.lr = optim_schedule_lr(&t.opt.params, step);
-        pg.elapsed_s = now_s() - t_start;
-        emit(&p, &pg);
-    }
-
-    double train_time = 0.0, loop_start = now_s();
-    long steps_this_call = 0;
-    int interrupted = 0;
-    while (step < p.steps) {
-        if (p.stop && *p.stop) {
-            interrupted = 1;
-            break;
-        }
-        for (int k = 0; k < t.accum; k++)
-            dataset_text_sample(&data, &rng, B, T, in + (size_t)k * bt, tg + (size_t)k * bt);
-        train_step_result res;
-        double t0 = now_s();
-        rc = train_step(&t, in, tg, &res, err);
-        if (rc) goto done;
-        train_time += now_s() - t0;
-        step++;
-        steps_this_call++;
-        sum.steps_done = step;
-        sum.final_loss = res.loss;
-        pg.event = PRETRAIN_EVENT_STEP;
-        pg.step = step;
-        pg.loss = res.loss;
-        pg.lr = res.opt.lr;
-        pg.grad_norm = res.opt.grad_norm;
-        pg.val_loss = NAN;
-        pg.saved = 0;
-        if (have_val && ((p.eval_every > 0 && step % p.eval_every == 0) || step == p.steps)) {
-            double vl;
-            rc = train_eval(&t, val_in, val_tg, p.eval_batches, &vl, err);
-            if (rc) goto done;
-            pg.val_loss = sum.final_val_loss = vl;
-        }
-        if ((p.save_every > 0 && step % p.save_every == 0) || step == p.steps) {
-            pretrain_progress sp = pg;
-            sp.event = PRETRAIN_EVENT_SAVING;
-            emit(&p, &sp);
-            rc = save_checkpoint(&sv, step, &rng, err);
-            if (rc) goto done;
-            sum.saved_step = step;
-            pg.saved = 1;
-        }
-        double wall = now_s() - loop_start;
-        pg.elapsed_s = now_s() - t_start;
-        pg.tokens_per_s = (double)steps_this_call * (double)t.accum * (double)bt / (train_time > 0 ? train_time : 1e-9);
-        pg.eta_s = wall / (double)steps_this_call * (double)(p.steps - step);
-        emit(&p, &pg);
-    }
-    sum.tokens_per_s = steps_this_call > 0 ? (double)steps_this_call * t.accum * (double)bt / train_time : 0.0;
-    if (interrupted) {
-        if (sum.saved_step != step) {
-            pretrain_progress sp = pg;
-            sp.event = PRETRAIN_EVENT_SAVING;
-            sp.step = step;
-            emit(&p, &sp);
-            rc = save_checkpoint(&sv, step, &rng, err);
-            if (rc) goto done;
-            sum.saved_step = step;
-        }
-        rc = rlhf_errorf(err, RLHF_ERR_INTERRUPTED, "interrupted at step %ld of %ld; saved to %s", step, p.steps,
-                         p.out_dir);
-    } else if (sum.saved_step != step) {
-        /* Resumed at or past the last step: nothing trained, but leave the directory complete. */
-        rc = save_checkpoint(&sv, step, &rng, err);
-        if (rc) goto done;
-        sum.saved_step = step;
-    }
+    train_loop_params lp;
+    memset(&lp, 0, sizeof lp);
+    lp.t = &t;
+    lp.head = train_head_lm;
+    lp.data.fill = text_fill;
+    lp.data.fill_val = text_fill_val;
+    lp.data.n_val = have_val ? p.eval_batches : 0;
+    lp.data.ctx = &src;
+    lp.start_step = step;
+    lp.steps = p.steps;
+    lp.eval_every = p.eval_every;
+    lp.save_every = p.save_every;
+    lp.rng = rng;
+    lp.save = save_checkpoint;
+    lp.save_ctx = &sv;
+    lp.stop = p.stop;
+    lp.progress = p.progress;
+    lp.progress_ctx = p.progress_ctx;
+    lp.saved_step = sum.saved_step;
+    train_loop_summary ls;
+    rc = train_loop_run(&lp, &ls, err);
+    sum.steps_done = ls.steps_done;
+    sum.saved_step = ls.saved_step;
+    sum.first_val_loss = ls.first_val_loss;
+    sum.final_val_loss = ls.final_val_loss;
+    sum.final_loss = ls.final_loss;
+    sum.tokens_per_s = ls.tokens_per_s;
+    if (rc == RLHF_ERR_INTERRUPTED)
+        rc = rlhf_errorf(err, RLHF_ERR_INTERRUPTED, "interrupted at step %ld of %ld; saved to %s", ls.steps_done,
+                         p.steps, p.out_dir);
     goto done;
 nomem:
     rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory setting up the training run");
 done:
     sum.elapsed_s = now_s() - t_start;
     if (sum_out) *sum_out = sum;
-    free(batch);
     free(val);
     train_free(&t);
     model_free(&m);

@@ -24,29 +24,19 @@
 #include <stdint.h>
 
 #include "src/core/error.h"
+#include "src/train/loop.h"
 #include "src/train/train.h"
 
 /* File name of the training state inside the output directory. */
 #define PRETRAIN_STATE_FILE "training_state.bin"
 
-typedef enum {
-    PRETRAIN_EVENT_STEP = 0, /* an optimizer step finished (val_loss set if it was evaluated) */
-    PRETRAIN_EVENT_EVAL,     /* validation before the first step (step = the start step) */
-    PRETRAIN_EVENT_SAVING,   /* a checkpoint is about to be written (it may take a while) */
-} pretrain_event;
-
-typedef struct {
-    pretrain_event event;
-    long step, total;     /* steps completed / steps of the run */
-    double loss;          /* training loss of this step (NAN for EVAL / SAVING) */
-    double val_loss;      /* validation loss if evaluated at this step, else NAN */
-    float lr;
-    double grad_norm;     /* before clipping */
-    double tokens_per_s;  /* training throughput of this invocation so far */
-    double elapsed_s;     /* wall time of this invocation */
-    double eta_s;         /* estimate for the remaining steps */
-    int saved;            /* 1 if a checkpoint was written after this step */
-} pretrain_progress;
+/* Progress is the shared loop's (loop.h); these names are kept for pretrain's callers. */
+typedef train_event pretrain_event;
+#define PRETRAIN_EVENT_STEP TRAIN_EVENT_STEP       /* an optimizer step finished */
+#define PRETRAIN_EVENT_EVAL TRAIN_EVENT_EVAL       /* validation before the first step */
+#define PRETRAIN_EVENT_SAVING TRAIN_EVENT_SAVING   /* a checkpoint is about to be written */
+#define PRETRAIN_EVENT_SKIPPED TRAIN_EVENT_SKIPPED /* the NaN/inf guard skipped a step */
+typedef train_progress pretrain_progress;
 
 typedef void (*pretrain_progress_fn)(const pretrain_progress *p, void *ctx);
 
