@@ -108,17 +108,17 @@ static void blas_threads_leave(int saved) {
 /* Below this many multiply-adds a product runs as one sgemm call on the calling thread. */
 #define KERNEL_GEMM_SPLIT_MIN (1 << 20)
 
-/* Row-major C (M, N) = op(A) op(B) + beta C, split over the OpenMP threads along the larger
- * of M and N in multiples of 16 (the sgemm kernels' register blocking). */
-static void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, const float *A, int lda, const float *B,
-                 int ldb, float beta, float *C, int ldc) {
+/* Row-major C (M, N) = alpha op(A) op(B) + beta C, split over the OpenMP threads along the
+ * larger of M and N in multiples of 16 (the sgemm kernels' register blocking). */
+static void gemm_alpha(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha, const float *A,
+                       int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     int nt = 1;
 #ifdef _OPENMP
     nt = omp_get_max_threads();
 #endif
     if (nt == 1 || (double)M * N * K < KERNEL_GEMM_SPLIT_MIN) {
-        cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+        cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     const int split_m = M >= N;
@@ -132,13 +132,24 @@ static void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, co
         const int o = p * chunk, len = dim - o < chunk ? dim - o : chunk;
         if (split_m) {
             const float *a = ta == CblasNoTrans ? A + (size_t)o * lda : A + o;
-            cblas_sgemm(CblasRowMajor, ta, tb, len, N, K, 1.0f, a, lda, B, ldb, beta, C + (size_t)o * ldc, ldc);
+            cblas_sgemm(CblasRowMajor, ta, tb, len, N, K, alpha, a, lda, B, ldb, beta, C + (size_t)o * ldc, ldc);
         } else {
             const float *b = tb == CblasNoTrans ? B + o : B + (size_t)o * ldb;
-            cblas_sgemm(CblasRowMajor, ta, tb, M, len, K, 1.0f, A, lda, b, ldb, beta, C + o, ldc);
+            cblas_sgemm(CblasRowMajor, ta, tb, M, len, K, alpha, A, lda, b, ldb, beta, C + o, ldc);
         }
     }
     blas_threads_leave(saved);
+}
+
+static void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, const float *A, int lda, const float *B,
+                 int ldb, float beta, float *C, int ldc) {
+    gemm_alpha(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+}
+
+void kernel_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                  int ldb, float beta, float *C, int ldc) {
+    gemm_alpha(trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B,
+               ldb, beta, C, ldc);
 }
 
 void matmul_forward(float *out, const float *in, const float *w, const float *bias, int N, int IN, int OUT,
@@ -316,7 +327,8 @@ void layernorm_backward(float *din, float *dw, float *db, const float *dout, con
                 d[c] += (g[c] * w[c] - md - xh * mdx) * r;
             }
         }
-        int strips = (C + KERNEL_STRIP - 1) / KERNEL_STRIP;
+        /* dw NULL: a frozen norm (LoRA training) needs only din */
+        int strips = dw ? (C + KERNEL_STRIP - 1) / KERNEL_STRIP : 0;
 #pragma omp for schedule(static)
         for (int s = 0; s < strips; s++) {
             int c0 = s * KERNEL_STRIP, wd = C - c0 < KERNEL_STRIP ? C - c0 : KERNEL_STRIP;
@@ -406,7 +418,7 @@ void rmsnorm_backward(float *din, float *dw, const float *dout, const float *in,
 #pragma omp simd
             for (int c = 0; c < C; c++) d[c] += (g[c] * w[c] - x[c] * r * mdx) * r;
         }
-        int strips = (C + KERNEL_STRIP - 1) / KERNEL_STRIP;
+        int strips = dw ? (C + KERNEL_STRIP - 1) / KERNEL_STRIP : 0;
 #pragma omp for schedule(static)
         for (int s = 0; s < strips; s++) {
             int c0 = s * KERNEL_STRIP, wd = C - c0 < KERNEL_STRIP ? C - c0 : KERNEL_STRIP;

@@ -44,6 +44,11 @@ void matmul_forward(float *out, const float *in, const float *w, const float *bi
  * (transposed to W's layout); dbias (OUT) += column sums of dout (skipped if NULL). */
 void matmul_backward(float *din, float *dw, float *dbias, const float *dout, const float *in, const float *w, int N,
                      int IN, int OUT, kernel_w_layout layout);
+/* Row-major C (M, N) = alpha op(A) op(B) + beta C (op transposes when trans_* is 1), on the
+ * OpenMP team like matmul_*: for products that are not a plain layer, such as LoRA's low-rank
+ * terms written into a column slice of a fused projection's output (ldc > N). */
+void kernel_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                  int ldb, float beta, float *C, int ldc);
 void matmul_forward_ref(float *out, const float *in, const float *w, const float *bias, int N, int IN, int OUT,
                         kernel_w_layout layout);
 void matmul_backward_ref(float *din, float *dw, float *dbias, const float *dout, const float *in, const float *w,
@@ -70,7 +75,8 @@ void embedding_backward_ref(float *dtok_emb, float *dpos_emb, const float *dout,
 /* out (N, C); mean, rstd (N) are saved for backward (either may be NULL when only decoding). */
 void layernorm_forward(float *out, float *mean, float *rstd, const float *in, const float *w, const float *b,
                        int N, int C, float eps);
-/* din (N, C) += (so the residual stream's gradient flows straight through); dw, db (C) +=. */
+/* din (N, C) += (so the residual stream's gradient flows straight through); dw, db (C) +=
+ * (dw NULL: neither is computed, for a frozen norm). */
 void layernorm_backward(float *din, float *dw, float *db, const float *dout, const float *in, const float *w,
                         const float *mean, const float *rstd, int N, int C);
 void layernorm_forward_ref(float *out, float *mean, float *rstd, const float *in, const float *w, const float *b,
@@ -82,7 +88,7 @@ void layernorm_backward_ref(float *din, float *dw, float *db, const float *dout,
 
 /* out (N, C); rstd (N) saved for backward (may be NULL). */
 void rmsnorm_forward(float *out, float *rstd, const float *in, const float *w, int N, int C, float eps);
-/* din (N, C) +=; dw (C) +=. */
+/* din (N, C) +=; dw (C) += (skipped if NULL). */
 void rmsnorm_backward(float *din, float *dw, const float *dout, const float *in, const float *w, const float *rstd,
                       int N, int C);
 void rmsnorm_forward_ref(float *out, float *rstd, const float *in, const float *w, int N, int C, float eps);

@@ -107,6 +107,7 @@ typedef struct {
 } model_weights;
 
 typedef struct model_acts model_acts;
+struct lora;
 
 typedef struct {
     model_config config;
@@ -118,6 +119,12 @@ typedef struct {
     float *grads;            /* (n_floats) or NULL until model_alloc_grads; owned */
     model_weights w;         /* views into params */
     model_weights g;         /* views into grads (NULLs until model_alloc_grads) */
+    /* A LoRA adapter the forward and backward add (src/model/lora.h); borrowed, set by
+     * lora_attach, NULL otherwise. */
+    struct lora *lora;
+    /* 1: model_backward computes no gradient of the base parameters (and allocates none), only
+     * what flows to the activations and to an attached adapter. */
+    int frozen;
 } model;
 
 /* Builds the layout for cfg and allocates zeroed parameters (no gradients). On error the
@@ -151,6 +158,12 @@ struct model_acts {
     float *arena;    /* one allocation holding everything; owned */
     size_t arena_floats;
     void *priv;      /* layout of the saved activations; owned, defined in model_compute.c */
+    /* LoRA's activations (src/model/lora.h), allocated by the first forward with an adapter
+     * attached (once, not per step; grown if a larger adapter comes); owned */
+    float *lora_arena;
+    size_t lora_arena_floats;
+    uint64_t lora_seed; /* dropout seed of the last forward */
+    int lora_active;    /* 1: the last forward added an adapter (backward needs its activations) */
 };
 
 int model_acts_init(model_acts *a, const model_config *cfg, int B, int T, rlhf_error *err);
@@ -176,7 +189,8 @@ double model_xent(const float *logits, const int32_t *targets, const float *weig
  * dhidden; language-model heads only dlogits); dlogits may alias a->logits. ACCUMULATES into
  * m->grads (+=), so micro-batches add up; call model_zero_grads between optimizer steps.
  * Allocates the gradient buffer on first use if model_alloc_grads was not called (once, not
- * per step). Returns RLHF_ERR_NUMERIC if a gradient is NaN/inf (message names the tensor and
+ * per step), unless m->frozen: then base gradients are neither computed nor touched, and an
+ * attached LoRA adapter's gradients accumulate in its own buffer (lo->grads, += likewise). Returns RLHF_ERR_NUMERIC if a gradient is NaN/inf (message names the tensor and
  * element); the check scans the whole gradient buffer, so an earlier micro-batch's NaN is
  * reported too.
  *

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "src/model/kernels.h"
+#include "src/model/lora.h"
 #include "src/model/model.h"
 
 typedef struct {
@@ -144,6 +145,7 @@ int model_acts_init(model_acts *a, const model_config *cfg, int B, int T, rlhf_e
 
 void model_acts_free(model_acts *a) {
     free(a->arena);
+    free(a->lora_arena);
     free(a->priv);
     memset(a, 0, sizeof *a);
 }
@@ -160,6 +162,25 @@ static int acts_check(const model *m, const model_acts *a, rlhf_error *err) {
 }
 
 #define LAYER(ptr, l, width) ((ptr) + (size_t)(l) * ly->ncap * (width))
+
+/* The attached adapter if it takes part (enabled, with at least one target), else NULL. */
+static struct lora *active_lora(const model *m) {
+    struct lora *lo = m->lora;
+    return lo && lo->enabled && lo->n_sites > 0 ? lo : NULL;
+}
+
+/* Sizes the adapter's part of the arena for the activations' capacity: allocated by the first
+ * forward with an adapter (once), grown only if a larger adapter comes. */
+static int lora_acts_reserve(model_acts *a, const struct lora *lo, size_t rows, rlhf_error *err) {
+    size_t need = lora_acts_floats(lo, rows);
+    if (a->lora_arena && a->lora_arena_floats >= need) return RLHF_OK;
+    free(a->lora_arena);
+    a->lora_arena_floats = 0;
+    a->lora_arena = aligned_alloc(64, (need * sizeof(float) + 63) / 64 * 64);
+    if (!a->lora_arena) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory allocating LoRA activations");
+    a->lora_arena_floats = need;
+    return RLHF_OK;
+}
 
 int model_forward(const model *m, model_acts *a, const int32_t *tokens, int B, int T, rlhf_error *err) {
     int rc = acts_check(m, a, err);
@@ -180,6 +201,14 @@ int model_forward(const model *m, model_acts *a, const int32_t *tokens, int B, i
                                (int)tokens[n], n / T, n % T, V);
     a->cur_B = 0;
     a->cur_T = 0;
+    a->lora_active = 0;
+    struct lora *lo = active_lora(m);
+    lora_acts la = {0};
+    if (lo) {
+        if ((rc = lora_acts_reserve(a, lo, ly->ncap, err))) return rc;
+        a->lora_seed = lora_next_seed(lo);
+        la = (lora_acts){.arena = a->lora_arena, .rows = ly->ncap, .seed = a->lora_seed};
+    }
     for (int n = 0; n < N; n++) {
         ly->tokens[n] = tokens[n];
         ly->pos[n] = n % T;
@@ -210,22 +239,27 @@ int model_forward(const model *m, model_acts *a, const int32_t *tokens, int B, i
         else
             rmsnorm_forward(ln1, ln1r, x, lw->ln1_w, N, C, eps);
         matmul_forward(qkv, ln1, lw->qkv_w, lw->qkv_b, N, C, QKV, wl);
+        if (lo) lora_forward_slot(lo, &la, l, LORA_SLOT_QKV, qkv, QKV, ln1, N);
         /* q and k are adjacent in each row, so one call rotates all NH + NKV heads */
         if (!gpt2) rope_forward(qkv, qkv, ly->pos, ly->rope_cos, ly->rope_sin, N, NH + NKV, HS, QKV, cfg->rope_layout);
         attention_forward(atty, att, qkv, qkv + (size_t)NH * HS, qkv + (size_t)(NH + NKV) * HS, &ad);
         matmul_forward(ly->proj, atty, lw->attn_out_w, lw->attn_out_b, N, NH * HS, C, wl);
+        if (lo) lora_forward_slot(lo, &la, l, LORA_SLOT_ATTN_OUT, ly->proj, C, atty, N);
         residual_forward(mid, x, ly->proj, (size_t)N * C);
 
         if (gpt2) {
             layernorm_forward(ln2, ln2m, ln2r, mid, lw->ln2_w, lw->ln2_b, N, C, eps);
             matmul_forward(fch, ln2, lw->fc_w, lw->fc_b, N, C, F, wl);
+            if (lo) lora_forward_slot(lo, &la, l, LORA_SLOT_FC, fch, F, ln2, N);
             gelu_forward(fact, fch, (size_t)N * F);
         } else {
             rmsnorm_forward(ln2, ln2r, mid, lw->ln2_w, N, C, eps);
             matmul_forward(fch, ln2, lw->fc_w, NULL, N, C, 2 * F, wl);
+            if (lo) lora_forward_slot(lo, &la, l, LORA_SLOT_FC, fch, 2 * F, ln2, N);
             swiglu_forward(fact, fch, N, F);
         }
         matmul_forward(ly->proj, fact, lw->proj_w, lw->proj_b, N, F, C, wl);
+        if (lo) lora_forward_slot(lo, &la, l, LORA_SLOT_PROJ, ly->proj, C, fact, N);
         residual_forward(out, mid, ly->proj, (size_t)N * C);
     }
     const float *xl = LAYER(ly->resid, ly->L, C);
@@ -237,6 +271,7 @@ int model_forward(const model *m, model_acts *a, const int32_t *tokens, int B, i
     matmul_forward(a->logits, a->hidden, w->lm_head, NULL, N, C, V, KERNEL_W_OUT_IN);
     a->cur_B = B;
     a->cur_T = T;
+    a->lora_active = lo != NULL;
     return RLHF_OK;
 }
 
@@ -280,8 +315,14 @@ int model_backward(model *m, model_acts *a, const float *dlogits, const float *d
     if (a->cur_B < 1 || a->cur_T < 1)
         return rlhf_errorf(err, RLHF_ERR_INVALID, "backward: no forward pass to go back through");
     if (!dlogits && !dhidden) return rlhf_errorf(err, RLHF_ERR_INVALID, "backward: no gradient given");
-    if ((rc = model_alloc_grads(m, err))) return rc;
+    const int frozen = m->frozen;
+    if (!frozen && (rc = model_alloc_grads(m, err))) return rc;
+    struct lora *lo = active_lora(m);
+    if ((lo != NULL) != (a->lora_active != 0))
+        return rlhf_errorf(err, RLHF_ERR_INVALID, "backward: the LoRA adapter was %s since the forward pass",
+                           lo ? "attached or enabled" : "detached or disabled");
     acts_layout *ly = a->priv;
+    lora_acts la = {.arena = a->lora_arena, .rows = ly->ncap, .seed = a->lora_seed};
     const model_config *cfg = &m->config;
     const int B = a->cur_B, T = a->cur_T, N = B * T;
     const int V = ly->V, C = ly->C, NH = ly->NH, NKV = ly->NKV, HS = ly->HS, F = ly->F, QKV = ly->QKV,
@@ -289,12 +330,15 @@ int model_backward(model *m, model_acts *a, const float *dlogits, const float *d
     const int gpt2 = cfg->family == MODEL_FAMILY_GPT2;
     const kernel_w_layout wl = gpt2 ? KERNEL_W_IN_OUT : KERNEL_W_OUT_IN;
     const model_weights *w = &m->w, *g = &m->g;
+    /* a frozen base gets no gradients: every parameter-gradient pointer below is NULL, which the
+     * kernels read as "skip", so backward runs only the input-gradient products */
+    static const model_layer_weights no_grads;
 
     /* the head: dhidden_total = dlogits W_head (+ dhidden); dW_head += dlogits^T hidden, which
      * lands in the embedding's gradient when the head is tied (g->lm_head == g->tok_emb) */
     float *dhid = ly->dln;
     if (dlogits) {
-        matmul_backward(dhid, g->lm_head, NULL, dlogits, a->hidden, w->lm_head, N, C, V, KERNEL_W_OUT_IN);
+        matmul_backward(dhid, frozen ? NULL : g->lm_head, NULL, dlogits, a->hidden, w->lm_head, N, C, V, KERNEL_W_OUT_IN);
         if (dhidden) residual_backward(dhid, NULL, dhidden, (size_t)N * C);
     } else {
         memcpy(dhid, dhidden, (size_t)N * C * sizeof(float));
@@ -302,9 +346,10 @@ int model_backward(model *m, model_acts *a, const float *dlogits, const float *d
     memset(ly->dres, 0, (size_t)N * C * sizeof(float));
     const float *xl = LAYER(ly->resid, ly->L, C);
     if (gpt2)
-        layernorm_backward(ly->dres, g->lnf_w, g->lnf_b, dhid, xl, w->lnf_w, ly->lnf_mean, ly->lnf_rstd, N, C);
+        layernorm_backward(ly->dres, frozen ? NULL : g->lnf_w, frozen ? NULL : g->lnf_b, dhid, xl, w->lnf_w,
+                           ly->lnf_mean, ly->lnf_rstd, N, C);
     else
-        rmsnorm_backward(ly->dres, g->lnf_w, dhid, xl, w->lnf_w, ly->lnf_rstd, N, C);
+        rmsnorm_backward(ly->dres, frozen ? NULL : g->lnf_w, dhid, xl, w->lnf_w, ly->lnf_rstd, N, C);
 
     attention_dims ad = {
         .B = B, .Tq = T, .Tk = T, .NH = NH, .NKV = NKV, .HS = HS,
@@ -312,7 +357,9 @@ int model_backward(model *m, model_acts *a, const float *dlogits, const float *d
         .q_bstride = (size_t)T * QKV, .kv_bstride = (size_t)T * QKV, .out_bstride = (size_t)T * NH * HS,
     };
     for (int l = ly->L - 1; l >= 0; l--) {
-        const model_layer_weights *lw = &w->layers[l], *lg = &g->layers[l];
+        const model_layer_weights *lw = &w->layers[l], *lg = frozen ? &no_grads : &g->layers[l];
+        /* with a frozen base, d(layer 0's input) would only feed the embedding gradient */
+        const int need_din = !(frozen && l == 0);
         const float *x = LAYER(ly->resid, l, C);
         const float *ln1 = LAYER(ly->ln1, l, C), *ln1m = LAYER(ly->ln1_mean, l, 1), *ln1r = LAYER(ly->ln1_rstd, l, 1);
         const float *qkv = LAYER(ly->qkv, l, QKV), *atty = LAYER(ly->atty, l, NH * HS), *mid = LAYER(ly->mid, l, C);
@@ -323,32 +370,47 @@ int model_backward(model *m, model_acts *a, const float *dlogits, const float *d
         /* MLP: dres holds d(layer output); the residual passes it through to mid unchanged and
          * the norm backward adds the branch's contribution on top (+=). */
         matmul_backward(ly->dfact, lg->proj_w, lg->proj_b, ly->dres, fact, lw->proj_w, N, F, C, wl);
+        if (lo) lora_backward_slot(lo, &la, l, LORA_SLOT_PROJ, ly->dfact, ly->dres, C, fact, N);
         if (gpt2) {
             gelu_backward(ly->dfch, ly->dfact, fch, (size_t)N * F);
             matmul_backward(ly->dln, lg->fc_w, lg->fc_b, ly->dfch, ln2, lw->fc_w, N, C, F, wl);
+            if (lo) lora_backward_slot(lo, &la, l, LORA_SLOT_FC, ly->dln, ly->dfch, F, ln2, N);
             layernorm_backward(ly->dres, lg->ln2_w, lg->ln2_b, ly->dln, mid, lw->ln2_w, ln2m, ln2r, N, C);
         } else {
             swiglu_backward(ly->dfch, ly->dfact, fch, N, F);
             matmul_backward(ly->dln, lg->fc_w, NULL, ly->dfch, ln2, lw->fc_w, N, C, 2 * F, wl);
+            if (lo) lora_backward_slot(lo, &la, l, LORA_SLOT_FC, ly->dln, ly->dfch, 2 * F, ln2, N);
             rmsnorm_backward(ly->dres, lg->ln2_w, ly->dln, mid, lw->ln2_w, ln2r, N, C);
         }
         /* attention: dres now holds d(mid) */
         matmul_backward(ly->datty, lg->attn_out_w, lg->attn_out_b, ly->dres, atty, lw->attn_out_w, N, NH * HS, C, wl);
+        if (lo) lora_backward_slot(lo, &la, l, LORA_SLOT_ATTN_OUT, ly->datty, ly->dres, C, atty, N);
         float *dq = ly->dqkv, *dk = ly->dqkv + (size_t)NH * HS, *dv = ly->dqkv + (size_t)(NH + NKV) * HS;
         attention_backward(dq, dk, dv, ly->datt, ly->datty, qkv, qkv + (size_t)NH * HS,
                            qkv + (size_t)(NH + NKV) * HS, att, &ad);
         if (!gpt2)
             rope_backward(ly->dqkv, ly->dqkv, ly->pos, ly->rope_cos, ly->rope_sin, N, NH + NKV, HS, QKV,
                           cfg->rope_layout);
-        matmul_backward(ly->dln, lg->qkv_w, lg->qkv_b, ly->dqkv, ln1, lw->qkv_w, N, C, QKV, wl);
+        matmul_backward(need_din ? ly->dln : NULL, lg->qkv_w, lg->qkv_b, ly->dqkv, ln1, lw->qkv_w, N, C, QKV, wl);
+        if (lo) lora_backward_slot(lo, &la, l, LORA_SLOT_QKV, need_din ? ly->dln : NULL, ly->dqkv, QKV, ln1, N);
+        if (!need_din) continue;
         if (gpt2)
             layernorm_backward(ly->dres, lg->ln1_w, lg->ln1_b, ly->dln, x, lw->ln1_w, ln1m, ln1r, N, C);
         else
             rmsnorm_backward(ly->dres, lg->ln1_w, ly->dln, x, lw->ln1_w, ln1r, N, C);
     }
-    embedding_backward(g->tok_emb, g->pos_emb, ly->dres, ly->tokens, ly->pos, N, C);
+    if (!frozen) embedding_backward(g->tok_emb, g->pos_emb, ly->dres, ly->tokens, ly->pos, N, C);
 
-    ptrdiff_t bad = kernel_find_nonfinite(m->grads, m->n_floats);
+    if (lo) {
+        ptrdiff_t lbad = kernel_find_nonfinite(lo->grads, lo->n_floats);
+        for (int i = 0; lbad >= 0 && i < lo->n_tensors; i++) {
+            const model_tensor *t = &lo->tensors[i];
+            if ((size_t)lbad >= t->offset && (size_t)lbad < t->offset + t->numel)
+                return rlhf_errorf(err, RLHF_ERR_NUMERIC, "backward: gradient of %s is %g at element %zu", t->name,
+                                   (double)lo->grads[lbad], (size_t)lbad - t->offset);
+        }
+    }
+    ptrdiff_t bad = frozen ? -1 : kernel_find_nonfinite(m->grads, m->n_floats);
     if (bad >= 0) {
         for (int i = 0; i < m->n_tensors; i++) {
             const model_tensor *t = &m->tensors[i];
