@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bootstrap.sh — set up a fresh Debian 12 machine and do one job.
 #   bash scripts/bootstrap.sh run    install deps, build, start the main program
-#   bash scripts/bootstrap.sh test   install deps, build (release + ASan/UBSan), run every test
+#   bash scripts/bootstrap.sh test   install deps, build (release, ASan/UBSan, fuzz), run every test
 #   bash scripts/bootstrap.sh build  install deps and build only
 # Safe to run again: packages already present are not reinstalled, builds are incremental.
 set -euo pipefail
@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential meson ninja-build pkg-config libopenblas-dev libcjson-dev
           libsqlite3-dev libreadline-dev libpcre2-dev python3 python3-numpy python3-torch
-          bsdutils)  # bsdutils: script(1), the pretrain CLI test's terminal
+          bsdutils   # bsdutils: script(1), the pretrain CLI test's terminal
+          clang libclang-rt-14-dev libomp-dev)  # the libFuzzer harnesses of fuzz/ (build-fuzz)
 
 deps() {
     local missing=()
@@ -35,6 +36,15 @@ build_sanitized() {
     ninja -C build-san >/dev/null
 }
 
+# The libFuzzer harnesses (fuzz/): clang, ASan + UBSan, coverage-instrumented libraries; seeds
+# from ../shared/data. run-tests.sh runs each for ~20 s as the 'fuzz' suite.
+build_fuzz() {
+    [ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz --buildtype=debugoptimized -Dfuzz=true \
+        -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+    ninja -C build-fuzz >/dev/null
+    bash fuzz/make_seeds.sh build-fuzz >/dev/null
+}
+
 case "${1:-}" in
     run)
         deps
@@ -46,6 +56,7 @@ case "${1:-}" in
         deps
         build
         build_sanitized
+        build_fuzz
         exec bash scripts/run-tests.sh
         ;;
     build)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # run-tests.sh — the whole suite: every test in the release build, then the unit and reference
-# tests again under AddressSanitizer + UndefinedBehaviorSanitizer. Ends with "N passed, N failed".
+# tests again under AddressSanitizer + UndefinedBehaviorSanitizer, then (when build-fuzz exists) a
+# ~20 s libFuzzer smoke run of every harness of fuzz/. Ends with "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.."
 status=0
@@ -8,11 +9,14 @@ meson test -C build --print-errorlogs --num-processes 2 || status=1
 if [ -d build-san ]; then
     meson test -C build-san --print-errorlogs --num-processes 2 --no-suite slow --no-suite torch || status=1
 fi
+if [ -d build-fuzz ]; then
+    meson test -C build-fuzz --print-errorlogs --num-processes 2 --suite fuzz || status=1
+fi
 /usr/bin/python3 - "$status" <<'PY'
 import json, os, sys
 passed = failed = 0
 names = []
-for build in ("build", "build-san"):
+for build in ("build", "build-san", "build-fuzz"):
     log = os.path.join(build, "meson-logs", "testlog.json")
     if not os.path.exists(log):
         continue
