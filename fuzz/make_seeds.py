@@ -146,11 +146,11 @@ put('gguf', 'tok_gpt2', gguf([('general.architecture', 'gpt2'), ('tokenizer.ggml
 
 
 # ---- tokenizer.json (cut-down real ones) + tokenizer_config.json after a NUL ----
-def cut_tokenizer(path, keep=400):
+def cut_tokenizer(path, keep=400, short=0):
     t = json.load(open(path, encoding='utf-8'))
     vocab = t['model']['vocab']
     added = {a['content'] for a in t.get('added_tokens', [])}
-    kept = {k: v for k, v in vocab.items() if v < keep or k.startswith('<0x')}
+    kept = {k: v for k, v in vocab.items() if v < keep or k.startswith('<0x') or (len(k) <= short and all(c < '\x7f' or c == '\u2581' for c in k))}
     merges = []
     for m in t['model']['merges']:
         a, b = m.split(' ', 1) if isinstance(m, str) else m
@@ -162,9 +162,10 @@ def cut_tokenizer(path, keep=400):
     return json.dumps(t, ensure_ascii=False)
 
 
-for name in ('llama3-tokenizer', 'sp-bpe-32k'):
+# SentencePiece spends its first 259 ids on specials and bytes: keep its short ASCII pieces too
+for name, keep, short in (('llama3-tokenizer', 400, 0), ('sp-bpe-32k', 600, 2)):
     d = os.path.join(data, name)
-    tok = cut_tokenizer(os.path.join(d, 'tokenizer.json'))
+    tok = cut_tokenizer(os.path.join(d, 'tokenizer.json'), keep, short)
     cfg = json.load(open(os.path.join(d, 'tokenizer_config.json'), encoding='utf-8'))
     cfg.pop('chat_template', None)
     cfg.pop('added_tokens_decoder', None)
