@@ -204,6 +204,9 @@ static int cmp_name_ptr(const void *a, const void *b) {
 }
 
 static int parse_metadata(safetensors_file *f, const cJSON *j, rlhf_error *err) {
+    /* cJSON keeps duplicate keys; a second "__metadata__" would replace the arrays the count
+     * already walked into, so it is refused like a repeated tensor name */
+    if (f->meta_keys) return rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: \"__metadata__\" appears twice in the header", f->path);
     if (cJSON_IsNull(j)) return RLHF_OK;
     if (!cJSON_IsObject(j)) return rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: \"__metadata__\" is not a JSON object", f->path);
     int n = cJSON_GetArraySize(j);
