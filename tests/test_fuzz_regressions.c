@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "src/formats/gguf.h"
 #include "src/formats/safetensors.h"
 #include "tests/test_util.h"
 
@@ -54,8 +55,62 @@ static void test_safetensors_metadata_twice(void) {
     }
 }
 
+/* GGUF bytes: magic, version 3, one tensor, no metadata, the tensor info "t" (1 dim of 32, ggml
+ * type `type`, `offset`), zero padding to 32 and 32 bytes of data. */
+static const char *gguf_one_tensor(uint32_t type, uint64_t offset) {
+    unsigned char buf[128] = {0};
+    size_t n = 0;
+#define PUT(x) (memcpy(buf + n, &(x), sizeof(x)), n += sizeof(x))
+    uint32_t version = 3, n_dims = 1;
+    uint64_t n_tensors = 1, n_kv = 0, name_len = 1, ne0 = 32;
+    memcpy(buf, "GGUF", 4);
+    n = 4;
+    PUT(version);
+    PUT(n_tensors);
+    PUT(n_kv);
+    PUT(name_len);
+    buf[n++] = 't';
+    PUT(n_dims);
+    PUT(ne0);
+    PUT(type);
+    PUT(offset);
+#undef PUT
+    n = (n + 31) / 32 * 32 + 32;
+    return scratch_file("one_tensor.gguf", buf, n);
+}
+
+/* fuzz_gguf, crash 6e13952a: a tensor whose byte size is unknown (a type this reader lacks, or
+ * a block format whose rows are not whole blocks) had its offset left unchecked, so reading it
+ * formed a pointer far past the mapping (UBSan: pointer overflow) before refusing the type.
+ * The offset of every tensor must now lie inside the data section. */
+static void test_gguf_offset_unchecked(void) {
+    static const struct { uint32_t type; uint64_t offset; } cases[] = {
+        {99, 0xffffffffffffff00ull}, /* unknown type */
+        {2, (uint64_t)1 << 62},      /* Q4_0 needs rows of 32: fine here, but far away */
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        const char *path = gguf_one_tensor(cases[k].type, cases[k].offset);
+        gguf_file *f = NULL;
+        rlhf_error err = {0};
+        int rc = gguf_open(&f, path, &err);
+        CHECK(rc == RLHF_ERR_FORMAT, "case %zu: rc %d (%s)", k, rc, err.msg);
+        CHECK(f == NULL, "case %zu: no handle on error", k);
+        CHECK(strstr(err.msg, "'t'") != NULL, "case %zu: message names the tensor: %s", k, err.msg);
+        gguf_close(&f);
+        unlink(path);
+    }
+    /* an unknown type inside the file still opens (listed, refused by name when read) */
+    const char *path = gguf_one_tensor(99, 0);
+    gguf_file *f = NULL;
+    rlhf_error err = {0};
+    CHECK(gguf_open(&f, path, &err) == RLHF_OK, "unknown type at offset 0 opens: %s", err.msg);
+    gguf_close(&f);
+    unlink(path);
+}
+
 int main(void) {
     test_safetensors_metadata_twice();
+    test_gguf_offset_unchecked();
     rmdir(test_tmpdir());
     return test_finish("fuzz regressions");
 }
