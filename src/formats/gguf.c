@@ -249,7 +249,9 @@ int gguf_open(gguf_file **out, const char *path, rlhf_error *err) {
     const uint64_t data_size = f->map_size - data_off;
     for (int64_t i = 0; i < f->n_tensors; i++) {
         const gguf_tensor *t = &f->tensors[i];
-        if (t->n_bytes && (t->offset > data_size || t->n_bytes > data_size - t->offset)) {
+        /* the offset too, even when the size is unknown (type this reader lacks): reading such
+         * a tensor still forms its address before refusing the type */
+        if (t->offset > data_size || (t->n_bytes && t->n_bytes > data_size - t->offset)) {
             rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: tensor '%.*s' (%s, %llu bytes at %llu) runs past the end of the file",
                              path, (int)t->name_len, t->name, gguf_tensor_type_name(t->type),
                              (unsigned long long)t->n_bytes, (unsigned long long)t->offset);
