@@ -18,6 +18,7 @@ opts=(-max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -detect_leaks=1 -pr
 mkdir -p "$build/fuzz-artifacts"
 "$exe" "${opts[@]}" "$work" "${corpora[@]}" >"$work/log" 2>&1
 rc=$?
-grep -E "^#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|ERROR|SUMMARY|Test unit written" "$work/log"
+grep -E '^#[0-9]+' "$work/log" | tail -n 1   # the last status line: executions, cov, ft
+grep -E "^Done|stat::number_of_executed_units|ERROR|SUMMARY|Test unit written" "$work/log"
 [ $rc -ne 0 ] && tail -n 60 "$work/log"
 exit $rc
