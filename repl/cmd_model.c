@@ -17,6 +17,7 @@
 #include "src/formats/checkpoint.h"
 #include "src/core/fileio.h"
 #include "src/formats/llama2c.h"
+#include "src/model/lora.h"
 #include "src/model/model.h"
 #include "src/formats/model_load.h"
 #include "src/formats/safetensors.h"
@@ -358,6 +359,71 @@ static int model_convert(int argc, char **argv) {
     return 0;
 }
 
+/* ---- rlhf model merge ---- */
+
+static const char *const merge_usage = "rlhf model merge --model BASE --adapter DIR --out DIR [--json]";
+static const char *const merge_help =
+    "Merges a LoRA adapter (a PEFT directory: adapter_config.json + adapter_model.safetensors,\n"
+    "ours or PEFT's) into its base model and writes a plain model directory.\n"
+    "\n"
+    "  --model BASE   the base model (directory, llama2.c .bin or GGUF file)\n"
+    "  --adapter DIR  the adapter directory; its ranks and shapes must fit BASE\n"
+    "  --out DIR      directory to write (config.json, model.safetensors, tokenizer files of BASE)\n"
+    "  --json         print the result as JSON\n"
+    "\n"
+    "Every target weight becomes W + (alpha / r) B A (transposed for GPT-2's Conv1D weights), so\n"
+    "the result computes what BASE with the adapter computes, without the adapter.";
+
+static int model_merge(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'}, {"adapter", required_argument, 0, 'a'},
+        {"out", required_argument, 0, 'o'},   {"json", no_argument, 0, 'j'},
+        {0, 0, 0, 0},
+    };
+    const char *base = NULL, *adapter = NULL, *out = NULL;
+    int json = 0, c;
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': base = optarg; break;
+        case 'a': adapter = optarg; break;
+        case 'o': out = optarg; break;
+        case 'j': json = 1; break;
+        default: return getopt_error(merge_usage, c, argv);
+        }
+    }
+    if (!base) return usage_error(merge_usage, "%s is required", "--model BASE");
+    if (!adapter) return usage_error(merge_usage, "%s is required", "--adapter DIR");
+    if (!out) return usage_error(merge_usage, "%s is required", "--out DIR");
+    if (optind < argc) return usage_error(merge_usage, "unexpected argument '%s'", argv[optind]);
+    rlhf_error err = {0};
+    model_bundle b;
+    if (model_bundle_load(&b, base, &err)) return out_fail(&err);
+    lora lo;
+    if (lora_load(&lo, &b.m, adapter, NULL, 0, NULL, &err) || lora_merge(&lo, &b.m, &err) ||
+        model_bundle_save(&b, out, &err)) {
+        lora_free(&lo);
+        model_bundle_free(&b);
+        return out_fail(&err);
+    }
+    if (json) {
+        out_printf("{\"model\": ");
+        out_json_string(base);
+        out_printf(", \"adapter\": ");
+        out_json_string(adapter);
+        out_printf(", \"out\": ");
+        out_json_string(out);
+        out_printf(", \"rank\": %d, \"alpha\": %g, \"merged_modules\": %d}\n", lo.rank, (double)lo.alpha, lo.n_sites);
+    } else {
+        out_printf("merged %s (r %d, alpha %g, %d modules: %s) into %s -> %s\n", adapter, lo.rank, (double)lo.alpha,
+                   lo.n_sites, lo.target_modules, base, out);
+    }
+    lora_free(&lo);
+    model_bundle_free(&b);
+    return 0;
+}
+
 /* ---- rlhf model info ---- */
 
 static const char *const info_usage = "rlhf model info DIR|FILE.bin|FILE.gguf [--tensors] [--json]";
@@ -481,6 +547,7 @@ typedef struct {
 static const model_subcommand g_model_commands[] = {
     {"new", &new_usage, &new_help, model_new},
     {"convert", &convert_usage, &convert_help, model_convert},
+    {"merge", &merge_usage, &merge_help, model_merge},
     {"info", &info_usage, &info_help, model_info},
 };
 #define N_MODEL_COMMANDS (sizeof g_model_commands / sizeof g_model_commands[0])
