@@ -27,6 +27,7 @@
 #include "repl/out.h"
 #include "src/core/fileio.h"
 #include "src/formats/model_load.h"
+#include "src/model/lora.h"
 #include "src/gen/generate.h"
 #include "src/gen/prompt.h"
 #include "src/gen/settings.h"
@@ -83,6 +84,8 @@ static const char *const HELP_INTRO =
     "Generate a continuation of one prompt.\n"
     "\n"
     "  -m, --model PATH          a Hugging Face model directory, a llama2.c .bin or a .gguf file\n"
+    "      --adapter DIR         a LoRA adapter (PEFT directory) for the model, merged into the\n"
+    "                            weights at load (decoding then runs at the base model's speed)\n"
     "  -p, --prompt TEXT         the prompt, encoded with the model's tokenizer (special tokens\n"
     "                            such as <|im_start|> are recognised; BOS is added where the\n"
     "                            tokenizer adds it)\n"
@@ -374,7 +377,7 @@ static int render_column(const gen_result *r, const gen_params *p, char **text, 
 
 /* Everything the command line asks for. */
 typedef struct {
-    const char *model_path, *prompt, *prompt_ids, *prompt_file, *compare, *system, *examples_path, *instruction;
+    const char *model_path, *adapter_path, *prompt, *prompt_ids, *prompt_file, *compare, *system, *examples_path, *instruction;
     int json, no_bos, chat, shots, show_prompt;
     gen_settings base;         /* the decoding flags */
     gen_compare cmp;           /* --compare specs (cmp.n == 0 without --compare) */
@@ -390,13 +393,14 @@ static void gen_cli_free(gen_cli *o) {
 }
 
 enum {
-    OPT_PROMPT_IDS = 1000, OPT_JSON, OPT_COMPARE, OPT_NO_BOS, OPT_CHAT, OPT_SYSTEM, OPT_EXAMPLES, OPT_SHOTS,
+    OPT_PROMPT_IDS = 1000, OPT_ADAPTER, OPT_JSON, OPT_COMPARE, OPT_NO_BOS, OPT_CHAT, OPT_SYSTEM, OPT_EXAMPLES, OPT_SHOTS,
     OPT_INSTRUCTION, OPT_SHOW_PROMPT, OPT_PROMPT_FILE, OPT_RETIRED_N, OPT_SETTING
 };
 
 /* The options that are not decoding settings (those come from the settings table). */
 static const struct option g_fixed_options[] = {
     {"model", required_argument, 0, 'm'},
+    {"adapter", required_argument, 0, OPT_ADAPTER},
     {"prompt", required_argument, 0, 'p'},
     {"prompt-ids", required_argument, 0, OPT_PROMPT_IDS},
     {"prompt-file", required_argument, 0, OPT_PROMPT_FILE},
@@ -453,6 +457,7 @@ static int gen_cli_flags(gen_cli *o, int argc, char **argv) {
         case 'm': o->model_path = optarg; break;
         case 'p': o->prompt = optarg; break;
         case OPT_PROMPT_IDS: o->prompt_ids = optarg; break;
+        case OPT_ADAPTER: o->adapter_path = optarg; break;
         case OPT_PROMPT_FILE: o->prompt_file = optarg; break;
         case OPT_JSON: o->json = 1; break;
         case OPT_COMPARE: o->compare = optarg; break;
@@ -714,6 +719,16 @@ int cmd_generate(int argc, char **argv) {
     if (model_bundle_load(&b, o.model_path, &err)) {
         status = out_fail(&err);
         goto done;
+    }
+    if (o.adapter_path) {
+        lora lo;
+        int rc = lora_load(&lo, &b.m, o.adapter_path, NULL, 0, NULL, &err);
+        if (!rc) rc = lora_merge(&lo, &b.m, &err);
+        lora_free(&lo);
+        if (rc) {
+            status = out_fail(&err);
+            goto done;
+        }
     }
     if ((status = prompt_tokens(&o, &b, &ids, &n_ids))) goto done;
     void (*old_handler)(int) = signal(SIGINT, on_sigint);
