@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential meson ninja-build pkg-config libopenblas-dev libcjson-dev
           libsqlite3-dev libreadline-dev libpcre2-dev python3 python3-numpy python3-torch
+          python3-jinja2   # the reference renderer of the chat-template parity test
+          tmux             # the REPL's terminal test
           bsdutils   # bsdutils: script(1), the pretrain CLI test's terminal
           clang libclang-rt-14-dev libomp-dev)  # the libFuzzer harnesses of fuzz/ (build-fuzz)
 
