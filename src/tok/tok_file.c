@@ -143,7 +143,8 @@ static void vb_free(vocab_build *vb) {
 
 /* Texts are stored as offsets while the store may move, then turned into pointers. */
 static int vb_text_reserve(vocab_build *vb, size_t more) {
-    if (vb->text_used + more <= vb->text_cap) return RLHF_OK;
+    /* allocated even for zero bytes: callers form store + used before appending */
+    if (vb->text_store && vb->text_used + more <= vb->text_cap) return RLHF_OK;
     size_t c = vb->text_cap ? vb->text_cap : 1 << 16;
     while (c < vb->text_used + more) c *= 2;
     char *p = realloc(vb->text_store, c);

@@ -100,10 +100,11 @@ int tok_set_vocab(tokenizer *t, int32_t n_ids, const char *const *pieces, const 
             continue;
         }
         t->piece_off[i] = (uint32_t)p;
-        memcpy(t->piece_blob + p, pieces[i], piece_lens[i]);
+        if (piece_lens[i]) memcpy(t->piece_blob + p, pieces[i], piece_lens[i]);
         p += piece_lens[i];
         t->piece_blob[p++] = '\0';
-        memcpy(t->text_blob + q, texts[i], text_lens[i]);
+        /* an empty text may have no storage at all (memcpy's pointers must not be NULL) */
+        if (text_lens[i]) memcpy(t->text_blob + q, texts[i], text_lens[i]);
         q += text_lens[i];
         t->text_blob[q++] = '\0';
         t->flags[i] = (uint8_t)(flags[i] | TOK_ID_PRESENT);
