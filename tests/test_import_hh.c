@@ -1,5 +1,5 @@
-/* test_import_hh.c — the real Anthropic HH-RLHF file (../shared/data/hh-rlhf/
- * harmless-base-test-300.jsonl): it imports as 300 pairs split into the shared prompt (through
+/* test_import_hh.c — records whose replies carry turn markers (written here), then the real
+ * Anthropic HH-RLHF file (../shared/data/hh-rlhf/harmless-base-test-300.jsonl): it imports as 300 pairs split into the shared prompt (through
  * the last "\n\nAssistant:") and the two final replies, multi-turn dialogues included; exporting
  * as hh gives back every original record (the same JSON values, line by line, in order); and a
  * TRL export re-imports to the same rows. Prints the import speed. */
@@ -37,7 +37,88 @@ static size_t count(const char *s, const char *needle) {
     return n;
 }
 
+/* Records whose replies carry turn markers (as about 1 in 400 real HH records do: the model
+ * wrote the next "Human:" / "Assistant:" turns itself). Written here, not taken from the data.
+ * Each must import, split at the last "\n\nAssistant:" inside the dialogue both sides share,
+ * be flagged for its template text, and export back unchanged. */
+static const char *const k_marker_records[] = {
+    /* chosen's reply runs on into a new human and assistant turn */
+    "{\"chosen\":\"\\n\\nHuman: Hi there\\n\\nAssistant: Hello! How can I help?\\n\\nHuman: Tell me a joke\\n\\nAssistant: Why did the chicken cross the road?\",\"rejected\":\"\\n\\nHuman: Hi there\\n\\nAssistant: Go away.\"}",
+    /* both replies carry markers, at different places */
+    "{\"chosen\":\"\\n\\nHuman: Name a fruit\\n\\nAssistant: Apple.\\n\\nAssistant: Or pear.\",\"rejected\":\"\\n\\nHuman: Name a fruit\\n\\nAssistant: I cannot.\\n\\nHuman: why\\n\\nAssistant: Policy.\\n\\nAssistant: Sorry.\"}",
+    /* a multi-turn dialogue whose rejected reply quotes \"Human:\" without the blank line */
+    "{\"chosen\":\"\\n\\nHuman: a\\n\\nAssistant: b\\n\\nHuman: c\\n\\nAssistant: Sure, here it is.\",\"rejected\":\"\\n\\nHuman: a\\n\\nAssistant: b\\n\\nHuman: c\\n\\nAssistant: Human: c Assistant: d\"}",
+    /* the replies share their first words, which hold a marker too */
+    "{\"chosen\":\"\\n\\nHuman: q\\n\\nAssistant: x\\n\\nAssistant: yes\",\"rejected\":\"\\n\\nHuman: q\\n\\nAssistant: x\\n\\nAssistant: no\"}",
+};
+static const char *const k_marker_prompts[] = {
+    "\n\nHuman: Hi there\n\nAssistant:",
+    "\n\nHuman: Name a fruit\n\nAssistant:",
+    "\n\nHuman: a\n\nAssistant: b\n\nHuman: c\n\nAssistant:",
+    "\n\nHuman: q\n\nAssistant: x\n\nAssistant:",
+};
+
+static void test_replies_with_markers(void) {
+    size_t n_rec = sizeof k_marker_records / sizeof *k_marker_records;
+    char src[4200], db_path[4200];
+    snprintf(src, sizeof src, "%s/hh-markers.jsonl", test_tmpdir());
+    snprintf(db_path, sizeof db_path, "%s/hh-markers.db", test_tmpdir());
+    unlink(db_path);
+    FILE *fp = fopen(src, "w");
+    for (size_t i = 0; fp && i < n_rec; i++) fprintf(fp, "%s\n", k_marker_records[i]);
+    CHECK(fp && fclose(fp) == 0, "write %s", src);
+    store *s = NULL;
+    OK(store_open(&s, db_path, &g_err));
+    store_import_params p = {STORE_FORMAT_HH, 1, NULL, 0};
+    store_import_report rep;
+    OK(store_import_jsonl(s, src, &p, &rep, &g_err));
+    CHECK(rep.n_records == n_rec && rep.n_bad == 0, "records with markers in replies: %zu of %zu import, %zu refused",
+          rep.n_records, n_rec, rep.n_bad);
+    CHECK(rep.n_flagged >= 3, "replies carrying template text are flagged (%zu)", rep.n_flagged);
+    store_import_report_free(&rep);
+    pref_dataset d;
+    pref_dataset_init(&d);
+    store_pref_query all = {.include_flagged = 1};
+    OK(store_get_pref_dataset(s, &all, &d, &g_err));
+    CHECK(d.n == n_rec, "%zu pairs read back (%zu)", n_rec, d.n);
+    for (size_t i = 0; i < d.n && i < n_rec; i++) {
+        cJSON *rec = cJSON_Parse(k_marker_records[i]);
+        const char *chosen = cJSON_GetStringValue(cJSON_GetObjectItem(rec, "chosen"));
+        const char *rejected = cJSON_GetStringValue(cJSON_GetObjectItem(rec, "rejected"));
+        const pref_pair *pp = &d.pairs[i];
+        size_t plen = strlen(pp->prompt);
+        CHECK(strcmp(pp->prompt, k_marker_prompts[i]) == 0, "record %zu: prompt \"%s\"", i + 1, pp->prompt);
+        CHECK(strncmp(chosen, pp->prompt, plen) == 0 && strcmp(chosen + plen, pp->chosen) == 0 &&
+                  strncmp(rejected, pp->prompt, plen) == 0 && strcmp(rejected + plen, pp->rejected) == 0,
+              "record %zu: prompt + reply rebuilds both sides", i + 1);
+        cJSON_Delete(rec);
+    }
+    pref_dataset_free(&d);
+    char *exported = NULL;
+    size_t exported_len = 0;
+    FILE *mf = open_memstream(&exported, &exported_len);
+    store_export_params ep = {STORE_FORMAT_HH, 0, 0};
+    store_export_report er;
+    OK(store_export_jsonl(s, mf, &ep, &er, &g_err));
+    fclose(mf);
+    CHECK(er.n_written == n_rec, "every record exported (%zu)", er.n_written);
+    const char *b = exported;
+    for (size_t i = 0; i < n_rec && *b; i++) {
+        const char *eb = strchr(b, '\n');
+        size_t lb = eb ? (size_t)(eb - b) : strlen(b);
+        cJSON *ja = cJSON_Parse(k_marker_records[i]), *jb = cJSON_ParseWithLength(b, lb);
+        CHECK(ja && jb && cJSON_Compare(ja, jb, 1), "record %zu exports unchanged", i + 1);
+        cJSON_Delete(ja);
+        cJSON_Delete(jb);
+        b += lb + (eb != NULL);
+    }
+    free(exported);
+    store_close(&s);
+    unlink(src);
+}
+
 int main(void) {
+    test_replies_with_markers();
     const char *src = test_data_path("hh-rlhf/harmless-base-test-300.jsonl");
     char *original = NULL;
     size_t len = 0;
