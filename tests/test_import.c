@@ -206,7 +206,7 @@ static void test_malformed(void) {
         "\"chosen\" appears twice");
     BAD("hh-split.jsonl", STORE_FORMAT_HH,
         "{\"chosen\":\"\\n\\nHuman: a\\n\\nAssistant: b\",\"rejected\":\"\\n\\nHuman: z\\n\\nAssistant: c\"}\n", 1,
-        "do not share the dialogue");
+        "share no dialogue through");
     BAD("hh-marker.jsonl", STORE_FORMAT_HH, "{\"chosen\":\"just text\",\"rejected\":\"\\n\\nHuman: z\\n\\nAssistant: c\"}\n",
         1, "no \"\\n\\nAssistant:\" turn");
     BAD("hh-type.jsonl", STORE_FORMAT_HH, "{\"chosen\":[],\"rejected\":\"x\"}\n", 1, "must be a string");
