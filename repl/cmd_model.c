@@ -604,6 +604,12 @@ static int load_and_forward(const char *path, const int32_t *ids, int n_ids, int
     rlhf_error err = {0};
     memset(a, 0, sizeof *a);
     if (model_load_weights(m, path, &err)) return out_fail(&err);
+    if (!m->w.lm_head) {
+        out_error("%s is a sequence classifier (score head, %d labels), not a language model: it has no logits (use "
+                  "rlhf score)", path, m->config.num_labels);
+        model_free(m);
+        return 1;
+    }
     /* every id, including a loss's last target (which the forward never sees) */
     for (int i = 0; i < n_ids; i++)
         if (ids[i] >= m->config.vocab_size) {

@@ -312,8 +312,60 @@ static void check_bit_exact_paths(void) {
     optim_free(&o);
 }
 
+/* Frozen tensors: untouched by steps, no moments, not in the norm; the trainable ones step
+ * exactly as in an optimizer over only them; snapshots refuse another freezing. */
+static void check_frozen(void) {
+    optim_params op;
+    optim_params_defaults(&op);
+    op.total_steps = 3;
+    op.grad_clip = 0.5f;
+    const unsigned char frozen[4] = {1, 0, 1, 0}; /* w and b frozen */
+    optim a, full;
+    rlhf_error err = {0};
+    CHECK(optim_init_frozen(&a, &op, g_tensors, 4, N_FLOATS, frozen, &err) == 0, "init: %s", err.msg);
+    CHECK(optim_init(&full, &op, g_tensors, 4, N_FLOATS, &err) == 0, "init: %s", err.msg);
+    CHECK(a.n_moments < N_FLOATS && a.n_moments >= 10, "moments only for trainable floats (%zu)", a.n_moments);
+    float p[N_FLOATS], q[N_FLOATS], g[N_FLOATS], gz[N_FLOATS];
+    for (int i = 0; i < N_FLOATS; i++) {
+        int k = in_tensor((size_t)i);
+        p[i] = q[i] = k < 0 ? 0.0f : 0.1f * (float)(i + 1);
+        g[i] = k < 0 ? 0.0f : 0.7f - 0.05f * (float)i;
+        gz[i] = k < 0 || frozen[k] ? 0.0f : g[i]; /* what torch would see: no gradient when frozen */
+    }
+    for (int s = 0; s < 3; s++) {
+        optim_stats st, sf;
+        CHECK(optim_step(&a, p, g, 1.0f, &st, &err) == 0, "step: %s", err.msg);
+        CHECK(optim_step(&full, q, gz, 1.0f, &sf, &err) == 0, "step: %s", err.msg);
+        CHECK_CLOSE(st.grad_norm, sf.grad_norm, 1e-9, 1e-6, "norm over trainable tensors only");
+    }
+    for (int i = 0; i < N_FLOATS; i++) {
+        int k = in_tensor((size_t)i);
+        if (k >= 0 && frozen[k]) CHECK(p[i] == 0.1f * (float)(i + 1), "frozen float %d unchanged", i);
+        else CHECK(p[i] == q[i], "trainable float %d: %g vs %g", i, (double)p[i], (double)q[i]);
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/frozen.bin", test_tmpdir());
+    FILE *fp = fopen(path, "wb");
+    CHECK(fp && optim_write(&a, fp, path, &err) == 0, "write: %s", err.msg);
+    if (fp) fclose(fp);
+    fp = fopen(path, "rb");
+    CHECK(fp && optim_read(&full, fp, path, &err) == RLHF_ERR_SHAPE && strstr(err.msg, "frozen"), "other freezing refused: %s",
+          err.msg);
+    if (fp) fclose(fp);
+    optim b;
+    CHECK(optim_init_frozen(&b, &op, g_tensors, 4, N_FLOATS, frozen, &err) == 0, "init: %s", err.msg);
+    fp = fopen(path, "rb");
+    CHECK(fp && optim_read(&b, fp, path, &err) == 0, "read: %s", err.msg);
+    if (fp) fclose(fp);
+    CHECK(b.step == 3 && memcmp(b.m, a.m, a.n_moments * sizeof(float)) == 0, "snapshot round trip");
+    optim_free(&a);
+    optim_free(&b);
+    optim_free(&full);
+}
+
 int main(void) {
     make_table();
+    check_frozen();
     check_bit_exact_paths();
     check_quadratic();
     check_first_step_by_hand();

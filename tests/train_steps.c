@@ -20,49 +20,19 @@
 #include "src/model/model.h"
 #include "src/core/rng.h"
 #include "src/train/train.h"
+#include "tests/step_args.h"
 
-static const char *arg(int argc, char **argv, const char *name, const char *def) {
-    for (int i = 1; i + 1 < argc; i++)
-        if (strcmp(argv[i], name) == 0) return argv[i + 1];
-    return def;
-}
-
-static int flag(int argc, char **argv, const char *name) {
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], name) == 0) return 1;
-    return 0;
-}
 
 int main(int argc, char **argv) {
-    const char *family = arg(argc, argv, "--family", "gpt2");
     const char *out = arg(argc, argv, "--out", NULL);
     if (!out) {
         fprintf(stderr, "train_steps: --out DIR is required\n");
         return 2;
     }
     model_config c;
-    model_config_defaults(&c, strcmp(family, "llama") == 0 ? MODEL_FAMILY_LLAMA : MODEL_FAMILY_GPT2);
-    c.n_layers = atoi(arg(argc, argv, "--layers", "2"));
-    c.dim = atoi(arg(argc, argv, "--dim", "32"));
-    c.n_heads = atoi(arg(argc, argv, "--heads", "4"));
-    c.n_kv_heads = atoi(arg(argc, argv, "--kv-heads", arg(argc, argv, "--heads", "4")));
-    c.ffn_dim = atoi(arg(argc, argv, "--ffn", "128"));
-    c.vocab_size = atoi(arg(argc, argv, "--vocab", "64"));
-    c.context = atoi(arg(argc, argv, "--context", "32"));
-    if (flag(argc, argv, "--untied")) c.tied_embeddings = 0;
-    if (flag(argc, argv, "--tied")) c.tied_embeddings = 1;
+    step_args_config(argc, argv, &c);
     train_params tp;
-    train_params_defaults(&tp);
-    tp.batch = atoi(arg(argc, argv, "--batch", "4"));
-    tp.context = atoi(arg(argc, argv, "--seq", "16"));
-    tp.accum = atoi(arg(argc, argv, "--accum", "1"));
-    const int steps = atoi(arg(argc, argv, "--steps", "10"));
-    tp.optim.lr = (float)atof(arg(argc, argv, "--lr", "1e-2"));
-    tp.optim.min_lr = (float)atof(arg(argc, argv, "--min-lr", "1e-3"));
-    tp.optim.warmup_steps = atol(arg(argc, argv, "--warmup", "3"));
-    tp.optim.total_steps = steps;
-    tp.optim.weight_decay = (float)atof(arg(argc, argv, "--weight-decay", "0.1"));
-    tp.optim.grad_clip = (float)atof(arg(argc, argv, "--grad-clip", "1.0"));
+    const int steps = step_args_train(argc, argv, &tp);
     const uint64_t seed = strtoull(arg(argc, argv, "--seed", "1"), NULL, 10);
 
     rlhf_error err = {0};

@@ -236,6 +236,51 @@ static int cfg_parse_llama(const cfg_reader *r, model_config *c) {
     return RLHF_OK;
 }
 
+/* 1 if the first entry of "architectures" is a *ForSequenceClassification model. */
+static int cfg_is_classifier(const cJSON *root) {
+    const cJSON *arch = cJSON_GetObjectItemCaseSensitive(root, "architectures");
+    const cJSON *a0 = cJSON_IsArray(arch) ? arch->child : NULL;
+    return cJSON_IsString(a0) && strstr(a0->valuestring, "ForSequenceClassification") != NULL;
+}
+
+/* Sequence classifiers: num_labels (the field, else the size of id2label, else transformers'
+ * default 2) and pad_token_id. A language model's pad_token_id is only kept when it is a usable
+ * id (real LM configs carry -1 or ids past the vocabulary, which change nothing for an LM). */
+static int cfg_classifier(const cfg_reader *r, model_config *c) {
+    const cJSON *pad = cfg_get(r, "pad_token_id");
+    if (!cfg_is_classifier(r->root)) {
+        if (cJSON_IsNumber(pad) && pad->valuedouble == floor(pad->valuedouble) && pad->valuedouble >= 0 &&
+            pad->valuedouble < c->vocab_size)
+            c->pad_id = (int32_t)pad->valuedouble;
+        return RLHF_OK;
+    }
+    int rc;
+    if (pad) {
+        if (!cJSON_IsNumber(pad) || pad->valuedouble != floor(pad->valuedouble) || pad->valuedouble < 0 ||
+            pad->valuedouble >= c->vocab_size)
+            return rlhf_errorf(r->err, RLHF_ERR_INVALID, "%s: field \"pad_token_id\" must be a token id below vocab_size %d or null",
+                               r->path, c->vocab_size);
+        c->pad_id = (int32_t)pad->valuedouble;
+    }
+    const cJSON *id2label = cfg_get(r, "id2label");
+    if (id2label && !cJSON_IsObject(id2label))
+        return rlhf_errorf(r->err, RLHF_ERR_INVALID, "%s: field \"id2label\" must be an object", r->path);
+    int n_map = id2label ? cJSON_GetArraySize(id2label) : 0;
+    c->num_labels = n_map > 0 ? n_map : 2;
+    if ((rc = cfg_int(r, "num_labels", &c->num_labels, 1, 65536, 0))) return rc;
+    if (n_map > 0 && n_map != c->num_labels)
+        return rlhf_errorf(r->err, RLHF_ERR_INVALID, "%s: field \"num_labels\" is %d but \"id2label\" has %d entries", r->path,
+                           c->num_labels, n_map);
+    for (int i = 0; i < n_map; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "%d", i);
+        if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(id2label, key)))
+            return rlhf_errorf(r->err, RLHF_ERR_INVALID, "%s: field \"id2label\" has no string for label \"%s\" (ids must be 0..%d)",
+                               r->path, key, n_map - 1);
+    }
+    return RLHF_OK;
+}
+
 int checkpoint_config_parse(model_config *cfg, const char *json, size_t len, const char *path, rlhf_error *err) {
     int rc = RLHF_OK;
     cJSON *root = cJSON_ParseWithLength(json, len);
@@ -284,6 +329,7 @@ int checkpoint_config_parse(model_config *cfg, const char *json, size_t len, con
                          (int)cfg->eos_id, cfg->vocab_size);
         goto done;
     }
+    if ((rc = cfg_classifier(&r, cfg))) goto done;
     /* the per-field checks above should catch everything; this is the model's own backstop */
     if ((rc = model_config_validate(cfg, err))) rlhf_error_prefix(err, "%s: ", path);
 done:
@@ -307,7 +353,42 @@ static void sb_token(strbuf *b, const char *field, int32_t id) {
     else sb_printf(b, "  \"%s\": %d,\n", field, (int)id);
 }
 
+/* A JSON string literal (quotes included) for s, or NULL when out of memory; free() it. */
+static char *json_quote(const char *s) {
+    cJSON *j = cJSON_CreateString(s);
+    char *q = j ? cJSON_PrintUnformatted(j) : NULL;
+    cJSON_Delete(j);
+    return q;
+}
+
+/* Classifier fields: pad_token_id, num_labels, id2label, label2id (labels NULL: LABEL_i as
+ * transformers names them). */
+static void sb_labels(strbuf *b, const model_config *c, const char *const *labels) {
+    sb_printf(b, "  \"num_labels\": %d,\n", c->num_labels);
+    if (c->num_labels > 1) sb_printf(b, "  \"problem_type\": \"single_label_classification\",\n");
+    for (int pass = 0; pass < 2; pass++) {
+        sb_printf(b, pass ? "  \"label2id\": {" : "  \"id2label\": {");
+        for (int i = 0; i < c->num_labels; i++) {
+            char def[32];
+            snprintf(def, sizeof def, "LABEL_%d", i);
+            char *q = json_quote(labels && labels[i] ? labels[i] : def);
+            if (!q) {
+                b->oom = 1;
+                return;
+            }
+            if (pass) sb_printf(b, "%s%s: %d", i ? ", " : "", q, i);
+            else sb_printf(b, "%s\"%d\": %s", i ? ", " : "", i, q);
+            free(q);
+        }
+        sb_printf(b, "},\n");
+    }
+}
+
 int checkpoint_config_format(const model_config *c, char **out, rlhf_error *err) {
+    return checkpoint_config_format_labeled(c, NULL, out, err);
+}
+
+int checkpoint_config_format_labeled(const model_config *c, const char *const *labels, char **out, rlhf_error *err) {
     *out = NULL;
     int rc = model_config_validate(c, err);
     if (rc) return rc;
@@ -317,14 +398,16 @@ int checkpoint_config_format(const model_config *c, char **out, rlhf_error *err)
     format_float(theta, sizeof theta, c->rope_theta);
     sb_printf(&b, "{\n");
     if (c->family == MODEL_FAMILY_GPT2) {
-        sb_printf(&b, "  \"architectures\": [\"GPT2LMHeadModel\"],\n  \"model_type\": \"gpt2\",\n");
+        sb_printf(&b, "  \"architectures\": [\"%s\"],\n  \"model_type\": \"gpt2\",\n",
+                  c->num_labels > 0 ? "GPT2ForSequenceClassification" : "GPT2LMHeadModel");
         sb_printf(&b, "  \"vocab_size\": %d,\n  \"n_positions\": %d,\n  \"n_ctx\": %d,\n", c->vocab_size, c->context, c->context);
         sb_printf(&b, "  \"n_embd\": %d,\n  \"n_layer\": %d,\n  \"n_head\": %d,\n", c->dim, c->n_layers, c->n_heads);
         if (c->ffn_dim == 4 * c->dim) sb_printf(&b, "  \"n_inner\": null,\n");
         else sb_printf(&b, "  \"n_inner\": %d,\n", c->ffn_dim);
         sb_printf(&b, "  \"activation_function\": \"gelu_new\",\n  \"layer_norm_epsilon\": %s,\n", eps);
     } else {
-        sb_printf(&b, "  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n");
+        sb_printf(&b, "  \"architectures\": [\"%s\"],\n  \"model_type\": \"llama\",\n",
+                  c->num_labels > 0 ? "LlamaForSequenceClassification" : "LlamaForCausalLM");
         sb_printf(&b, "  \"vocab_size\": %d,\n  \"hidden_size\": %d,\n  \"intermediate_size\": %d,\n", c->vocab_size, c->dim, c->ffn_dim);
         sb_printf(&b, "  \"num_hidden_layers\": %d,\n  \"num_attention_heads\": %d,\n  \"num_key_value_heads\": %d,\n", c->n_layers,
                   c->n_heads, c->n_kv_heads);
@@ -335,6 +418,8 @@ int checkpoint_config_format(const model_config *c, char **out, rlhf_error *err)
     sb_printf(&b, "  \"tie_word_embeddings\": %s,\n", c->tied_embeddings ? "true" : "false");
     sb_token(&b, "bos_token_id", c->bos_id);
     sb_token(&b, "eos_token_id", c->eos_id);
+    if (c->num_labels > 0 || c->pad_id >= 0) sb_token(&b, "pad_token_id", c->pad_id);
+    if (c->num_labels > 0) sb_labels(&b, c, labels);
     sb_printf(&b, "  \"torch_dtype\": \"float32\"\n}\n");
     if (b.oom) {
         free(b.s);
@@ -448,7 +533,7 @@ static int load_file_tensors(model *m, load_state *s, const safetensors_file *f,
         int idx = resolve_name(m, st->name);
         if (idx < 0) {
             if (is_ignored_buffer(st->name)) continue;
-            if (c->tied_embeddings && strcmp(st->name, "lm_head.weight") == 0) {
+            if (c->tied_embeddings && c->num_labels == 0 && strcmp(st->name, "lm_head.weight") == 0) {
                 /* transformers saves the tied head in some versions; it is the embedding */
                 if (st->ndim == 2 && st->shape[0] == c->vocab_size && st->shape[1] == c->dim) continue;
                 format_shape(got, sizeof got, st->ndim, st->shape);
@@ -460,7 +545,7 @@ static int load_file_tensors(model *m, load_state *s, const safetensors_file *f,
                                "%s: tensor \"%s\" is not part of the %s model %s describes (%d layers, dim %d, %s head): config and "
                                "weights disagree",
                                f->path, st->name, model_family_name(c->family), s->config_path, c->n_layers, c->dim,
-                               c->tied_embeddings ? "tied" : "untied");
+                               c->num_labels > 0 ? "score" : c->tied_embeddings ? "tied" : "untied");
         }
         const model_tensor *t = &m->tensors[idx];
         if (s->loaded[idx])
@@ -572,7 +657,9 @@ int checkpoint_load_any(model *m, const char *path, rlhf_error *err) {
 
 /* ---- saving ---- */
 
-int checkpoint_save(const model *m, const char *dir, rlhf_error *err) {
+int checkpoint_save(const model *m, const char *dir, rlhf_error *err) { return checkpoint_save_labeled(m, dir, NULL, err); }
+
+int checkpoint_save_labeled(const model *m, const char *dir, const char *const *labels, rlhf_error *err) {
     file_atomic fw = {0}, fc = {0};
     safetensors_entry *entries = NULL;
     char *config = NULL, *weights = NULL, *config_path = NULL;
@@ -584,7 +671,7 @@ int checkpoint_save(const model *m, const char *dir, rlhf_error *err) {
             goto fail;
         }
     }
-    if ((rc = checkpoint_config_format(&m->config, &config, err))) goto fail;
+    if ((rc = checkpoint_config_format_labeled(&m->config, labels, &config, err))) goto fail;
     if ((rc = file_mkdir_p(dir, err))) goto fail;
     weights = path_join(dir, CKPT_WEIGHTS);
     config_path = path_join(dir, CKPT_CONFIG);
@@ -631,4 +718,42 @@ fail:
     free(weights);
     free(config_path);
     return rc;
+}
+
+/* ---- classifier labels ---- */
+
+void checkpoint_labels_free(char **labels, int n) {
+    for (int i = 0; labels && i < n; i++) free(labels[i]);
+    free(labels);
+}
+
+int checkpoint_labels_read(const char *dir, const model_config *cfg, char ***labels, rlhf_error *err) {
+    *labels = NULL;
+    const int K = cfg->num_labels;
+    if (K <= 0) return rlhf_errorf(err, RLHF_ERR_INVALID, "%s: not a sequence classifier (no labels)", dir);
+    char *path = path_join(dir, CKPT_CONFIG), *text = NULL;
+    size_t len = 0;
+    int rc = path ? file_read_all(path, &text, &len, err) : rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+    cJSON *root = rc ? NULL : cJSON_ParseWithLength(text, len);
+    char **out = rc ? NULL : calloc((size_t)K, sizeof *out);
+    if (!rc && (!root || !out)) rc = rlhf_errorf(err, root ? RLHF_ERR_NOMEM : RLHF_ERR_FORMAT, "%s: cannot read id2label", path);
+    const cJSON *map = root ? cJSON_GetObjectItemCaseSensitive(root, "id2label") : NULL;
+    for (int i = 0; !rc && i < K; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "%d", i);
+        const cJSON *v = cJSON_IsObject(map) ? cJSON_GetObjectItemCaseSensitive(map, key) : NULL;
+        char def[32];
+        snprintf(def, sizeof def, "LABEL_%d", i);
+        out[i] = strdup(cJSON_IsString(v) ? v->valuestring : def);
+        if (!out[i]) rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+    }
+    cJSON_Delete(root);
+    free(text);
+    free(path);
+    if (rc) {
+        checkpoint_labels_free(out, K);
+        return rc;
+    }
+    *labels = out;
+    return RLHF_OK;
 }

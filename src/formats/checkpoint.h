@@ -57,4 +57,18 @@ int checkpoint_load_any(model *m, const char *path, rlhf_error *err);
  * intact. m is only read. */
 int checkpoint_save(const model *m, const char *dir, rlhf_error *err);
 
+/* Sequence classifiers (model_config.num_labels > 0): the directory is what transformers writes
+ * for GPT2ForSequenceClassification / LlamaForSequenceClassification (and TRL's RewardTrainer):
+ * "architectures", "num_labels", "id2label"/"label2id" and "pad_token_id" in config.json,
+ * score.weight (num_labels, C) instead of lm_head.weight in model.safetensors. A config is a
+ * classifier when its first architecture ends in ForSequenceClassification; num_labels comes
+ * from the field, else id2label's size, else 2 (transformers' default).
+ * checkpoint_save_labeled writes labels[i] as label i (labels NULL: "LABEL_i"). */
+int checkpoint_save_labeled(const model *m, const char *dir, const char *const *labels, rlhf_error *err);
+int checkpoint_config_format_labeled(const model_config *cfg, const char *const *labels, char **out, rlhf_error *err);
+/* The num_labels label names of classifier directory dir (id2label; "LABEL_i" where absent),
+ * newly allocated: free with checkpoint_labels_free(labels, cfg->num_labels). */
+int checkpoint_labels_read(const char *dir, const model_config *cfg, char ***labels, rlhf_error *err);
+void checkpoint_labels_free(char **labels, int n);
+
 #endif

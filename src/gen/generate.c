@@ -187,6 +187,10 @@ int gen_decoder_init(gen_decoder *d, const model *m, int n_seq, int max_len, rlh
     memset(d, 0, sizeof *d);
     const model_config *c = &m->config;
     if (n_seq < 1) return rlhf_errorf(err, RLHF_ERR_INVALID, "decoder: n_seq must be >= 1 (got %d)", n_seq);
+    if (!m->w.lm_head)
+        return rlhf_errorf(err, RLHF_ERR_INVALID,
+                           "this is a sequence classifier (score head, %d labels), not a language model: it cannot generate",
+                           c->num_labels);
     if (max_len < 1 || max_len > c->context)
         return rlhf_errorf(err, RLHF_ERR_INVALID, "decoder: max_len %d outside 1..%d (the model's context)", max_len,
                            c->context);

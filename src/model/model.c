@@ -22,6 +22,7 @@ void model_config_defaults(model_config *cfg, model_family family) {
     cfg->tied_embeddings = family == MODEL_FAMILY_GPT2;
     cfg->bos_id = -1;
     cfg->eos_id = -1;
+    cfg->pad_id = -1;
 }
 
 const char *model_family_name(model_family family) {
@@ -56,6 +57,8 @@ int model_config_validate(const model_config *c, rlhf_error *err) {
          (int)c->rope_layout);
     NEED(c->bos_id >= -1 && c->bos_id < c->vocab_size, "bos_id %d outside the vocabulary", (int)c->bos_id);
     NEED(c->eos_id >= -1 && c->eos_id < c->vocab_size, "eos_id %d outside the vocabulary", (int)c->eos_id);
+    NEED(c->pad_id >= -1 && c->pad_id < c->vocab_size, "pad_id %d outside the vocabulary", (int)c->pad_id);
+    NEED(c->num_labels >= 0 && c->num_labels <= 65536, "num_labels must be in 0..65536 (got %d)", c->num_labels);
 #undef NEED
     return RLHF_OK;
 }
@@ -122,7 +125,6 @@ static int layout_gpt2(layout_builder *lb, const model_config *c) {
     }
     rc |= layout_add(lb, "transformer.ln_f.weight", C, 0, MODEL_TENSOR_NORM, -1);
     rc |= layout_add(lb, "transformer.ln_f.bias", C, 0, MODEL_TENSOR_BIAS, -1);
-    if (!c->tied_embeddings) rc |= layout_add(lb, "lm_head.weight", V, C, MODEL_TENSOR_EMBEDDING, -1);
     return rc ? RLHF_ERR_NOMEM : RLHF_OK;
 }
 
@@ -147,14 +149,18 @@ static int layout_llama(layout_builder *lb, const model_config *c) {
 #undef ADD
     }
     rc |= layout_add(lb, "model.norm.weight", C, 0, MODEL_TENSOR_NORM, -1);
-    if (!c->tied_embeddings) rc |= layout_add(lb, "lm_head.weight", V, C, MODEL_TENSOR_EMBEDDING, -1);
     return rc ? RLHF_ERR_NOMEM : RLHF_OK;
 }
 
 /* q/k/v and gate/up are packed without padding between them so each group is one matrix for
  * one fused sgemm (see layout_llama). */
 static int layout_build(layout_builder *lb, const model_config *c) {
-    return c->family == MODEL_FAMILY_GPT2 ? layout_gpt2(lb, c) : layout_llama(lb, c);
+    int rc = c->family == MODEL_FAMILY_GPT2 ? layout_gpt2(lb, c) : layout_llama(lb, c);
+    if (rc) return rc;
+    /* the head is last in both families: an LM's untied lm_head, or a classifier's score */
+    if (c->num_labels > 0) return layout_add(lb, "score.weight", c->num_labels, c->dim, MODEL_TENSOR_MATRIX, -1);
+    if (!c->tied_embeddings) return layout_add(lb, "lm_head.weight", c->vocab_size, c->dim, MODEL_TENSOR_EMBEDDING, -1);
+    return RLHF_OK;
 }
 
 int model_init(model *m, const model_config *cfg, rlhf_error *err) {
@@ -254,7 +260,8 @@ void model_bind_weights(const model *m, float *buf, model_weights *out, model_la
         }
         out->lnf_w = NEXT();
     }
-    out->lm_head = c->tied_embeddings ? out->tok_emb : NEXT();
+    if (c->num_labels > 0) out->score = NEXT();
+    else out->lm_head = c->tied_embeddings ? out->tok_emb : NEXT();
 #undef NEXT
 }
 

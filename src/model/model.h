@@ -55,6 +55,13 @@ typedef struct {
     model_rope_layout rope_layout; /* Llama only */
     int32_t bos_id;       /* -1 if none */
     int32_t eos_id;       /* -1 if none */
+    /* Sequence classifiers (reward models, classifiers): 0 for a causal LM. When > 0 the model
+     * has no LM head: "score.weight" (num_labels, C), no bias, replaces lm_head.weight
+     * (LlamaForSequenceClassification / GPT2ForSequenceClassification), model_forward computes
+     * no logits, and the score is read by a head (src/train/score_head.h) at the last
+     * non-padding token. */
+    int num_labels;
+    int32_t pad_id;       /* pad_token_id, -1 if none (classifiers find the last real token) */
 } model_config;
 
 /* Fills cfg with the defaults of a family (GPT-2: eps 1e-5, F = 4C, tied; Llama: eps 1e-5,
@@ -103,7 +110,8 @@ typedef struct {
     float *pos_emb;                 /* (TMAX, C) GPT-2 only, else NULL */
     model_layer_weights *layers;    /* (L) array owned by the model */
     float *lnf_w, *lnf_b;           /* (C); lnf_b GPT-2 only */
-    float *lm_head;                 /* (V, C): == tok_emb when tied */
+    float *lm_head;                 /* (V, C): == tok_emb when tied; NULL for a classifier */
+    float *score;                   /* (num_labels, C) [out,in] for a classifier, else NULL */
 } model_weights;
 
 typedef struct model_acts model_acts;
@@ -153,7 +161,8 @@ size_t model_param_bytes(const model *m);
 struct model_acts {
     int B, T;        /* capacity the arena was sized for */
     int cur_B, cur_T;/* shape of the last forward */
-    float *logits;   /* (B, T, V): written by model_forward; a head may overwrite it with dlogits */
+    float *logits;   /* (B, T, V): written by model_forward; a head may overwrite it with dlogits;
+                        NULL for a classifier (num_labels > 0: no LM head) */
     float *hidden;   /* (B, T, C): final normalised hidden state (the lm_head's input) */
     float *arena;    /* one allocation holding everything; owned */
     size_t arena_floats;
@@ -170,7 +179,7 @@ int model_acts_init(model_acts *a, const model_config *cfg, int B, int T, rlhf_e
 void model_acts_free(model_acts *a);
 
 /* Runs the model over tokens (B, T), B <= a->B, T <= a->T and T <= context; fills a->logits
- * and a->hidden. Token ids outside [0, V) are refused with RLHF_ERR_INVALID (message names the
+ * (LMs only) and a->hidden. Token ids outside [0, V) are refused with RLHF_ERR_INVALID (message names the
  * position). */
 int model_forward(const model *m, model_acts *a, const int32_t *tokens, int B, int T, rlhf_error *err);
 

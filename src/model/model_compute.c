@@ -31,6 +31,7 @@ typedef struct {
     /* dimensions the arena was laid out for */
     model_family family;
     int L, C, NH, NKV, HS, F, V, QKV, FH;
+    int K; /* num_labels: > 0 means no logits in the arena */
     size_t ncap; /* B*T capacity in rows */
     size_t attcap; /* B * NH * T * T capacity in floats per layer */
     float *resid, *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *atty, *mid, *ln2, *ln2_mean, *ln2_rstd, *fch, *fact;
@@ -114,6 +115,7 @@ int model_acts_init(model_acts *a, const model_config *cfg, int B, int T, rlhf_e
     ly->HS = cfg->dim / cfg->n_heads;
     ly->F = cfg->ffn_dim;
     ly->V = cfg->vocab_size;
+    ly->K = cfg->num_labels;
     ly->QKV = (ly->NH + 2 * ly->NKV) * ly->HS;
     ly->FH = cfg->family == MODEL_FAMILY_LLAMA ? 2 * ly->F : ly->F;
     ly->ncap = (size_t)B * T;
@@ -122,7 +124,7 @@ int model_acts_init(model_acts *a, const model_config *cfg, int B, int T, rlhf_e
     carver cv = {0};
     acts_carve(ly, &cv, B, T);
     size_t logits_at = cv.used;
-    carve(&cv, ly->ncap * ly->V);
+    if (cfg->num_labels == 0) carve(&cv, ly->ncap * ly->V); /* a classifier has no LM head */
     size_t hidden_at = cv.used;
     carve(&cv, ly->ncap * ly->C);
     a->arena = aligned_alloc(64, cv.used * sizeof(float));
@@ -134,7 +136,7 @@ int model_acts_init(model_acts *a, const model_config *cfg, int B, int T, rlhf_e
     a->arena_floats = cv.used;
     carver real = {a->arena, 0};
     acts_carve(ly, &real, B, T);
-    a->logits = a->arena + logits_at;
+    a->logits = cfg->num_labels == 0 ? a->arena + logits_at : NULL;
     a->hidden = a->arena + hidden_at;
     if (ly->rope_cos) rope_table(ly->rope_cos, ly->rope_sin, T, ly->HS, cfg->rope_theta);
     a->B = B;
@@ -156,7 +158,7 @@ static int acts_check(const model *m, const model_acts *a, rlhf_error *err) {
     const model_config *c = &m->config;
     if (!ly) return rlhf_errorf(err, RLHF_ERR_INVALID, "activations not initialised");
     if (ly->family != c->family || ly->L != c->n_layers || ly->C != c->dim || ly->NH != c->n_heads ||
-        ly->NKV != c->n_kv_heads || ly->F != c->ffn_dim || ly->V != c->vocab_size)
+        ly->NKV != c->n_kv_heads || ly->F != c->ffn_dim || ly->V != c->vocab_size || ly->K != c->num_labels)
         return rlhf_errorf(err, RLHF_ERR_SHAPE, "activations were sized for another model configuration");
     return RLHF_OK;
 }
@@ -267,8 +269,9 @@ int model_forward(const model *m, model_acts *a, const int32_t *tokens, int B, i
         layernorm_forward(a->hidden, ly->lnf_mean, ly->lnf_rstd, xl, w->lnf_w, w->lnf_b, N, C, eps);
     else
         rmsnorm_forward(a->hidden, ly->lnf_rstd, xl, w->lnf_w, N, C, eps);
-    /* the head is stored (V, C) in both families (torch Linear / tied embedding) */
-    matmul_forward(a->logits, a->hidden, w->lm_head, NULL, N, C, V, KERNEL_W_OUT_IN);
+    /* the head is stored (V, C) in both families (torch Linear / tied embedding); a classifier's
+     * score head reads a->hidden itself */
+    if (w->lm_head) matmul_forward(a->logits, a->hidden, w->lm_head, NULL, N, C, V, KERNEL_W_OUT_IN);
     a->cur_B = B;
     a->cur_T = T;
     a->lora_active = lo != NULL;
@@ -315,6 +318,8 @@ int model_backward(model *m, model_acts *a, const float *dlogits, const float *d
     if (a->cur_B < 1 || a->cur_T < 1)
         return rlhf_errorf(err, RLHF_ERR_INVALID, "backward: no forward pass to go back through");
     if (!dlogits && !dhidden) return rlhf_errorf(err, RLHF_ERR_INVALID, "backward: no gradient given");
+    if (dlogits && !m->w.lm_head)
+        return rlhf_errorf(err, RLHF_ERR_INVALID, "backward: d(logits) given to a classifier, which has no LM head");
     const int frozen = m->frozen;
     if (!frozen && (rc = model_alloc_grads(m, err))) return rc;
     struct lora *lo = active_lora(m);

@@ -58,20 +58,23 @@ static float *alloc_zeroed(size_t n) {
 
 int optim_init(optim *o, const optim_params *p, const model_tensor *tensors, int n_tensors, size_t n,
                rlhf_error *err) {
+    return optim_init_frozen(o, p, tensors, n_tensors, n, NULL, err);
+}
+
+int optim_init_frozen(optim *o, const optim_params *p, const model_tensor *tensors, int n_tensors, size_t n,
+                      const unsigned char *frozen, rlhf_error *err) {
     memset(o, 0, sizeof *o);
     int rc = optim_params_validate(p, err);
     if (rc) return rc;
     o->params = *p;
     o->n = n;
-    o->m = alloc_zeroed(n);
-    o->v = alloc_zeroed(n);
     o->segments = malloc((size_t)(n_tensors + 1) * sizeof *o->segments);
-    if (!o->m || !o->v || !o->segments) {
+    if (!o->segments) {
         optim_free(o);
-        return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory allocating AdamW moments (%zu floats each)", n);
+        return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
     }
     /* The tensor table is in offset order; a segment grows while consecutive tensors share the
-     * decay setting, and the padding before a tensor belongs to the segment before it. */
+     * decay and frozen settings, and the padding before a tensor belongs to the segment before it. */
     int ns = 0;
     size_t pos = 0;
     for (int i = 0; i < n_tensors; i++) {
@@ -82,23 +85,33 @@ int optim_init(optim *o, const optim_params *p, const model_tensor *tensors, int
                                "the %zu-float buffer", t->name, t->offset, n);
         }
         int decay = (p->decay_kinds & OPTIM_DECAY_KIND(t->kind)) != 0;
+        int fr = frozen && frozen[i];
         if (ns > 0) o->segments[ns - 1].end = t->offset;
-        if (ns > 0 && o->segments[ns - 1].decay == decay) {
+        if (ns > 0 && o->segments[ns - 1].decay == decay && o->segments[ns - 1].frozen == fr) {
             o->segments[ns - 1].end = t->offset + t->numel;
         } else {
-            o->segments[ns].begin = ns > 0 ? t->offset : 0;
-            o->segments[ns].end = t->offset + t->numel;
-            o->segments[ns].decay = decay;
+            o->segments[ns] = (optim_segment){ns > 0 ? t->offset : 0, t->offset + t->numel, decay, fr, 0};
             ns++;
         }
         pos = t->offset + t->numel;
     }
     if (ns == 0) {
-        o->segments[0] = (optim_segment){0, n, 0};
+        o->segments[0] = (optim_segment){0, n, 0, 0, 0};
         ns = 1;
     }
     o->segments[ns - 1].end = n;
     o->n_segments = ns;
+    for (int s = 0; s < ns; s++) {
+        o->segments[s].moff = o->n_moments;
+        if (!o->segments[s].frozen) o->n_moments += o->segments[s].end - o->segments[s].begin;
+    }
+    o->m = alloc_zeroed(o->n_moments);
+    o->v = alloc_zeroed(o->n_moments);
+    if (!o->m || !o->v) {
+        size_t nm = o->n_moments;
+        optim_free(o);
+        return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory allocating AdamW moments (%zu floats each)", nm);
+    }
     return RLHF_OK;
 }
 
@@ -164,10 +177,22 @@ static void adamw_range(float *restrict p, const float *restrict g, float *restr
     }
 }
 
+/* Norm over the trainable segments only (frozen parameters have no gradient in torch). */
+static double trainable_norm(const optim *o, const float *grads, float scale) {
+    if (o->n_moments == o->n) return optim_grad_norm(grads, o->n, scale);
+    double sum = 0.0;
+    for (int s = 0; s < o->n_segments; s++) {
+        if (o->segments[s].frozen) continue;
+        double x = optim_grad_norm(grads + o->segments[s].begin, o->segments[s].end - o->segments[s].begin, scale);
+        sum += x * x;
+    }
+    return sqrt(sum);
+}
+
 int optim_step(optim *o, float *params, const float *grads, float grad_scale, optim_stats *stats,
                rlhf_error *err) {
     const optim_params *p = &o->params;
-    double norm = optim_grad_norm(grads, o->n, grad_scale);
+    double norm = trainable_norm(o, grads, grad_scale);
     if (!isfinite(norm))
         return rlhf_errorf(err, RLHF_ERR_NUMERIC, "optimizer step %ld: gradient norm is %g; parameters left unchanged",
                            o->step + 1, norm);
@@ -191,12 +216,14 @@ int optim_step(optim *o, float *params, const float *grads, float grad_scale, op
         /* Each thread takes its share of every segment, cut on 16-float (64-byte) boundaries. */
         const size_t nt = (size_t)omp_get_num_threads(), id = (size_t)omp_get_thread_num();
         for (int s = 0; s < nseg; s++) {
+            if (segs[s].frozen) continue;
             const size_t len = segs[s].end - segs[s].begin;
             const size_t chunk = ((len + nt - 1) / nt + 15) & ~(size_t)15;
             size_t begin = segs[s].begin + id * chunk, end = begin + chunk;
             if (end > segs[s].end) end = segs[s].end;
             if (begin >= end) continue;
-            adamw_range(params + begin, grads + begin, o->m + begin, o->v + begin, end - begin, gs, b1, b2,
+            const size_t mo = segs[s].moff + (begin - segs[s].begin);
+            adamw_range(params + begin, grads + begin, o->m + mo, o->v + mo, end - begin, gs, b1, b2,
                         step_size, bc2_sqrt, eps, segs[s].decay ? decay_factor : 1.0f);
         }
     }
@@ -213,27 +240,51 @@ int optim_step(optim *o, float *params, const float *grads, float grad_scale, op
 
 #define OPTIM_MAGIC "RLHFADAM"
 
-size_t optim_state_bytes(const optim *o) { return 8 + 8 + 8 + 2 * o->n * sizeof(float); }
+/* Without frozen segments the block is "RLHFADAM" n step m[n] v[n]; with them "RLHFADAF"
+ * n step n_moments hash(frozen layout) m[n_moments] v[n_moments]. */
+#define OPTIM_MAGIC_FROZEN "RLHFADAF"
+
+static uint64_t frozen_layout_hash(const optim *o) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int s = 0; s < o->n_segments; s++) {
+        uint64_t w[3] = {o->segments[s].begin, o->segments[s].end, (uint64_t)o->segments[s].frozen};
+        for (int k = 0; k < 3; k++) h = (h ^ w[k]) * 0x100000001b3ull;
+    }
+    return h;
+}
+
+size_t optim_state_bytes(const optim *o) {
+    return 8 + 8 + 8 + (o->n_moments != o->n ? 16 : 0) + 2 * o->n_moments * sizeof(float);
+}
 
 int optim_write(const optim *o, FILE *fp, const char *what, rlhf_error *err) {
-    uint64_t hdr[2] = {(uint64_t)o->n, (uint64_t)o->step};
-    if (fwrite(OPTIM_MAGIC, 1, 8, fp) != 8 || fwrite(hdr, sizeof hdr, 1, fp) != 1 ||
-        fwrite(o->m, sizeof(float), o->n, fp) != o->n || fwrite(o->v, sizeof(float), o->n, fp) != o->n)
+    const int fz = o->n_moments != o->n;
+    uint64_t hdr[4] = {(uint64_t)o->n, (uint64_t)o->step, (uint64_t)o->n_moments, frozen_layout_hash(o)};
+    if (fwrite(fz ? OPTIM_MAGIC_FROZEN : OPTIM_MAGIC, 1, 8, fp) != 8 ||
+        fwrite(hdr, sizeof hdr[0], fz ? 4 : 2, fp) != (size_t)(fz ? 4 : 2) ||
+        fwrite(o->m, sizeof(float), o->n_moments, fp) != o->n_moments ||
+        fwrite(o->v, sizeof(float), o->n_moments, fp) != o->n_moments)
         return rlhf_errorf(err, RLHF_ERR_IO, "%s: writing the AdamW moments failed", what);
     return RLHF_OK;
 }
 
 int optim_read(optim *o, FILE *fp, const char *what, rlhf_error *err) {
     char magic[8];
-    uint64_t hdr[2];
-    if (fread(magic, 1, 8, fp) != 8 || memcmp(magic, OPTIM_MAGIC, 8) != 0)
+    uint64_t hdr[4] = {0};
+    const int fz = o->n_moments != o->n;
+    if (fread(magic, 1, 8, fp) != 8 || (memcmp(magic, OPTIM_MAGIC, 8) != 0 && memcmp(magic, OPTIM_MAGIC_FROZEN, 8) != 0))
         return rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: AdamW block is missing or has a bad magic", what);
-    if (fread(hdr, sizeof hdr, 1, fp) != 1)
+    const int file_fz = memcmp(magic, OPTIM_MAGIC_FROZEN, 8) == 0;
+    if (fread(hdr, sizeof hdr[0], file_fz ? 4 : 2, fp) != (size_t)(file_fz ? 4 : 2))
         return rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: AdamW block header is truncated", what);
     if (hdr[0] != (uint64_t)o->n)
         return rlhf_errorf(err, RLHF_ERR_SHAPE, "%s: AdamW moments have %llu floats but the model needs %zu", what,
                            (unsigned long long)hdr[0], o->n);
-    if (fread(o->m, sizeof(float), o->n, fp) != o->n || fread(o->v, sizeof(float), o->n, fp) != o->n)
+    if (file_fz != fz || (fz && (hdr[2] != o->n_moments || hdr[3] != frozen_layout_hash(o))))
+        return rlhf_errorf(err, RLHF_ERR_SHAPE, "%s: the AdamW moments were saved with %s frozen parameters than this run has",
+                           what, file_fz ? "other" : "no");
+    if (fread(o->m, sizeof(float), o->n_moments, fp) != o->n_moments ||
+        fread(o->v, sizeof(float), o->n_moments, fp) != o->n_moments)
         return rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: AdamW moments are truncated", what);
     o->step = (long)hdr[1];
     return RLHF_OK;

@@ -53,12 +53,15 @@ int optim_params_validate(const optim_params *p, rlhf_error *err);
 typedef struct {
     size_t begin, end; /* [begin, end) in floats */
     int decay;         /* 1: weight decay applies */
+    int frozen;        /* 1: never updated, no moments, not in the gradient norm */
+    size_t moff;       /* where the segment's moments start in m / v (trainable segments) */
 } optim_segment;
 
 typedef struct {
     optim_params params;
     size_t n;               /* floats in the buffer (model.n_floats) */
-    float *m, *v;           /* (n) each, 64-byte aligned, zero at start; owned */
+    size_t n_moments;       /* floats of trainable segments (n when nothing is frozen) */
+    float *m, *v;           /* (n_moments) each, 64-byte aligned, zero at start; owned */
     optim_segment *segments;/* (n_segments) covering [0, n) in order; owned */
     int n_segments;
     long step;              /* optimizer steps taken (t - 1 of the bias correction) */
@@ -77,6 +80,13 @@ typedef struct {
  * is zeroed. optim_free is safe on a zeroed struct and safe twice. */
 int optim_init(optim *o, const optim_params *p, const model_tensor *tensors, int n_tensors, size_t n,
                rlhf_error *err);
+/* The same with frozen tensors (frozen[i] != 0 for tensors[i]; NULL: none): their segments are
+ * never updated, get no AdamW moments (memory: a frozen body with a trained head costs moments
+ * for the head only) and do not count in the gradient norm, as parameters without
+ * requires_grad in torch. The snapshot records the trainable layout, so a state saved with one
+ * freezing is refused by an optimizer with another. */
+int optim_init_frozen(optim *o, const optim_params *p, const model_tensor *tensors, int n_tensors, size_t n,
+                      const unsigned char *frozen, rlhf_error *err);
 void optim_free(optim *o);
 
 /* Learning rate of 0-based step `step` (see the schedule at the top). */

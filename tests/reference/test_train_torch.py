@@ -51,6 +51,31 @@ def decays(name, t):
     return t.dim() == 2 and not any(s in name for s in ("wte", "wpe", "embed_tokens", "lm_head"))
 
 
+def adamw_steps(params, A, micro_loss):
+    """STEPS steps of torch.optim.AdamW with the engine's groups, schedule, clipping and
+    accumulation ((loss / A).backward() per micro-batch); micro_loss(step, k) is a scalar tensor.
+    Returns the per-step mean losses and gradient norms before clipping."""
+    groups = [
+        {"params": [p for n, p in params.items() if decays(n, p)], "weight_decay": HP["weight_decay"]},
+        {"params": [p for n, p in params.items() if not decays(n, p)], "weight_decay": 0.0},
+    ]
+    opt = torch.optim.AdamW(groups, lr=HP["lr"], betas=(HP["beta1"], HP["beta2"]), eps=HP["eps"])
+    losses, norms = [], []
+    for s in range(STEPS):
+        opt.zero_grad()
+        total = 0.0
+        for k in range(A):
+            loss = micro_loss(s, k)
+            (loss / A).backward()
+            total += loss.item()
+        losses.append(total / A)
+        norms.append(torch.nn.utils.clip_grad_norm_(list(params.values()), HP["grad_clip"]).item())
+        for g in opt.param_groups:
+            g["lr"] = schedule(s)
+        opt.step()
+    return losses, norms
+
+
 def close(a, b):
     return abs(a - b) <= RTOL * abs(b)
 
@@ -70,25 +95,11 @@ def run_case(exe, case, tmp):
     raw = torch.frombuffer(raw, dtype=torch.int32).reshape(2, STEPS, A, B, T).long()
     inputs, targets = raw[0], raw[1]
 
-    groups = [
-        {"params": [p for n, p in params.items() if decays(n, p)], "weight_decay": HP["weight_decay"]},
-        {"params": [p for n, p in params.items() if not decays(n, p)], "weight_decay": 0.0},
-    ]
-    opt = torch.optim.AdamW(groups, lr=HP["lr"], betas=(HP["beta1"], HP["beta2"]), eps=HP["eps"])
-    losses, norms = [], []
-    for s in range(STEPS):
-        opt.zero_grad()
-        total = 0.0
-        for k in range(A):
-            logits, _ = tm.forward(cfg, params, inputs[s, k])
-            loss, _ = tm.xent(logits, targets[s, k])
-            (loss / A).backward()
-            total += loss.item()
-        losses.append(total / A)
-        norms.append(torch.nn.utils.clip_grad_norm_(list(params.values()), HP["grad_clip"]).item())
-        for g in opt.param_groups:
-            g["lr"] = schedule(s)
-        opt.step()
+    def micro_loss(s, k):
+        logits, _ = tm.forward(cfg, params, inputs[s, k])
+        return tm.xent(logits, targets[s, k])[0]
+
+    losses, norms = adamw_steps(params, A, micro_loss)
     with torch.no_grad():
         logits, _ = tm.forward(cfg, params, inputs[0, 0])
         final = tm.xent(logits, targets[0, 0])[0].item()
