@@ -164,6 +164,8 @@ static cJSON *candidate_json(const gen_candidate *c, const gen_result *r, const 
     }
     if (c->text) cJSON_AddStringToObject(o, "text", c->text);
     else cJSON_AddNullToObject(o, "text");
+    /* text is the decoded ids, stop string included; stop_at is the byte where it begins */
+    if (c->text && c->finish == GEN_FINISH_STOP) cJSON_AddNumberToObject(o, "stop_at", (double)c->text_stop);
     cJSON_AddNumberToObject(o, "logprob", c->logprob);
     cJSON_AddNumberToObject(o, "mean_logprob", c->mean_logprob);
     if (p->strategy == GEN_STRATEGY_BEAM) cJSON_AddNumberToObject(o, "score", c->score);
@@ -185,9 +187,10 @@ static void print_json(cJSON *o) {
     free(s);
 }
 
-/* The text of a candidate for people: its decoded text, or its ids without a tokenizer. */
+/* The text of a candidate for people: its decoded text before any stop string, or its ids
+ * without a tokenizer. */
 static char *candidate_display(const gen_candidate *c) {
-    if (c->text) return strdup(c->text);
+    if (c->text) return strndup(c->text, c->text_stop);
     size_t cap = (size_t)c->n_ids * 12 + 1;
     char *s = malloc(cap);
     if (!s) return NULL;

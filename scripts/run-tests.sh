@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 status=0
 meson test -C build --print-errorlogs --num-processes 2 || status=1
 if [ -d build-san ]; then
-    meson test -C build-san --print-errorlogs --num-processes 2 --no-suite slow --no-suite torch || status=1
+    meson test -C build-san --print-errorlogs --num-processes 2 --timeout-multiplier 3 --no-suite slow --no-suite torch || status=1
 fi
 if [ -d build-fuzz ]; then
     meson test -C build-fuzz --print-errorlogs --num-processes 2 --suite fuzz || status=1

@@ -525,11 +525,15 @@ static void test_stopping(void) {
         p2.on_token = collect_text;
         p2.user = &col;
         CHECK(gen_run(&m, tok, prompt, 4, &p2, &r2, &err) == 0, "run: %s", err.msg);
-        CHECK(r2.cands[0].finish == GEN_FINISH_STOP && r2.cands[0].text_len == cut &&
+        CHECK(r2.cands[0].finish == GEN_FINISH_STOP && r2.cands[0].text_stop == cut &&
                   memcmp(r2.cands[0].text, r.cands[0].text, cut) == 0,
-              "stop string cuts the text before its first occurrence (%zu vs %zu)", r2.cands[0].text_len, cut);
-        CHECK(col.n == r2.cands[0].text_len && memcmp(col.buf, r2.cands[0].text, col.n) == 0,
-              "streamed text == final text (stop string never shown)");
+              "stop string found at its first occurrence (%zu vs %zu)", r2.cands[0].text_stop, cut);
+        /* the candidate ends with the token completing the stop string; text is its ids' text */
+        CHECK(r2.cands[0].text_len == cut + strlen(stop) && r2.cands[0].n_ids == (int)(cut + strlen(stop)) &&
+                  memcmp(r2.cands[0].text + cut, stop, strlen(stop)) == 0,
+              "the stop string is part of the candidate (%zu bytes, %d ids)", r2.cands[0].text_len, r2.cands[0].n_ids);
+        CHECK(col.n == r2.cands[0].text_stop && memcmp(col.buf, r2.cands[0].text, col.n) == 0,
+              "streamed text == the text before the stop string (stop string never shown)");
         CHECK(col.calls == r2.cands[0].n_ids, "one callback per token");
         gen_result_free(&r2);
     }

@@ -667,6 +667,58 @@ static void test_tokenizer_file(const char *rel, const char *kind, const char *p
     tok_close(&t);
 }
 
+/* A SentencePiece-type GGUF whose vocabulary holds control tokens beyond <s>/</s> (chat
+ * models' <|im_start|>): token_type 3 makes them special — one id in text only when special
+ * tokens are allowed, never assembled from pieces otherwise — and type 4 a user-defined piece
+ * matched whole. (The loader used to ignore token_type for this kind.) */
+static void test_tokenizer_spm_control(void) {
+    char *toks[] = {"<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>", "[USER]", "\xe2\x96\x81", "h", "i",
+                    "\xe2\x96\x81h", "\xe2\x96\x81hi", "<", "|", ">", "m", "s", "t", "a", "r", "_", "[", "]", "U", "S", "E", "R"};
+    const int V = (int)(sizeof toks / sizeof *toks);
+    int32_t types[64];
+    float scores[64];
+    for (int i = 0; i < V; i++) {
+        types[i] = i < 3 ? 3 : i < 5 ? 3 : i == 5 ? 4 : 1;
+        scores[i] = i == 9 ? -1.0f : i == 10 ? -2.0f : -100.0f - (float)i;
+    }
+    types[0] = 2;
+    gguf_writer w = {0};
+    kv_str(&w, "tokenizer.ggml.model", "llama");
+    kv_strs(&w, "tokenizer.ggml.tokens", toks, V);
+    kv_nums(&w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types, V);
+    kv_nums(&w, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, scores, V);
+    kv_u32(&w, "tokenizer.ggml.bos_token_id", 1);
+    kv_u32(&w, "tokenizer.ggml.eos_token_id", 2);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/spm-control.gguf", test_tmpdir());
+    gw_write(&w, path, 0);
+    tokenizer *t = NULL;
+    rlhf_error err = {0};
+    CHECK(model_load_tokenizer(&t, path, &err) == 0, "SPM GGUF with control tokens loads: %s", err.msg);
+    if (!t) return;
+    CHECK(tok_id_is_special(t, 3) && tok_id_is_special(t, 4) && !tok_id_is_special(t, 5),
+          "token_type 3 ids are special, type 4 is not");
+    tok_ids ids = {0};
+    const char *text = "<|im_start|> hi<|im_end|>";
+    CHECK(tok_encode(t, text, strlen(text), TOK_ENCODE_ALLOW_SPECIAL, &ids, &err) == 0, "encode: %s", err.msg);
+    CHECK(ids.n >= 3 && ids.ids[0] == 3 && ids.ids[ids.n - 1] == 4, "allowed: <|im_start|> and <|im_end|> are one id each (%d ids, first %d)",
+          (int)ids.n, ids.n ? (int)ids.ids[0] : -1);
+    CHECK(tok_encode(t, text, strlen(text), 0, &ids, &err) == 0, "encode: %s", err.msg);
+    int has_control = 0;
+    for (size_t i = 0; i < ids.n; i++) has_control |= ids.ids[i] == 3 || ids.ids[i] == 4;
+    CHECK(!has_control, "not allowed: control tokens are not matched in text");
+    CHECK(tok_encode(t, "hi[USER]", 8, 0, &ids, &err) == 0 && ids.n >= 2 && ids.ids[ids.n - 1] == 5,
+          "a user-defined piece is matched whole");
+    int32_t one = 3;
+    char *back = NULL;
+    size_t blen;
+    CHECK(tok_decode(t, &one, 1, &back, &blen, &err) == 0 && back && strcmp(back, "<|im_start|>") == 0,
+          "a control token decodes to its name: %s", back ? back : err.msg);
+    free(back);
+    tok_ids_free(&ids);
+    tok_close(&t);
+}
+
 int main(void) {
     test_model(MODEL_FAMILY_LLAMA, GGUF_TENSOR_F32, 0.0);
     test_model(MODEL_FAMILY_GPT2, GGUF_TENSOR_F32, 0.0);
@@ -697,6 +749,7 @@ int main(void) {
               "GGUF without a vocabulary: %s", err.msg);
     }
     test_tokenizer_gpt2();
+    test_tokenizer_spm_control();
     test_tokenizer_file("llama3-tokenizer/tokenizer.json", "gpt2", "llama-bpe", "llama3-tokenizer/encode-cases.jsonl", 128000,
                         128256);
     test_tokenizer_file("sp-bpe-32k/tokenizer.json", "llama", NULL, "sp-bpe-32k/encode-cases.jsonl", 1, 32000);

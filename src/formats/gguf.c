@@ -848,6 +848,7 @@ static unsigned char *build_spm_bin(const gguf_kv *tokens, const gguf_kv *scores
 int gguf_load_tokenizer(tokenizer **out, const gguf_file *f, rlhf_error *err) {
     *out = NULL;
     char *kind = NULL, *pre = NULL, *data = NULL, *cfg_json = NULL;
+    uint8_t *kinds = NULL;
     size_t data_len = 0;
     int rc = gguf_get_string(f, "tokenizer.ggml.model", &kind, NULL);
     if (rc) return rlhf_errorf(err, RLHF_ERR_NOT_FOUND, "%s: no tokenizer in the metadata", f->path);
@@ -874,6 +875,19 @@ int gguf_load_tokenizer(tokenizer **out, const gguf_file *f, rlhf_error *err) {
         if (data) data_len = strlen(data);
     } else if (strcmp(kind, "llama") == 0) {
         data = (char *)build_spm_bin(tokens, scores, bos, eos, &data_len);
+        /* token_type: 3 control (special), 4 user-defined; the layout above cannot say it */
+        if (types && types->type == GGUF_TYPE_ARRAY && types->arr_n == tokens->arr_n && tokens->arr_n < INT32_MAX) {
+            kinds = calloc(tokens->arr_n, 1);
+            if (!kinds) {
+                rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory building the tokenizer");
+                goto done;
+            }
+            for (uint64_t i = 0; i < tokens->arr_n; i++) {
+                double ty = 1;
+                numeric_array_get(types, i, &ty);
+                kinds[i] = ty == 3 ? TOK_PIECE_CONTROL : ty == 4 ? TOK_PIECE_USER : TOK_PIECE_NORMAL;
+            }
+        }
     } else {
         rc = rlhf_errorf(err, RLHF_ERR_UNSUPPORTED, "%s: tokenizer model '%s' is not supported (gpt2 and llama are)", f->path, kind);
         goto done;
@@ -902,10 +916,11 @@ int gguf_load_tokenizer(tokenizer **out, const gguf_file *f, rlhf_error *err) {
             goto done;
         }
     }
-    rc = tok_load_buffer(out, f->path, data, data_len, cfg_json, err);
+    rc = tok_load_buffer_kinds(out, f->path, data, data_len, cfg_json, kinds, kinds ? (int32_t)tokens->arr_n : 0, err);
     if (rc) rlhf_error_prefix(err, "%s: tokenizer built from GGUF metadata: ", f->path);
 done:
     free(data);
+    free(kinds);
     free(cfg_json);
     free(kind);
     free(pre);

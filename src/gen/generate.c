@@ -329,6 +329,15 @@ static void linear(int prefill, float *out, const float *in, const float *w, con
  * starting at d->len[seq] (seqs == NULL). Step: row r is the next position of seqs[r].
  * Positions and tokens are already validated. Logits: prefill writes only the last row's into
  * seq's row; a step writes every row's into its sequence's row (through d->step_logits). */
+/* Embedding rows past the tokenizer's vocabulary (padding a model was given for speed) are no
+ * tokens: their logits become -inf so no strategy can pick one. */
+static void mask_padding(gen_decoder *d, int seq) {
+    const int V = d->m->config.vocab_size;
+    if (d->n_valid <= 0 || d->n_valid >= V) return;
+    float *lg = gen_decoder_logits(d, seq);
+    for (int i = d->n_valid; i < V; i++) lg[i] = -INFINITY;
+}
+
 static void decoder_forward(gen_decoder *d, int n, const int32_t *tokens, const int *seqs, int seq) {
     const model *m = d->m;
     const model_config *c = &m->config;
@@ -394,6 +403,7 @@ static void decoder_forward(gen_decoder *d, int n, const int32_t *tokens, const 
         else
             rmsnorm_forward(d->xb, NULL, last, m->w.lnf_w, 1, D.C, c->norm_eps);
         gen_matmul_rows(gen_decoder_logits(d, seq), d->xb, m->w.lm_head, NULL, 1, D.C, D.V, 0);
+        mask_padding(d, seq);
         d->len[seq] += n;
     } else {
         if (gpt2)
@@ -408,7 +418,10 @@ static void decoder_forward(gen_decoder *d, int n, const int32_t *tokens, const 
             for (int r = 0; r < n; r++)
                 memcpy(gen_decoder_logits(d, seqs[r]), tmp + (size_t)r * D.V, (size_t)D.V * sizeof(float));
         }
-        for (int r = 0; r < n; r++) d->len[seqs[r]]++;
+        for (int r = 0; r < n; r++) {
+            mask_padding(d, seqs[r]);
+            d->len[seqs[r]]++;
+        }
     }
 }
 
@@ -517,6 +530,7 @@ typedef struct {
     int n_eos;
     int mid_sequence; /* the generated text continues visible prompt text */
     size_t max_stop;  /* longest stop string */
+    int n_valid;      /* ids below this are tokens (the tokenizer's vocabulary); 0: all */
 } run_setup;
 
 static int run_prepare(const model *m, const tokenizer *tok, const int32_t *prompt, int n_prompt,
@@ -575,6 +589,7 @@ static int run_prepare(const model *m, const tokenizer *tok, const int32_t *prom
         int32_t te = tok ? tok_eos_id(tok) : -1;
         if (te >= 0 && !is_eos(s->eos, s->n_eos, te)) s->eos[s->n_eos++] = te;
     }
+    if (tok && tok_vocab_size(tok) < c->vocab_size) s->n_valid = tok_vocab_size(tok);
     if (tok)
         for (int i = 0; i < s->n_prompt && !s->mid_sequence; i++)
             if (!tok_id_is_special(tok, s->prompt[i])) s->mid_sequence = 1;
@@ -683,6 +698,7 @@ static int run_sampling(const model *m, const tokenizer *tok, const gen_params *
     for (int i = 0; i < n_chains; i++)
         if ((rc = sampler_chain_init_params(&chains[i], V, &sp, err))) goto done;
     if ((rc = gen_decoder_init(&d, m, N, su->n_prompt + T, err))) goto done;
+    d.n_valid = su->n_valid;
     for (int k = 0; k < N; k++) {
         gen_candidate *c = &out->cands[k];
         c->index = p->first_index + k;
@@ -750,12 +766,18 @@ static int run_sampling(const model *m, const tokenizer *tok, const gen_params *
                     size_t from = old > su->max_stop ? old - su->max_stop : 0;
                     long at = find_stop(c->text, c->text_len, from, p->stop, p->n_stop);
                     if (at >= 0) {
-                        c->text_len = (size_t)at;
-                        c->text[at] = 0;
+                        /* the candidate keeps the tokens through this one (its text stays the
+                         * decoded ids); people are shown, and the stream releases, the text
+                         * before the stop string */
+                        const char *rest;
+                        size_t rlen;
+                        if ((rc = tok_stream_flush(&st->ts, &rest, &rlen, err))) goto done;
+                        if ((rc = text_append(c, &st->text_cap, rest, rlen, err))) goto done;
+                        c->text_stop = (size_t)at;
                         c->finish = GEN_FINISH_STOP;
                     }
                 }
-                release = c->text_len;
+                release = c->finish == GEN_FINISH_STOP ? c->text_stop : c->text_len;
                 if (c->finish == GEN_FINISH_NONE && p->n_stop > 0)
                     release -= stop_partial(c->text, c->text_len, p->stop, p->n_stop);
             }
@@ -800,8 +822,10 @@ static int run_sampling(const model *m, const tokenizer *tok, const gen_params *
             }
     out->decode_ms = now_ms() - t1;
     for (int k = 0; k < N; k++) {
-        cand_totals(&out->cands[k]);
-        out->cands[k].score = out->cands[k].logprob;
+        gen_candidate *c = &out->cands[k];
+        cand_totals(c);
+        c->score = c->logprob;
+        if (c->finish != GEN_FINISH_STOP) c->text_stop = c->text_len;
     }
 done:
     if (cs)
@@ -925,6 +949,7 @@ static int run_beam(const model *m, const tokenizer *tok, const gen_params *p, c
         }
     }
     if ((rc = gen_decoder_init(&d, m, 2 * B, P + T, err))) goto done;
+    d.n_valid = su->n_valid;
 
     double t0 = now_ms();
     if ((rc = gen_decoder_prefill(&d, 0, su->prompt, P, err))) goto done;
@@ -1063,6 +1088,7 @@ static int run_beam(const model *m, const tokenizer *tok, const gen_params *p, c
             }
             tok_stream_free(&ts);
             if (rc) goto done;
+            c->text_stop = c->text_len; /* beam search takes no stop strings */
         }
     }
 done:

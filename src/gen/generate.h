@@ -41,6 +41,8 @@ typedef struct {
     int n_seq;          /* sequences the cache holds */
     int max_len;        /* positions per sequence (<= the model's context) */
     int prefill_rows;   /* rows of one prefill chunk (scratch capacity R >= n_seq) */
+    int n_valid;        /* 0, or the tokenizer's vocabulary size when the embedding has more rows:
+                           logits of ids >= n_valid are set to -inf (gen_run sets it) */
     float *k_cache;     /* (L, n_seq, max_len, KVD) keys after RoPE; owned */
     float *v_cache;     /* (L, n_seq, max_len, KVD); owned */
     int *len;           /* (n_seq) filled positions of each sequence; owned */
@@ -93,7 +95,9 @@ typedef enum {
 typedef enum {
     GEN_FINISH_NONE = 0,
     GEN_FINISH_EOS,         /* an end-of-sequence id was generated (it is the last id) */
-    GEN_FINISH_STOP,        /* a stop string appeared (text is cut before it) */
+    GEN_FINISH_STOP,        /* a stop string appeared: the candidate ends with the token that
+                               completed it (the stop string is part of ids, logprobs and text;
+                               text_stop says where it begins, and streaming stops there) */
     GEN_FINISH_LENGTH,      /* max_tokens generated */
     GEN_FINISH_INTERRUPTED, /* the callback returned nonzero or *stop_flag was set */
 } gen_finish;
@@ -145,14 +149,18 @@ void gen_params_defaults(gen_params *p);
 
 typedef struct {
     int32_t *ids;         /* (n_ids) generated tokens only, EOS included when it ended; owned */
-    float *logprobs;      /* (n_ids) log p(id) under the model's raw distribution; owned */
+    float *logprobs;      /* (n_ids) log p(id) under the model's distribution (padding ids past
+                             the tokenizer's vocabulary masked); owned */
     int n_ids;
     double logprob;       /* sum of logprobs */
     double mean_logprob;  /* logprob / n_ids (0 when empty) */
     double score;         /* beam: logprob / n_ids^length_penalty; otherwise logprob */
-    char *text;           /* decoded generated text (no EOS, cut at a stop string); NULL without
-                             a tokenizer; owned, NUL-terminated */
+    char *text;           /* decoded text of ids (without a final EOS): exactly what the tokens
+                             say, so ids, logprobs and text describe the same tokens; NULL
+                             without a tokenizer; owned, NUL-terminated */
     size_t text_len;
+    size_t text_stop;     /* where a matched stop string begins in text (finish STOP), else
+                             text_len: text[0..text_stop) is what a person is shown */
     gen_finish finish;
     int index;            /* candidate index (first_index + k) or beam rank */
 } gen_candidate;

@@ -686,10 +686,16 @@ static int load_llama2c(tokenizer *t, const char *path, const unsigned char *dat
         if (l == 5 && memcmp(p, "<unk>", 5) == 0) name = "<unk>";
         else if ((l == 5 && memcmp(p, "\n<s>\n", 5) == 0) || (l == 3 && memcmp(p, "<s>", 3) == 0)) name = "<s>";
         else if ((l == 6 && memcmp(p, "\n</s>\n", 6) == 0) || (l == 4 && memcmp(p, "</s>", 4) == 0)) name = "</s>";
+        int kind = i < t->n_load_kinds ? t->load_kinds[i] : TOK_PIECE_NORMAL;
         if (name) {
             vb.pieces[i] = name;
             vb.piece_lens[i] = (uint32_t)strlen(name);
             vb.flags[i] = TOK_ID_ADDED | TOK_ID_SPECIAL;
+        } else if (kind == TOK_PIECE_CONTROL || kind == TOK_PIECE_USER) {
+            /* kinds come from a container that knows them (GGUF): the piece is its own name */
+            vb.pieces[i] = p;
+            vb.piece_lens[i] = (uint32_t)l;
+            vb.flags[i] = TOK_ID_ADDED | (kind == TOK_PIECE_CONTROL ? TOK_ID_SPECIAL : 0);
         } else {
             vb.pieces[i] = p;
             vb.piece_lens[i] = (uint32_t)l;
@@ -785,10 +791,19 @@ static int load_file(tokenizer *t, const char *path, rlhf_error *err) {
 
 int tok_load_buffer(tokenizer **out, const char *name, const void *data, size_t len, const char *config_json,
                     rlhf_error *err) {
+    return tok_load_buffer_kinds(out, name, data, len, config_json, NULL, 0, err);
+}
+
+int tok_load_buffer_kinds(tokenizer **out, const char *name, const void *data, size_t len, const char *config_json,
+                          const uint8_t *kinds, int32_t n_kinds, rlhf_error *err) {
     *out = NULL;
     tokenizer *t = tok_alloc();
     if (!t) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory loading %s", name);
+    t->load_kinds = kinds;
+    t->n_load_kinds = kinds ? n_kinds : 0;
     int rc = load_data(t, name, 0, (const char *)data, len, err);
+    t->load_kinds = NULL;
+    t->n_load_kinds = 0;
     if (rc) {
         tok_close(&t);
         return rc;

@@ -101,6 +101,9 @@ struct tokenizer {
                               every space that follows a non-space without changing the result */
     char *regex_pattern;   /* the Split pattern of the file (TOK_SPLIT_REGEX), owned */
     pretokenizer_regex regex;
+    /* while loading only: per-id tok_piece_kind from the container (GGUF token_type), or NULL */
+    const uint8_t *load_kinds;
+    int32_t n_load_kinds;
 };
 
 /* --- tok_bpe.c --- */

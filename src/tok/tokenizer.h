@@ -55,6 +55,18 @@ int tok_new_bytes(tokenizer **out, rlhf_error *err);
 int tok_load_buffer(tokenizer **out, const char *name, const void *data, size_t len, const char *config_json,
                     rlhf_error *err);
 
+/* What a container says a piece is (GGUF's tokenizer.ggml.token_type, mapped). */
+enum tok_piece_kind {
+    TOK_PIECE_NORMAL = 0,
+    TOK_PIECE_CONTROL = 1, /* a control token (<s>, <|im_start|>): special, matched in text only
+                              when special tokens are allowed, decoded as its name */
+    TOK_PIECE_USER = 2,    /* a user-defined piece: matched whole in text before the model's split */
+};
+/* tok_load_buffer for a llama2.c-layout buffer whose ids carry kinds (uint8_t enum
+ * tok_piece_kind, n_kinds of them; ids beyond are NORMAL). */
+int tok_load_buffer_kinds(tokenizer **out, const char *name, const void *data, size_t len, const char *config_json,
+                          const uint8_t *kinds, int32_t n_kinds, rlhf_error *err);
+
 /* Frees the tokenizer (and the calling thread's encoder scratch) and sets *t to NULL; safe on
  * NULL and on a pointer to NULL. */
 void tok_close(tokenizer **t);
