@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "src/core/blas_kernel.h"
 #include "src/model/model.h"
 #include "src/train/optim.h"
 #include "src/core/rng.h"
@@ -148,6 +149,8 @@ fail:
     return -1;
 }
 
+static char g_torch_blas[512] = "?"; /* what torch_train.py says its BLAS is */
+
 /* Runs the PyTorch side; returns its tokens/s or NAN. */
 static double bench_torch(const char *script, const shape *s, int steps, int threads) {
     char cmd[8192];
@@ -160,23 +163,35 @@ static double bench_torch(const char *script, const shape *s, int steps, int thr
     while (fgets(line, sizeof line, p)) {
         double x;
         if (sscanf(line, "tokens_per_s %lf", &x) == 1) tok_s = x;
-        else fputs(line, stderr);
+        else if (strncmp(line, "blas ", 5) == 0) {
+            line[strcspn(line, "\n")] = 0;
+            snprintf(g_torch_blas, sizeof g_torch_blas, "%s", line + 5);
+        } else fputs(line, stderr);
     }
     if (pclose(p) != 0) return NAN;
     return tok_s;
 }
 
 int main(int argc, char **argv) {
+    /* the kernel a user of rlhf gets (the same start-up as repl/main.c) */
+    blas_kernel_startup(argv);
     int steps = 5;
     const char *which = "all";
     const char *script = TORCH_SCRIPT;
+    double best_peak = 0;
+    const char *best_kernel = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--steps") == 0 && i + 1 < argc) steps = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--peak") == 0 && i + 2 < argc) {
+            best_peak = atof(argv[++i]);
+            best_kernel = argv[++i];
+        }
         else if (strcmp(argv[i], "--shape") == 0 && i + 1 < argc) which = argv[++i];
         else if (strcmp(argv[i], "--torch") == 0 && i + 1 < argc) script = argv[++i];
         else if (strcmp(argv[i], "--no-torch") == 0) script = NULL;
         else {
-            fprintf(stderr, "usage: bench_train [--steps N] [--shape gpt2|llama|all] [--torch SCRIPT|--no-torch]\n");
+            fprintf(stderr, "usage: bench_train [--steps N] [--shape gpt2|llama|all] [--torch SCRIPT|--no-torch] "
+                            "[--peak GFLOPS KERNEL]\n");
             return 2;
         }
     }
@@ -203,7 +218,17 @@ int main(int argc, char **argv) {
         if (again > peak) peak = again;
         done[k] = 1;
     }
+    const char *env = getenv("OPENBLAS_CORETYPE"), *own = getenv(BLAS_ENV_OWN_PICK);
+    printf("kernel: ours %s (OPENBLAS_CORETYPE=%s%s%s); torch %s\n", openblas_get_corename(), env ? env : "(unset)",
+           own ? ", set by rlhf's start-up over OpenBLAS's own pick " : "", own ? own : "",
+           script ? g_torch_blas : "(not run)");
     printf("sgemm peak (2048^3, best of 5, before and after each shape): %.1f GFLOP/s\n", peak);
+    /* MFU against the fastest sgemm this machine reaches under any kernel (run_sgemm_bench.sh),
+     * not the running kernel's: a weak kernel must not make its own MFU look good */
+    if (best_peak > peak) {
+        printf("MFU below is against %.1f GFLOP/s, the fastest kernel's (%s) sgemm peak\n", best_peak, best_kernel);
+        peak = best_peak;
+    }
     printf("%-6s %6s %10s %11s %7s %8s %9s  %s\n", "shape", "tokens", "ours tok/s", "torch tok/s", "ratio",
            "MFU ours", "MFU torch", "ours: forward / xent / backward / adamw (ms)");
     for (size_t k = 0; k < MAXS; k++) {

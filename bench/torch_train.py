@@ -109,6 +109,11 @@ def main():
     print(f"torch {torch.__version__} {a.shape}: {torch.get_num_threads()} threads, AdamW foreach={fe}: forward "
           f"{1e3 * fwd:.0f} / xent {1e3 * xent:.0f} / backward {1e3 * bwd:.0f} / adamw {1e3 * adam:.0f} ms "
           f"(step {1e3 * step:.0f} ms)", file=sys.stderr)
+    # which BLAS torch's matrix products went through (Debian's torch links OpenBLAS, so the
+    # OPENBLAS_CORETYPE of the environment picks its kernel too)
+    cfg = torch.__config__.show()
+    blas = next((w for w in cfg.replace(",", " ").split() if w.startswith("BLAS_INFO=")), "BLAS_INFO=?")
+    print(f"blas {blas} mkldnn={torch.backends.mkldnn.is_available()} OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
     print(f"tokens_per_s {tokens / step:.3f}")
     return 0 if math.isfinite(step) else 1
 

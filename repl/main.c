@@ -99,13 +99,12 @@ static int cmd_help(int argc, char **argv) {
 }
 
 /* Set by startup_environment when it forces a kernel: what OpenBLAS had picked by itself. */
-#define ENV_BLAS_OWN_PICK "RLHF_OPENBLAS_OWN_PICK"
 
 static void print_blas_kernel(void) {
     blas_cpu_features f;
     blas_cpu_features_detect(&f);
     const char *running = openblas_get_corename();
-    const char *own = getenv(ENV_BLAS_OWN_PICK);
+    const char *own = getenv(BLAS_ENV_OWN_PICK);
     const char *user = getenv("OPENBLAS_CORETYPE");
     blas_kernel_choice ch;
     out_printf("BLAS: %s\n", openblas_get_config());
@@ -140,34 +139,8 @@ static int cmd_version(int argc, char **argv) {
     return 0;
 }
 
-/* Both variables below are read once, when their library loads (before main), so rlhf
- * re-executes itself once with them set; the user's own settings always win.
- * - OMP_WAIT_POLICY: libgomp's default spins at every barrier, and on a busy 2-core machine a
- *   spinning thread steals the core its partner needs: measured 23x slower on a tiny model and
- *   1.6x slower on a d288 training step than with the passive policy.
- * - OPENBLAS_CORETYPE: Debian's OpenBLAS picks an old kernel on CPUs newer than its model table
- *   (see src/core/blas_kernel.h); the kernel is chosen from the CPU's features instead. */
-static void startup_environment(char **argv) {
-    int changed = 0;
-    if (!getenv("OMP_WAIT_POLICY") && setenv("OMP_WAIT_POLICY", "passive", 1) == 0) changed = 1;
-    const char *user = getenv("OPENBLAS_CORETYPE");
-    if (!user || !*user) {
-        blas_cpu_features f;
-        blas_cpu_features_detect(&f);
-        blas_kernel_choice ch;
-        /* RLHF_TEST_OPENBLAS_PICK is a test seam: it stands for OpenBLAS's own pick, so the
-         * re-execution can be tested on a CPU whose OpenBLAS already picks the best kernel. */
-        const char *own = getenv("RLHF_TEST_OPENBLAS_PICK");
-        if (!own || !*own) own = openblas_get_corename();
-        blas_kernel_decide(own, &f, NULL, &ch);
-        if (ch.force && setenv(ENV_BLAS_OWN_PICK, own, 1) == 0 && setenv("OPENBLAS_CORETYPE", ch.force, 1) == 0)
-            changed = 1;
-    }
-    if (changed) execv("/proc/self/exe", argv); /* returns only on failure: run as we are */
-}
-
 int main(int argc, char **argv) {
-    startup_environment(argv);
+    blas_kernel_startup(argv);
     if (argc < 2) {
         cmd_help(1, argv);
         return 2;

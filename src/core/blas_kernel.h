@@ -54,4 +54,15 @@ blas_tier blas_features_tier(const blas_cpu_features *f);
 void blas_kernel_decide(const char *core_name, const blas_cpu_features *f, const char *user_env,
                         blas_kernel_choice *out);
 
+/* The environment variable that records OpenBLAS's own pick across the re-execution. */
+#define BLAS_ENV_OWN_PICK "RLHF_OPENBLAS_OWN_PICK"
+
+/* Start-up of every program of the project that runs sgemm (rlhf, the benchmarks): sets
+ * OMP_WAIT_POLICY=passive and, when the user set no OPENBLAS_CORETYPE and blas_kernel_decide
+ * forces one, OPENBLAS_CORETYPE; then re-executes the program once (/proc/self/exe) so the
+ * libraries read them at load. The user's own settings always win. Returns only when nothing
+ * had to change or the re-execution failed (then the program runs as it is).
+ * RLHF_TEST_OPENBLAS_PICK (a test seam) stands for OpenBLAS's own pick. */
+void blas_kernel_startup(char **argv);
+
 #endif
