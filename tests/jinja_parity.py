@@ -25,20 +25,6 @@ import jinja_render  # noqa: E402
 # Templates that do not render as jinja2 renders them yet, by first model id, with the reason.
 # Reported on every run; the test fails if one of these passes (so the list stays true).
 KNOWN_FAILURES = {
-    "TheBloke/deepseek-coder-33B-instruct-AWQ": "keeps the final newline (keep_trailing_newline=False)",
-    "CohereForAI/c4ai-command-r-v01": "iterating None (tools) is not an error in ours",
-    "CohereForAI/c4ai-command-r-v01 (JSON Schema)": "{% macro %}",
-    "NousResearch/Hermes-2-Pro-Llama-3-8B (JSON Schema)": "{% macro %}",
-    "MadeAgents/Hammer2.1": "block {% set %}",
-    "Qwen/Qwen3.5-4B": "{% macro %}",
-    "CohereLabs/c4ai-command-a-03-2025": "{% macro %}",
-    "openbmb/MiniCPM3-4B": "{% macro %}",
-    "ai21labs/AI21-Jamba-Large-1.6": "{% macro %}",
-    "meta-llama/Llama-3.2-11B-Vision-Instruct": "strftime_now is defined",
-    "CohereLabs/command-a-reasoning-08-2025": "{% macro %}",
-    "moonshotai/Kimi-K2-Thinking": "{% macro %}",
-    "LiquidAI/LFM2.5-VL-450M": "{% macro %}",
-    "zai-org/GLM-5.1": "{% macro %}",
 }
 
 SYSTEM = "You are a helpful assistant. Answer briefly."

@@ -1,8 +1,13 @@
 /* test_jinja.c — the Jinja interpreter through its own API (jinja_render).
  *
  * Properties checked: the context's variables reach the template; strftime_now reads the
- * injected clock when one is given (so tests cannot flip at midnight). The larger template
- * and hostile-input checks go through prompt_chat_render in test_prompt.c. */
+ * injected clock when one is given (so tests cannot flip at midnight); each construct real
+ * chat templates use beyond the basics (macros with defaults, keyword and spread arguments,
+ * call blocks and caller(), block set, loop controls, the filters and tests, Jinja's
+ * whitespace rules, None and undefined as jinja2 treats them). Every expected string here was
+ * checked against python3-jinja2 (tests/reference/jinja_render.py); whole real templates are
+ * compared with it by tests/jinja_parity.py. The larger template and hostile-input checks go
+ * through prompt_chat_render in test_prompt.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,8 +44,126 @@ static void test_clock(void) {
     check_render("strftime_now reads the injected clock", "{{ strftime_now('%d %b %Y %H') }}", &ctx, "26 Jul 2024 09");
 }
 
+static const jinja_context plain = {0};
+
+/* Renders tmpl expecting a refusal with `code` and a message containing `what`. */
+static void check_refused(const char *what_for, const char *tmpl, int code, const char *what) {
+    char *out = NULL;
+    rlhf_error err = {0};
+    int rc = jinja_render(&out, tmpl, &plain, &err);
+    CHECK(rc == code && strstr(err.msg, what) && !out, "%s: rc %d (want %d): %s", what_for, rc, code, err.msg);
+    free(out);
+}
+
+static void test_macros(void) {
+    check_render("macro with defaults and keyword arguments",
+                 "{% macro m(a, b='B', c=none) %}[{{ a }}|{{ b }}|{{ c }}]{% endmacro %}"
+                 "{{ m(1) }}{{ m(1, 2) }}{{ m(1, c=3) }}{{ m(c='x', a='y') }}{{ m() }}",
+                 &plain, "[1|B|None][1|2|None][1|B|3][y|B|x][|B|None]");
+    check_render("defaults see earlier parameters", "{% macro m(a, b=a * 2) %}{{ b }}{% endmacro %}{{ m(4) }}", &plain,
+                 "8");
+    check_render("a macro's output is a string", "{% macro m() %} x {% endmacro %}{{ m()|trim|length }}", &plain, "1");
+    check_render("macros see the variables of their scope",
+                 "{% set g = 'G' %}{% macro m() %}{{ g }}{% set g = 'local' %}{{ g }}{% endmacro %}{{ m() }}{{ g }}",
+                 &plain, "GlocalG");
+    check_render("recursive macro",
+                 "{% macro fact(n) %}{% if n <= 1 %}1{% else %}{{ n }}*{{ fact(n - 1) }}{% endif %}{% endmacro %}"
+                 "{{ fact(4) }}",
+                 &plain, "4*3*2*1");
+    check_render("varargs and kwargs", "{% macro m(a) %}{{ a }}{{ varargs }}{{ kwargs }}{% endmacro %}{{ m(1, 2, 3, k=4) }}",
+                 &plain, "1(2, 3){'k': 4}");
+    check_render("spread arguments", "{% macro m(a, b, c) %}{{ a }}{{ b }}{{ c }}{% endmacro %}{{ m(*[1, 2], **{'c': 3}) }}",
+                 &plain, "123");
+    check_render("call block and caller()",
+                 "{% macro box(t) %}<{{ t }}>{{ caller() }}</{{ t }}>{% endmacro %}"
+                 "{% call box('b') %}inner{% endcall %}",
+                 &plain, "<b>inner</b>");
+    check_render("caller with arguments",
+                 "{% macro each(xs) %}{% for x in xs %}{{ caller(x, loop.index) }}{% endfor %}{% endmacro %}"
+                 "{% call(item, i) each(['a', 'b']) %}{{ i }}={{ item }};{% endcall %}",
+                 &plain, "1=a;2=b;");
+    check_render("globals are defined and callable",
+                 "{{ raise_exception is defined }}{{ strftime_now is defined }}{{ range is defined }}"
+                 "{{ namespace is defined }}{{ nosuch is defined }}{{ range is callable }}",
+                 &plain, "TrueTrueTrueTrueFalseTrue");
+    check_refused("too many arguments", "{% macro m(a) %}{% endmacro %}{{ m(1, 2) }}", RLHF_ERR_INVALID,
+                  "takes not more than 1 argument");
+    check_refused("unknown keyword", "{% macro m(a) %}{% endmacro %}{{ m(b=1) }}", RLHF_ERR_INVALID,
+                  "no keyword argument 'b'");
+    check_refused("calling an undefined name", "{{ nosuch(1) }}", RLHF_ERR_INVALID, "'nosuch' is undefined");
+    check_refused("endless recursion", "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", RLHF_ERR_UNSUPPORTED,
+                  "nested deeper");
+}
+
+static void test_statements(void) {
+    check_render("block set", "{% set x %}a{{ 1 + 1 }}b{% endset %}[{{ x }}]{{ x|length }}", &plain, "[a2b]3");
+    check_render("break and continue",
+                 "{% for i in range(10) %}{% if i == 1 %}{% continue %}{% endif %}{% if i == 4 %}{% break %}{% endif %}"
+                 "{{ i }}{% endfor %}",
+                 &plain, "023");
+    check_refused("break outside a loop", "{% break %}", RLHF_ERR_FORMAT, "outside of a loop");
+    check_refused("a loop control does not reach out of a macro",
+                  "{% for i in [1] %}{% macro m() %}{% break %}{% endmacro %}{% endfor %}", RLHF_ERR_FORMAT,
+                  "outside of a loop");
+    check_render("one final newline dropped", "a\n", &plain, "a");
+    check_render("only one", "a\n\n", &plain, "a\n");
+    check_render("CR LF and CR read as LF", "a\r\nb\rc{% if true %}\r\nd{% endif %}", &plain, "a\nb\ncd");
+    check_render("x.0 indexes", "{% set m = {'c': [{'t': 'T'}]} %}{{ m.c.0.t }}{{ [5, 6].1 }}", &plain, "T6");
+    check_render("float literals", "{{ 1.5 + 1 }}|{{ 1e3 }}|{{ 0.1 + 0.2 }}|{{ 10 / 4 }}|{{ 3 / 3 }}", &plain,
+                 "2.5|1000.0|0.30000000000000004|2.5|1.0");
+    check_render("tools and documents are none", "{{ tools }}|{{ documents is none }}|{{ tools is defined }}", &plain,
+                 "None|True|True");
+    check_refused("iterating none", "{% for t in tools %}{% endfor %}", RLHF_ERR_INVALID, "not iterable");
+    check_refused("length of none", "{{ none|length }}", RLHF_ERR_INVALID, "no length");
+}
+
+static void test_filters(void) {
+    check_render("indent", "{{ 'a\\nb\\n\\nc'|indent }}|{{ 'a\\nb\\n'|indent(2, true) }}|{{ 'a\\n\\nb'|indent(2, blank=true) }}|"
+                 "{{ 'x\\r\\ny'|indent('>>', first=true) }}|{{ ''|indent(first=true) }}",
+                 &plain, "a\n    b\n\n    c|  a\n  b\n|a\n  \n  b|>>x\n>>y|    ");
+    check_render("items", "{% for k, v in {'a': 1, 'b': [2]}|items %}{{ k }}={{ v }};{% endfor %}{{ nosuch|items|list }}",
+                 &plain, "a=1;b=[2];[]");
+    check_refused("comparing undefined", "{{ [{}]|selectattr('n', 'ge', 2)|list }}", RLHF_ERR_INVALID, "compare");
+    check_refused("items of a list", "{{ [1]|items|list }}", RLHF_ERR_INVALID, "mapping");
+    check_render("select and reject with tests",
+                 "{{ [1, 0, 2]|select|list }}{{ [1, 2, 3, 4]|reject('odd')|list }}{{ [1, 2, 3]|select('gt', 1)|list }}"
+                 "{{ ['a', 1, none]|reject('string')|list }}{{ [1, 2, 3]|select('in', [2, 3])|list }}",
+                 &plain, "[1, 2][2, 4][2, 3][1, None][2, 3]");
+    check_render("selectattr and rejectattr with tests",
+                 "{% set xs = [{'r': 'a', 'n': 1}, {'r': 'b'}, {'r': 'a', 'n': 3}] %}"
+                 "{{ xs|selectattr('r', 'equalto', 'a')|map(attribute='n')|list }}"
+                 "{{ xs|rejectattr('n', 'defined')|map(attribute='r')|list }}{{ xs|selectattr('n', 'defined')|selectattr('n', 'ge', 2)|list|length }}"
+                 "{{ xs|map(attribute='n', default=0)|list }}",
+                 &plain, "[1, 3]['b']1[1, 0, 3]");
+    check_render("map with a filter", "{{ [' a ', 'b ']|map('trim')|join(',') }}|{{ [1, 2]|map('string')|map('length')|list }}",
+                 &plain, "a,b|[1, 1]");
+    check_render("tests as jinja2 defines them",
+                 "{{ true is number }}{{ nosuch is iterable }}{{ {} is sequence }}{{ none is iterable }}{{ '1' is lower }}"
+                 "{{ 'a1' is lower }}{{ 3 is ge 3 }}{{ 2 is in [1, 2] }}",
+                 &plain, "TrueTrueTrueFalseFalseTrueTrueTrue");
+}
+
+static void test_printing(void) {
+    check_render("str() of lists and dicts uses repr for strings",
+                 "{{ ['a', \"it's\", 'q\"\\'', 'l\\n', 1.0, none, true] }}|{{ {'k': 'v'} }}", &plain,
+                 "['a', \"it's\", 'q\"\\'', 'l\\n', 1.0, None, True]|{'k': 'v'}");
+    check_render("tojson as transformers' (ensure_ascii off)",
+                 "{{ {'a': 'é\"\\n', 'b': [1, 2.5, none, false]}|tojson }}", &plain,
+                 "{\"a\": \"é\\\"\\n\", \"b\": [1, 2.5, null, false]}");
+    check_render("tojson with an indent", "{{ {'a': [1, {}], 'b': []}|tojson(indent=2) }}", &plain,
+                 "{\n  \"a\": [\n    1,\n    {}\n  ],\n  \"b\": []\n}");
+    check_render("tojson's other arguments",
+                 "{{ ['é', '😀', {'a': 1}]|tojson(ensure_ascii=true) }}|{{ {'a': [1, 2]}|tojson(separators=(',', ':')) }}",
+                 &plain, "[\"\\u00e9\", \"\\ud83d\\ude00\", {\"a\": 1}]|{\"a\":[1,2]}");
+    check_refused("tojson of undefined", "{{ nosuch|tojson }}", RLHF_ERR_INVALID, "not JSON serializable");
+}
+
 int main(void) {
     test_context();
     test_clock();
+    test_macros();
+    test_statements();
+    test_filters();
+    test_printing();
     return test_finish("jinja");
 }

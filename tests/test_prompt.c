@@ -171,9 +171,9 @@ static void test_templates(void) {
     check_render("whitespace control", "a  {%- if true -%}  b  {%- endif %}\n c{# comment #}", m, 0, 0, "ab c");
     check_render("for else", "{% for x in [] %}x{% else %}empty{% endfor %}", m, 0, 0, "empty");
 
-    CHECK(prompt_chat_render(&out, "line1\n{% macro f() %}{% endmacro %}", m, 1, 0, NULL, NULL, &err) == RLHF_ERR_UNSUPPORTED &&
-              strstr(err.msg, "line 2") && strstr(err.msg, "macro"),
-          "macro refused naming the line: %s", err.msg);
+    CHECK(prompt_chat_render(&out, "line1\n{% include 'other.jinja' %}", m, 1, 0, NULL, NULL, &err) == RLHF_ERR_UNSUPPORTED &&
+              strstr(err.msg, "line 2") && strstr(err.msg, "include"),
+          "include refused naming the line: %s", err.msg);
     CHECK(prompt_chat_render(&out, "a\nb\n{% if x %}never closed", m, 1, 0, NULL, NULL, &err) == RLHF_ERR_FORMAT &&
               strstr(err.msg, "line 3"),
           "unclosed if refused naming its line: %s", err.msg);

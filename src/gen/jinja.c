@@ -8,6 +8,7 @@
  * immutable except lists/dicts being built and namespace attributes. */
 #include "src/gen/jinja.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -62,6 +63,8 @@ static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
  * limit below ends the render with an error naming the template line, never a crash or a hang.
  *   JINJA_MAX_NEST         recursion in the parser and depth of expression trees and of
  *                          nested blocks (so parsing and evaluation stay within the C stack);
+ *   JINJA_MAX_DEPTH        nesting of evaluation at run time, where macros can call
+ *                          themselves (each level a few hundred bytes of C stack);
  *   JINJA_MAX_VALUE_DEPTH  lists/dicts nested inside each other when printed or compared (a
  *                          namespace can hold itself: {% set ns.a = ns %});
  *   JINJA_MAX_STR          bytes in any one string the template builds;
@@ -82,6 +85,7 @@ enum {
     JINJA_STEP_BYTES = 64,
     JINJA_ARENA_PER_INPUT = 8,
     JINJA_PARSE_PER_BYTE = 512,
+    JINJA_MAX_DEPTH = 1000,
 };
 #define JINJA_MAX_STR ((size_t)16 << 20)
 #define JINJA_MAX_OUTPUT ((size_t)16 << 20)
@@ -125,11 +129,14 @@ static void arena_free(arena *a) {
     }
 }
 
-typedef enum { V_UNDEF, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_LIST, V_DICT } vtype;
+/* V_FUNC is one of the global functions (raise_exception, range, ...; u.i its index in
+ * global_funcs), V_MACRO a {% macro %} or the `caller` of a {% call %} block. */
+typedef enum { V_UNDEF, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_LIST, V_DICT, V_FUNC, V_MACRO } vtype;
 
 typedef struct value value;
 typedef struct vlist vlist;
 typedef struct vdict vdict;
+typedef struct jmacro jmacro;
 
 struct value {
     vtype t;
@@ -143,12 +150,14 @@ struct value {
         } s;
         vlist *l;
         vdict *d;
+        const jmacro *m;
     } u;
 };
 
 struct vlist {
     value *items;
     int n, cap;
+    int is_tuple; /* printed (a, b) as Python prints a tuple */
 };
 
 struct vdict {
@@ -175,6 +184,8 @@ typedef struct {
     int line;     /* line of the construct being parsed/evaluated */
     sbuf out;
     const struct tm *now; /* strftime_now's clock; NULL: the real local time */
+    int depth;    /* eval and exec_body calls open (macros recurse at run time), at most JINJA_MAX_DEPTH */
+    int loop_ctl; /* a {% break %} (1) or {% continue %} (2) is unwinding to its loop */
 } jinja;
 
 static int jerr(jinja *J, int code, const char *fmt, ...)
@@ -204,6 +215,14 @@ static void *jalloc(jinja *J, size_t n) {
     }
     void *p = arena_alloc(&J->A, n);
     if (!p) jerr(J, RLHF_ERR_NOMEM, "out of memory");
+    return p;
+}
+
+/* A copy of n bytes in the arena (never NULL-sized: n 0 still gives a pointer), or NULL with
+ * the error set. */
+static void *jdup(jinja *J, const void *src, size_t n) {
+    void *p = jalloc(J, n ? n : 1);
+    if (p && n) memcpy(p, src, n);
     return p;
 }
 
@@ -350,12 +369,14 @@ static int truthy(value v) {
     case V_STR: return v.u.s.n > 0;
     case V_LIST: return v.u.l->n > 0;
     case V_DICT: return v.u.d->n > 0;
+    case V_FUNC: case V_MACRO: return 1;
     }
     return 0;
 }
 
 static const char *type_name(vtype t) {
-    static const char *const n[] = {"undefined", "none", "boolean", "integer", "float", "string", "list", "dict"};
+    static const char *const n[] = {"undefined", "none", "boolean", "integer", "float", "string", "list", "dict",
+                                    "function", "macro"};
     return n[t];
 }
 
@@ -364,7 +385,26 @@ static int err_too_deep(jinja *J) {
                 JINJA_MAX_VALUE_DEPTH);
 }
 
-static void print_str_json(sbuf *b, const char *s, size_t n) {
+/* The code point of the UTF-8 sequence at s[*i] (advancing *i past it); a byte that does not
+ * start a valid sequence reads as itself. */
+static unsigned utf8_decode(const char *s, size_t n, size_t *i) {
+    const unsigned char *u = (const unsigned char *)s + *i;
+    const size_t left = n - *i;
+    const unsigned c = u[0];
+    const int k = c >= 0xf0 && c < 0xf8 ? 3 : c >= 0xe0 && c < 0xf0 ? 2 : c >= 0xc0 && c < 0xe0 ? 1 : 0;
+    if (k == 0 || (size_t)k >= left) return (*i)++, c;
+    unsigned cp = c & (0x3fu >> k);
+    for (int j = 1; j <= k; j++) {
+        if ((u[j] & 0xc0) != 0x80) return (*i)++, c;
+        cp = cp << 6 | (u[j] & 0x3fu);
+    }
+    *i += (size_t)k + 1;
+    return cp;
+}
+
+/* A string as json.dumps writes it (ensure_ascii: non-ASCII as \\uXXXX, UTF-16 pairs past
+ * U+FFFF). */
+static void print_str_json(sbuf *b, const char *s, size_t n, int ascii) {
     sb_put(b, "\"", 1);
     for (size_t i = 0; i < n && !b->too_big; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -374,79 +414,158 @@ static void print_str_json(sbuf *b, const char *s, size_t n) {
         else if (c == '\n') sb_put(b, "\\n", 2);
         else if (c == '\r') sb_put(b, "\\r", 2);
         else if (c == '\t') sb_put(b, "\\t", 2);
+        else if (c == '\b') sb_put(b, "\\b", 2);
+        else if (c == '\f') sb_put(b, "\\f", 2);
         else if (c < 0x20) {
             snprintf(tmp, sizeof tmp, "\\u%04x", c);
             sb_puts(b, tmp);
+        } else if (c >= 0x80 && ascii) {
+            unsigned cp = utf8_decode(s, n, &i);
+            i--;
+            char t2[16];
+            if (cp >= 0x10000) snprintf(t2, sizeof t2, "\\u%04x\\u%04x", 0xd800 + ((cp - 0x10000) >> 10), 0xdc00 + (cp & 0x3ff));
+            else snprintf(t2, sizeof t2, "\\u%04x", cp);
+            sb_puts(b, t2);
         } else sb_put(b, (const char *)&c, 1);
     }
     sb_put(b, "\"", 1);
 }
 
-static void v_print_d(jinja *J, sbuf *b, value v, int json, int depth);
-
-/* An item of a printed list/dict: strings quoted as Python's repr does (roughly). */
-static void print_item(jinja *J, sbuf *b, value x, int json, int depth) {
-    if (x.t == V_STR && !json) {
-        sb_puts(b, "'");
-        sb_put(b, x.u.s.s, x.u.s.n);
-        sb_puts(b, "'");
-    } else {
-        v_print_d(J, b, x, json, depth);
+/* A string as Python's repr() writes it (how str() of a list or dict shows its strings):
+ * single quotes unless the string holds ' and no ", control characters escaped. */
+static void print_str_repr(sbuf *b, const char *s, size_t n) {
+    const char q = memchr(s, '\'', n) && !memchr(s, '"', n) ? '"' : '\'';
+    sb_put(b, &q, 1);
+    for (size_t i = 0; i < n && !b->too_big; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char tmp[8];
+        if (c == (unsigned char)q || c == '\\') {
+            sb_put(b, "\\", 1);
+            sb_put(b, (const char *)&c, 1);
+        } else if (c == '\n') sb_put(b, "\\n", 2);
+        else if (c == '\r') sb_put(b, "\\r", 2);
+        else if (c == '\t') sb_put(b, "\\t", 2);
+        else if (c < 0x20 || c == 0x7f) {
+            snprintf(tmp, sizeof tmp, "\\x%02x", c);
+            sb_puts(b, tmp);
+        } else if (c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] >= 0x80 && (unsigned char)s[i + 1] < 0xa0) {
+            snprintf(tmp, sizeof tmp, "\\x%02x", (unsigned char)s[++i]); /* C1 controls U+0080..U+009F */
+            sb_puts(b, tmp);
+        } else sb_put(b, (const char *)&c, 1);
     }
+    sb_put(b, &q, 1);
 }
 
-/* Appends the printed form of v (Jinja/Python str()). `json` prints strings quoted (tojson)
- * and none/bools as JSON. Stops when b reaches its limit (the caller checks b->too_big), and
- * with an error past JINJA_MAX_VALUE_DEPTH levels of lists/dicts (a value can contain itself). */
-static void v_print_d(jinja *J, sbuf *b, value v, int json, int depth) {
+/* A float as Python's repr(): the shortest digits that read back to the same double, in
+ * fixed notation with at least one decimal when the exponent is in [-4, 16). */
+static void print_float(sbuf *b, double f, int json) {
     char tmp[64];
+    if (f != f) {
+        sb_puts(b, json ? "NaN" : "nan");
+        return;
+    }
+    if (isinf(f)) {
+        sb_puts(b, f > 0 ? (json ? "Infinity" : "inf") : (json ? "-Infinity" : "-inf"));
+        return;
+    }
+    int p = 1;
+    for (; p < 17; p++) {
+        snprintf(tmp, sizeof tmp, "%.*e", p - 1, f);
+        if (strtod(tmp, NULL) == f) break;
+    }
+    snprintf(tmp, sizeof tmp, "%.*e", p - 1, f);
+    const int exp10 = atoi(strchr(tmp, 'e') + 1);
+    if (exp10 >= -4 && exp10 < 16) {
+        const int decimals = p - 1 - exp10 > 0 ? p - 1 - exp10 : 0;
+        snprintf(tmp, sizeof tmp, "%.*f", decimals, f);
+        if (!strchr(tmp, '.')) strcat(tmp, ".0");
+    }
+    sb_puts(b, tmp);
+}
+
+/* How v_print writes a value: str() (json 0), or json.dumps (json 1) with `indent` spaces
+ * per level (-1: on one line), its separators (NULL: json.dumps' defaults) and ensure_ascii. */
+typedef struct {
+    int json, indent;
+    value item_sep, key_sep; /* strings, or V_UNDEF */
+    int ascii;
+} vfmt;
+
+static void v_print_d(jinja *J, sbuf *b, value v, vfmt fm, int depth);
+
+/* An item of a printed list/dict: strings as repr() shows them. */
+static void print_item(jinja *J, sbuf *b, value x, vfmt fm, int depth) {
+    if (x.t == V_STR && !fm.json) print_str_repr(b, x.u.s.s, x.u.s.n);
+    else v_print_d(J, b, x, fm, depth);
+}
+
+/* The separator before item i of a JSON container printed with an indent (and, with
+ * i == -1, the line that closes it). */
+static void json_break(sbuf *b, vfmt fm, int i, int depth) {
+    if (i > 0 && fm.item_sep.t == V_STR) sb_put(b, fm.item_sep.u.s.s, fm.item_sep.u.s.n);
+    else if (i > 0) sb_puts(b, fm.indent < 0 ? ", " : ",");
+    if (fm.indent < 0) return;
+    sb_puts(b, "\n");
+    for (long k = 0; k < (long)fm.indent * (i < 0 ? depth : depth + 1) && !b->too_big; k++) sb_put(b, " ", 1);
+}
+
+/* Appends the printed form of v (Jinja/Python str(), or json.dumps). Stops when b reaches its
+ * limit (the caller checks b->too_big), and with an error past JINJA_MAX_VALUE_DEPTH levels of
+ * lists/dicts (a value can contain itself). */
+static void v_print_d(jinja *J, sbuf *b, value v, vfmt fm, int depth) {
+    char tmp[64];
+    const int json = fm.json;
     if (J->rc || b->too_big || b->oom) return;
     switch (v.t) {
-    case V_UNDEF: if (json) sb_puts(b, "null"); break;
+    case V_UNDEF:
+        if (json) jerr(J, RLHF_ERR_INVALID, "tojson: an undefined value is not JSON serializable");
+        break;
     case V_NONE: sb_puts(b, json ? "null" : "None"); break;
     case V_BOOL: sb_puts(b, v.u.b ? (json ? "true" : "True") : (json ? "false" : "False")); break;
     case V_INT: snprintf(tmp, sizeof tmp, "%lld", v.u.i); sb_puts(b, tmp); break;
-    case V_FLOAT:
-        if (v.u.f == floor(v.u.f) && fabs(v.u.f) < 1e15) snprintf(tmp, sizeof tmp, "%.1f", v.u.f);
-        else snprintf(tmp, sizeof tmp, "%.17g", v.u.f);
-        sb_puts(b, tmp);
-        break;
+    case V_FLOAT: print_float(b, v.u.f, json); break;
     case V_STR:
-        if (json) print_str_json(b, v.u.s.s, v.u.s.n);
+        if (json) print_str_json(b, v.u.s.s, v.u.s.n, fm.ascii);
         else sb_put(b, v.u.s.s, v.u.s.n);
         break;
+    case V_FUNC:
+    case V_MACRO:
+        if (json) jerr(J, RLHF_ERR_INVALID, "tojson: a %s is not JSON serializable", type_name(v.t));
+        else sb_puts(b, v.t == V_FUNC ? "<function>" : "<macro>");
+        break;
     case V_LIST:
+    case V_DICT: {
         if (depth >= JINJA_MAX_VALUE_DEPTH) {
             err_too_deep(J);
             return;
         }
-        sb_puts(b, "[");
-        for (int i = 0; i < v.u.l->n && !J->rc && !b->too_big && !spend(J, 1); i++) {
-            if (i) sb_puts(b, ", ");
-            print_item(J, b, v.u.l->items[i], json, depth + 1);
+        const int dict = v.t == V_DICT, n = dict ? v.u.d->n : v.u.l->n;
+        const int tuple = !json && !dict && v.u.l->is_tuple;
+        sb_puts(b, dict ? "{" : tuple ? "(" : "[");
+        if (!json) fm.indent = -1;
+        for (int i = 0; i < n && !J->rc && !b->too_big && !spend(J, 1); i++) {
+            if (json) json_break(b, fm, i, depth);
+            else if (i) sb_puts(b, ", ");
+            if (dict) {
+                value k = v.u.d->keys[i];
+                if (json) print_str_json(b, k.u.s.s, k.u.s.n, fm.ascii);
+                else print_item(J, b, k, fm, depth + 1);
+                if (json && fm.key_sep.t == V_STR) sb_put(b, fm.key_sep.u.s.s, fm.key_sep.u.s.n);
+                else sb_puts(b, ": ");
+            }
+            print_item(J, b, dict ? v.u.d->vals[i] : v.u.l->items[i], fm, depth + 1);
         }
-        sb_puts(b, "]");
+        if (json && n && fm.indent >= 0) json_break(b, fm, -1, depth);
+        sb_puts(b, dict ? "}" : !tuple ? "]" : n == 1 ? ",)" : ")");
         break;
-    case V_DICT:
-        if (depth >= JINJA_MAX_VALUE_DEPTH) {
-            err_too_deep(J);
-            return;
-        }
-        sb_puts(b, "{");
-        for (int i = 0; i < v.u.d->n && !J->rc && !b->too_big && !spend(J, 1); i++) {
-            if (i) sb_puts(b, ", ");
-            value k = v.u.d->keys[i];
-            if (json) print_str_json(b, k.u.s.s, k.u.s.n);
-            else print_item(J, b, k, 0, depth + 1);
-            sb_puts(b, ": ");
-            print_item(J, b, v.u.d->vals[i], json, depth + 1);
-        }
-        sb_puts(b, "}");
-        break;
+    }
     }
 }
 
-static void v_print(jinja *J, sbuf *b, value v, int json) { v_print_d(J, b, v, json, 0); }
+static void v_print(jinja *J, sbuf *b, value v, int json) {
+    vfmt fm = {json, -1, {V_UNDEF, {0}}, {V_UNDEF, {0}}, 0};
+    v_print_d(J, b, v, fm, 0);
+}
 
 /* v printed into a new string (json: as tojson does). */
 static value v_format(jinja *J, value v, int json) {
@@ -569,15 +688,30 @@ static int lex(jinja *J, const char *src, tok_vec *tv) {
                 t.s = s;
                 t.n = (size_t)(p - s);
             } else if (*p >= '0' && *p <= '9') {
-                char *e, *ie;
-                double x = strtod(p, &e);
-                int is_float = 0;
-                for (const char *c = p; c < e; c++) is_float |= *c == '.' || *c == 'e' || *c == 'E';
-                if (!is_float) { /* an integer (0x... hex too) unless strtod read a hex float */
+                /* Jinja's number syntax: 0x hex, digits, a fraction only with digits after the
+                 * point and never right after a '.' (m.content.0.type indexes twice), an exponent */
+                const char *e = p;
+                int is_float = 0, hex = p[0] == '0' && (p[1] == 'x' || p[1] == 'X') && isxdigit((unsigned char)p[2]);
+                const int after_dot = tv->n > 0 && tv->v[tv->n - 1].t == T_OP && tv->v[tv->n - 1].s[0] == '.';
+                if (hex) {
+                    for (e = p + 2; isxdigit((unsigned char)*e);) e++;
+                } else {
+                    while (*e >= '0' && *e <= '9') e++;
+                    if (!after_dot && e[0] == '.' && e[1] >= '0' && e[1] <= '9')
+                        for (is_float = 1, e++; *e >= '0' && *e <= '9';) e++;
+                    const char *x = e + 1 + (e[1] == '+' || e[1] == '-');
+                    if (!after_dot && (e[0] == 'e' || e[0] == 'E') && *x >= '0' && *x <= '9')
+                        for (is_float = 1, e = x; *e >= '0' && *e <= '9';) e++;
+                }
+                char nb[400];
+                if (e - p >= (long)sizeof nb) return jerr(J, RLHF_ERR_UNSUPPORTED, "a number too long");
+                memcpy(nb, p, (size_t)(e - p));
+                nb[e - p] = 0;
+                double x = strtod(nb, NULL);
+                if (!is_float) {
                     errno = 0;
-                    t.ival = strtoll(p, &ie, p[0] == '0' && (p[1] == 'x' || p[1] == 'X') ? 16 : 10);
-                    if (ie != e) is_float = 1;
-                    else if (errno == ERANGE)
+                    t.ival = strtoll(nb, NULL, hex ? 16 : 10);
+                    if (errno == ERANGE)
                         return jerr(J, RLHF_ERR_INVALID, "integer out of range: %.*s", (int)(e - p < 40 ? e - p : 40), p);
                 }
                 t.t = is_float ? T_FLOAT : T_INT;
@@ -646,10 +780,10 @@ struct expr {
     const char **kw;    /* keyword names of args (NULL for positional) */
     size_t *kw_n;
     int n_args;
-    int negate;         /* E_TEST: "is not" */
+    int negate;         /* E_TEST: "is not"; E_LIST: a tuple */
 };
 
-typedef enum { S_TEXT, S_OUT, S_IF, S_FOR, S_SET, S_NOP } stmt_kind;
+typedef enum { S_TEXT, S_OUT, S_IF, S_FOR, S_SET, S_NOP, S_MACRO, S_CALLBLOCK, S_BREAK, S_CONTINUE } stmt_kind;
 
 typedef struct stmt stmt;
 struct stmt {
@@ -657,14 +791,22 @@ struct stmt {
     int line;
     const char *text;   /* S_TEXT */
     size_t text_n;
-    expr *e;            /* S_OUT, S_SET value, S_FOR iterable, S_IF condition */
+    expr *e;            /* S_OUT, S_SET value (NULL: a block set, its body captured), S_FOR iterable,
+                           S_IF condition, S_CALLBLOCK the call */
     expr *filter;       /* S_FOR "if" */
     const char *vars[2];/* S_FOR loop variables / S_SET target (vars[0]) and attribute (vars[1]) */
     size_t var_n[2];
     int n_vars;
-    stmt *body;         /* S_IF then / S_FOR body: a linked list */
+    stmt *body;         /* S_IF then / S_FOR, S_MACRO, S_CALLBLOCK, block S_SET body: a linked list */
     stmt *other;        /* S_IF else / S_FOR else */
     int elif;           /* S_IF: `other` is the next {% elif %} (one S_IF), not an else body */
+    const char *name;   /* S_MACRO */
+    size_t name_n;
+    const char **params; /* S_MACRO, S_CALLBLOCK (caller's): names and defaults (NULL: none) */
+    size_t *param_n;
+    expr **defaults;
+    int n_params;
+    int var_args;       /* S_MACRO: the body reads varargs / kwargs (then extra arguments go there) */
     stmt *next;
 };
 
@@ -673,6 +815,8 @@ typedef struct {
     jtok *t;
     int i, n;
     int depth; /* recursion of the parse functions (enter/leave), at most JINJA_MAX_NEST */
+    int loops; /* {% for %} bodies open around the statement being parsed (in the current macro) */
+    int var_args; /* names `varargs` / `kwargs` read so far */
 } parser;
 
 static jtok *peek(parser *P) { return &P->t[P->i]; }
@@ -762,7 +906,10 @@ static int expect_op(parser *P, const char *op) {
 static expr *parse_expr(parser *P);
 static expr *parse_or(parser *P);
 
-/* Arguments of a call or filter: (a, b, key=value). */
+/* Markers in expr.kw of the arguments written *x and **x. */
+static const char splat_list[] = "*", splat_dict[] = "**";
+
+/* Arguments of a call or filter: (a, b, key=value, *list, **dict). */
 static int parse_args(parser *P, expr *e) {
     if (expect_op(P, "(")) return -1;
     expr *args[32];
@@ -773,7 +920,10 @@ static int parse_args(parser *P, expr *e) {
         if (n == 32) return jerr(P->J, RLHF_ERR_UNSUPPORTED, "too many arguments");
         kw[n] = NULL;
         kwn[n] = 0;
-        if (peek(P)->t == T_NAME && is_op(&P->t[P->i + 1], "=")) {
+        if (is_op(peek(P), "*") || is_op(peek(P), "**")) { /* f(*list) / f(**dict): see eval_args */
+            kw[n] = is_op(peek(P), "*") ? splat_list : splat_dict;
+            P->i++;
+        } else if (peek(P)->t == T_NAME && is_op(&P->t[P->i + 1], "=")) {
             kw[n] = peek(P)->s;
             kwn[n] = peek(P)->n;
             P->i += 2;
@@ -785,14 +935,10 @@ static int parse_args(parser *P, expr *e) {
     }
     P->i++;
     e->n_args = n;
-    e->args = jalloc(P->J, (size_t)(n ? n : 1) * sizeof *e->args);
-    e->kw = jalloc(P->J, (size_t)(n ? n : 1) * sizeof *e->kw);
-    e->kw_n = jalloc(P->J, (size_t)(n ? n : 1) * sizeof *e->kw_n);
-    if (!e->args || !e->kw || !e->kw_n) return P->J->rc;
-    memcpy(e->args, args, (size_t)n * sizeof *args);
-    memcpy(e->kw, kw, (size_t)n * sizeof *kw);
-    memcpy(e->kw_n, kwn, (size_t)n * sizeof *kwn);
-    return 0;
+    e->args = jdup(P->J, args, (size_t)n * sizeof *args);
+    e->kw = jdup(P->J, kw, (size_t)n * sizeof *kw);
+    e->kw_n = jdup(P->J, kwn, (size_t)n * sizeof *kwn);
+    return P->J->rc;
 }
 
 static expr *parse_primary(parser *P) {
@@ -823,6 +969,7 @@ static expr *parse_primary(parser *P) {
         else {
             e = new_expr(P, E_NAME);
             if (e) e->name = t->s, e->name_n = t->n;
+            P->var_args += is_kw(t, "varargs") || is_kw(t, "kwargs");
         }
         P->i++;
     } else if (is_op(t, "(")) {
@@ -841,6 +988,7 @@ static expr *parse_primary(parser *P) {
             }
             l->n_args = items.n;
             l->args = items.v;
+            l->negate = 1; /* a tuple */
             e = l;
         }
         if (expect_op(P, ")")) return NULL;
@@ -872,6 +1020,16 @@ static expr *parse_primary(parser *P) {
     while (e && !P->J->rc) {
         if (is_op(peek(P), ".")) {
             P->i++;
+            if (peek(P)->t == T_INT) { /* x.0 is x[0] */
+                expr *x = new_expr(P, E_INDEX), *k = new_expr(P, E_LIT);
+                if (!x || !k) return NULL;
+                k->lit = v_int(peek(P)->ival);
+                x->a = e;
+                x->b = k;
+                P->i++;
+                e = x;
+                continue;
+            }
             if (peek(P)->t != T_NAME) return jerr(P->J, RLHF_ERR_FORMAT, "expected a name after '.'"), NULL;
             expr *a = new_expr(P, E_ATTR);
             if (!a) return NULL;
@@ -1022,7 +1180,8 @@ static expr *parse_compare(parser *P) {
             P->i++;
             if (is_op(peek(P), "(")) {
                 if (parse_args(P, x)) return NULL;
-            } else if (peek(P)->t == T_STR || peek(P)->t == T_INT || (peek(P)->t == T_NAME && !is_kw(peek(P), "and") &&
+            } else if (peek(P)->t == T_STR || peek(P)->t == T_INT || peek(P)->t == T_FLOAT || is_op(peek(P), "[") ||
+                       is_op(peek(P), "{") || (peek(P)->t == T_NAME && !is_kw(peek(P), "and") &&
                        !is_kw(peek(P), "or") && !is_kw(peek(P), "else") && !is_kw(peek(P), "if"))) {
                 /* "is sameas x" / "is divisibleby 3": one argument without parentheses */
                 expr *arg = parse_concat(P);
@@ -1192,7 +1351,9 @@ static stmt *parse_for(parser *P) {
     }
     if (expect_end(P)) return NULL;
     static const char *const stops[] = {"else", "endfor"};
+    P->loops++;
     s->body = parse_body(P, stops, 2);
+    P->loops--;
     if (P->J->rc) return NULL;
     if (is_kw(peek(P), "else")) {
         P->i++;
@@ -1232,12 +1393,101 @@ static stmt *parse_set(parser *P) {
         s->n_vars = 2;
         P->i++;
     }
+    if (peek(P)->t == T_END && s->n_vars == 1) { /* {% set x %}...{% endset %}: x is the body's output */
+        P->i++;
+        static const char *const end[] = {"endset"};
+        s->body = parse_body(P, end, 1);
+        if (P->J->rc) return NULL;
+        P->i++;
+        return expect_end(P) ? NULL : s;
+    }
     if (!is_op(peek(P), "=")) {
-        jerr(P->J, RLHF_ERR_UNSUPPORTED, "block {%% set %%} is not supported (use set NAME = value)");
+        jerr(P->J, is_op(peek(P), "|") || is_op(peek(P), ",") ? RLHF_ERR_UNSUPPORTED : RLHF_ERR_FORMAT,
+             "{%% set %%}: expected '=' or the end of the tag (a filtered block set or several targets are not "
+             "supported)");
         return NULL;
     }
     P->i++;
     if (!(s->e = checked(P, parse_expr(P))) || expect_end(P)) return NULL;
+    return s;
+}
+
+/* The parameters of a macro or of a call block's caller: (a, b=default, ...). */
+static int parse_params(parser *P, stmt *s) {
+    if (expect_op(P, "(")) return -1;
+    const char *names[32];
+    size_t nn[32];
+    expr *defs[32];
+    int n = 0;
+    while (!is_op(peek(P), ")")) {
+        if (n == 32) return jerr(P->J, RLHF_ERR_UNSUPPORTED, "more than 32 parameters");
+        if (peek(P)->t != T_NAME) return jerr(P->J, RLHF_ERR_FORMAT, "expected a parameter name");
+        names[n] = peek(P)->s;
+        nn[n] = peek(P)->n;
+        defs[n] = NULL;
+        P->i++;
+        if (is_op(peek(P), "=")) {
+            P->i++;
+            if (!(defs[n] = checked(P, parse_expr(P)))) return -1;
+        } else if (n > 0 && defs[n - 1]) {
+            return jerr(P->J, RLHF_ERR_FORMAT, "non-default argument follows default argument");
+        }
+        n++;
+        if (is_op(peek(P), ",")) P->i++;
+        else if (!is_op(peek(P), ")")) return jerr(P->J, RLHF_ERR_FORMAT, "expected ',' or ')' in parameters");
+    }
+    P->i++;
+    s->n_params = n;
+    s->params = jdup(P->J, names, (size_t)n * sizeof *names);
+    s->param_n = jdup(P->J, nn, (size_t)n * sizeof *nn);
+    s->defaults = jdup(P->J, defs, (size_t)n * sizeof *defs);
+    return P->J->rc ? -1 : 0;
+}
+
+/* The body of a macro or call block up to {% END %}: loop controls do not reach through it. */
+static int parse_callable_body(parser *P, stmt *s, const char *end, int opened) {
+    const int loops = P->loops;
+    P->loops = 0;
+    const char *const stops[] = {end};
+    s->body = parse_body(P, stops, 1);
+    P->loops = loops;
+    if (P->J->rc) return -1;
+    P->i++;
+    if (peek(P)->t == T_NAME && peek(P)->n == s->name_n && s->name && memcmp(peek(P)->s, s->name, s->name_n) == 0)
+        P->i++; /* {% endmacro name %} */
+    (void)opened;
+    return expect_end(P);
+}
+
+/* {% macro name(params) %}body{% endmacro %} */
+static stmt *parse_macro(parser *P) {
+    stmt *s = new_stmt(P, S_MACRO);
+    if (!s) return NULL;
+    if (peek(P)->t != T_NAME) {
+        jerr(P->J, RLHF_ERR_FORMAT, "expected a macro name");
+        return NULL;
+    }
+    s->name = peek(P)->s;
+    s->name_n = peek(P)->n;
+    P->i++;
+    const int var_args = P->var_args;
+    if (parse_params(P, s) || expect_end(P) || parse_callable_body(P, s, "endmacro", s->line)) return NULL;
+    s->var_args = P->var_args > var_args;
+    return s;
+}
+
+/* {% call(params) macro(args) %}body{% endcall %}: the macro runs with `caller` = the body. */
+static stmt *parse_callblock(parser *P) {
+    stmt *s = new_stmt(P, S_CALLBLOCK);
+    if (!s) return NULL;
+    if (is_op(peek(P), "(") && parse_params(P, s)) return NULL;
+    if (!(s->e = checked(P, parse_expr(P)))) return NULL;
+    if (s->e->k != E_CALL) {
+        P->J->line = s->line;
+        jerr(P->J, RLHF_ERR_FORMAT, "{%% call %%} needs a macro call");
+        return NULL;
+    }
+    if (expect_end(P) || parse_callable_body(P, s, "endcall", s->line)) return NULL;
     return s;
 }
 
@@ -1266,10 +1516,20 @@ static stmt *parse_body_in(parser *P, const char *const *stops, int n_stops) {
             if (is_kw(kw, "if")) s = parse_if(P);
             else if (is_kw(kw, "for")) s = parse_for(P);
             else if (is_kw(kw, "set")) s = parse_set(P);
+            else if (is_kw(kw, "macro")) s = parse_macro(P);
+            else if (is_kw(kw, "call")) s = parse_callblock(P);
+            else if (is_kw(kw, "break") || is_kw(kw, "continue")) {
+                if (!P->loops) {
+                    jerr(P->J, RLHF_ERR_FORMAT, "{%% %.*s %%} outside of a loop", (int)kw->n, kw->s);
+                    return NULL;
+                }
+                s = new_stmt(P, is_kw(kw, "break") ? S_BREAK : S_CONTINUE);
+                if (expect_end(P)) return NULL;
+            }
             else if (is_kw(kw, "generation") || is_kw(kw, "endgeneration")) {
                 s = new_stmt(P, S_NOP);
                 if (expect_end(P)) return NULL;
-            } else if (is_kw(kw, "macro") || is_kw(kw, "call") || is_kw(kw, "include") || is_kw(kw, "import") ||
+            } else if (is_kw(kw, "include") || is_kw(kw, "import") ||
                        is_kw(kw, "from") || is_kw(kw, "block") || is_kw(kw, "extends") || is_kw(kw, "filter") ||
                        is_kw(kw, "with") || is_kw(kw, "raw")) {
                 jerr(P->J, RLHF_ERR_UNSUPPORTED, "{%% %.*s %%} is not supported by this Jinja subset", (int)kw->n, kw->s);
@@ -1299,10 +1559,28 @@ static stmt *parse_body(parser *P, const char *const *stops, int n_stops) {
 
 /* ---- evaluation ---- */
 
+/* A scope. Frames live in the arena (not on the C stack) because a macro keeps the frame it
+ * was defined in, and can be called after that block has ended. */
 typedef struct frame {
     vdict vars;
     struct frame *parent;
 } frame;
+
+static frame *new_frame(jinja *J, frame *parent) {
+    frame *f = jalloc(J, sizeof *f);
+    if (f) f->parent = parent;
+    return f;
+}
+
+/* A macro, or the caller of a {% call %} block: its definition and the scope it sees. */
+struct jmacro {
+    const stmt *def; /* S_MACRO or S_CALLBLOCK */
+    frame *closure;
+};
+
+/* The global functions every template sees (as transformers' environment has them). */
+static const char *const global_funcs[] = {"raise_exception", "strftime_now", "range", "namespace", "dict"};
+enum { N_GLOBAL_FUNCS = (int)(sizeof global_funcs / sizeof global_funcs[0]) };
 
 static value lookup(jinja *J, frame *f, const char *name, size_t n) {
     value r = v_undef();
@@ -1315,6 +1593,8 @@ static value lookup(jinja *J, frame *f, const char *name, size_t n) {
         }
     }
     spend(J, hops / 8); /* frames nest as deep as the loops */
+    for (int i = 0; !f && i < N_GLOBAL_FUNCS; i++)
+        if (strlen(global_funcs[i]) == n && memcmp(global_funcs[i], name, n) == 0) r.t = V_FUNC, r.u.i = i;
     return r;
 }
 
@@ -1414,7 +1694,8 @@ static long long v_len(jinja *J, value v) {
     case V_STR: return (long long)u8_count(J, v.u.s.s, v.u.s.n);
     case V_LIST: return v.u.l->n;
     case V_DICT: return v.u.d->n;
-    default: return 0;
+    case V_UNDEF: return 0;
+    default: return jerr(J, RLHF_ERR_INVALID, "%s has no length", type_name(v.t)), 0;
     }
 }
 
@@ -1482,7 +1763,7 @@ static value v_as_list(jinja *J, value v) {
             list_push(J, l.u.l, v_strn(v.u.s.s + i, k - i));
             i = k;
         }
-    } else if (v.t != V_UNDEF && v.t != V_NONE) {
+    } else if (v.t != V_UNDEF) { /* undefined iterates as empty; none does not, as in Python */
         jerr(J, RLHF_ERR_INVALID, "%s is not iterable", type_name(v.t));
     }
     return l;
@@ -1658,12 +1939,36 @@ typedef struct {
     int n;
 } arglist;
 
+static int arg_push(jinja *J, arglist *a, value v, const char *kw, size_t kw_n) {
+    if (a->n == 32) return jerr(J, RLHF_ERR_UNSUPPORTED, "a call with more than 32 arguments");
+    a->v[a->n] = v;
+    a->kw[a->n] = kw;
+    a->kw_n[a->n++] = kw_n;
+    return 0;
+}
+
+/* The arguments of e evaluated, *list and **dict spread into positional and keyword ones. */
 static void eval_args(jinja *J, frame *f, const expr *e, arglist *a) {
-    a->n = e->n_args;
-    for (int i = 0; i < e->n_args; i++) {
-        a->v[i] = eval(J, f, e->args[i]);
-        a->kw[i] = e->kw ? e->kw[i] : NULL;
-        a->kw_n[i] = e->kw_n ? e->kw_n[i] : 0;
+    a->n = 0;
+    for (int i = 0; i < e->n_args && !J->rc; i++) {
+        value v = eval(J, f, e->args[i]);
+        const char *kw = e->kw ? e->kw[i] : NULL;
+        if (kw == splat_list) {
+            if (v.t != V_LIST) {
+                jerr(J, RLHF_ERR_INVALID, "*%s: a list is needed", type_name(v.t));
+                return;
+            }
+            for (int k = 0; k < v.u.l->n && !arg_push(J, a, v.u.l->items[k], NULL, 0); k++) {}
+        } else if (kw == splat_dict) {
+            if (v.t != V_DICT) {
+                jerr(J, RLHF_ERR_INVALID, "**%s: a dict is needed", type_name(v.t));
+                return;
+            }
+            for (int k = 0; k < v.u.d->n; k++)
+                if (arg_push(J, a, v.u.d->vals[k], v.u.d->keys[k].u.s.s, v.u.d->keys[k].u.s.n)) return;
+        } else {
+            arg_push(J, a, v, kw, kw ? e->kw_n[i] : 0);
+        }
     }
 }
 
@@ -1705,6 +2010,7 @@ static value call_method(jinja *J, value obj, const char *m, size_t mn, const ar
                 else if (name_is(m, mn, "values")) list_push(J, l.u.l, obj.u.d->vals[i]);
                 else {
                     value pair = v_list_new(J);
+                    if (!J->rc) pair.u.l->is_tuple = 1;
                     list_push(J, pair.u.l, obj.u.d->keys[i]);
                     list_push(J, pair.u.l, obj.u.d->vals[i]);
                     list_push(J, l.u.l, pair);
@@ -1819,12 +2125,78 @@ static value filter_float(value x, value dflt) {
     return dflt.t == V_UNDEF ? v_float(0) : dflt;
 }
 
-static value apply_filter(jinja *J, frame *f, value x, const expr *e) {
-    arglist a = {0};
-    eval_args(J, f, e, &a);
+static int test_named(jinja *J, const char *n, size_t nn, value x, const arglist *a);
+static value in_op(jinja *J, value x, value c);
+
+/* The arguments of a after the first `skip` positional ones (select('gt', 1) passes 1 on). */
+static void args_after(const arglist *a, int skip, arglist *rest) {
+    rest->n = 0;
+    for (int i = 0, pos = 0; i < a->n; i++) {
+        if (!a->kw[i] && pos++ < skip) continue;
+        rest->v[rest->n] = a->v[i];
+        rest->kw[rest->n] = a->kw[i];
+        rest->kw_n[rest->n++] = a->kw_n[i];
+    }
+}
+
+/* select/reject (attr NULL) and selectattr/rejectattr: the items whose value (or attribute)
+ * passes the test named by the next positional argument (with the arguments after it), or is
+ * true when no test is named. */
+static value filter_select(jinja *J, value x, const arglist *a, int reject, int by_attr) {
+    value at = by_attr ? arg(a, 0, NULL) : v_undef(), test = arg(a, by_attr, NULL);
+    value l = v_as_list(J, x), r = v_list_new(J);
+    if (by_attr && at.t != V_STR) return jerr(J, RLHF_ERR_INVALID, "selectattr/rejectattr: needs an attribute name"), r;
+    if (test.t != V_UNDEF && test.t != V_STR) return jerr(J, RLHF_ERR_INVALID, "select: the test must be named by a string"), r;
+    arglist rest;
+    args_after(a, by_attr + 1, &rest);
+    for (int i = 0; i < l.u.l->n && !J->rc && !spend(J, 1); i++) {
+        value v = by_attr ? attr_of(J, l.u.l->items[i], at.u.s.s, at.u.s.n) : l.u.l->items[i];
+        int ok = test.t == V_UNDEF ? truthy(v) : test_named(J, test.u.s.s, test.u.s.n, v, &rest);
+        if (ok != reject) list_push(J, r.u.l, l.u.l->items[i]);
+    }
+    return r;
+}
+
+/* |indent(width=4, first=False, blank=False) as jinja2's: lines after the first (and the
+ * first with `first`) get the indent, empty ones only with `blank`. Line breaks are Python's
+ * str.splitlines ones. */
+static size_t line_break_len(const char *s, size_t n, size_t i) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '\r') return i + 1 < n && s[i + 1] == '\n' ? 2 : 1;
+    if (c == '\n' || c == '\v' || c == '\f' || (c >= 0x1c && c <= 0x1e)) return 1;
+    if (c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] == 0x85) return 2;
+    if (c == 0xe2 && i + 2 < n && (unsigned char)s[i + 1] == 0x80 && ((unsigned char)s[i + 2] & 0xfe) == 0xa8) return 3;
+    return 0;
+}
+
+static value filter_indent(jinja *J, value x, const arglist *a) {
+    value w = arg(a, 0, "width"), ind;
+    if (w.t == V_STR) ind = w;
+    else ind = str_repeat(J, v_strn(" ", 1), w.t == V_UNDEF ? 4 : inum(w));
+    const int first = truthy(arg(a, 1, "first")), blank = truthy(arg(a, 2, "blank"));
+    x = v_to_str(J, x);
     if (J->rc) return v_undef();
-    const char *n = e->name;
-    size_t nn = e->name_n;
+    spend_bytes(J, x.u.s.n);
+    sbuf o = str_buf();
+    const char *s = x.u.s.s;
+    const size_t n = x.u.s.n;
+    /* the lines of splitlines(s + "\n"): s cut at every line break, except that a final \r
+     * joins the appended \n */
+    for (size_t i = 0, line = 0; !o.too_big; line++) {
+        size_t e = i, br = 0;
+        while (e < n && !(br = line_break_len(s, n, e))) e++;
+        if (line > 0) sb_put(&o, "\n", 1);
+        if (line == 0 ? first : blank || e > i) sb_put(&o, ind.u.s.s, ind.u.s.n);
+        sb_put(&o, s + i, e - i);
+        if (e == n || (e + br == n && s[e] == '\r' && br == 1)) break;
+        i = e + br;
+    }
+    return str_buf_finish(J, &o);
+}
+
+/* Applies the filter named n to x with the arguments a. */
+static value filter_named(jinja *J, const char *n, size_t nn, value x, const arglist *a_) {
+    const arglist a = *a_;
     if (name_is(n, nn, "trim")) return x.t == V_STR ? str_strip(J, x, v_undef(), 1, 1) : x;
     if (name_is(n, nn, "length") || name_is(n, nn, "count")) return v_int(v_len(J, x));
     if (name_is(n, nn, "upper")) return str_map(J, v_to_str(J, x), 0);
@@ -1855,78 +2227,121 @@ static value apply_filter(jinja *J, frame *f, value x, const expr *e) {
     if (name_is(n, nn, "int")) return filter_int(J, x, arg(&a, 0, "default"));
     if (name_is(n, nn, "float")) return filter_float(x, arg(&a, 0, "default"));
     if (name_is(n, nn, "list")) return v_as_list(J, x);
-    if (name_is(n, nn, "tojson")) return v_format(J, x, 1);
+    if (name_is(n, nn, "tojson")) { /* transformers' tojson: json.dumps(x, ensure_ascii=False, ...) */
+        value ind = arg(&a, 0, "indent"), seps = arg(&a, 2, "separators");
+        vfmt fm = {1, ind.t == V_INT || ind.t == V_BOOL ? (int)(inum(ind) < 0 ? 0 : inum(ind) > 256 ? 256 : inum(ind)) : -1,
+                   {V_UNDEF, {0}}, {V_UNDEF, {0}}, truthy(arg(&a, 1, "ensure_ascii"))};
+        if (ind.t != V_UNDEF && ind.t != V_NONE && ind.t != V_INT && ind.t != V_BOOL)
+            return jerr(J, RLHF_ERR_UNSUPPORTED, "tojson: indent must be a number"), v_undef();
+        if (seps.t == V_LIST && seps.u.l->n == 2 && seps.u.l->items[0].t == V_STR && seps.u.l->items[1].t == V_STR) {
+            fm.item_sep = seps.u.l->items[0];
+            fm.key_sep = seps.u.l->items[1];
+        } else if (seps.t != V_UNDEF && seps.t != V_NONE) {
+            return jerr(J, RLHF_ERR_INVALID, "tojson: separators must be two strings"), v_undef();
+        }
+        if (truthy(arg(&a, 3, "sort_keys"))) return jerr(J, RLHF_ERR_UNSUPPORTED, "tojson: sort_keys is not supported"), v_undef();
+        sbuf b = str_buf();
+        v_print_d(J, &b, x, fm, 0);
+        return str_buf_finish(J, &b);
+    }
     if (name_is(n, nn, "reverse")) {
         value l = v_as_list(J, x), r = v_list_new(J);
         for (int i = l.u.l->n - 1; i >= 0 && !J->rc; i--) list_push(J, r.u.l, l.u.l->items[i]);
         if (x.t == V_STR) return join(J, r, v_strn("", 0));
         return r;
     }
-    if (name_is(n, nn, "map")) {
-        value at = arg(&a, 0, "attribute"), l = v_as_list(J, x), r = v_list_new(J);
-        if (at.t != V_STR) return jerr(J, RLHF_ERR_UNSUPPORTED, "map: only map(attribute=...) is supported"), r;
-        for (int i = 0; i < l.u.l->n && !J->rc && !spend(J, 1); i++)
-            list_push(J, r.u.l, attr_of(J, l.u.l->items[i], at.u.s.s, at.u.s.n));
-        return r;
-    }
-    if (name_is(n, nn, "selectattr") || name_is(n, nn, "rejectattr")) {
-        const int reject = name_is(n, nn, "rejectattr");
-        value at = arg(&a, 0, NULL), test = arg(&a, 1, NULL), cmp = arg(&a, 2, NULL);
-        value l = v_as_list(J, x), r = v_list_new(J);
-        if (at.t != V_STR) return jerr(J, RLHF_ERR_INVALID, "%.*s: needs an attribute name", (int)nn, n), r;
+    if (name_is(n, nn, "map")) { /* map(attribute='a', default=d) or map('filter', args...) */
+        value at = arg(&a, -1, "attribute"), fname = arg(&a, 0, NULL), l = v_as_list(J, x), r = v_list_new(J);
+        if (at.t == V_UNDEF && fname.t != V_STR)
+            return jerr(J, RLHF_ERR_INVALID, "map: needs attribute= or a filter name"), r;
+        value dflt = arg(&a, -1, "default");
+        arglist rest;
+        args_after(&a, 1, &rest);
         for (int i = 0; i < l.u.l->n && !J->rc && !spend(J, 1); i++) {
-            value v = attr_of(J, l.u.l->items[i], at.u.s.s, at.u.s.n);
-            int ok;
-            if (test.t == V_UNDEF) ok = truthy(v);
-            else if (str_eq(test, "equalto", 7) || str_eq(test, "eq", 2) || str_eq(test, "==", 2)) ok = v_equal(J, v, cmp);
-            else if (str_eq(test, "ne", 2) || str_eq(test, "!=", 2)) ok = !v_equal(J, v, cmp);
-            else if (str_eq(test, "defined", 7)) ok = v.t != V_UNDEF;
-            else if (str_eq(test, "undefined", 9)) ok = v.t == V_UNDEF;
-            else if (str_eq(test, "none", 4)) ok = v.t == V_NONE;
-            else return jerr(J, RLHF_ERR_UNSUPPORTED, "%.*s: test not supported", (int)nn, n), r;
-            if (ok != reject) list_push(J, r.u.l, l.u.l->items[i]);
+            value v;
+            if (at.t != V_UNDEF) {
+                at = v_to_str(J, at);
+                v = attr_of(J, l.u.l->items[i], at.u.s.s, at.u.s.n);
+                if (v.t == V_UNDEF && dflt.t != V_UNDEF) v = dflt;
+            } else {
+                v = filter_named(J, fname.u.s.s, fname.u.s.n, l.u.l->items[i], &rest);
+            }
+            list_push(J, r.u.l, v);
         }
         return r;
     }
+    if (name_is(n, nn, "select") || name_is(n, nn, "reject")) return filter_select(J, x, &a, name_is(n, nn, "reject"), 0);
+    if (name_is(n, nn, "selectattr") || name_is(n, nn, "rejectattr"))
+        return filter_select(J, x, &a, name_is(n, nn, "rejectattr"), 1);
+    if (name_is(n, nn, "indent")) return filter_indent(J, x, &a);
+    if (name_is(n, nn, "items")) { /* a mapping's (key, value) pairs; undefined gives none */
+        if (x.t == V_UNDEF) return v_list_new(J);
+        if (x.t != V_DICT) return jerr(J, RLHF_ERR_INVALID, "items: can only get item pairs from a mapping"), v_undef();
+        return call_method(J, x, "items", 5, &a);
+    }
     jerr(J, RLHF_ERR_UNSUPPORTED, "filter '%.*s' is not supported by this Jinja subset", (int)nn, n);
     return v_undef();
+}
+
+static value apply_filter(jinja *J, frame *f, value x, const expr *e) {
+    arglist a = {0};
+    eval_args(J, f, e, &a);
+    if (J->rc) return v_undef();
+    return filter_named(J, e->name, e->name_n, x, &a);
 }
 
 static int apply_test(jinja *J, frame *f, value x, const expr *e) {
     arglist a = {0};
     eval_args(J, f, e, &a);
     if (J->rc) return 0;
-    const char *n = e->name;
-    size_t nn = e->name_n;
+    return test_named(J, e->name, e->name_n, x, &a);
+}
+
+/* Applies the test named n to x with the arguments a_ (jinja2's tests and their aliases). */
+static int test_named(jinja *J, const char *n, size_t nn, value x, const arglist *a_) {
+    const arglist a = *a_;
+    if (J->rc) return 0;
+    int cmp = 0;
+    value y = arg(&a, 0, NULL);
+    if (name_is(n, nn, "eq") || name_is(n, nn, "equalto") || name_is(n, nn, "==") || name_is(n, nn, "sameas"))
+        return v_equal(J, x, y);
+    if (name_is(n, nn, "ne") || name_is(n, nn, "!=")) return !v_equal(J, x, y);
+    if (name_is(n, nn, "lt") || name_is(n, nn, "lessthan") || name_is(n, nn, "<")) return !v_compare(J, x, y, &cmp) && cmp < 0;
+    if (name_is(n, nn, "le") || name_is(n, nn, "<=")) return !v_compare(J, x, y, &cmp) && cmp <= 0;
+    if (name_is(n, nn, "gt") || name_is(n, nn, "greaterthan") || name_is(n, nn, ">")) return !v_compare(J, x, y, &cmp) && cmp > 0;
+    if (name_is(n, nn, "ge") || name_is(n, nn, ">=")) return !v_compare(J, x, y, &cmp) && cmp >= 0;
+    if (name_is(n, nn, "in")) return truthy(in_op(J, x, y));
     if (name_is(n, nn, "defined")) return x.t != V_UNDEF;
     if (name_is(n, nn, "undefined")) return x.t == V_UNDEF;
     if (name_is(n, nn, "none")) return x.t == V_NONE;
     if (name_is(n, nn, "string")) return x.t == V_STR;
-    if (name_is(n, nn, "number")) return x.t == V_INT || x.t == V_FLOAT;
+    if (name_is(n, nn, "number")) return x.t == V_INT || x.t == V_FLOAT || x.t == V_BOOL; /* Python's bool is a Number */
     if (name_is(n, nn, "integer")) return x.t == V_INT;
     if (name_is(n, nn, "float")) return x.t == V_FLOAT;
     if (name_is(n, nn, "boolean")) return x.t == V_BOOL;
     if (name_is(n, nn, "true")) return x.t == V_BOOL && x.u.b;
     if (name_is(n, nn, "false")) return x.t == V_BOOL && !x.u.b;
     if (name_is(n, nn, "mapping")) return x.t == V_DICT;
-    if (name_is(n, nn, "iterable")) return x.t == V_LIST || x.t == V_DICT || x.t == V_STR;
-    if (name_is(n, nn, "sequence")) return x.t == V_LIST || x.t == V_STR;
-    if (name_is(n, nn, "callable")) return 0;
+    /* jinja2's Undefined iterates (as empty); a dict has len() and [] so it is a sequence */
+    if (name_is(n, nn, "iterable")) return x.t == V_LIST || x.t == V_DICT || x.t == V_STR || x.t == V_UNDEF;
+    if (name_is(n, nn, "sequence")) return x.t == V_LIST || x.t == V_STR || x.t == V_DICT;
+    if (name_is(n, nn, "callable")) return x.t == V_FUNC || x.t == V_MACRO;
     if (name_is(n, nn, "odd")) return inum(x) % 2 != 0;
     if (name_is(n, nn, "even")) return inum(x) % 2 == 0;
     if (name_is(n, nn, "divisibleby")) {
         long long d = inum(arg(&a, 0, NULL));
         return d != 0 && (d == -1 || inum(x) % d == 0); /* LLONG_MIN % -1 overflows */
     }
-    if (name_is(n, nn, "equalto") || name_is(n, nn, "eq") || name_is(n, nn, "sameas")) return v_equal(J, x, arg(&a, 0, NULL));
-    if (name_is(n, nn, "lower") || name_is(n, nn, "upper")) {
+    if (name_is(n, nn, "lower") || name_is(n, nn, "upper")) { /* str.islower(): some cased letter, none of the other case */
         if (x.t != V_STR) return 0;
         spend_bytes(J, x.u.s.n);
+        int cased = 0;
         for (size_t i = 0; i < x.u.s.n; i++) {
             char c = x.u.s.s[i];
             if (name_is(n, nn, "lower") ? (c >= 'A' && c <= 'Z') : (c >= 'a' && c <= 'z')) return 0;
+            cased |= (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
         }
-        return 1;
+        return cased;
     }
     jerr(J, RLHF_ERR_UNSUPPORTED, "test '%.*s' is not supported by this Jinja subset", (int)nn, n);
     return 0;
@@ -1945,7 +2360,7 @@ static value in_op(jinja *J, value x, value c) {
         return v_bool(0);
     }
     if (c.t == V_DICT) return v_bool(x.t == V_STR && dict_get(J, c.u.d, x.u.s.s, x.u.s.n) != NULL);
-    if (c.t == V_UNDEF || c.t == V_NONE) return v_bool(0);
+    if (c.t == V_UNDEF) return v_bool(0);
     jerr(J, RLHF_ERR_INVALID, "'in' needs a string, list or dict, not %s", type_name(c.t));
     return v_bool(0);
 }
@@ -2002,8 +2417,105 @@ static value arith(jinja *J, char op, int floor_div, value a, value b) {
     return v_undef();
 }
 
+static value eval_in(jinja *J, frame *f, const expr *e);
+
 static value eval(jinja *J, frame *f, const expr *e) {
     if (J->rc || !e || spend(J, 1)) return v_undef();
+    if (J->depth >= JINJA_MAX_DEPTH) {
+        J->line = e->line;
+        jerr(J, RLHF_ERR_UNSUPPORTED, "evaluation nested deeper than %d (a macro calling itself without end?)",
+             JINJA_MAX_DEPTH);
+        return v_undef();
+    }
+    J->depth++;
+    value r = eval_in(J, f, e);
+    J->depth--;
+    return r;
+}
+
+static void exec_body(jinja *J, frame *f, const stmt *s);
+
+/* Runs body in frame f with the output captured: the text it printed as a string value. */
+static value capture(jinja *J, frame *f, const stmt *body) {
+    sbuf saved = J->out;
+    J->out = str_buf();
+    exec_body(J, f, body);
+    value r = v_strn("", 0);
+    if (!J->rc) r = str_buf_finish(J, &J->out);
+    free(J->out.s);
+    J->out = saved;
+    return r;
+}
+
+static int param_index(const stmt *d, const char *name, size_t n) {
+    for (int i = 0; i < d->n_params; i++)
+        if (d->param_n[i] == n && memcmp(d->params[i], name, n) == 0) return i;
+    return -1;
+}
+
+/* Calls a macro: arguments bound to its parameters (missing ones take their default, or are
+ * undefined, as in Jinja), extra ones go to varargs/kwargs when the body reads them, and
+ * `caller` (when not undefined) is the body of the {% call %} block that called it. */
+static value call_macro(jinja *J, const jmacro *m, const arglist *a, value caller) {
+    const stmt *d = m->def;
+    const char *name = d->k == S_MACRO ? d->name : "caller";
+    const int name_n = d->k == S_MACRO ? (int)d->name_n : 6;
+    frame *fr = new_frame(J, m->closure);
+    if (!fr) return v_undef();
+    value bound[32], varargs = v_list_new(J), kwargs = v_dict_new(J);
+    if (!J->rc) varargs.u.l->is_tuple = 1;
+    int have[32] = {0}, pos = 0;
+    for (int i = 0; i < a->n && !J->rc; i++) {
+        int k = a->kw[i] ? param_index(d, a->kw[i], a->kw_n[i]) : pos++;
+        if (a->kw[i] && k < 0) {
+            if (!d->var_args)
+                return jerr(J, RLHF_ERR_INVALID, "macro '%.*s' takes no keyword argument '%.*s'", name_n, name,
+                            (int)a->kw_n[i], a->kw[i]), v_undef();
+            dict_set(J, kwargs.u.d, v_strn(a->kw[i], a->kw_n[i]), a->v[i]);
+        } else if (k >= d->n_params) {
+            if (!d->var_args)
+                return jerr(J, RLHF_ERR_INVALID, "macro '%.*s' takes not more than %d argument(s)", name_n, name,
+                            d->n_params), v_undef();
+            list_push(J, varargs.u.l, a->v[i]);
+        } else if (have[k]) {
+            return jerr(J, RLHF_ERR_INVALID, "macro '%.*s' got multiple values for argument '%.*s'", name_n, name,
+                        (int)d->param_n[k], d->params[k]), v_undef();
+        } else {
+            bound[k] = a->v[i];
+            have[k] = 1;
+        }
+    }
+    /* defaults are evaluated in the macro's scope, in order, so they see earlier parameters */
+    for (int k = 0; k < d->n_params && !J->rc; k++) {
+        value v = have[k] ? bound[k] : d->defaults[k] ? eval(J, fr, d->defaults[k]) : v_undef();
+        dict_set(J, &fr->vars, v_strn(d->params[k], d->param_n[k]), v);
+    }
+    dict_set(J, &fr->vars, v_strn("varargs", 7), varargs);
+    dict_set(J, &fr->vars, v_strn("kwargs", 6), kwargs);
+    if (caller.t != V_UNDEF) dict_set(J, &fr->vars, v_strn("caller", 6), caller);
+    const int line = J->line;
+    value r = capture(J, fr, d->body);
+    J->line = line;
+    return r;
+}
+
+/* A call expression; `caller` is passed to a macro called by a {% call %} block. */
+static value eval_call(jinja *J, frame *f, const expr *e, value caller) {
+    arglist a = {0};
+    eval_args(J, f, e, &a);
+    if (J->rc) return v_undef();
+    if (e->a->k == E_ATTR) return call_method(J, eval(J, f, e->a->a), e->a->name, e->a->name_n, &a);
+    value fn = eval(J, f, e->a);
+    J->line = e->line;
+    if (fn.t == V_MACRO) return call_macro(J, fn.u.m, &a, caller);
+    if (fn.t == V_FUNC) return call_function(J, global_funcs[fn.u.i], strlen(global_funcs[fn.u.i]), &a);
+    if (fn.t == V_UNDEF && e->a->k == E_NAME)
+        return jerr(J, RLHF_ERR_INVALID, "'%.*s' is undefined", (int)e->a->name_n, e->a->name), v_undef();
+    jerr(J, RLHF_ERR_INVALID, "%s is not callable", type_name(fn.t));
+    return v_undef();
+}
+
+static value eval_in(jinja *J, frame *f, const expr *e) {
     J->line = e->line;
     switch (e->k) {
     case E_LIT: return e->lit;
@@ -2052,14 +2564,7 @@ static value eval(jinja *J, frame *f, const expr *e) {
         }
         return r;
     }
-    case E_CALL: {
-        arglist a = {0};
-        eval_args(J, f, e, &a);
-        if (e->a->k == E_ATTR) return call_method(J, eval(J, f, e->a->a), e->a->name, e->a->name_n, &a);
-        if (e->a->k == E_NAME) return call_function(J, e->a->name, e->a->name_n, &a);
-        jerr(J, RLHF_ERR_UNSUPPORTED, "this expression cannot be called");
-        return v_undef();
-    }
+    case E_CALL: return eval_call(J, f, e, v_undef());
     case E_FILTER: return apply_filter(J, f, eval(J, f, e->a), e);
     case E_TEST: {
         int r = apply_test(J, f, eval(J, f, e->a), e);
@@ -2103,6 +2608,7 @@ static value eval(jinja *J, frame *f, const expr *e) {
     }
     case E_LIST: {
         value l = v_list_new(J);
+        if (!J->rc) l.u.l->is_tuple = e->negate;
         for (int i = 0; i < e->n_args && !J->rc; i++) list_push(J, l.u.l, eval(J, f, e->args[i]));
         return l;
     }
@@ -2117,8 +2623,6 @@ static value eval(jinja *J, frame *f, const expr *e) {
     }
     return v_undef();
 }
-
-static void exec_body(jinja *J, frame *f, const stmt *s);
 
 /* Binds the loop variable(s) of `s` to x in fr; `strict` refuses an item that does not unpack. */
 static int bind_loop_vars(jinja *J, frame *fr, const stmt *s, value x, int strict) {
@@ -2137,16 +2641,17 @@ static void exec_for(jinja *J, frame *f, const stmt *s) {
     value it = v_as_list(J, eval(J, f, s->e));
     if (J->rc) return;
     /* One frame for all iterations: emptied each time (a fresh scope), its storage reused. */
-    frame fr = {{0}, f};
+    frame *fr = new_frame(J, f);
+    if (!fr) return;
     /* the `if` filter runs before the loop so loop.length/last count only kept items */
     value items = it;
     if (s->filter) {
         items = v_list_new(J);
         for (int i = 0; i < it.u.l->n && !J->rc; i++) {
-            fr.vars.n = 0;
+            fr->vars.n = 0;
             value x = it.u.l->items[i];
-            if (bind_loop_vars(J, &fr, s, x, 0)) return;
-            if (truthy(eval(J, &fr, s->filter))) list_push(J, items.u.l, x);
+            if (bind_loop_vars(J, fr, s, x, 0)) return;
+            if (truthy(eval(J, fr, s->filter))) list_push(J, items.u.l, x);
         }
     }
     const int n = items.u.l->n;
@@ -2160,8 +2665,8 @@ static void exec_for(jinja *J, frame *f, const stmt *s) {
     value loop = v_dict_new(J);
     for (int k = 0; k < 9; k++) dict_set(J, loop.u.d, v_strn(keys[k], strlen(keys[k])), v_undef());
     for (int i = 0; i < n && !J->rc && !spend(J, 1); i++) {
-        fr.vars.n = 0;
-        if (bind_loop_vars(J, &fr, s, items.u.l->items[i], 1)) return;
+        fr->vars.n = 0;
+        if (bind_loop_vars(J, fr, s, items.u.l->items[i], 1)) return;
         value *lv = loop.u.d->vals; /* nothing can add keys to it: it is not a namespace */
         lv[0] = v_int(i + 1);
         lv[1] = v_int(i);
@@ -2172,13 +2677,30 @@ static void exec_for(jinja *J, frame *f, const stmt *s) {
         lv[6] = v_int(n);
         lv[7] = i > 0 ? items.u.l->items[i - 1] : v_undef();
         lv[8] = i + 1 < n ? items.u.l->items[i + 1] : v_undef();
-        dict_set(J, &fr.vars, v_strn("loop", 4), loop);
-        exec_body(J, &fr, s->body);
+        dict_set(J, &fr->vars, v_strn("loop", 4), loop);
+        exec_body(J, fr, s->body);
+        const int ctl = J->loop_ctl;
+        J->loop_ctl = 0;
+        if (ctl == 1) break;
     }
 }
 
+static void exec_body_in(jinja *J, frame *f, const stmt *s);
+
 static void exec_body(jinja *J, frame *f, const stmt *s) {
-    for (; s && !J->rc && !spend(J, 1); s = s->next) {
+    if (J->depth >= JINJA_MAX_DEPTH) {
+        if (s) J->line = s->line;
+        jerr(J, RLHF_ERR_UNSUPPORTED, "evaluation nested deeper than %d (a macro calling itself without end?)",
+             JINJA_MAX_DEPTH);
+        return;
+    }
+    J->depth++;
+    exec_body_in(J, f, s);
+    J->depth--;
+}
+
+static void exec_body_in(jinja *J, frame *f, const stmt *s) {
+    for (; s && !J->rc && !J->loop_ctl && !spend(J, 1); s = s->next) {
         J->line = s->line;
         switch (s->k) {
         case S_TEXT: sb_put(&J->out, s->text, s->text_n); break;
@@ -2197,8 +2719,30 @@ static void exec_body(jinja *J, frame *f, const stmt *s) {
             }
             break;
         case S_FOR: exec_for(J, f, s); break;
+        case S_MACRO: {
+            jmacro *m = jalloc(J, sizeof *m);
+            if (!m) return;
+            m->def = s;
+            m->closure = f;
+            value v = {V_MACRO, {0}};
+            v.u.m = m;
+            dict_set(J, &f->vars, v_strn(s->name, s->name_n), v);
+            break;
+        }
+        case S_CALLBLOCK: {
+            jmacro *m = jalloc(J, sizeof *m);
+            if (!m) return;
+            m->def = s;
+            m->closure = f;
+            value caller = {V_MACRO, {0}};
+            caller.u.m = m;
+            v_print(J, &J->out, eval_call(J, f, s->e, caller), 0);
+            break;
+        }
+        case S_BREAK: J->loop_ctl = 1; break;
+        case S_CONTINUE: J->loop_ctl = 2; break;
         case S_SET: {
-            value v = eval(J, f, s->e);
+            value v = s->e ? eval(J, f, s->e) : capture(J, f, s->body);
             if (J->rc) return;
             if (s->n_vars == 1) {
                 dict_set(J, &f->vars, v_strn(s->vars[0], s->var_n[0]), v);
@@ -2217,6 +2761,20 @@ static void exec_body(jinja *J, frame *f, const stmt *s) {
         if (J->out.too_big) jerr(J, RLHF_ERR_UNSUPPORTED, "the rendered text is longer than %zu MiB", JINJA_MAX_OUTPUT >> 20);
         else if (J->out.oom) jerr(J, RLHF_ERR_NOMEM, "out of memory");
     }
+}
+
+/* The template as Jinja's lexer sees it: \r\n and \r read as \n, and one newline at the very
+ * end dropped (keep_trailing_newline=False). */
+static const char *normalize_newlines(jinja *J, const char *t, size_t n) {
+    char *s = jalloc(J, n + 1), *o = s;
+    if (!s) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (t[i] != '\r') *o++ = t[i];
+        else if (t[i + 1] != '\n') *o++ = '\n';
+    }
+    if (o > s && o[-1] == '\n') o--;
+    *o = 0;
+    return s;
 }
 
 int jinja_render(char **out, const char *tmpl, const jinja_context *ctx, rlhf_error *err) {
@@ -2241,15 +2799,17 @@ int jinja_render(char **out, const char *tmpl, const jinja_context *ctx, rlhf_er
                         ? JINJA_ARENA_BASE + JINJA_PARSE_PER_BYTE * tmpl_n
                         : SIZE_MAX;
     tok_vec tv = {0};
-    if (lex(&J, tmpl, &tv) == 0) {
-        parser P = {&J, tv.v, 0, tv.n, 0};
+    const char *src = normalize_newlines(&J, tmpl, tmpl_n);
+    if (src && lex(&J, src, &tv) == 0) {
+        parser P = {&J, tv.v, 0, tv.n, 0, 0, 0};
         stmt *prog = parse_body(&P, NULL, 0);
         const size_t parsed = J.A.total;
         J.arena_limit = input < (SIZE_MAX - JINJA_ARENA_BASE - parsed) / JINJA_ARENA_PER_INPUT
                             ? parsed + JINJA_ARENA_BASE + JINJA_ARENA_PER_INPUT * input
                             : SIZE_MAX;
         if (!J.rc) {
-            frame top = {{0}, NULL};
+            frame *top = new_frame(&J, NULL);
+            if (!top) goto done;
             value ml = v_list_new(&J);
             for (int i = 0; i < n && !J.rc; i++) {
                 value m = v_dict_new(&J);
@@ -2259,13 +2819,17 @@ int jinja_render(char **out, const char *tmpl, const jinja_context *ctx, rlhf_er
                 list_push(&J, ml.u.l, m);
             }
             const char *bos = bos_token ? bos_token : "", *eos = eos_token ? eos_token : "";
-            dict_set(&J, &top.vars, v_strn("messages", 8), ml);
-            dict_set(&J, &top.vars, v_strn("add_generation_prompt", 21), v_bool(add_gen));
-            dict_set(&J, &top.vars, v_strn("bos_token", 9), v_strn(bos, strlen(bos)));
-            dict_set(&J, &top.vars, v_strn("eos_token", 9), v_strn(eos, strlen(eos)));
-            exec_body(&J, &top, prog);
+            dict_set(&J, &top->vars, v_strn("messages", 8), ml);
+            dict_set(&J, &top->vars, v_strn("add_generation_prompt", 21), v_bool(add_gen));
+            dict_set(&J, &top->vars, v_strn("bos_token", 9), v_strn(bos, strlen(bos)));
+            dict_set(&J, &top->vars, v_strn("eos_token", 9), v_strn(eos, strlen(eos)));
+            /* transformers passes these as None when the caller gives none */
+            dict_set(&J, &top->vars, v_strn("tools", 5), v_none());
+            dict_set(&J, &top->vars, v_strn("documents", 9), v_none());
+            if (!J.rc) exec_body(&J, top, prog);
         }
     }
+done:;
     int rc = J.rc;
     if (!rc) {
         if (!J.out.s) sb_put(&J.out, "", 0);

@@ -7,22 +7,30 @@
  * them with the variables of a jinja_context; everything a render allocates lives in one arena
  * freed when it returns. prompt.c builds its chat prompts on this.
  *
- * The subset: text, {{ }} expressions, {% if/elif/else %}, {% for %} (with loop.index/index0/
- * first/last/length/revindex, tuple unpacking, `if` filters and `else`), {% set %} (also
- * namespace attributes), comments, whitespace control (-); expressions with literals, lists,
- * dicts, attribute/index/slice access, + - * / // % ~, comparisons, and/or/not, in,
- * `x if c else y`, tests (defined, none, string, number, mapping, iterable, true/false...),
- * filters (trim, length, upper, lower, capitalize, title, default, first, last, join, replace,
- * tojson, string, int, list, reverse, map(attribute=), selectattr/rejectattr) and the calls
- * templates use (raise_exception, range, namespace, strftime_now, str methods strip/lstrip/
- * rstrip/split/startswith/endswith/upper/lower/replace, dict items/keys/values/get). Macros,
- * call blocks, includes and imports are refused with a message naming the line.
+ * The subset (what real models' templates use; tests/jinja_parity.py compares whole templates
+ * with python3-jinja2): text, {{ }} expressions, {% if/elif/else %}, {% for %} (with loop.index/
+ * index0/first/last/length/revindex/previtem/nextitem, tuple unpacking, `if` filters, `else`,
+ * {% break %}/{% continue %}), {% set %} (also namespace attributes and block {% set x %}...
+ * {% endset %}), {% macro %} (defaults, keyword arguments, varargs/kwargs, recursion),
+ * {% call %} blocks with caller(), {% generation %} (renders its body), comments, whitespace
+ * control (-/+), Jinja's newline handling (\r\n read as \n, one final newline dropped);
+ * expressions with literals, lists, tuples, dicts, attribute/index/slice access (x.0 too),
+ * + - * / (also //) % ** ~, comparisons, and/or/not, in, `x if c else y`, calls with *args and **kwargs,
+ * jinja2's tests (defined, none, string, number, mapping, iterable, sequence, callable, eq, gt,
+ * in, ...), filters (trim, length, upper, lower, capitalize, title, default, first, last, join,
+ * replace, tojson as transformers defines it, string, int, float, list, reverse, indent, items,
+ * map, select/reject, selectattr/rejectattr) and the global functions (raise_exception, range,
+ * namespace, dict, strftime_now), str methods (strip/lstrip/rstrip/split/startswith/endswith/
+ * upper/lower/replace/...) and dict methods (items/keys/values/get). None is not iterable and
+ * printing shows Python's str()/repr(), as in jinja2. {% include %}, {% import %}, {% extends %},
+ * {% filter %} and other constructs are refused with a message naming them and the line.
  *
- * Templates come from untrusted model files, so rendering is bounded: nesting deeper than 256,
- * values nested deeper than 64, strings or output over 16 MiB, more than 2 million evaluation
+ * Templates come from untrusted model files, so rendering is bounded: nesting deeper than 256
+ * (1000 at run time, where macros recurse), values nested deeper than 64, strings or output over 16 MiB, more than 2 million evaluation
  * steps and integer overflow are refused with an error naming the line, never a crash or hang.
  * The variables a template sees: messages (list of {role, content}), add_generation_prompt,
- * bos_token, eos_token. */
+ * bos_token, eos_token, and tools and documents (None, as transformers passes them when the
+ * caller has none). */
 #ifndef RLHF_JINJA_H
 #define RLHF_JINJA_H
 
