@@ -8,8 +8,10 @@
  *                                           "error" or "unsupported" (RLHF_ERR_UNSUPPORTED)
  *
  * A context is {"messages": [{"role","content"}...], "add_generation_prompt": bool,
- * "bos_token": str, "eos_token": str, "now": "YYYY-MM-DD HH:MM:SS"} — the same object the
- * reference reads; "now" is strftime_now's clock, so dates agree with the reference. */
+ * "bos_token": str, "eos_token": str, "now": "YYYY-MM-DD HH:MM:SS", ...} — the same object the
+ * reference reads; "now" is strftime_now's clock, so dates agree with the reference. Messages
+ * of only string role and content go through jinja_context.messages, others (tool calls, ...)
+ * through messages_json; any other member (tools, documents, ...) through vars_json. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,13 +47,25 @@ static const char *str_field(const cJSON *o, const char *k) {
 /* Renders one template with a context object; *out the text or the error message (malloc'd). */
 static int render(char **out, const char *tmpl, const cJSON *ctx) {
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(ctx, "messages");
-    int n = cJSON_GetArraySize(msgs);
+    int n = cJSON_GetArraySize(msgs), plain = 1;
     jinja_message *m = calloc((size_t)(n ? n : 1), sizeof *m);
     for (int i = 0; i < n; i++) {
         const cJSON *x = cJSON_GetArrayItem(msgs, i);
         m[i].role = str_field(x, "role");
         m[i].content = str_field(x, "content");
+        plain &= m[i].role && m[i].content && cJSON_GetArraySize(x) == 2;
     }
+    cJSON *vars = cJSON_CreateObject();
+    const cJSON *it;
+    static const char *const known[] = {"messages", "add_generation_prompt", "bos_token", "eos_token", "now"};
+    cJSON_ArrayForEach(it, ctx) {
+        int k = 0;
+        while (k < 5 && strcmp(it->string, known[k])) k++;
+        if (k == 5) cJSON_AddItemToObject(vars, it->string, cJSON_Duplicate(it, 1));
+    }
+    char *messages_json = plain ? NULL : cJSON_PrintUnformatted(msgs);
+    char *vars_json = cJSON_GetArraySize(vars) ? cJSON_PrintUnformatted(vars) : NULL;
+    cJSON_Delete(vars);
     struct tm now = {0};
     const char *ns = str_field(ctx, "now");
     if (!ns || sscanf(ns, "%d-%d-%d %d:%d:%d", &now.tm_year, &now.tm_mon, &now.tm_mday, &now.tm_hour, &now.tm_min,
@@ -65,11 +79,14 @@ static int render(char **out, const char *tmpl, const cJSON *ctx) {
     gmtime_r(&t, &now);
     jinja_context c = {.messages = m, .n_messages = n,
                        .add_generation_prompt = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ctx, "add_generation_prompt")),
-                       .bos_token = str_field(ctx, "bos_token"), .eos_token = str_field(ctx, "eos_token"), .now = &now};
+                       .bos_token = str_field(ctx, "bos_token"), .eos_token = str_field(ctx, "eos_token"), .now = &now,
+                       .messages_json = messages_json, .vars_json = vars_json};
     rlhf_error err = {0};
     int rc = jinja_render(out, tmpl, &c, &err);
     if (rc) *out = strdup(err.msg);
     free(m);
+    free(messages_json);
+    free(vars_json);
     return rc;
 }
 

@@ -3,7 +3,8 @@
 the real models' templates in tests/jinja_templates/, rendered by our Jinja module
 (tests/jinja_dump.c --batch) and by python3-jinja2 set up as transformers sets it up
 (tests/reference/jinja_render.py), for a three-turn conversation with and without a system
-message, add_generation_prompt true and false. Each pair must be byte-identical, or both must
+message, add_generation_prompt true and false, and for conversations with tools, a tool call,
+documents and reasoning (see contexts()). Each pair must be byte-identical, or both must
 refuse: with raise_exception's message in ours when the template raised, and never because
 ours lacks a construct (RLHF_ERR_UNSUPPORTED) when jinja2 failed for another reason.
 
@@ -35,15 +36,51 @@ TURNS = [
 ]
 
 
+TOOLS = [
+    {"type": "function", "function": {
+        "name": "get_weather", "description": "Current weather in a city.",
+        "parameters": {"type": "object", "properties": {
+            "city": {"type": "string", "description": "City name"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"], "default": "celsius"}},
+            "required": ["city"]}}},
+    {"type": "function", "function": {
+        "name": "add", "description": "Adds two numbers.",
+        "parameters": {"type": "object", "properties": {
+            "a": {"type": "number"}, "b": {"type": "integer", "minimum": 0.5}}, "required": ["a", "b"]}}},
+]
+TOOL_TURNS = [
+    {"role": "user", "content": "What's the weather in Paris?"},
+    {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "abc123def", "type": "function",
+         "function": {"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}}]},
+    {"role": "tool", "tool_call_id": "abc123def", "name": "get_weather", "content": "{\"temperature\": 21.5}"},
+    {"role": "assistant", "content": "It is 21.5 °C in Paris."},
+    {"role": "user", "content": "Thanks!"},
+]
+
+
 def contexts():
-    """(label, context) for every conversation variant."""
+    """(label, context) for every conversation variant: the three-turn conversation with and
+    without a system message, add_generation_prompt true and false; then the same with tools,
+    with a tool call and its result, with documents, and with reasoning in the assistant turn
+    and enable_thinking false."""
+    base = {"bos_token": "<s>", "eos_token": "</s>", "now": "2025-03-14 17:45:09"}
     for sys_msg in (True, False):
         msgs = ([{"role": "system", "content": SYSTEM}] if sys_msg else []) + \
             [{"role": r, "content": c} for r, c in TURNS]
         for gen in (True, False):
             yield ("%s, add_generation_prompt=%s" % ("system" if sys_msg else "no system", gen),
-                   {"messages": msgs, "add_generation_prompt": gen, "bos_token": "<s>", "eos_token": "</s>",
-                    "now": "2025-03-14 17:45:09"})
+                   dict(base, messages=msgs, add_generation_prompt=gen))
+    plain = [{"role": r, "content": c} for r, c in TURNS]
+    yield "tools", dict(base, messages=plain, add_generation_prompt=True, tools=TOOLS)
+    yield "tool call and result", dict(base, messages=TOOL_TURNS, add_generation_prompt=True, tools=TOOLS)
+    yield "documents", dict(base, messages=plain, add_generation_prompt=True, documents=[
+        {"title": "Paris", "text": "Paris is the capital of France."},
+        {"title": "Jokes", "text": "Why did the chicken cross the road?"}])
+    thinking = [dict(m) for m in plain]
+    thinking[1]["content"] = "<think>\nThe user adds numbers.\n</think>\n\n  2+2 = 4.  "
+    yield "reasoning, enable_thinking=False", dict(base, messages=[{"role": "system", "content": SYSTEM}] + thinking,
+                                                   add_generation_prompt=True, enable_thinking=False)
 
 
 def templates():

@@ -113,8 +113,41 @@ static void test_statements(void) {
                  "2.5|1000.0|0.30000000000000004|2.5|1.0");
     check_render("tools and documents are none", "{{ tools }}|{{ documents is none }}|{{ tools is defined }}", &plain,
                  "None|True|True");
+    check_refused("attribute of undefined", "{{ nosuch.x }}", RLHF_ERR_INVALID, "'nosuch' is undefined");
+    check_refused("item of undefined", "{% set d = {} %}{{ d.a[0] }}", RLHF_ERR_INVALID, "no attribute 'a'");
+    check_refused("method of undefined", "{{ ''[0].strip() }}", RLHF_ERR_INVALID, "undefined value has no method");
+    check_render("what undefined allows", "[{{ nosuch }}]{{ nosuch|length }}{{ nosuch|trim }}{{ 'a' ~ nosuch }}"
+                 "{{ nosuch == 1 }}{{ none.x is defined }}{{ 'str'.x is defined }}{% for x in nosuch %}x{% endfor %}",
+                 &plain, "[]0aFalseFalseFalse");
     check_refused("iterating none", "{% for t in tools %}{% endfor %}", RLHF_ERR_INVALID, "not iterable");
     check_refused("length of none", "{{ none|length }}", RLHF_ERR_INVALID, "no length");
+}
+
+/* Messages and variables given as JSON (tool calls, tools, documents, ...). */
+static void test_json_variables(void) {
+    jinja_context ctx = {.messages_json = "[{\"role\": \"assistant\", \"tool_calls\": [{\"function\": "
+                                          "{\"name\": \"f\", \"arguments\": {\"x\": 1, \"y\": 2.0, \"s\": \"\\u00e9\\ud83d\\ude00\\n\"}}}]}]",
+                         .vars_json = "{\"tools\": [{\"name\": \"f\"}], \"enable_thinking\": false, \"n\": -3e2}"};
+    check_render("messages_json and vars_json",
+                 "{% for m in messages %}{{ m.role }}:{{ m.content is defined }}:"
+                 "{{ m.tool_calls[0].function.arguments|tojson }}{% endfor %}|{{ tools|map(attribute='name')|list }}|"
+                 "{{ enable_thinking }}|{{ n }}",
+                 &ctx, "assistant:False:{\"x\": 1, \"y\": 2.0, \"s\": \"é😀\\n\"}|['f']|False|-300.0");
+    static const char *const bad[] = {"[", "{\"a\" 1}", "[1,]", "\"\\x\"", "[1] 2", "{\"a\": tru}"};
+    for (int i = 0; i < 6; i++) {
+        jinja_context c = {.vars_json = i % 2 ? bad[i] : "{}", .messages_json = i % 2 ? NULL : bad[i]};
+        char *out = NULL;
+        rlhf_error err = {0};
+        int rc = jinja_render(&out, "x", &c, &err);
+        CHECK(rc == RLHF_ERR_FORMAT && strstr(err.msg, i % 2 ? "vars_json" : "messages_json") && strstr(err.msg, "byte"),
+              "bad JSON %s refused naming the field and byte: %s", bad[i], err.msg);
+        free(out);
+    }
+    jinja_context c = {.vars_json = "[1]"};
+    char *out = NULL;
+    rlhf_error err = {0};
+    CHECK(jinja_render(&out, "x", &c, &err) == RLHF_ERR_FORMAT && strstr(err.msg, "not a JSON object"), "%s", err.msg);
+    free(out);
 }
 
 static void test_filters(void) {
@@ -164,6 +197,7 @@ int main(void) {
     test_macros();
     test_statements();
     test_filters();
+    test_json_variables();
     test_printing();
     return test_finish("jinja");
 }

@@ -2197,7 +2197,7 @@ static value filter_indent(jinja *J, value x, const arglist *a) {
 /* Applies the filter named n to x with the arguments a. */
 static value filter_named(jinja *J, const char *n, size_t nn, value x, const arglist *a_) {
     const arglist a = *a_;
-    if (name_is(n, nn, "trim")) return x.t == V_STR ? str_strip(J, x, v_undef(), 1, 1) : x;
+    if (name_is(n, nn, "trim")) return str_strip(J, v_to_str(J, x), arg(&a, 0, "chars"), 1, 1);
     if (name_is(n, nn, "length") || name_is(n, nn, "count")) return v_int(v_len(J, x));
     if (name_is(n, nn, "upper")) return str_map(J, v_to_str(J, x), 0);
     if (name_is(n, nn, "lower")) return str_map(J, v_to_str(J, x), 1);
@@ -2499,12 +2499,25 @@ static value call_macro(jinja *J, const jmacro *m, const arglist *a, value calle
     return r;
 }
 
+/* Jinja's undefined values print as "" and iterate as empty, but reading an attribute, an item
+ * or a method of one is an error, as in jinja2. */
+static int err_undefined(jinja *J, const expr *of, const char *what) {
+    if (of->k == E_NAME) return jerr(J, RLHF_ERR_INVALID, "'%.*s' is undefined", (int)of->name_n, of->name);
+    if (of->k == E_ATTR)
+        return jerr(J, RLHF_ERR_INVALID, "no attribute '%.*s' (an undefined value has no %s)", (int)of->name_n, of->name, what);
+    return jerr(J, RLHF_ERR_INVALID, "an undefined value has no %s", what);
+}
+
 /* A call expression; `caller` is passed to a macro called by a {% call %} block. */
 static value eval_call(jinja *J, frame *f, const expr *e, value caller) {
     arglist a = {0};
     eval_args(J, f, e, &a);
     if (J->rc) return v_undef();
-    if (e->a->k == E_ATTR) return call_method(J, eval(J, f, e->a->a), e->a->name, e->a->name_n, &a);
+    if (e->a->k == E_ATTR) {
+        value o = eval(J, f, e->a->a);
+        if (o.t == V_UNDEF && !J->rc) return err_undefined(J, e->a->a, "method"), v_undef();
+        return call_method(J, o, e->a->name, e->a->name_n, &a);
+    }
     value fn = eval(J, f, e->a);
     J->line = e->line;
     if (fn.t == V_MACRO) return call_macro(J, fn.u.m, &a, caller);
@@ -2520,10 +2533,15 @@ static value eval_in(jinja *J, frame *f, const expr *e) {
     switch (e->k) {
     case E_LIT: return e->lit;
     case E_NAME: return lookup(J, f, e->name, e->name_n);
-    case E_ATTR: return attr_of(J, eval(J, f, e->a), e->name, e->name_n);
+    case E_ATTR: {
+        value o = eval(J, f, e->a);
+        if (o.t == V_UNDEF && !J->rc) return err_undefined(J, e->a, "attribute"), v_undef();
+        return attr_of(J, o, e->name, e->name_n);
+    }
     case E_INDEX: {
         value o = eval(J, f, e->a), k = eval(J, f, e->b);
         if (J->rc) return v_undef();
+        if (o.t == V_UNDEF) return err_undefined(J, e->a, "item"), v_undef();
         if (o.t == V_DICT && k.t == V_STR) return attr_of(J, o, k.u.s.s, k.u.s.n);
         if (k.t != V_INT && k.t != V_BOOL) return v_undef();
         if (o.t == V_STR) return str_index(J, o, inum(k));
@@ -2763,6 +2781,148 @@ static void exec_body_in(jinja *J, frame *f, const stmt *s) {
     }
 }
 
+/* ---- JSON variables (jinja_context.messages_json / vars_json) ---- */
+
+/* A JSON reader straight into values: integers stay integers and floats floats (as Python's
+ * json module reads them), object members keep their order. */
+typedef struct {
+    jinja *J;
+    const char *what; /* "messages_json" or "vars_json", for errors */
+    const char *s, *p;
+} jreader;
+
+static value json_fail(jreader *r, const char *msg) {
+    jerr(r->J, RLHF_ERR_FORMAT, "%s: %s at byte %ld", r->what, msg, (long)(r->p - r->s));
+    return v_undef();
+}
+
+static void json_ws(jreader *r) {
+    while (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r') r->p++;
+}
+
+static int json_hex4(const char *p, unsigned *out) {
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        if (!isxdigit((unsigned char)p[i])) return -1;
+        v = v * 16 + (unsigned)(isdigit((unsigned char)p[i]) ? p[i] - '0' : (tolower((unsigned char)p[i]) - 'a' + 10));
+    }
+    *out = v;
+    return 0;
+}
+
+static void put_utf8(sbuf *b, unsigned cp) {
+    char u[4];
+    int n;
+    if (cp < 0x80) u[0] = (char)cp, n = 1;
+    else if (cp < 0x800) u[0] = (char)(0xc0 | cp >> 6), u[1] = (char)(0x80 | (cp & 0x3f)), n = 2;
+    else if (cp < 0x10000)
+        u[0] = (char)(0xe0 | cp >> 12), u[1] = (char)(0x80 | (cp >> 6 & 0x3f)), u[2] = (char)(0x80 | (cp & 0x3f)), n = 3;
+    else
+        u[0] = (char)(0xf0 | cp >> 18), u[1] = (char)(0x80 | (cp >> 12 & 0x3f)), u[2] = (char)(0x80 | (cp >> 6 & 0x3f)),
+        u[3] = (char)(0x80 | (cp & 0x3f)), n = 4;
+    sb_put(b, u, (size_t)n);
+}
+
+static value json_string(jreader *r) {
+    sbuf b = str_buf();
+    for (r->p++; *r->p != '"'; r->p++) {
+        if (!*r->p || (unsigned char)*r->p < 0x20) {
+            free(b.s);
+            return json_fail(r, "unterminated string");
+        }
+        if (*r->p != '\\') {
+            sb_put(&b, r->p, 1);
+            continue;
+        }
+        const char c = *++r->p;
+        static const char esc[] = "\"\\/bfnrt", out[] = "\"\\/\b\f\n\r\t";
+        const char *simple = c ? strchr(esc, c) : NULL;
+        if (simple) {
+            sb_put(&b, &out[simple - esc], 1);
+        } else if (c == 'u') {
+            unsigned cp, lo;
+            if (json_hex4(r->p + 1, &cp)) break;
+            r->p += 4;
+            if (cp >= 0xd800 && cp < 0xdc00 && r->p[1] == '\\' && r->p[2] == 'u' && !json_hex4(r->p + 3, &lo) &&
+                lo >= 0xdc00 && lo < 0xe000) {
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                r->p += 6;
+            }
+            put_utf8(&b, cp);
+        } else {
+            break;
+        }
+    }
+    if (*r->p != '"') {
+        free(b.s);
+        return json_fail(r, "bad escape in a string");
+    }
+    r->p++;
+    return str_buf_finish(r->J, &b);
+}
+
+static value json_value(jreader *r, int depth) {
+    json_ws(r);
+    if (r->J->rc) return v_undef();
+    if (depth > JINJA_MAX_VALUE_DEPTH) return json_fail(r, "nested too deep");
+    const char c = *r->p;
+    if (c == '"') return json_string(r);
+    if (c == '[' || c == '{') {
+        value v = c == '[' ? v_list_new(r->J) : v_dict_new(r->J);
+        const char close = c == '[' ? ']' : '}';
+        r->p++;
+        json_ws(r);
+        if (*r->p == close) return r->p++, v;
+        for (;;) {
+            value k = v_undef();
+            if (c == '{') {
+                json_ws(r);
+                if (*r->p != '"') return json_fail(r, "expected a member name");
+                k = json_string(r);
+                json_ws(r);
+                if (*r->p != ':') return json_fail(r, "expected ':'");
+                r->p++;
+            }
+            value x = json_value(r, depth + 1);
+            if (r->J->rc) return v_undef();
+            if (c == '[') list_push(r->J, v.u.l, x);
+            else dict_set(r->J, v.u.d, k, x);
+            json_ws(r);
+            if (*r->p == ',') r->p++;
+            else if (*r->p == close) return r->p++, v;
+            else return json_fail(r, c == '[' ? "expected ',' or ']'" : "expected ',' or '}'");
+        }
+    }
+    if (strncmp(r->p, "true", 4) == 0) return r->p += 4, v_bool(1);
+    if (strncmp(r->p, "false", 5) == 0) return r->p += 5, v_bool(0);
+    if (strncmp(r->p, "null", 4) == 0) return r->p += 4, v_none();
+    if (c == '-' || (c >= '0' && c <= '9')) {
+        const char *q = r->p + (c == '-');
+        int is_float = 0;
+        while (isdigit((unsigned char)*q) || *q == '.' || *q == 'e' || *q == 'E' || *q == '+' || *q == '-')
+            is_float |= !isdigit((unsigned char)*q), q++;
+        char *end;
+        errno = 0;
+        if (!is_float) {
+            long long i = strtoll(r->p, &end, 10);
+            if (end == q && errno != ERANGE) return r->p = q, v_int(i);
+        }
+        double f = strtod(r->p, &end);
+        if (end != q) return json_fail(r, "bad number");
+        return r->p = q, v_float(f);
+    }
+    return json_fail(r, "expected a JSON value");
+}
+
+/* The JSON text s as a value (with the error set, naming `what`, when it is not JSON). */
+static value json_read(jinja *J, const char *what, const char *s) {
+    jreader r = {J, what, s, s};
+    value v = json_value(&r, 0);
+    json_ws(&r);
+    if (!J->rc && *r.p) json_fail(&r, "text after the JSON value");
+    return v;
+}
+
 /* The template as Jinja's lexer sees it: \r\n and \r read as \n, and one newline at the very
  * end dropped (keep_trailing_newline=False). */
 static const char *normalize_newlines(jinja *J, const char *t, size_t n) {
@@ -2795,6 +2955,7 @@ int jinja_render(char **out, const char *tmpl, const jinja_context *ctx, rlhf_er
         input += msgs[i].role ? strlen(msgs[i].role) : 0;
         input += msgs[i].content ? strlen(msgs[i].content) : 0;
     }
+    input += (ctx->messages_json ? strlen(ctx->messages_json) : 0) + (ctx->vars_json ? strlen(ctx->vars_json) : 0);
     J.arena_limit = tmpl_n < (SIZE_MAX - JINJA_ARENA_BASE) / JINJA_PARSE_PER_BYTE
                         ? JINJA_ARENA_BASE + JINJA_PARSE_PER_BYTE * tmpl_n
                         : SIZE_MAX;
@@ -2811,7 +2972,11 @@ int jinja_render(char **out, const char *tmpl, const jinja_context *ctx, rlhf_er
             frame *top = new_frame(&J, NULL);
             if (!top) goto done;
             value ml = v_list_new(&J);
-            for (int i = 0; i < n && !J.rc; i++) {
+            if (ctx->messages_json) {
+                ml = json_read(&J, "messages_json", ctx->messages_json);
+                if (!J.rc && ml.t != V_LIST) jerr(&J, RLHF_ERR_FORMAT, "messages_json: not a JSON array");
+            }
+            for (int i = 0; i < n && !J.rc && !ctx->messages_json; i++) {
                 value m = v_dict_new(&J);
                 dict_set(&J, m.u.d, v_strn("role", 4), v_strn(msgs[i].role ? msgs[i].role : "", strlen(msgs[i].role ? msgs[i].role : "")));
                 dict_set(&J, m.u.d, v_strn("content", 7),
@@ -2826,6 +2991,11 @@ int jinja_render(char **out, const char *tmpl, const jinja_context *ctx, rlhf_er
             /* transformers passes these as None when the caller gives none */
             dict_set(&J, &top->vars, v_strn("tools", 5), v_none());
             dict_set(&J, &top->vars, v_strn("documents", 9), v_none());
+            if (ctx->vars_json) {
+                value vars = json_read(&J, "vars_json", ctx->vars_json);
+                if (!J.rc && vars.t != V_DICT) jerr(&J, RLHF_ERR_FORMAT, "vars_json: not a JSON object");
+                for (int i = 0; !J.rc && i < vars.u.d->n; i++) dict_set(&J, &top->vars, vars.u.d->keys[i], vars.u.d->vals[i]);
+            }
             if (!J.rc) exec_body(&J, top, prog);
         }
     }

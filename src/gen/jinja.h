@@ -51,6 +51,11 @@ typedef struct {
     const char *bos_token; /* NULL: "" */
     const char *eos_token; /* NULL: "" */
     const struct tm *now;  /* the clock strftime_now reads; NULL: the real local time */
+    /* Optional JSON, for conversations and variables beyond role/content (tool calls, tools,
+     * documents, enable_thinking, ...). NULL: not used. */
+    const char *messages_json; /* an array of message objects, used instead of messages */
+    const char *vars_json;     /* an object whose members are more variables (after the others,
+                                  so they can replace tools/documents or any other) */
 } jinja_context;
 
 /* Renders `tmpl` (Jinja source) with ctx's variables. On success *out is a new NUL-terminated

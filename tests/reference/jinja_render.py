@@ -13,7 +13,8 @@ The clock is the context's "now" ("YYYY-MM-DD HH:MM:SS"), so a date printed by a
 not depend on when the test runs; tests/jinja_dump.c reads the same field.
 
 A context is a JSON object {"messages": [...], "add_generation_prompt": bool, "bos_token": str,
-"eos_token": str, "now": str}. render() returns ("ok", text), ("raise", message) when the template
+"eos_token": str, "now": str}; any other member (tools, documents, enable_thinking, ...) is one
+more variable. render() returns ("ok", text), ("raise", message) when the template
 called raise_exception(message), or ("error", "Type: message") for any other exception.
 
 Usage: jinja_render.py TEMPLATE_FILE CONTEXT_JSON_FILE   (prints the text; exit 1 on error)
@@ -59,9 +60,12 @@ def render(template, ctx):
     now = datetime.datetime.strptime(ctx.get("now", "2024-07-26 09:05:03"), "%Y-%m-%d %H:%M:%S")
     try:
         t = make_env(now).from_string(template)
-        text = t.render(messages=ctx["messages"], tools=ctx.get("tools"), documents=ctx.get("documents"),
-                        add_generation_prompt=ctx.get("add_generation_prompt", False),
-                        bos_token=ctx.get("bos_token", ""), eos_token=ctx.get("eos_token", ""))
+        variables = {"tools": None, "documents": None}
+        variables.update({k: v for k, v in ctx.items() if k != "now"})
+        variables.setdefault("add_generation_prompt", False)
+        variables.setdefault("bos_token", "")
+        variables.setdefault("eos_token", "")
+        text = t.render(**variables)
     except Exception as e:  # any refusal: TemplateError, UndefinedError, TypeError, ...
         if type(e) is jinja2.exceptions.TemplateError:  # raise_exception's, not a subclass
             return "raise", str(e)
