@@ -310,4 +310,39 @@ int db_get_counts(db *d, db_counts *out, rlhf_error *err);
 typedef int (*db_problem_fn)(void *ctx, const char *problem);
 int db_check_integrity(db *d, db_problem_fn fn, void *ctx, rlhf_error *err);
 
+
+/* ---- browsing: models, runs, the annotation queue (db/db_browse.c) ---- */
+/* Rare, interactive reads (the REPL's /models, /runs, /next): prepared per call, not cached. */
+typedef struct {
+    int64_t id;
+    const char *name, *path, *family, *made_by, *parent, *created_at; /* may be NULL */
+} db_model_view;
+typedef int (*db_model_fn)(void *ctx, const db_model_view *row);
+int db_models_each(db *d, db_model_fn fn, void *ctx, rlhf_error *err);
+
+typedef struct {
+    int64_t id;
+    const char *kind, *status, *input_model, *output_model, *started_at, *ended_at; /* may be NULL */
+    int64_t n_metrics;
+} db_run_view;
+typedef int (*db_run_fn)(void *ctx, const db_run_view *row);
+int db_runs_each(db *d, db_run_fn fn, void *ctx, rlhf_error *err);
+
+/* The queue of an annotator: prompts with two or more generations that the annotator has not
+ * ranked, paired, rated or skipped. *prompt_id = 0 when none is left. annotator_id 0: an
+ * annotator with no judgements yet. */
+int db_queue_next(db *d, int64_t annotator_id, int64_t *prompt_id, rlhf_error *err);
+int db_queue_progress(db *d, int64_t annotator_id, int64_t *done, int64_t *left, rlhf_error *err);
+
+typedef struct {
+    int64_t generation_id;
+    const char *text, *model, *strategy, *decoding_json; /* may be NULL but text */
+    const char *prompt_text, *prompt_messages_json;
+    double logprob;   /* NaN unknown */
+    int64_t n_tokens; /* -1 unknown */
+} db_prompt_generation_view;
+typedef int (*db_prompt_generation_fn)(void *ctx, const db_prompt_generation_view *row);
+/* The generations of one prompt, in id order. */
+int db_prompt_generations_each(db *d, int64_t prompt_id, db_prompt_generation_fn fn, void *ctx, rlhf_error *err);
+
 #endif

@@ -347,4 +347,45 @@ typedef struct {
 int store_export_jsonl(store *s, FILE *fp, const store_export_params *params,
                        store_export_report *report, rlhf_error *err);
 
+
+/* ---- browsing: the model registry, runs, the annotation queue (feedback/store_browse.c) ---- */
+
+typedef struct {
+    int64_t id;
+    const char *name, *path, *family, *made_by, *parent, *created_at; /* may be NULL but name */
+} store_model_info;
+typedef int (*store_model_fn)(void *ctx, const store_model_info *m);
+/* Every registered model, in id order (rows borrowed for the callback). */
+int store_models_each(store *s, store_model_fn fn, void *ctx, rlhf_error *err);
+/* *path = a new copy of the path of model `name`; RLHF_ERR_NOT_FOUND when there is no such
+ * model or it has no path. */
+int store_model_path(store *s, const char *name, char **path, rlhf_error *err);
+
+typedef struct {
+    int64_t id;
+    const char *kind, *status, *input_model, *output_model, *started_at, *ended_at; /* may be NULL */
+    int64_t n_metrics;
+} store_run_info;
+typedef int (*store_run_fn)(void *ctx, const store_run_info *r);
+int store_runs_each(store *s, store_run_fn fn, void *ctx, rlhf_error *err);
+
+/* The annotation queue of `annotator`: prompts with two or more generations that they have not
+ * ranked, paired, rated or skipped, oldest first. *prompt_id = 0 when none is left. */
+int store_queue_next(store *s, const char *annotator, int64_t *prompt_id, rlhf_error *err);
+/* Queued prompts the annotator has judged (*done) and not yet (*left). */
+int store_queue_progress(store *s, const char *annotator, int64_t *done, int64_t *left, rlhf_error *err);
+
+typedef struct {
+    int64_t generation_id;
+    const char *text;                      /* never NULL */
+    const char *model, *strategy, *decoding_json; /* may be NULL */
+    const char *prompt_text, *prompt_messages_json;
+    double logprob;                        /* NaN unknown */
+    int64_t n_tokens;                      /* -1 unknown */
+} store_prompt_generation;
+typedef int (*store_prompt_generation_fn)(void *ctx, const store_prompt_generation *g);
+/* The generations of one prompt, in id order. */
+int store_prompt_generations_each(store *s, int64_t prompt_id, store_prompt_generation_fn fn, void *ctx,
+                                  rlhf_error *err);
+
 #endif

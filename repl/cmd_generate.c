@@ -23,6 +23,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "repl/columns.h"
 #include "repl/commands.h"
 #include "repl/out.h"
 #include "src/core/fileio.h"
@@ -207,99 +208,6 @@ static void summary_line(char *buf, size_t n, const gen_candidate *c, const gen_
     else
         snprintf(buf, n, "%d tok · %s · logprob %.2f (mean %.3f)", c->n_ids, gen_finish_name(c->finish), c->logprob,
                  c->mean_logprob);
-}
-
-static int term_width(void) {
-    struct winsize ws;
-    if (isatty(fileno(out_stream())) && ioctl(fileno(out_stream()), TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 40)
-        return ws.ws_col;
-    const char *c = getenv("COLUMNS");
-    int w = c ? atoi(c) : 0;
-    return w >= 40 ? w : 100;
-}
-
-/* Wrapped lines of a text for a column: split at newlines, then every `width` characters
- * (UTF-8 code points; control characters shown as spaces). Returns the number of lines; each
- * line is (start, byte length) into text. */
-typedef struct {
-    const char *s;
-    int len;
-} line_ref;
-
-static int wrap_text(const char *text, int width, line_ref *lines, int max_lines) {
-    int n = 0;
-    const char *p = text;
-    while (*p && n < max_lines) {
-        const char *start = p, *last_space = NULL;
-        int cols = 0;
-        while (*p && *p != '\n' && cols < width) {
-            if (*p == ' ') last_space = p;
-            p++;
-            while ((*p & 0xC0) == 0x80) p++;
-            cols++;
-        }
-        /* break after the last space of a full line rather than inside a word */
-        if (*p && *p != '\n' && *p != ' ' && last_space && last_space > start) p = last_space + 1;
-        lines[n].s = start;
-        lines[n].len = (int)(p - start);
-        n++;
-        if (*p == '\n') p++;
-        else if (*p == ' ' && cols >= width) p++;
-    }
-    if (n == 0 && max_lines > 0) {
-        lines[0].s = text;
-        lines[0].len = 0;
-        n = 1;
-    }
-    return n;
-}
-
-static void print_cell(const char *s, int len, int width) {
-    int cols = 0;
-    for (int i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if ((ch & 0xC0) != 0x80) cols++;
-        out_printf("%c", ch < 0x20 ? ' ' : ch);
-    }
-    for (; cols < width; cols++) out_printf(" ");
-}
-
-#define MAX_COLS GEN_COMPARE_MAX
-#define MAX_LINES 400
-
-/* One band of cells side by side: each cell's text wrapped to the column width. */
-static void print_band(char *const *cells, int k, int cw, int max_lines) {
-    static line_ref lines[MAX_COLS][MAX_LINES];
-    int nl[MAX_COLS], max_nl = 0;
-    for (int c = 0; c < k; c++) {
-        nl[c] = wrap_text(cells[c] ? cells[c] : "", cw, lines[c], max_lines);
-        if (nl[c] > max_nl) max_nl = nl[c];
-    }
-    for (int l = 0; l < max_nl; l++)
-        for (int c = 0; c < k; c++) {
-            if (l < nl[c]) print_cell(lines[c][l].s, lines[c][l].len, cw);
-            else print_cell("", 0, cw);
-            out_printf(c + 1 < k ? " | " : "\n");
-        }
-}
-
-static void print_rule(int k, int cw) {
-    for (int c = 0; c < k; c++) {
-        for (int i = 0; i < cw; i++) out_printf("-");
-        out_printf(c + 1 < k ? "-+-" : "\n");
-    }
-}
-
-/* Columns side by side: a header per spec, the candidates' wrapped texts, a summary each. */
-static void print_columns(char *const *titles, char **texts, char **foot, int k) {
-    int w = term_width();
-    int cw = (w - 3 * (k - 1)) / k;
-    if (cw < 16) cw = 16;
-    print_band(titles, k, cw, 4);
-    print_rule(k, cw);
-    print_band(texts, k, cw, MAX_LINES);
-    print_rule(k, cw);
-    print_band(foot, k, cw, 8);
 }
 
 /* ---- rendering a result ---- */
@@ -678,7 +586,7 @@ static int run_compare(const gen_cli *o, const model_bundle *b, const int32_t *i
         }
     }
     if (o->json) print_json(arr);
-    else if (n_done > 0) print_columns(cmp->text, texts, foot, n_done);
+    else if (n_done > 0) columns_print(cmp->text, texts, foot, n_done);
     if (n_done < cmp->n) out_error("interrupted: %d of %d strategies were run", n_done, cmp->n);
     status = 0;
 fail:

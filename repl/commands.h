@@ -40,5 +40,7 @@ int cmd_tokenizer(int argc, char **argv);
 int cmd_db(int argc, char **argv);
 /* repl/cmd_generate.c */
 int cmd_generate(int argc, char **argv);
+/* repl/chat.c */
+int cmd_chat(int argc, char **argv);
 
 #endif

@@ -18,7 +18,7 @@ static int cmd_version(int argc, char **argv);
 static int cmd_planned(int argc, char **argv) { return command_placeholder(argc, argv); }
 
 static const command g_commands[] = {
-    {"chat", "rlhf chat [--model DIR] [--db FILE]", "interactive REPL: prompt, compare strategies, rank candidates", cmd_planned},
+    {"chat", "rlhf chat [--model PATH] [--db FILE] [--script FILE] [--bail]", "interactive REPL: chat, few-shot, compare strategies, rank candidates", cmd_chat},
     {"generate", "rlhf generate --model PATH (--prompt TEXT | --prompt-file FILE | --prompt-ids \"ID ...\") [--strategy S] [--json]", "generate from a model with any decoding strategy", cmd_generate},
     {"tokenize", "rlhf tokenize --tokenizer PATH [--ids|--pieces] [--special]", "text on stdin to token ids or pieces", cmd_tokenize},
     {"detokenize", "rlhf detokenize --tokenizer PATH", "token ids on stdin to text", cmd_detokenize},
@@ -141,6 +141,7 @@ static int cmd_version(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     blas_kernel_startup(argv);
+    if (argc < 2 && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) return cmd_chat(1, (char *[]){"chat", NULL});
     if (argc < 2) {
         cmd_help(1, argv);
         return 2;

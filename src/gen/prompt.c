@@ -178,17 +178,22 @@ int prompt_assemble(char **out, int *add_bos, const prompt_request *r, rlhf_erro
     *add_bos = 0;
     int rc;
     if (r->chat) {
-        const char *system = r->system ? r->system : r->instruction;
-        if (r->few_shot) {
-            rc = prompt_chat_fewshot(out, r->chat_template, system, r->examples, r->n_examples, r->input,
-                                     r->bos_token, r->eos_token, err);
-        } else {
-            prompt_message msgs[2];
-            int n = 0;
-            if (r->system) msgs[n++] = (prompt_message){"system", r->system};
-            msgs[n++] = (prompt_message){"user", r->input};
-            rc = prompt_chat_render(out, r->chat_template, msgs, n, 1, r->bos_token, r->eos_token, err);
+        /* system (with examples the instruction stands in for it), each example as a user and an
+         * assistant turn, the earlier turns, then the input */
+        const char *system = r->few_shot ? (r->system ? r->system : r->instruction) : r->system;
+        int has_system = r->few_shot ? system && system[0] : system != NULL;
+        int n_ex = r->few_shot ? r->n_examples : 0, n = 0;
+        prompt_message *m = malloc((size_t)(2 * n_ex + r->n_history + 2) * sizeof *m);
+        if (!m) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+        if (has_system) m[n++] = (prompt_message){"system", system};
+        for (int i = 0; i < n_ex; i++) {
+            m[n++] = (prompt_message){"user", r->examples[i].input};
+            m[n++] = (prompt_message){"assistant", r->examples[i].output};
         }
+        for (int i = 0; i < r->n_history; i++) m[n++] = r->history[i];
+        m[n++] = (prompt_message){"user", r->input};
+        rc = prompt_chat_render(out, r->chat_template, m, n, 1, r->bos_token, r->eos_token, err);
+        free(m);
         if (rc) return rlhf_error_prefix(err, "chat template: "), rc;
         *add_bos = !r->chat_template && r->add_bos;
         return RLHF_OK;

@@ -77,6 +77,9 @@ typedef struct {
     const prompt_example *examples;/* (n_examples) solved examples */
     int n_examples;
     int few_shot;                  /* 1: an examples prompt even with no examples (zero-shot) */
+    const prompt_message *history; /* chat: earlier turns (user/assistant), after the examples and
+                                      before the input (the REPL's conversation); may be NULL */
+    int n_history;
     const char *chat_template;     /* the model's Jinja template; NULL: the HH-RLHF format */
     const char *bos_token, *eos_token; /* token texts the template sees; may be NULL */
     int add_bos;                   /* 1: the tokenizer starts plain prompts with BOS */
