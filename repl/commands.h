@@ -42,5 +42,7 @@ int cmd_db(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 /* repl/chat.c */
 int cmd_chat(int argc, char **argv);
+/* repl/cmd_sft.c */
+int cmd_sft(int argc, char **argv);
 
 #endif

@@ -27,7 +27,7 @@ static const command g_commands[] = {
     {"loss", "rlhf loss --model DIR --tokens \"ID ID ...\" [--grads OUT.safetensors]", "next-token cross-entropy of one sequence (and its gradients)", cmd_loss},
     {"logits", "rlhf logits --model DIR|FILE.bin --tokens \"ID ...\" --json", "logits at every position of one sequence", cmd_logits},
     {"pretrain", "rlhf pretrain --model DIR --data FILE.txt --out DIR [--steps N --batch B --context T --lr LR --resume]", "next-token pre-training on raw text", cmd_pretrain},
-    {"sft", "rlhf sft --model DIR --data FILE.jsonl --out DIR", "instruction fine-tuning on prompt/completion data", cmd_planned},
+    {"sft", "rlhf sft --model DIR (--data FILE.jsonl | --db FILE) --out DIR [--lora-rank R] [--resume]", "supervised fine-tuning on prompt/completion or chat data (completion-only loss, LoRA)", cmd_sft},
     {"classify", "rlhf classify --model DIR --data FILE.jsonl --out DIR", "train a sequence classifier head", cmd_planned},
     {"reward", "rlhf reward --model DIR [--db FILE] --out DIR", "train a reward model on stored preference pairs", cmd_planned},
     {"score", "rlhf score --reward DIR --prompt TEXT --response TEXT", "score a response with a reward model", cmd_planned},

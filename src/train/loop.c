@@ -2,6 +2,8 @@
  * interruption and the NaN/inf guard. */
 #include "src/train/loop.h"
 
+#include "src/model/lora.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,18 +105,23 @@ int train_loop_eval(train *t, const train_head *head, const train_data *data, tr
         out->loss = NAN;
         return RLHF_OK;
     }
-    for (int i = 0; i < data->n_val; i++) {
+    /* Evaluation runs without LoRA dropout, and so draws nothing from the adapter's rng: an
+     * evaluation never changes the training that follows (exact resume depends on it). */
+    lora *lo = t->model->lora;
+    const int was_training = lo ? lo->training : 0;
+    if (lo) lora_set_training(lo, 0);
+    int rc = RLHF_OK;
+    for (int i = 0; i < data->n_val && !rc; i++) {
         batch_reset(buf, t);
-        int rc = data->fill_val(data->ctx, i, buf, err);
-        if (rc) return rc;
-        rc = model_forward(t->model, &t->acts, buf->tokens, buf->B, buf->T, err);
-        if (rc) return rc;
+        rc = data->fill_val(data->ctx, i, buf, err);
+        if (!rc) rc = model_forward(t->model, &t->acts, buf->tokens, buf->B, buf->T, err);
         train_head_out o;
         memset(&o, 0, sizeof o);
-        rc = head->loss(head->self, t->model, &t->acts, buf, 0, NULL, NULL, &o, err);
-        if (rc) return rc;
-        metrics_add(out, &o);
+        if (!rc) rc = head->loss(head->self, t->model, &t->acts, buf, 0, NULL, NULL, &o, err);
+        if (!rc) metrics_add(out, &o);
     }
+    if (lo) lora_set_training(lo, was_training);
+    if (rc) return rc;
     metrics_scale(out, 1.0 / data->n_val);
     return RLHF_OK;
 }
@@ -126,7 +133,7 @@ static int loop_step(train *t, const train_loop_params *p, long step, rng_t *rng
     model *m = t->model;
     memset(out, 0, sizeof *out);
     *skipped = 0;
-    model_zero_grads(m);
+    train_zero_grads(t);
     for (int k = 0; k < t->accum; k++) {
         batch_reset(buf, t);
         int rc = p->data.fill(p->data.ctx, step, k, rng, buf, err);
@@ -156,7 +163,7 @@ static int loop_step(train *t, const train_loop_params *p, long step, rng_t *rng
     }
     metrics_scale(out, 1.0 / t->accum);
     if (!*skipped) {
-        int rc = optim_step(&t->opt, m->params, m->grads, 1.0f / (float)t->accum, st, err);
+        int rc = optim_step(&t->opt, t->params, t->grads, 1.0f / (float)t->accum, st, err);
         if (rc == RLHF_ERR_NUMERIC) *skipped = 1;
         else if (rc) return rc;
     }

@@ -2,6 +2,8 @@
  * training-state file that makes resuming exact. */
 #include "src/train/train.h"
 
+#include <assert.h>
+
 #include <cJSON.h>
 #include <inttypes.h>
 #include <math.h>
@@ -9,6 +11,7 @@
 #include <string.h>
 
 #include "src/core/fileio.h"
+#include "src/model/lora.h"
 
 void train_params_defaults(train_params *p) {
     memset(p, 0, sizeof *p);
@@ -31,6 +34,9 @@ int train_init(train *t, model *m, const train_params *p, rlhf_error *err) {
     t->B = p->batch;
     t->T = p->context;
     t->accum = p->accum;
+    t->params = m->params;
+    t->grads = m->grads;
+    t->n_floats = m->n_floats;
     rc = model_acts_init(&t->acts, &m->config, p->batch, p->context, err);
     if (rc) goto fail;
     rc = optim_init(&t->opt, &p->optim, m->tensors, m->n_tensors, m->n_floats, err);
@@ -39,6 +45,35 @@ int train_init(train *t, model *m, const train_params *p, rlhf_error *err) {
 fail:
     train_free(t);
     return rc;
+}
+
+int train_init_lora(train *t, model *m, lora *lo, const train_params *p, rlhf_error *err) {
+    memset(t, 0, sizeof *t);
+    assert(m->lora == lo && m->frozen);
+    if (p->batch < 1) return rlhf_errorf(err, RLHF_ERR_INVALID, "batch size must be >= 1 (got %d)", p->batch);
+    if (p->context < 1 || p->context > m->config.context)
+        return rlhf_errorf(err, RLHF_ERR_INVALID, "context %d must be in 1..%d (the model's context)", p->context,
+                           m->config.context);
+    if (p->accum < 1) return rlhf_errorf(err, RLHF_ERR_INVALID, "gradient accumulation must be >= 1 (got %d)", p->accum);
+    t->model = m;
+    t->B = p->batch;
+    t->T = p->context;
+    t->accum = p->accum;
+    t->params = lo->params;
+    t->grads = lo->grads;
+    t->n_floats = lo->n_floats;
+    int rc = model_acts_init(&t->acts, &m->config, p->batch, p->context, err);
+    if (rc) goto fail;
+    rc = optim_init(&t->opt, &p->optim, lo->tensors, lo->n_tensors, lo->n_floats, err);
+    if (rc) goto fail;
+    return RLHF_OK;
+fail:
+    train_free(t);
+    return rc;
+}
+
+void train_zero_grads(train *t) {
+    if (t->grads) memset(t->grads, 0, t->n_floats * sizeof(float));
 }
 
 void train_free(train *t) {
@@ -53,7 +88,7 @@ int train_step(train *t, const int32_t *inputs, const int32_t *targets, train_st
     const int B = t->B, T = t->T, V = m->config.vocab_size;
     const size_t bt = (size_t)B * (size_t)T;
     double loss_sum = 0.0;
-    model_zero_grads(m);
+    train_zero_grads(t);
     for (int k = 0; k < t->accum; k++) {
         int rc = model_forward(m, &t->acts, inputs + (size_t)k * bt, B, T, err);
         if (rc) return rc;
@@ -66,7 +101,7 @@ int train_step(train *t, const int32_t *inputs, const int32_t *targets, train_st
         if (rc) return rlhf_error_prefix(err, "step %ld: ", t->opt.step + 1);
     }
     optim_stats st;
-    int rc = optim_step(&t->opt, m->params, m->grads, 1.0f / (float)t->accum, &st, err);
+    int rc = optim_step(&t->opt, t->params, t->grads, 1.0f / (float)t->accum, &st, err);
     if (rc) return rc;
     if (res) {
         res->loss = loss_sum / t->accum;
@@ -135,9 +170,8 @@ int train_state_save(const char *path, const train *t, const train_state_info *i
     for (int i = 0; i < 4; i++) cJSON_AddItemToArray(rng, hex_u64(info->rng.s[i]));
     cJSON_AddItemToObject(root, "rng", rng);
     rng = NULL;
-    const model *m = t->model;
     cJSON_AddItemToObject(root, "data_hash", hex_u64(info->data_hash));
-    cJSON_AddItemToObject(root, "params_hash", hex_u64(train_hash(m->params, m->n_floats * sizeof(float))));
+    cJSON_AddItemToObject(root, "params_hash", hex_u64(train_hash(t->params, t->n_floats * sizeof(float))));
     cJSON *run = cJSON_Parse(info->run_json ? info->run_json : "{}");
     if (!run) {
         rc = rlhf_errorf(err, RLHF_ERR_INVALID, "%s: the run configuration is not valid JSON", path);
@@ -154,9 +188,9 @@ int train_state_save(const char *path, const train *t, const train_state_info *i
         rc = rlhf_errorf(err, RLHF_ERR_IO, "%s: write failed", path);
         goto done;
     }
-    uint64_t np = m->n_floats;
+    uint64_t np = t->n_floats;
     if (fwrite(STATE_PARAMS, 1, 8, fa.fp) != 8 || fwrite(&np, 8, 1, fa.fp) != 1 ||
-        fwrite(m->params, sizeof(float), m->n_floats, fa.fp) != m->n_floats) {
+        fwrite(t->params, sizeof(float), t->n_floats, fa.fp) != t->n_floats) {
         rc = rlhf_errorf(err, RLHF_ERR_IO, "%s: writing the parameters failed", path);
         goto done;
     }
@@ -248,23 +282,22 @@ int train_state_load(const char *path, train *t, train_state_info *info, rlhf_er
     if (!fp) return rlhf_errorf(err, RLHF_ERR_IO, "%s: cannot open the training state", path);
     char magic[8];
     uint64_t np;
-    model *m = t->model;
     int rc = state_read_header(fp, path, info, err);
     if (rc) goto done;
     if (fread(magic, 1, 8, fp) != 8 || memcmp(magic, STATE_PARAMS, 8) != 0 || fread(&np, 8, 1, fp) != 1) {
         rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: parameter block is missing or truncated", path);
         goto done;
     }
-    if (np != (uint64_t)m->n_floats) {
-        rc = rlhf_errorf(err, RLHF_ERR_SHAPE, "%s: holds %llu parameter floats but the model needs %zu", path,
-                         (unsigned long long)np, m->n_floats);
+    if (np != (uint64_t)t->n_floats) {
+        rc = rlhf_errorf(err, RLHF_ERR_SHAPE, "%s: holds %llu parameter floats but the %s needs %zu", path,
+                         (unsigned long long)np, t->params == t->model->params ? "model" : "adapter", t->n_floats);
         goto done;
     }
-    if (fread(m->params, sizeof(float), m->n_floats, fp) != m->n_floats) {
+    if (fread(t->params, sizeof(float), t->n_floats, fp) != t->n_floats) {
         rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: parameter block is truncated", path);
         goto done;
     }
-    if (train_hash(m->params, m->n_floats * sizeof(float)) != info->params_hash) {
+    if (train_hash(t->params, t->n_floats * sizeof(float)) != info->params_hash) {
         rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: the parameters do not match their recorded hash (corrupt file)", path);
         goto done;
     }

@@ -36,17 +36,30 @@ typedef struct {
 /* B 8, T 128 (clamped to the model's context by the caller), accum 1, optim defaults. */
 void train_params_defaults(train_params *p);
 
+struct lora;
+
 typedef struct {
     model *model;    /* borrowed; train_init allocates its gradients */
     model_acts acts; /* (B, T) arena; owned */
-    optim opt;       /* moments over model->params; owned */
+    optim opt;       /* moments over the trained buffer; owned */
     int B, T, accum;
+    /* The buffer the optimizer steps and the training state saves: the model's parameters and
+     * gradients (train_init), or an attached LoRA adapter's (train_init_lora, the base frozen).
+     * Borrowed views. */
+    float *params, *grads; /* (n_floats) each */
+    size_t n_floats;
 } train;
 
 /* Sets up activations for (B, T) and the optimizer over m's buffer. T must not exceed the model's
  * context. On error the struct is zeroed; train_free is safe on a zeroed struct and safe twice. */
 int train_init(train *t, model *m, const train_params *p, rlhf_error *err);
+/* The same for training only the adapter lo, which must be attached to m (lora_attach): the
+ * optimizer runs over lo's buffer (weight decay on lora_A/lora_B as matrices), no base gradient
+ * buffer is allocated, and the training state holds the adapter's parameters. */
+int train_init_lora(train *t, model *m, struct lora *lo, const train_params *p, rlhf_error *err);
 void train_free(train *t);
+/* Zeroes the trained buffer's gradients (model or adapter). */
+void train_zero_grads(train *t);
 
 typedef struct {
     double loss;     /* mean cross-entropy over the step's micro-batches */
@@ -75,13 +88,13 @@ typedef struct {
     char *run_json;       /* the run's configuration, a JSON object; owned (free()) */
 } train_state_info;
 
-/* Writes t->model->params, t->opt and info atomically to path (info->params_hash is computed
+/* Writes t->params (the trained buffer), t->opt and info atomically to path (info->params_hash is computed
  * here, whatever the caller set). info->run_json may be NULL ({} is written). */
 int train_state_save(const char *path, const train *t, const train_state_info *info, rlhf_error *err);
 /* Reads only the header of a state file (step, rng, hashes, run configuration) so a resume can
  * set up the run before the optimizer exists. info->run_json is newly allocated. */
 int train_state_read_info(const char *path, train_state_info *info, rlhf_error *err);
-/* Reads a state file into t->model->params, t->opt and *info (info->run_json newly allocated,
+/* Reads a state file into t->params (the trained buffer), t->opt and *info (info->run_json newly allocated,
  * the caller frees it). Errors name the file: bad magic, truncation, buffers of another model's
  * size, parameters that do not match their hash. */
 int train_state_load(const char *path, train *t, train_state_info *info, rlhf_error *err);
