@@ -62,8 +62,9 @@ TOOL_TURNS = [
 def contexts():
     """(label, context) for every conversation variant: the three-turn conversation with and
     without a system message, add_generation_prompt true and false; then the same with tools,
-    with a tool call and its result, with documents, and with reasoning in the assistant turn
-    and enable_thinking false."""
+    with a tool call and its result (arguments as an object, then as a JSON string), with
+    documents, with content given as a list of parts (multimodal style), and with reasoning in
+    the assistant turn and enable_thinking false."""
     base = {"bos_token": "<s>", "eos_token": "</s>", "now": "2025-03-14 17:45:09"}
     for sys_msg in (True, False):
         msgs = ([{"role": "system", "content": SYSTEM}] if sys_msg else []) + \
@@ -79,6 +80,15 @@ def contexts():
         {"title": "Jokes", "text": "Why did the chicken cross the road?"}])
     thinking = [dict(m) for m in plain]
     thinking[1]["content"] = "<think>\nThe user adds numbers.\n</think>\n\n  2+2 = 4.  "
+    string_args = [dict(m) for m in TOOL_TURNS]
+    string_args[1] = dict(string_args[1], tool_calls=[
+        {"id": "abc123def", "type": "function",
+         "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}])
+    yield "tool call with string arguments", dict(base, messages=string_args, add_generation_prompt=False, tools=TOOLS)
+    parts = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": " Describe this image. "}]},
+             {"role": "assistant", "content": [{"type": "text", "text": "A cat on a mat."}]},
+             {"role": "user", "content": [{"type": "text", "text": "What colour is the cat?"}]}]
+    yield "content as a list of parts", dict(base, messages=parts, add_generation_prompt=True)
     yield "reasoning, enable_thinking=False", dict(base, messages=[{"role": "system", "content": SYSTEM}] + thinking,
                                                    add_generation_prompt=True, enable_thinking=False)
 
@@ -118,6 +128,7 @@ def main():
     assert len(ours) == len(cases), "jinja_dump returned %d results for %d cases" % (len(ours), len(cases))
 
     agree, failed, known, fixed = 0, [], [], []
+    same = refused = 0  # contexts rendered byte-identical / refused by both
     k = 0
     for name, tmpl in tmpls:
         problems = []
@@ -130,12 +141,16 @@ def main():
                     problems.append("%s: ours refused (%s), jinja2 renders" % (label, o["text"]))
                 elif o["text"] != text:
                     problems.append("%s: differs %s" % (label, first_diff(o["text"], text)))
+                else:
+                    same += 1
             elif o["kind"] == "ok":
                 problems.append("%s: jinja2 refuses (%s), ours renders" % (label, text))
             elif o["kind"] == "unsupported":
                 problems.append("%s: jinja2 refuses (%s), ours lacks a construct (%s)" % (label, text, o["text"]))
             elif kind == "raise" and text not in o["text"]:
                 problems.append("%s: raise_exception(%r), ours refused with %r" % (label, text, o["text"]))
+            else:
+                refused += 1
         if not problems:
             agree += 1
             if name in KNOWN_FAILURES:
@@ -153,8 +168,9 @@ def main():
         print("    " + problems[0])
     for name in fixed:
         print("FIXED %s: now renders as jinja2; remove it from KNOWN_FAILURES" % name)
-    print("%d of %d templates render as python3-jinja2 renders them (%d contexts each); %d known failures, "
-          "%d unexpected" % (agree, len(tmpls), len(ctxs), len(known), len(failed)))
+    print("%d of %d templates render as python3-jinja2 renders them (%d contexts each: %d renders byte-identical, "
+          "%d refused by both); %d known failures, %d unexpected"
+          % (agree, len(tmpls), len(ctxs), same, refused, len(known), len(failed)))
     sys.exit(1 if failed or fixed else 0)
 
 

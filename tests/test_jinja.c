@@ -119,6 +119,8 @@ static void test_statements(void) {
     check_render("what undefined allows", "[{{ nosuch }}]{{ nosuch|length }}{{ nosuch|trim }}{{ 'a' ~ nosuch }}"
                  "{{ nosuch == 1 }}{{ none.x is defined }}{{ 'str'.x is defined }}{% for x in nosuch %}x{% endfor %}",
                  &plain, "[]0aFalseFalseFalse");
+    check_refused("a method no Python type has", "{{ [1].strip() }}", RLHF_ERR_INVALID, "list has no attribute 'strip'");
+    check_refused("a Python method this subset lacks", "{{ 'a'.zfill(3) }}", RLHF_ERR_UNSUPPORTED, "'zfill' is not supported");
     check_refused("iterating none", "{% for t in tools %}{% endfor %}", RLHF_ERR_INVALID, "not iterable");
     check_refused("length of none", "{{ none|length }}", RLHF_ERR_INVALID, "no length");
 }

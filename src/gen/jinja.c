@@ -2026,7 +2026,22 @@ static value call_method(jinja *J, value obj, const char *m, size_t mn, const ar
             return d.t == V_UNDEF ? v_none() : d;
         }
     }
-    jerr(J, RLHF_ERR_UNSUPPORTED, "%s has no method '%.*s' in this Jinja subset", type_name(obj.t), (int)mn, m);
+    /* A method Python has but this interpreter lacks is unsupported; any other name is an error
+     * in jinja2 too (calling an undefined attribute). */
+    static const char *const py_methods[3] = {
+        " capitalize casefold center count encode endswith expandtabs find format format_map index isalnum isalpha "
+        "isascii isdecimal isdigit isidentifier islower isnumeric isprintable isspace istitle isupper join ljust lower "
+        "lstrip partition removeprefix removesuffix replace rfind rindex rjust rpartition rsplit rstrip split "
+        "splitlines startswith strip swapcase title translate upper zfill ",
+        " append clear copy count extend index insert pop remove reverse sort ",
+        " clear copy fromkeys get items keys pop popitem setdefault update values "};
+    const char *names = obj.t == V_STR ? py_methods[0] : obj.t == V_LIST ? py_methods[1] : obj.t == V_DICT ? py_methods[2] : " ";
+    char key[64];
+    snprintf(key, sizeof key, " %.*s ", (int)(mn < 60 ? mn : 60), m);
+    if (strstr(names, key))
+        jerr(J, RLHF_ERR_UNSUPPORTED, "%s method '%.*s' is not supported by this Jinja subset", type_name(obj.t), (int)mn, m);
+    else
+        jerr(J, RLHF_ERR_INVALID, "%s has no attribute '%.*s'", type_name(obj.t), (int)mn, m);
     return v_undef();
 }
 
