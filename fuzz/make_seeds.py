@@ -216,4 +216,7 @@ put('jsonl_import', 'sft_messages', b'\x82' + ('\r\n'.join(sft_msgs) + '\n').enc
 # ---- chat templates, one per file ----
 for i, t in enumerate(json.load(open(os.path.join(data, 'chat-templates', 'templates.json'), encoding='utf-8'))):
     put('chat_template', 'template%02d' % i, t['chat_template'])
+for f in sorted(os.listdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests', 'jinja_templates'))):
+    put('chat_template', 'extra_' + f, open(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests',
+                                                         'jinja_templates', f), encoding='utf-8').read())
 print('make_seeds: %d corpora in %s' % (len(os.listdir(out)), out))

@@ -63,8 +63,9 @@ def contexts():
     """(label, context) for every conversation variant: the three-turn conversation with and
     without a system message, add_generation_prompt true and false; then the same with tools,
     with a tool call and its result (arguments as an object, then as a JSON string), with
-    documents, with content given as a list of parts (multimodal style), and with reasoning in
-    the assistant turn and enable_thinking false."""
+    documents, with content given as a list of parts (multimodal style), with content that has
+    Unicode spaces, template syntax and CR LF, and with reasoning in the assistant turn and
+    enable_thinking false."""
     base = {"bos_token": "<s>", "eos_token": "</s>", "now": "2025-03-14 17:45:09"}
     for sys_msg in (True, False):
         msgs = ([{"role": "system", "content": SYSTEM}] if sys_msg else []) + \
@@ -89,6 +90,11 @@ def contexts():
              {"role": "assistant", "content": [{"type": "text", "text": "A cat on a mat."}]},
              {"role": "user", "content": [{"type": "text", "text": "What colour is the cat?"}]}]
     yield "content as a list of parts", dict(base, messages=parts, add_generation_prompt=True)
+    odd = [{"role": "system", "content": "\u3000 Be terse.\r\n"},
+           {"role": "user", "content": "\u00a0 Is {{ 1 + 1 }} or {% raw %} printed?\t\n"},
+           {"role": "assistant", "content": "  It is text: {{ x }}</think>\u2028ok \u0085"},
+           {"role": "user", "content": "Strip me.  \u2003"}]
+    yield "unusual content (Unicode spaces, template syntax, CR LF)", dict(base, messages=odd, add_generation_prompt=True)
     yield "reasoning, enable_thinking=False", dict(base, messages=[{"role": "system", "content": SYSTEM}] + thinking,
                                                    add_generation_prompt=True, enable_thinking=False)
 

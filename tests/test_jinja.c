@@ -109,6 +109,10 @@ static void test_statements(void) {
     check_render("only one", "a\n\n", &plain, "a\n");
     check_render("CR LF and CR read as LF", "a\r\nb\rc{% if true %}\r\nd{% endif %}", &plain, "a\nb\ncd");
     check_render("x.0 indexes", "{% set m = {'c': [{'t': 'T'}]} %}{{ m.c.0.t }}{{ [5, 6].1 }}", &plain, "T6");
+    check_render("string escapes as Python's unicode-escape",
+                 "{{ '\\x41\\u00e9\\U0001F600\\101|\\d\\'\\\"\\\\|\\t' }}|{{ \"a\\\nb\" }}",
+                 &plain, "Aé😀A|\\d'\"\\|\t|ab");
+    check_refused("a truncated escape", "{{ '\\x4' }}", RLHF_ERR_FORMAT, "truncated");
     check_render("float literals", "{{ 1.5 + 1 }}|{{ 1e3 }}|{{ 0.1 + 0.2 }}|{{ 10 / 4 }}|{{ 3 / 3 }}", &plain,
                  "2.5|1000.0|0.30000000000000004|2.5|1.0");
     check_render("tools and documents are none", "{{ tools }}|{{ documents is none }}|{{ tools is defined }}", &plain,
@@ -170,6 +174,10 @@ static void test_filters(void) {
                  "{{ xs|rejectattr('n', 'defined')|map(attribute='r')|list }}{{ xs|selectattr('n', 'defined')|selectattr('n', 'ge', 2)|list|length }}"
                  "{{ xs|map(attribute='n', default=0)|list }}",
                  &plain, "[1, 3]['b']1[1, 0, 3]");
+    check_render("strip and split as Python's (Unicode whitespace, characters not bytes)",
+                 "[{{ '\\u00a0 a b\\u3000'|trim }}][{{ ' x\\u2003'.strip() }}][{{ 'éaé'.strip('é') }}][{{ 'Ãa'.strip('é') }}]"
+                 "{{ 'a\\u00a0b  c\\u2028d'.split() }}[{{ 'xxaxx'.lstrip('x') }}][{{ 'xxaxx'.rstrip('x') }}]",
+                 &plain, "[a b][x][a][Ãa]['a', 'b', 'c', 'd'][axx][xxa]");
     check_render("map with a filter", "{{ [' a ', 'b ']|map('trim')|join(',') }}|{{ [1, 2]|map('string')|map('length')|list }}",
                  &plain, "a,b|[1, 1]");
     check_render("tests as jinja2 defines them",

@@ -615,6 +615,52 @@ static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == 
 static int is_name_start(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 static int is_name_char(char c) { return is_name_start(c) || (c >= '0' && c <= '9'); }
 
+static void put_utf8(sbuf *b, unsigned cp);
+
+/* One escape of a string literal at *pp (its backslash), decoded as Python's unicode-escape
+ * decodes it (jinja2 does): \\ \' \" \a \b \f \n \r \t \v, octal \ooo, \xhh, \uXXXX,
+ * \UXXXXXXXX, a backslash-newline dropped; any other escape stays as written. */
+static int lex_escape(jinja *J, sbuf *b, const char **pp, int *line) {
+    const char *p = *pp + 1;
+    static const char from[] = "\\'\"abfnrtv", to[] = "\\'\"\a\b\f\n\r\t\v";
+    const char *k = strchr(from, *p);
+    if (k) {
+        sb_put(b, &to[k - from], 1);
+        *pp = p + 1;
+        return 0;
+    }
+    if (*p == '\n') {
+        ++*line;
+        *pp = p + 1;
+        return 0;
+    }
+    if (*p >= '0' && *p <= '7') {
+        unsigned v = 0;
+        int n = 0;
+        for (; n < 3 && p[n] >= '0' && p[n] <= '7'; n++) v = v * 8 + (unsigned)(p[n] - '0');
+        put_utf8(b, v);
+        *pp = p + n;
+        return 0;
+    }
+    const int digits = *p == 'x' ? 2 : *p == 'u' ? 4 : *p == 'U' ? 8 : 0;
+    if (digits) {
+        unsigned long v = 0;
+        for (int i = 1; i <= digits; i++) {
+            if (!isxdigit((unsigned char)p[i]))
+                return jerr(J, RLHF_ERR_FORMAT, "truncated \\%c escape in a string", *p);
+            v = v * 16 + (unsigned long)(isdigit((unsigned char)p[i]) ? p[i] - '0' : tolower((unsigned char)p[i]) - 'a' + 10);
+        }
+        if (v > 0x10ffff) return jerr(J, RLHF_ERR_FORMAT, "illegal Unicode character in a string escape");
+        put_utf8(b, (unsigned)v);
+        *pp = p + 1 + digits;
+        return 0;
+    }
+    if (*p == 'N') return jerr(J, RLHF_ERR_UNSUPPORTED, "\\N{...} escapes are not supported");
+    sb_put(b, p - 1, 2); /* unknown: Python keeps the backslash */
+    *pp = p + 1;
+    return 0;
+}
+
 static int lex(jinja *J, const char *src, tok_vec *tv) {
     const char *p = src;
     int line = 1;
@@ -724,10 +770,10 @@ static int lex(jinja *J, const char *src, tok_vec *tv) {
                 sbuf b = str_buf();
                 while (*p && *p != qc) {
                     if (*p == '\\' && p[1]) {
-                        p++;
-                        char c = *p == 'n' ? '\n' : *p == 't' ? '\t' : *p == 'r' ? '\r' : *p;
-                        sb_put(&b, &c, 1);
-                        p++;
+                        if (lex_escape(J, &b, &p, &line)) {
+                            free(b.s);
+                            return J->rc;
+                        }
                     } else {
                         line += *p == '\n';
                         sb_put(&b, p++, 1);
@@ -1825,19 +1871,45 @@ static const char *find(jinja *J, const char *hay, size_t n, const char *nd, siz
     return NULL;
 }
 
-static value str_strip(jinja *J, value s, value chars, int left, int right) {
-    unsigned char set[256] = {0};
-    if (chars.t == V_STR) {
-        spend_bytes(J, chars.u.s.n);
-        for (size_t i = 0; i < chars.u.s.n; i++) set[(unsigned char)chars.u.s.s[i]] = 1;
-    } else {
-        for (int c = 0; c < 256; c++) set[c] = (unsigned char)is_ws((char)c);
+/* Python's str.isspace() for one code point. */
+static int is_py_space(unsigned c) {
+    return (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20) || c == 0x85 || c == 0xa0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
+}
+
+/* The code point that ends at s[end] (s[start..end) non-empty), with its length in *len. */
+static unsigned cp_before(const char *s, size_t start, size_t end, size_t *len) {
+    size_t i = end - 1;
+    while (i > start && end - i < 4 && is_cont(s[i])) i--;
+    size_t k = i;
+    unsigned cp = utf8_decode(s, end, &k);
+    if (k != end) { /* not one whole sequence: the last byte alone */
+        i = end - 1;
+        cp = (unsigned char)s[i];
     }
-    const char *a = s.u.s.s, *b = s.u.s.s + s.u.s.n;
-    if (left) while (a < b && set[(unsigned char)*a]) a++;
-    if (right) while (b > a && set[(unsigned char)b[-1]]) b--;
-    spend_bytes(J, s.u.s.n - (size_t)(b - a));
-    return v_strn(a, (size_t)(b - a));
+    *len = end - i;
+    return cp;
+}
+
+/* Whether cp is stripped: one of `chars` (code points), or whitespace when chars is not a string. */
+static int strip_hit(jinja *J, unsigned cp, value chars) {
+    if (chars.t != V_STR) return is_py_space(cp);
+    spend_bytes(J, chars.u.s.n);
+    for (size_t i = 0; i < chars.u.s.n;)
+        if (utf8_decode(chars.u.s.s, chars.u.s.n, &i) == cp) return 1;
+    return 0;
+}
+
+/* str.strip/lstrip/rstrip: whitespace as Python's (Unicode), or the characters of `chars`. */
+static value str_strip(jinja *J, value s, value chars, int left, int right) {
+    const char *p = s.u.s.s;
+    size_t a = 0, b = s.u.s.n, len;
+    if (left)
+        for (size_t k = a; a < b && (k = a, strip_hit(J, utf8_decode(p, b, &k), chars));) a = k;
+    if (right)
+        while (b > a && strip_hit(J, cp_before(p, a, b, &len), chars)) b -= len;
+    spend_bytes(J, s.u.s.n - (b - a));
+    return v_strn(p + a, b - a);
 }
 
 static value str_map(jinja *J, value s, int mode) { /* 0 upper, 1 lower, 2 capitalize, 3 title */
@@ -1889,13 +1961,15 @@ static value str_split(jinja *J, value s, value sep) {
     value l = v_list_new(J);
     const char *p = s.u.s.s, *end = s.u.s.s + s.u.s.n;
     spend_bytes(J, s.u.s.n);
-    if (sep.t != V_STR) {
-        while (p < end && !J->rc) {
-            while (p < end && is_ws(*p)) p++;
-            const char *q = p;
-            while (q < end && !is_ws(*q)) q++;
-            if (q > p) list_push(J, l.u.l, v_strn(p, (size_t)(q - p)));
-            p = q;
+    if (sep.t != V_STR) { /* runs of (Unicode) whitespace separate */
+        const size_t n = s.u.s.n;
+        size_t i = 0, k;
+        while (i < n && !J->rc) {
+            while (i < n && (k = i, is_py_space(utf8_decode(p, n, &k)))) i = k;
+            size_t q = i;
+            while (q < n && (k = q, !is_py_space(utf8_decode(p, n, &k)))) q = k;
+            if (q > i) list_push(J, l.u.l, v_strn(p + i, q - i));
+            i = q;
         }
         return l;
     }
@@ -2825,6 +2899,7 @@ static int json_hex4(const char *p, unsigned *out) {
     return 0;
 }
 
+/* Appends code point cp as UTF-8. */
 static void put_utf8(sbuf *b, unsigned cp) {
     char u[4];
     int n;
