@@ -44,5 +44,7 @@ int cmd_generate(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 /* repl/cmd_sft.c */
 int cmd_sft(int argc, char **argv);
+/* repl/cmd_world.c */
+int cmd_world(int argc, char **argv);
 
 #endif

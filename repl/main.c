@@ -35,6 +35,7 @@ static const command g_commands[] = {
     {"ppo", "rlhf ppo --model DIR --reward DIR --out DIR", "PPO against a reward model", cmd_planned},
     {"eval", "rlhf eval --model DIR --data FILE", "evaluate loss / win rate of a model", cmd_planned},
     {"annotate", "rlhf annotate [--db FILE]", "rank stored candidates outside the REPL", cmd_planned},
+    {"world", "rlhf world [--family NAME|all|stories] [--split S] [--n N] [--format sft|prompts|text] | verify | families", "the task world: checkable instruction data, its verifier, narrative text", cmd_world},
     {"db", "rlhf db init|migrate|stats|check|import|export|leaderboard|agreement [--db FILE]", "the feedback database", cmd_db},
     {"runs", "rlhf runs [--db FILE]", "list training runs and their metrics", cmd_planned},
     {"version", "rlhf version [--verbose]", "print the version (--verbose: the BLAS kernel and why)", cmd_version},
