@@ -324,9 +324,19 @@ typedef struct {
     int64_t id;
     const char *kind, *status, *input_model, *output_model, *started_at, *ended_at; /* may be NULL */
     int64_t n_metrics;
+    const char *config_json; /* the run's configuration (JSON) */
 } db_run_view;
 typedef int (*db_run_fn)(void *ctx, const db_run_view *row);
 int db_runs_each(db *d, db_run_fn fn, void *ctx, rlhf_error *err);
+
+typedef struct {
+    int64_t step;
+    const char *name;
+    double value; /* NaN when stored as NULL (not finite) */
+} db_metric_view;
+typedef int (*db_metric_fn)(void *ctx, const db_metric_view *row);
+/* The metrics of run `run_id`, by name then step. */
+int db_metrics_each(db *d, int64_t run_id, db_metric_fn fn, void *ctx, rlhf_error *err);
 
 /* The queue of an annotator: prompts with two or more generations that the annotator has not
  * ranked, paired, rated or skipped. *prompt_id = 0 when none is left. annotator_id 0: an

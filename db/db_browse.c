@@ -41,17 +41,28 @@ int db_models_each(db *d, db_model_fn fn, void *ctx, rlhf_error *err) {
 
 static int run_row(sqlite3_stmt *st, any_fn fn, void *ctx) {
     db_run_view v = {sqlite3_column_int64(st, 0), text_at(st, 1), text_at(st, 2), text_at(st, 3), text_at(st, 4),
-                     text_at(st, 5), text_at(st, 6), sqlite3_column_int64(st, 7)};
+                     text_at(st, 5), text_at(st, 6), sqlite3_column_int64(st, 7), text_at(st, 8)};
     return ((db_run_fn)fn)(ctx, &v);
 }
 
 int db_runs_each(db *d, db_run_fn fn, void *ctx, rlhf_error *err) {
     return each(d, "listing runs",
                 "SELECT r.id, r.kind, r.status, i.name, o.name, r.started_at, r.ended_at, "
-                "(SELECT count(*) FROM metrics x WHERE x.run_id = r.id) FROM runs r "
+                "(SELECT count(*) FROM metrics x WHERE x.run_id = r.id), r.config_json FROM runs r "
                 "LEFT JOIN models i ON i.id = r.input_model_id LEFT JOIN models o ON o.id = r.output_model_id "
                 "ORDER BY r.id",
                 NULL, 0, run_row, (any_fn)fn, ctx, err);
+}
+
+static int metric_row(sqlite3_stmt *st, any_fn fn, void *ctx) {
+    db_metric_view v = {sqlite3_column_int64(st, 0), text_at(st, 1),
+                        sqlite3_column_type(st, 2) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 2)};
+    return ((db_metric_fn)fn)(ctx, &v);
+}
+
+int db_metrics_each(db *d, int64_t run_id, db_metric_fn fn, void *ctx, rlhf_error *err) {
+    return each(d, "reading metrics", "SELECT step, name, value FROM metrics WHERE run_id = ?1 ORDER BY name, step",
+                &run_id, 1, metric_row, (any_fn)fn, ctx, err);
 }
 
 /* A prompt in the queue: two or more generations. Judged by ?1: a ranking, a pair, a skip, or a

@@ -365,9 +365,19 @@ typedef struct {
     int64_t id;
     const char *kind, *status, *input_model, *output_model, *started_at, *ended_at; /* may be NULL */
     int64_t n_metrics;
+    const char *config_json; /* the run's configuration (JSON) */
 } store_run_info;
 typedef int (*store_run_fn)(void *ctx, const store_run_info *r);
 int store_runs_each(store *s, store_run_fn fn, void *ctx, rlhf_error *err);
+
+typedef struct {
+    int64_t step;
+    const char *name;
+    double value; /* NaN when it was not finite */
+} store_metric_info;
+typedef int (*store_metric_fn)(void *ctx, const store_metric_info *m);
+/* The metrics of run `run_id`, by name then step (rows borrowed for the callback). */
+int store_metrics_each(store *s, int64_t run_id, store_metric_fn fn, void *ctx, rlhf_error *err);
 
 /* The annotation queue of `annotator`: prompts with two or more generations that they have not
  * ranked, paired, rated or skipped, oldest first. *prompt_id = 0 when none is left. */

@@ -51,13 +51,29 @@ int store_model_path(store *s, const char *name, char **path, rlhf_error *err) {
 static int run_relay(void *ctx, const db_run_view *v) {
     relay *r = ctx;
     store_run_info i = {v->id, v->kind, v->status, v->input_model, v->output_model, v->started_at, v->ended_at,
-                        v->n_metrics};
+                        v->n_metrics, v->config_json};
     return r->run(r->ctx, &i);
 }
 
 int store_runs_each(store *s, store_run_fn fn, void *ctx, rlhf_error *err) {
     relay r = {.run = fn, .ctx = ctx};
     return db_runs_each(s->d, run_relay, &r, err);
+}
+
+typedef struct {
+    store_metric_fn fn;
+    void *ctx;
+} metric_relay_ctx;
+
+static int metric_relay(void *ctx, const db_metric_view *v) {
+    metric_relay_ctx *r = ctx;
+    store_metric_info m = {v->step, v->name, v->value};
+    return r->fn(r->ctx, &m);
+}
+
+int store_metrics_each(store *s, int64_t run_id, store_metric_fn fn, void *ctx, rlhf_error *err) {
+    metric_relay_ctx r = {fn, ctx};
+    return db_metrics_each(s->d, run_id, metric_relay, &r, err);
 }
 
 int store_queue_next(store *s, const char *annotator, int64_t *prompt_id, rlhf_error *err) {

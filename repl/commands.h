@@ -46,5 +46,7 @@ int cmd_chat(int argc, char **argv);
 int cmd_sft(int argc, char **argv);
 /* repl/cmd_world.c */
 int cmd_world(int argc, char **argv);
+/* repl/cmd_runs.c */
+int cmd_runs(int argc, char **argv);
 
 #endif

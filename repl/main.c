@@ -37,7 +37,7 @@ static const command g_commands[] = {
     {"annotate", "rlhf annotate [--db FILE]", "rank stored candidates outside the REPL", cmd_planned},
     {"world", "rlhf world [--family NAME|all|stories] [--split S] [--n N] [--format sft|prompts|text] | verify | families", "the task world: checkable instruction data, its verifier, narrative text", cmd_world},
     {"db", "rlhf db init|migrate|stats|check|import|export|leaderboard|agreement [--db FILE]", "the feedback database", cmd_db},
-    {"runs", "rlhf runs [--db FILE]", "list training runs and their metrics", cmd_planned},
+    {"runs", "rlhf runs [list] | rlhf runs show ID [--svg FILE] [--db FILE]", "training runs recorded in the database: configuration and metric curves", cmd_runs},
     {"version", "rlhf version [--verbose]", "print the version (--verbose: the BLAS kernel and why)", cmd_version},
     {"help", "rlhf help [CMD]", "list commands, or show one command's usage", cmd_help},
 };

@@ -64,6 +64,17 @@ static void add_u64(cJSON *o, const char *name, uint64_t x) {
     cJSON_AddStringToObject(o, name, buf);
 }
 
+/* A float setting as the shortest decimal that reads back as the same float (0.003, not
+ * 0.0030000000260770321): readable in `rlhf runs`, and exact for --resume. */
+static double short_float(float x) {
+    char buf[32];
+    for (int digits = 6; digits < 9; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, (double)x);
+        if ((float)strtod(buf, NULL) == x) return strtod(buf, NULL);
+    }
+    return (double)x;
+}
+
 static char *run_to_json(const sft_params *p, const rng_t *lora_rng) {
     cJSON *r = cJSON_CreateObject();
     if (!r) return NULL;
@@ -76,14 +87,14 @@ static char *run_to_json(const sft_params *p, const rng_t *lora_rng) {
     cJSON_AddNumberToObject(r, "accum", p->train.accum);
     cJSON_AddNumberToObject(r, "max_length", p->max_length);
     cJSON_AddStringToObject(r, "truncate", sft_truncate_name(p->truncate));
-    cJSON_AddNumberToObject(r, "lr", (double)o->lr);
-    cJSON_AddNumberToObject(r, "min_lr", (double)o->min_lr);
+    cJSON_AddNumberToObject(r, "lr", short_float(o->lr));
+    cJSON_AddNumberToObject(r, "min_lr", short_float(o->min_lr));
     cJSON_AddNumberToObject(r, "warmup", (double)o->warmup_steps);
-    cJSON_AddNumberToObject(r, "beta1", (double)o->beta1);
-    cJSON_AddNumberToObject(r, "beta2", (double)o->beta2);
-    cJSON_AddNumberToObject(r, "eps", (double)o->eps);
-    cJSON_AddNumberToObject(r, "weight_decay", (double)o->weight_decay);
-    cJSON_AddNumberToObject(r, "grad_clip", (double)o->grad_clip);
+    cJSON_AddNumberToObject(r, "beta1", short_float(o->beta1));
+    cJSON_AddNumberToObject(r, "beta2", short_float(o->beta2));
+    cJSON_AddNumberToObject(r, "eps", short_float(o->eps));
+    cJSON_AddNumberToObject(r, "weight_decay", short_float(o->weight_decay));
+    cJSON_AddNumberToObject(r, "grad_clip", short_float(o->grad_clip));
     cJSON_AddNumberToObject(r, "val_fraction", p->val_fraction);
     add_u64(r, "seed", p->seed);
     cJSON_AddNumberToObject(r, "eval_every", (double)p->eval_every);
@@ -92,8 +103,8 @@ static char *run_to_json(const sft_params *p, const rng_t *lora_rng) {
         cJSON *l = cJSON_AddObjectToObject(r, "lora");
         if (l) {
             cJSON_AddNumberToObject(l, "rank", p->lora.rank);
-            cJSON_AddNumberToObject(l, "alpha", (double)p->lora.alpha);
-            cJSON_AddNumberToObject(l, "dropout", (double)p->lora.dropout);
+            cJSON_AddNumberToObject(l, "alpha", short_float(p->lora.alpha));
+            cJSON_AddNumberToObject(l, "dropout", short_float(p->lora.dropout));
             cJSON_AddStringToObject(l, "targets", p->lora.targets ? p->lora.targets : "");
             if (lora_rng) {
                 cJSON *a = cJSON_AddArrayToObject(l, "rng");
