@@ -48,5 +48,7 @@ int cmd_sft(int argc, char **argv);
 int cmd_world(int argc, char **argv);
 /* repl/cmd_runs.c */
 int cmd_runs(int argc, char **argv);
+/* repl/cmd_dpo.c */
+int cmd_dpo(int argc, char **argv);
 
 #endif

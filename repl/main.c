@@ -31,7 +31,7 @@ static const command g_commands[] = {
     {"classify", "rlhf classify --model DIR --data FILE.jsonl --out DIR", "train a sequence classifier head", cmd_planned},
     {"reward", "rlhf reward --model DIR [--db FILE] --out DIR", "train a reward model on stored preference pairs", cmd_planned},
     {"score", "rlhf score --reward DIR --prompt TEXT --response TEXT", "score a response with a reward model", cmd_planned},
-    {"dpo", "rlhf dpo --model DIR [--db FILE] --out DIR", "direct preference optimisation on stored pairs", cmd_planned},
+    {"dpo", "rlhf dpo --model DIR (--data FILE.jsonl | --db FILE) --out DIR [--loss-type T] [--beta B] [--ref DIR]", "direct preference optimisation (DPO, IPO, hinge, robust, RPO) on preference pairs", cmd_dpo},
     {"ppo", "rlhf ppo --model DIR --reward DIR --out DIR", "PPO against a reward model", cmd_planned},
     {"eval", "rlhf eval --model DIR --data FILE", "evaluate loss / win rate of a model", cmd_planned},
     {"annotate", "rlhf annotate [--db FILE]", "rank stored candidates outside the REPL", cmd_planned},

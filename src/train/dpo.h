@@ -21,9 +21,14 @@
 #ifndef RLHF_DPO_H
 #define RLHF_DPO_H
 
+#include <signal.h>
+
 #include "src/core/error.h"
+#include "src/model/lora.h"
 #include "src/model/model.h"
+#include "src/train/dataset.h"
 #include "src/train/loop.h"
+#include "src/train/sft.h"
 
 typedef enum { DPO_LOSS_SIGMOID = 0, DPO_LOSS_IPO, DPO_LOSS_HINGE, DPO_LOSS_ROBUST } dpo_loss_type;
 
@@ -58,5 +63,53 @@ train_head dpo_train_head(dpo_head *h);
 /* Sum of log p(target) over the positions with target >= 0 of each row (out: B doubles), for
  * the batch's tokens under m: one forward pass, no gradient. The reference pass of DPO. */
 int dpo_row_logps(model *m, model_acts *a, const train_batch *b, double *out, rlhf_error *err);
+
+/* ---- the run (rlhf dpo) ----
+ *
+ * Pairs become two SFT examples each (prompt + chosen, prompt + rejected: encoded by sft_encode,
+ * so chat prompts go through the model's template, EOS is appended and trained on, and the loss
+ * mask covers exactly the reply); a pair that loses a side to truncation is dropped and counted.
+ * The reference log-probabilities of every row are computed once, before training, by the
+ * starting policy (or ref_dir's model, loaded, used and freed: never two models in memory while
+ * training) and kept in out_dir/ref_logps.bin keyed by the reference's weights and the encoded
+ * data, so a second run on the same data and reference computes none. With LoRA the reference
+ * is the base model with the adapter off, which is the starting policy. Micro-batches hold
+ * `batch` pairs (2 * batch rows), padded to their longest row; pairs are split once (seeded)
+ * into train / held-out, and drawn per epoch in a seeded permutation. Output: a model directory
+ * (or a PEFT adapter with LoRA). No --resume yet: a run that stops keeps its last checkpoint. */
+typedef struct {
+    const char *model_dir;       /* the starting policy */
+    const char *ref_dir;         /* NULL: the starting policy is the reference */
+    const pref_dataset *pairs;   /* borrowed */
+    const char *data_desc;       /* where the pairs came from (messages, the run's record) */
+    const char *out_dir;
+    dpo_params dpo;
+    train_params train;          /* batch = pairs per micro-batch, accum, optim (context set here) */
+    long steps, epochs;          /* steps <= 0: epochs over the training pairs */
+    int max_length;              /* ids per row; <= 0: the model's context */
+    sft_truncate truncate;
+    double val_fraction;
+    uint64_t seed;
+    long eval_every, save_every;
+    lora_params lora;            /* rank 0: full fine-tuning */
+    volatile sig_atomic_t *stop;
+    train_progress_fn progress;
+    void *progress_ctx;
+} dpo_run_params;
+
+/* TRL's DPOConfig where it has one: beta 0.1, sigmoid, lr 1e-6, batch 8 pairs, 3 epochs,
+ * max_length 1024 (clamped to the context), keep_start; val_fraction 0.1, seed 42, eval every
+ * 100, save every 500. */
+void dpo_run_params_defaults(dpo_run_params *p);
+
+typedef struct {
+    size_t n_pairs, n_train, n_val, n_dropped; /* pairs kept, split, dropped by truncation */
+    int ref_cached;                            /* 1: reference log-probabilities read from the cache */
+    long steps_done, total_steps;
+    double first_val_loss, final_val_loss, final_loss, tokens_per_s, elapsed_s;
+    train_head_out first_val, final_val;       /* held-out metrics before and after */
+} dpo_summary;
+
+int dpo_run(const dpo_run_params *p, dpo_summary *summary, rlhf_error *err);
 
 #endif

@@ -1,0 +1,214 @@
+/* cmd_dpo.c — `rlhf dpo`: the common trainer flags plus the DPO family's own (loss type, beta,
+ * label smoothing, RPO, reference model), pairs from JSONL or the feedback database
+ * (repl/pairs_load.h), Ctrl-C, the run's record (repl/run_log.h) and the held-out preference
+ * metrics before and after. The training itself is src/train/dpo_run.c. */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "repl/commands.h"
+#include "repl/out.h"
+#include "repl/pairs_load.h"
+#include "repl/run_log.h"
+#include "repl/trainer_flags.h"
+#include "src/train/dpo.h"
+
+static const char *const dpo_usage =
+    "rlhf dpo --model DIR (--data FILE.jsonl | --db FILE) --out DIR [--ref DIR] [--loss-type sigmoid|ipo|hinge|robust] "
+    "[--beta B] [--label-smoothing LS] [--rpo-alpha A] [--format trl|hh] [--truncate keep_start|keep_end|error] "
+    "[--epochs N | --steps N] [--lr LR] [--batch PAIRS] [--lora-rank R ...] [--json-log FILE] [--runs-db FILE]";
+
+static const char *const dpo_help =
+    "Direct preference optimisation: the policy learns to prefer each pair's chosen reply over the\n"
+    "rejected one, relative to a reference model, without a reward model.\n"
+    "\n"
+    "Data: TRL's {\"prompt\",\"chosen\",\"rejected\"} (strings or message lists) or Anthropic HH's\n"
+    "{\"chosen\",\"rejected\"} JSON lines (--format, else guessed from the first line), or --db FILE:\n"
+    "the database's strict preferences. Ties and both-bad judgements are not pairs (they say neither\n"
+    "reply is better) and are left out; so is a pair whose reply does not fit --max-length.\n"
+    "Each side is prompt + reply + EOS; only the reply's tokens (and EOS) count.\n"
+    "\n"
+    "  --loss-type T        sigmoid (DPO, default), ipo (length-averaged log-probabilities), hinge\n"
+    "                       (SLiC), robust (unbiased under label noise); TRL's formulas\n"
+    "  --beta B             strength of the KL regulariser (default 0.1, TRL's)\n"
+    "  --label-smoothing LS conservative DPO / robust: the chance a label is flipped (default 0)\n"
+    "  --rpo-alpha A        add A x the chosen replies' NLL (RPO; default 0: off)\n"
+    "  --ref DIR            the reference model (default: the starting policy; with LoRA the base\n"
+    "                       with the adapter off, which is the same model)\n"
+    "The reference's log-probabilities are computed once per run before training and cached in\n"
+    "OUT/ref_logps.bin keyed by the reference's weights and the encoded data: a second run on the\n"
+    "same data and reference computes none, and no second model stays in memory.\n"
+    "Metrics (TRL's names, training and eval_): loss, rewards/chosen, rewards/rejected,\n"
+    "rewards/accuracies, rewards/margins, logps/chosen, logps/rejected (nll_loss with RPO).\n"
+    "Output: a model directory, or with --lora-rank a PEFT adapter directory. Not yet: --resume\n"
+    "(a stopped run keeps its last checkpoint, every --save-every steps) and the reference cache in\n"
+    "the database (it lives in OUT).";
+
+static volatile sig_atomic_t g_stop;
+static void on_sigint(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+
+static void print_metrics(const char *what, const train_head_out *o) {
+    static const char *const names[] = {"rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected"};
+    out_printf("%s:", what);
+    for (size_t k = 0; k < sizeof names / sizeof *names; k++)
+        for (int i = 0; i < o->n; i++)
+            if (strcmp(o->names[i], names[k]) == 0) out_printf(" %s %.4f", names[k], o->values[i]);
+    out_printf("\n");
+}
+
+typedef struct {
+    run_log *rl;
+    train_head_out first_val;
+    int have_first;
+} progress_ctx;
+
+static void progress(const train_progress *pg, void *ctx) {
+    progress_ctx *pc = ctx;
+    if (pg->event == TRAIN_EVENT_EVAL && !pc->have_first) {
+        pc->first_val = pg->val;
+        pc->have_first = 1;
+    }
+    run_log_progress(pg, pc->rl);
+}
+
+int cmd_dpo(int argc, char **argv) {
+    trainer_flags f;
+    trainer_flags_defaults(&f);
+    f.lr = 1e-6; /* TRL's DPOConfig */
+    f.epochs = 3;
+    if (command_wants_help(argc, argv)) {
+        out_printf("usage: %s\n\n%s\n\n", dpo_usage, dpo_help);
+        trainer_flags_print_help(&f);
+        return 0;
+    }
+    dpo_run_params p;
+    dpo_run_params_defaults(&p);
+    const char *format = NULL;
+    int truncate = -1;
+    for (int i = 1; i < argc; i++) {
+        int r = trainer_flags_parse(&f, argc, argv, &i, dpo_usage);
+        if (r == TRAINER_FLAGS_ERROR) return 2;
+        if (r == TRAINER_FLAGS_TAKEN) continue;
+        const char *a = argv[i];
+        char name[32];
+        const char *v;
+        if (strncmp(a, "--", 2) != 0) {
+            out_error("unexpected argument '%s'", a);
+            out_error("usage: %s", dpo_usage);
+            return 2;
+        }
+        if (trainer_flag_value(argc, argv, &i, name, sizeof name, &v, dpo_usage)) return 2;
+        double d;
+        rlhf_error err = {0};
+        if (strcmp(name, "--ref") == 0) p.ref_dir = v;
+        else if (strcmp(name, "--format") == 0) format = v;
+        else if (strcmp(name, "--loss-type") == 0) {
+            if (dpo_loss_type_parse(v, &p.dpo.loss_type, &err)) {
+                out_error("--loss-type: %s", err.msg);
+                return 2;
+            }
+        } else if (strcmp(name, "--beta") == 0) {
+            if (trainer_flag_double("--beta", v, 1e-9, 1e9, &d, dpo_usage)) return 2;
+            p.dpo.beta = (float)d;
+        } else if (strcmp(name, "--label-smoothing") == 0) {
+            if (trainer_flag_double("--label-smoothing", v, 0, 0.4999, &d, dpo_usage)) return 2;
+            p.dpo.label_smoothing = (float)d;
+        } else if (strcmp(name, "--rpo-alpha") == 0) {
+            if (trainer_flag_double("--rpo-alpha", v, 0, 1e9, &d, dpo_usage)) return 2;
+            p.dpo.rpo_alpha = (float)d;
+        } else if (strcmp(name, "--truncate") == 0) {
+            truncate = sft_truncate_parse(v);
+            if (truncate < 0) {
+                out_error("--truncate: expected keep_start, keep_end or error, got '%s'", v);
+                return 2;
+            }
+        } else {
+            out_error("unknown flag '%s'", a);
+            out_error("usage: %s", dpo_usage);
+            return 2;
+        }
+    }
+    if (trainer_flags_check(&f, 1, dpo_usage)) return 2;
+    if (f.resume) {
+        out_error("rlhf dpo: --resume is not implemented yet (a stopped run keeps its last checkpoint in --out)");
+        return 2;
+    }
+    pref_dataset pairs;
+    int rc = pairs_load(f.data, f.db, format, &pairs);
+    if (rc) return rc;
+    p.model_dir = f.model;
+    p.pairs = &pairs;
+    p.data_desc = f.data ? f.data : f.db;
+    p.out_dir = f.out;
+    p.steps = f.steps;
+    p.epochs = f.epochs;
+    p.train.batch = f.batch;
+    p.train.accum = f.accum;
+    trainer_flags_optim(&f, &p.train.optim);
+    int max_given = 0;
+    for (int i = 1; i < argc; i++)
+        if (strncmp(argv[i], "--max-length", 12) == 0) max_given = 1;
+    p.max_length = max_given ? f.max_length : 0;
+    p.truncate = truncate >= 0 ? (sft_truncate)truncate : SFT_TRUNCATE_KEEP_START;
+    p.val_fraction = f.val_fraction;
+    p.seed = f.seed;
+    p.eval_every = f.eval_every;
+    p.save_every = f.save_every;
+    trainer_flags_lora(&f, &p.lora);
+
+    run_log rl;
+    memset(&rl, 0, sizeof rl);
+    char config[512];
+    snprintf(config, sizeof config, "{\"loss_type\":\"%s\",\"beta\":%g,\"label_smoothing\":%g,\"rpo_alpha\":%g,\"lr\":%g,"
+             "\"batch\":%d,\"pairs\":%zu,\"ref\":\"%s\"}", dpo_loss_type_name(p.dpo.loss_type), p.dpo.beta,
+             p.dpo.label_smoothing, p.dpo.rpo_alpha, f.lr, f.batch, pairs.n, p.ref_dir ? p.ref_dir : f.model);
+    run_log_params rlp = {"dpo", f.runs_db ? f.runs_db : f.db, f.json_log, 0, f.model, config};
+    if (run_log_open(&rl, &rlp)) {
+        pref_dataset_free(&pairs);
+        return 1;
+    }
+    progress_ctx pc = {.rl = &rl};
+    g_stop = 0;
+    p.stop = &g_stop;
+    p.progress = progress;
+    p.progress_ctx = &pc;
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old);
+    dpo_summary s;
+    rlhf_error err = {0};
+    rc = dpo_run(&p, &s, &err);
+    sigaction(SIGINT, &old, NULL);
+    out_progress_end();
+    pref_dataset_free(&pairs);
+    if (rc == RLHF_ERR_INTERRUPTED) {
+        run_log_finish(&rl, "stopped", f.out);
+        out_fail(&err);
+        return 130;
+    }
+    if (rc) {
+        run_log_finish(&rl, "failed", NULL);
+        return out_fail(&err);
+    }
+    run_log_finish(&rl, "done", f.out);
+    char el[32];
+    run_log_duration(el, sizeof el, s.elapsed_s);
+    out_printf("DPO (%s, beta %g) on %zu pairs (%zu train, %zu held out%s%zu dropped by --max-length): %ld steps in %s "
+               "(%.0f tok/s); reference log-probabilities %s\n",
+               dpo_loss_type_name(p.dpo.loss_type), p.dpo.beta, s.n_pairs, s.n_train, s.n_val, ", ", s.n_dropped,
+               s.steps_done, el, s.tokens_per_s, s.ref_cached ? "read from the cache" : "computed and cached");
+    if (pc.have_first && pc.first_val.n) print_metrics("held out before", &pc.first_val);
+    if (s.final_val.n) print_metrics("held out after ", &s.final_val);
+    out_printf("final training loss %.4f", s.final_loss);
+    if (!isnan(s.final_val_loss)) out_printf(", eval loss %.4f (was %.4f)", s.final_val_loss, s.first_val_loss);
+    out_printf("\nsaved %s\n", f.out);
+    return 0;
+}
