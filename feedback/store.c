@@ -190,10 +190,10 @@ static int one_of(const char *value, const char *const *allowed) {
 }
 
 int store_add_model(store *s, const store_model *m, int64_t *id, rlhf_error *err) {
-    static const char *const made_by[] = {"external", "pretrain", "sft", "classify", "reward", "dpo", "ppo", NULL};
+    static const char *const made_by[] = {"external", "pretrain", "sft", "classify", "reward", "dpo", "ppo", "grpo", "rloo", "kto", NULL};
     if (!m->name || !*m->name) return rlhf_errorf(err, RLHF_ERR_INVALID, "a model needs a name");
     if (m->made_by && !one_of(m->made_by, made_by))
-        return rlhf_errorf(err, RLHF_ERR_INVALID, "model \"%s\": made_by \"%s\" is not one of external, pretrain, sft, classify, reward, dpo, ppo",
+        return rlhf_errorf(err, RLHF_ERR_INVALID, "model \"%s\": made_by \"%s\" is not one of external, pretrain, sft, classify, reward, dpo, ppo, grpo, rloo, kto",
                            m->name, m->made_by);
     int64_t local = 0, existing = 0, parent = 0;
     if (!id) id = &local;
@@ -219,9 +219,9 @@ int store_find_model(store *s, const char *name, int64_t *id, rlhf_error *err) {
 }
 
 int store_add_run(store *s, const store_run *r, int64_t *id, rlhf_error *err) {
-    static const char *const kinds[] = {"pretrain", "sft", "classify", "reward", "dpo", "ppo", "eval", NULL};
+    static const char *const kinds[] = {"pretrain", "sft", "classify", "reward", "dpo", "ppo", "eval", "grpo", "rloo", "kto", NULL};
     if (!r->kind || !one_of(r->kind, kinds))
-        return rlhf_errorf(err, RLHF_ERR_INVALID, "run kind \"%s\" is not one of pretrain, sft, classify, reward, dpo, ppo, eval",
+        return rlhf_errorf(err, RLHF_ERR_INVALID, "run kind \"%s\" is not one of pretrain, sft, classify, reward, dpo, ppo, eval, grpo, rloo, kto",
                            r->kind ? r->kind : "");
     if (!json_is_valid(r->config_json))
         return rlhf_errorf(err, RLHF_ERR_INVALID, "run config is not valid JSON");

@@ -32,6 +32,8 @@ static const command g_commands[] = {
     {"reward", "rlhf reward --model DIR [--db FILE] --out DIR", "train a reward model on stored preference pairs", cmd_planned},
     {"score", "rlhf score --reward DIR --prompt TEXT --response TEXT", "score a response with a reward model", cmd_planned},
     {"dpo", "rlhf dpo --model DIR (--data FILE.jsonl | --db FILE) --out DIR [--loss-type T] [--beta B] [--ref DIR]", "direct preference optimisation (DPO, IPO, hinge, robust, RPO) on preference pairs", cmd_dpo},
+    {"grpo", "rlhf grpo --model DIR --prompts FILE.jsonl --reward-fn toy|contains:TEXT --out DIR [--num-generations G]", "group-relative policy optimisation with a programmatic reward (TRL's GRPO)", cmd_grpo},
+    {"rloo", "rlhf rloo --model DIR --prompts FILE.jsonl --reward-fn toy|contains:TEXT --out DIR [--num-generations K]", "REINFORCE leave-one-out with a programmatic reward (TRL's RLOO)", cmd_grpo},
     {"ppo", "rlhf ppo --model DIR --reward DIR --out DIR", "PPO against a reward model", cmd_planned},
     {"eval", "rlhf eval --model DIR --data FILE", "evaluate loss / win rate of a model", cmd_planned},
     {"annotate", "rlhf annotate [--db FILE]", "rank stored candidates outside the REPL", cmd_planned},

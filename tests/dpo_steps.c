@@ -27,6 +27,7 @@
 #include "src/train/dpo.h"
 #include "src/train/loop.h"
 #include "src/train/train.h"
+#include "tests/head_steps.h"
 #include "tests/step_args.h"
 
 typedef struct {
@@ -46,21 +47,6 @@ static int fill(void *vctx, long step, int micro, rng_t *rng, train_batch *b, rl
     memcpy(b->targets, d->targets + row0 * d->T, (size_t)d->B * d->T * sizeof(int32_t));
     memcpy(b->labels, d->labels + row0, (size_t)d->B * sizeof(float));
     return RLHF_OK;
-}
-
-typedef struct {
-    double *log; /* (3, S) */
-    int S;
-    train_head_out first;
-} prog_ctx;
-
-static void progress(const train_progress *p, void *ctx) {
-    prog_ctx *pc = ctx;
-    if (p->event != TRAIN_EVENT_STEP || p->step < 1 || p->step > pc->S) return;
-    pc->log[p->step - 1] = p->loss;
-    pc->log[pc->S + p->step - 1] = p->lr;
-    pc->log[2 * pc->S + p->step - 1] = p->grad_norm;
-    if (p->step == 1) pc->first = p->train;
 }
 
 int main(int argc, char **argv) {
@@ -91,10 +77,7 @@ int main(int argc, char **argv) {
     dpo_head h = {0};
     train_batch buf = {0};
     int32_t *tokens = NULL;
-    double *log = NULL, *ref_lp = NULL;
-    safetensors_entry *ents = NULL;
-    char (*names)[MODEL_TENSOR_NAME_MAX + 8] = NULL;
-    float loss_f = 0;
+    double *ref_lp = NULL;
     char path[4096];
     rng_t rng;
     rng_seed(&rng, seed);
@@ -110,11 +93,8 @@ int main(int argc, char **argv) {
 
     const size_t rows = (size_t)S * A * B;
     tokens = malloc(2 * rows * T * sizeof(int32_t) + rows * sizeof(float));
-    log = calloc((size_t)S * 3, sizeof(double));
     ref_lp = malloc((size_t)B * sizeof *ref_lp);
-    ents = calloc((size_t)m.n_tensors + 1, sizeof *ents);
-    names = calloc((size_t)m.n_tensors, sizeof *names);
-    if (!tokens || !log || !ref_lp || !ents || !names) {
+    if (!tokens || !ref_lp) {
         rc = rlhf_errorf(&err, RLHF_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -152,57 +132,11 @@ int main(int argc, char **argv) {
 
     data_ctx dc = {A, B, T, tokens, targets, labels};
     train_head head = dpo_train_head(&h);
-    /* 1. gradients of micro-batch (0, 0) */
-    fill(&dc, 0, 0, NULL, &buf, &err);
-    model_zero_grads(&m);
-    train_head_out ho = {0};
-    const float *dl = NULL, *dh = NULL;
-    if ((rc = model_forward(&m, &t.acts, buf.tokens, B, T, &err))) goto done;
-    if ((rc = head.loss(head.self, &m, &t.acts, &buf, 1, &dl, &dh, &ho, &err))) goto done;
-    if ((rc = model_backward(&m, &t.acts, dl, dh, &err))) goto done;
-    loss_f = (float)ho.loss;
-    ents[0] = (safetensors_entry){.name = "loss", .dtype = SAFETENSORS_DTYPE_F32, .ndim = 1, .shape = {1}, .data = &loss_f};
-    for (int i = 0; i < m.n_tensors; i++) {
-        const model_tensor *mt = &m.tensors[i];
-        snprintf(names[i], sizeof names[i], "grad.%s", mt->name);
-        ents[1 + i] = (safetensors_entry){.name = names[i], .dtype = SAFETENSORS_DTYPE_F32, .ndim = mt->ndim,
-                                           .shape = {mt->shape[0], mt->shape[1]}, .data = m.grads + mt->offset};
-    }
-    snprintf(path, sizeof path, "%s/grads.safetensors", out);
-    if ((rc = safetensors_write(path, ents, m.n_tensors + 1, &err))) goto done;
-
-    /* 2. the optimizer steps, through the loop */
-    train_loop_params lp = {0};
-    lp.t = &t;
-    lp.head = head;
-    lp.data = (train_data){.fill = fill, .ctx = &dc};
-    lp.steps = S;
-    lp.saved_step = -1;
-    rng_seed(&lp.rng, 1);
-    prog_ctx pc = {.log = log, .S = S};
-    lp.progress = progress;
-    lp.progress_ctx = &pc;
-    if ((rc = train_loop_run(&lp, NULL, &err))) goto done;
-    fill(&dc, 0, 0, NULL, &buf, &err);
-    ho = (train_head_out){0};
-    if ((rc = model_forward(&m, &t.acts, buf.tokens, B, T, &err))) goto done;
-    if ((rc = head.loss(head.self, &m, &t.acts, &buf, 0, NULL, NULL, &ho, &err))) goto done;
-    const char *keys[3] = {"losses", "lrs", "grad_norms"};
-    printf("{");
-    for (int k = 0; k < 3; k++) {
-        printf("%s\"%s\": [", k ? "], " : "", keys[k]);
-        for (int s = 0; s < S; s++) printf("%s%.9g", s ? ", " : "", log[k * S + s]);
-    }
-    printf("], \"metrics\": {");
-    for (int i = 0; i < pc.first.n; i++) printf("%s\"%s\": %.9g", i ? ", " : "", pc.first.names[i], pc.first.values[i]);
-    printf("}, \"first_loss\": %.9g, \"final_loss\": %.9g}\n", (double)loss_f, ho.loss);
+    rc = head_steps_run(&m, &t, head, (train_data){.fill = fill, .ctx = &dc}, &buf, S, out, &err);
 done:
     if (rc) fprintf(stderr, "dpo_steps: %s\n", err.msg);
     train_batch_free(&buf);
-    free(names);
-    free(log);
     free(ref_lp);
-    free(ents);
     dpo_head_free(&h);
     train_free(&t);
     model_free(&m);

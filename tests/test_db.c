@@ -95,7 +95,9 @@ static void make_v1(const char *path) {
                    "INSERT INTO annotators(name) VALUES ('alice');"
                    "INSERT INTO prompts(text) VALUES ('Why is the sky blue?');"
                    "INSERT INTO generations(prompt_id, text) VALUES (1, 'Rayleigh scattering.'), (1, 'Because.');"
-                   "INSERT INTO pairs(prompt_id, chosen_id, rejected_id, verdict, annotator_id) VALUES (1, 1, 2, 'better', 1);") == SQLITE_OK,
+                   "INSERT INTO pairs(prompt_id, chosen_id, rejected_id, verdict, annotator_id) VALUES (1, 1, 2, 'better', 1);"
+                   "INSERT INTO runs(kind) VALUES ('sft');"
+                   "INSERT INTO metrics(run_id, step, name, value) VALUES (1, 1, 'loss', 2.5), (1, 2, 'loss', 2.0);") == SQLITE_OK,
           "version 1 data");
 }
 
@@ -126,6 +128,12 @@ static void test_migrate(void) {
     CHECK(test_query_int(path, "SELECT count(*) FROM pairs WHERE import_id IS NULL AND chosen_id = 1") == 1,
           "old rows survive, new columns are NULL");
     CHECK(test_query_int(path, "SELECT count(*) FROM imports") == 0, "new tables exist");
+    CHECK(test_query_int(path, "SELECT count(*) FROM metrics WHERE run_id = 1") == 2,
+          "a run's metrics survive migration 3 (its CHECK widened in place, no table rebuilt)");
+    CHECK(raw_exec(path, "INSERT INTO runs(kind) VALUES ('grpo'), ('rloo'), ('kto');"
+                         "INSERT INTO models(name, made_by) VALUES ('m-grpo', 'grpo');") == SQLITE_OK,
+          "runs and models of the new kinds are accepted after migrating");
+    CHECK(raw_exec(path, "INSERT INTO runs(kind) VALUES ('bogus');") != SQLITE_OK, "the CHECK still refuses other kinds");
     char *ok = test_query_rows(path, "PRAGMA integrity_check");
     CHECK(strcmp(ok, "ok\n") == 0, "integrity after migration: %s", ok);
     free(ok);

@@ -1,0 +1,244 @@
+/* cmd_grpo.c — `rlhf grpo` and `rlhf rloo`: prompts from JSONL, a built-in programmatic reward
+ * (--reward-fn), the common trainer flags plus the GRPO family's own, the run's record and the
+ * held-out reward before and after. The training itself is src/train/grpo_run.c. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "repl/commands.h"
+#include "repl/out.h"
+#include "repl/run_log.h"
+#include "repl/trainer_flags.h"
+#include "src/core/fileio.h"
+#include "src/train/grpo.h"
+
+static const char *const grpo_usage =
+    "rlhf grpo|rloo --model DIR --prompts FILE.jsonl --reward-fn toy|contains:TEXT --out DIR [--steps N] [--lr LR] "
+    "[--num-generations G] [--prompts-per-step P] [--max-new-tokens N] [--temperature T] [--epsilon E] "
+    "[--epsilon-high E] [--beta B] [--loss-type grpo|bnpo|dr_grpo|dapo] [--scale-rewards group|batch|none] "
+    "[--iterations N] [--json-log FILE] [--runs-db FILE]";
+
+static const char *const grpo_help =
+    "Online policy optimisation with sampled groups: for each prompt the current policy samples G\n"
+    "completions (one batched pass), a reward function scores them, and each completion's advantage\n"
+    "is its reward against its group's: grpo normalises by the group's mean and std\n"
+    "(--scale-rewards group|batch|none), rloo uses the leave-one-out mean of the other G - 1. The\n"
+    "update is TRL's clipped objective with --epsilon (and --epsilon-high), an optional KL to the\n"
+    "starting model (--beta, default 0 as in TRL, k3 estimator), losses aggregated as --loss-type\n"
+    "(grpo: per completion then mean; bnpo/dapo: over all tokens; dr_grpo: / (rows x max tokens)).\n"
+    "Old log-probabilities are recomputed by the training forward pass, not taken from the decoder.\n"
+    "\n"
+    "Prompts: JSON lines with a \"prompt\" string (rlhf world --format prompts writes them); rendered\n"
+    "as a user turn through the model's chat template when it has one. A held-out share\n"
+    "(--val-fraction) is answered greedily before and after training and its mean reward printed.\n"
+    "Rewards (--reward-fn): toy = the task world's verifier (1 right, 0 wrong, -0.5 rude, -0.25\n"
+    "rambling); contains:TEXT = 1 if the completion contains TEXT.\n"
+    "Metrics (TRL's names): reward, reward_std, frac_reward_zero_std, completions/mean_length,\n"
+    "completions/clipped_ratio, clip_ratio/region_mean, entropy, kl (with --beta).\n"
+    "Not yet: --reward RM_DIR (a reward model), prompts from --db, LoRA, --resume.";
+
+static volatile sig_atomic_t g_stop;
+static void on_sigint(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+
+/* {"prompt": "..."} lines; errors name FILE:LINE. */
+static int read_prompts(const char *path, char ***out, size_t *n) {
+    rlhf_error err = {0};
+    char *text = NULL;
+    size_t len = 0;
+    *out = NULL;
+    *n = 0;
+    if (file_read_all(path, &text, &len, &err)) return out_fail(&err);
+    size_t cap = 64, line_no = 0;
+    char **v = malloc(cap * sizeof *v);
+    int rc = v ? 0 : 1;
+    for (char *line = text; !rc && line && *line;) {
+        char *end = strchr(line, '\n');
+        if (end) *end = 0;
+        line_no++;
+        const char *q = line;
+        while (*q == ' ' || *q == '\t' || *q == '\r') q++;
+        if (*q) {
+            cJSON *o = cJSON_Parse(line);
+            const cJSON *pr = cJSON_GetObjectItemCaseSensitive(o, "prompt");
+            if (!o || !cJSON_IsString(pr) || !pr->valuestring[0]) {
+                out_error("%s:%zu: %s", path, line_no, !o ? "not valid JSON" : "needs a non-empty \"prompt\" string");
+                rc = 1;
+            } else {
+                if (*n == cap) {
+                    char **g = realloc(v, 2 * cap * sizeof *v);
+                    if (!g) rc = 1;
+                    else v = g, cap *= 2;
+                }
+                if (!rc && !(v[(*n)++] = strdup(pr->valuestring))) rc = 1;
+            }
+            cJSON_Delete(o);
+        }
+        line = end ? end + 1 : NULL;
+    }
+    free(text);
+    if (!rc && *n == 0) {
+        out_error("%s: no prompts", path);
+        rc = 1;
+    }
+    *out = v;
+    return rc;
+}
+
+int cmd_grpo(int argc, char **argv) {
+    const int rloo = strcmp(argv[0], "rloo") == 0;
+    trainer_flags f;
+    trainer_flags_defaults(&f);
+    f.lr = 1e-6;
+    f.steps = 100;
+    if (command_wants_help(argc, argv)) {
+        out_printf("usage: %s\n\n%s\n\n", grpo_usage, grpo_help);
+        trainer_flags_print_help(&f);
+        return 0;
+    }
+    grpo_run_params p;
+    grpo_run_params_defaults(&p);
+    if (rloo) p.advantage = GRPO_ADV_RLOO;
+    const char *prompts_path = NULL, *reward_spec = NULL;
+    for (int i = 1; i < argc; i++) {
+        int r = trainer_flags_parse(&f, argc, argv, &i, grpo_usage);
+        if (r == TRAINER_FLAGS_ERROR) return 2;
+        if (r == TRAINER_FLAGS_TAKEN) continue;
+        const char *a = argv[i];
+        char name[32];
+        const char *v;
+        if (strncmp(a, "--", 2) != 0) {
+            out_error("unexpected argument '%s'", a);
+            out_error("usage: %s", grpo_usage);
+            return 2;
+        }
+        if (trainer_flag_value(argc, argv, &i, name, sizeof name, &v, grpo_usage)) return 2;
+        long n;
+        double d;
+        rlhf_error err = {0};
+        if (strcmp(name, "--prompts") == 0) prompts_path = v;
+        else if (strcmp(name, "--reward-fn") == 0) reward_spec = v;
+        else if (strcmp(name, "--reward") == 0) {
+            out_error("--reward RM_DIR: scoring rollouts with a reward model is not implemented yet; use --reward-fn");
+            return 2;
+        } else if (strcmp(name, "--num-generations") == 0) {
+            if (trainer_flag_long(name, v, 2, &n, grpo_usage)) return 2;
+            p.num_generations = (int)n;
+        } else if (strcmp(name, "--prompts-per-step") == 0) {
+            if (trainer_flag_long(name, v, 1, &n, grpo_usage)) return 2;
+            p.prompts_per_step = (int)n;
+        } else if (strcmp(name, "--max-new-tokens") == 0) {
+            if (trainer_flag_long(name, v, 1, &n, grpo_usage)) return 2;
+            p.max_new_tokens = (int)n;
+        } else if (strcmp(name, "--iterations") == 0) {
+            if (trainer_flag_long(name, v, 1, &n, grpo_usage)) return 2;
+            p.iterations = (int)n;
+        } else if (strcmp(name, "--temperature") == 0) {
+            if (trainer_flag_double(name, v, 1e-3, 100, &d, grpo_usage)) return 2;
+            p.temperature = (float)d;
+        } else if (strcmp(name, "--epsilon") == 0) {
+            if (trainer_flag_double(name, v, 0, 0.999, &d, grpo_usage)) return 2;
+            p.grpo.epsilon = (float)d;
+            p.grpo.epsilon_high = (float)d;
+        } else if (strcmp(name, "--epsilon-high") == 0) {
+            if (trainer_flag_double(name, v, 0, 100, &d, grpo_usage)) return 2;
+            p.grpo.epsilon_high = (float)d;
+        } else if (strcmp(name, "--beta") == 0) {
+            if (trainer_flag_double(name, v, 0, 1e6, &d, grpo_usage)) return 2;
+            p.grpo.beta = (float)d;
+        } else if (strcmp(name, "--loss-type") == 0) {
+            if (grpo_loss_agg_parse(v, &p.grpo.loss_agg, &err)) return out_error("--loss-type: %s", err.msg), 2;
+        } else if (strcmp(name, "--scale-rewards") == 0) {
+            if (grpo_scale_parse(v, &p.scale, &err)) return out_error("--scale-rewards: %s", err.msg), 2;
+        } else {
+            out_error("unknown flag '%s'", a);
+            out_error("usage: %s", grpo_usage);
+            return 2;
+        }
+    }
+    if (!f.model || !f.out || !prompts_path || !reward_spec) {
+        out_error("%s: --model, --prompts, --reward-fn and --out are required", argv[0]);
+        out_error("usage: %s", grpo_usage);
+        return 2;
+    }
+    if (f.db || f.data) {
+        out_error("%s: prompts come from --prompts FILE.jsonl (--db and --data are not read by this trainer yet)", argv[0]);
+        return 2;
+    }
+    if (f.resume) {
+        out_error("%s: --resume is not implemented yet (a stopped run keeps its last checkpoint in --out)", argv[0]);
+        return 2;
+    }
+    rlhf_error err = {0};
+    if (reward_fn_parse(reward_spec, &p.reward, &err)) return out_error("--reward-fn: %s", err.msg), 2;
+    char **prompts = NULL;
+    size_t n_prompts = 0;
+    int rc = read_prompts(prompts_path, &prompts, &n_prompts);
+    if (!rc) {
+        p.model_dir = f.model;
+        p.prompts = (const char *const *)prompts;
+        p.n_prompts = n_prompts;
+        p.out_dir = f.out;
+        p.steps = f.steps > 0 ? f.steps : 100;
+        p.accum = f.accum;
+        trainer_flags_optim(&f, &p.optim);
+        p.val_fraction = f.val_fraction;
+        p.seed = f.seed;
+        p.save_every = f.save_every;
+        trainer_flags_lora(&f, &p.lora);
+        run_log rl;
+        memset(&rl, 0, sizeof rl);
+        char config[512];
+        snprintf(config, sizeof config,
+                 "{\"advantage\":\"%s\",\"reward_fn\":\"%s\",\"num_generations\":%d,\"prompts_per_step\":%d,"
+                 "\"max_new_tokens\":%d,\"epsilon\":%g,\"epsilon_high\":%g,\"beta\":%g,\"loss_type\":\"%s\",\"lr\":%g}",
+                 rloo ? "rloo" : "grpo", reward_spec, p.num_generations, p.prompts_per_step, p.max_new_tokens,
+                 p.grpo.epsilon, p.grpo.epsilon_high, p.grpo.beta, grpo_loss_agg_name(p.grpo.loss_agg), f.lr);
+        run_log_params rlp = {rloo ? "rloo" : "grpo", f.runs_db, f.json_log, 0, f.model, config};
+        if (run_log_open(&rl, &rlp)) rc = 1;
+        if (!rc) {
+            g_stop = 0;
+            p.stop = &g_stop;
+            p.progress = run_log_progress;
+            p.progress_ctx = &rl;
+            struct sigaction sa, old;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_handler = on_sigint;
+            sa.sa_flags = SA_RESETHAND;
+            sigemptyset(&sa.sa_mask);
+            sigaction(SIGINT, &sa, &old);
+            grpo_summary s;
+            int r = grpo_run(&p, &s, &err);
+            sigaction(SIGINT, &old, NULL);
+            out_progress_end();
+            if (r == RLHF_ERR_INTERRUPTED) {
+                run_log_finish(&rl, "stopped", f.out);
+                out_fail(&err);
+                rc = 130;
+            } else if (r) {
+                run_log_finish(&rl, "failed", NULL);
+                rc = out_fail(&err);
+            } else {
+                run_log_finish(&rl, "done", f.out);
+                char el[32];
+                run_log_duration(el, sizeof el, s.elapsed_s);
+                out_printf("%s on %zu prompts (%zu held out), %d completions each: %ld steps in %s; sampled reward "
+                           "%.3f (first step) -> %.3f (last step)\n",
+                           rloo ? "RLOO" : "GRPO", s.n_train, s.n_val, p.num_generations, s.steps_done, el,
+                           s.first_reward, s.last_reward);
+                if (!isnan(s.val_reward_before))
+                    out_printf("held-out mean reward (greedy): %.3f before, %.3f after\n", s.val_reward_before,
+                               s.val_reward_after);
+                out_printf("saved %s\n", f.out);
+            }
+        }
+    }
+    for (size_t i = 0; i < n_prompts; i++) free(prompts[i]);
+    free(prompts);
+    return rc;
+}

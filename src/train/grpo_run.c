@@ -1,0 +1,398 @@
+/* grpo_run.c — `rlhf grpo` / `rlhf rloo`: rollouts from the current policy (one batched gen_run
+ * of G candidates per prompt), programmatic rewards, advantages, old (and reference)
+ * log-probabilities from the training forward pass, and the loop with the GRPO head. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/core/fileio.h"
+#include "src/core/rng.h"
+#include "src/formats/model_load.h"
+#include "src/gen/generate.h"
+#include "src/gen/prompt.h"
+#include "src/train/grpo.h"
+
+void grpo_run_params_defaults(grpo_run_params *p) {
+    memset(p, 0, sizeof *p);
+    grpo_params_defaults(&p->grpo);
+    p->advantage = GRPO_ADV_GROUP;
+    p->scale = GRPO_SCALE_GROUP;
+    p->num_generations = 8;
+    p->prompts_per_step = 2;
+    p->accum = 1;
+    p->iterations = 1;
+    p->max_new_tokens = 64;
+    p->temperature = 1.0f;
+    p->steps = 100;
+    optim_params_defaults(&p->optim);
+    p->optim.lr = 1e-6f;
+    p->optim.min_lr = 0.0f;
+    p->optim.warmup_steps = 0;
+    p->optim.weight_decay = 0.0f;
+    p->val_fraction = 0.1;
+    p->seed = 42;
+    p->save_every = 500;
+    lora_params_defaults(&p->lora);
+    p->lora.rank = 0;
+}
+
+typedef struct {
+    int32_t *ids;
+    int n;
+} id_seq;
+
+typedef struct {
+    const grpo_run_params *p;
+    model_bundle *b;
+    model *ref;             /* beta > 0: the starting policy's snapshot */
+    train *t;
+    grpo_head *h;
+    id_seq *prompt_ids;     /* (n_prompts) */
+    size_t *train_idx, n_train, *val_idx, n_val;
+    size_t *perm;
+    long perm_epoch;
+    int R, T;               /* rows per micro-batch, positions capacity */
+    /* the current rollout batch: accum micro-batches of R rows */
+    int32_t *tokens, *targets; /* (accum, R, T) */
+    float *labels;             /* (accum, R) */
+    float *old_lp, *ref_lp;    /* (accum, R, T) */
+    int *mb_T;                 /* (accum) positions used by each micro-batch */
+    long rollout_step;         /* step the rollout was generated for (-1: none) */
+    double first_reward, last_reward;
+    int have_first;
+    rlhf_error gen_err;
+} rollout_ctx;
+
+static size_t prompt_at(rollout_ctx *c, uint64_t k) {
+    long epoch = (long)(k / c->n_train);
+    if (epoch != c->perm_epoch) {
+        rng_t r;
+        rng_seed(&r, c->p->seed * 0x9e3779b97f4a7c15ull + (uint64_t)epoch + 7);
+        for (size_t i = 0; i < c->n_train; i++) c->perm[i] = c->train_idx[i];
+        for (size_t i = c->n_train; i > 1; i--) {
+            size_t j = (size_t)rng_below(&r, i), tmp = c->perm[i - 1];
+            c->perm[i - 1] = c->perm[j];
+            c->perm[j] = tmp;
+        }
+        c->perm_epoch = epoch;
+    }
+    return c->perm[k % c->n_train];
+}
+
+/* Generates the rollout batch of `step`: for every micro-batch, prompts_per_step prompts with G
+ * completions each; rewards, advantages, rows, old and reference log-probabilities. */
+static int make_rollouts(rollout_ctx *c, long step, rlhf_error *err) {
+    const grpo_run_params *p = c->p;
+    const int G = p->num_generations, P = p->prompts_per_step, R = c->R, T = c->T;
+    double *rewards = malloc((size_t)R * sizeof *rewards), *adv = malloc((size_t)R * sizeof *adv);
+    int rc = rewards && adv ? RLHF_OK : rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for rollouts");
+    double sum = 0, sum2 = 0, len_sum = 0, zero_sum = 0;
+    int n_all = 0, clipped = 0;
+    const long rollout = step / p->iterations;
+    for (int mb = 0; !rc && mb < p->accum; mb++) {
+        int32_t *tok = c->tokens + (size_t)mb * R * T, *tg = c->targets + (size_t)mb * R * T;
+        int maxT = 1;
+        for (int j = 0; !rc && j < P; j++) {
+            const size_t pi = prompt_at(c, ((uint64_t)rollout * p->accum + (uint64_t)mb) * P + (uint64_t)j);
+            const id_seq *ps = &c->prompt_ids[pi];
+            gen_params gp;
+            gen_params_defaults(&gp);
+            gp.strategy = GEN_STRATEGY_SAMPLE;
+            gp.sampling.temperature = p->temperature;
+            gp.n = G;
+            gp.max_tokens = p->max_new_tokens;
+            gp.seed = p->seed ^ ((uint64_t)rollout * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)(mb * P + j) << 32);
+            gen_result gr;
+            rc = gen_run(&c->b->m, c->b->tok, ps->ids, ps->n, &gp, &gr, err);
+            if (rc) break;
+            for (int k = 0; k < G && !rc; k++) {
+                const gen_candidate *cd = &gr.cands[k];
+                const int row = j * G + k;
+                char *txt = cd->text ? strndup(cd->text, cd->text_stop) : strdup("");
+                if (!txt) {
+                    rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for rollouts");
+                    break;
+                }
+                rc = reward_fn_score(&p->reward, p->prompts[pi], txt, &rewards[row], err);
+                free(txt);
+                if (rc) {
+                    rlhf_error_prefix(err, "reward of a completion of prompt %zu: ", pi + 1);
+                    break;
+                }
+                /* row: prompt + completion; targets on the completion (EOS included) */
+                const int n = ps->n + cd->n_ids;
+                for (int t = 0; t < T; t++) {
+                    tok[(size_t)row * T + t] = t < n - 1 ? (t < ps->n ? ps->ids[t] : cd->ids[t - ps->n]) : 0;
+                    tg[(size_t)row * T + t] = t >= ps->n - 1 && t < n - 1 ? cd->ids[t + 1 - ps->n] : -1;
+                }
+                if (n - 1 > maxT) maxT = n - 1;
+                len_sum += cd->n_ids;
+                clipped += cd->finish == GEN_FINISH_LENGTH;
+            }
+            gen_result_free(&gr);
+        }
+        if (rc) break;
+        double fz;
+        grpo_advantages(rewards, P, G, p->advantage, p->scale, adv, &fz);
+        zero_sum += fz;
+        for (int r = 0; r < R; r++) {
+            c->labels[(size_t)mb * R + r] = (float)adv[r];
+            sum += rewards[r];
+            sum2 += rewards[r] * rewards[r];
+            n_all++;
+        }
+        /* compact the rows to maxT positions: the loop's batches are (B, T) contiguous */
+        for (int r = 1; r < R && maxT < T; r++) {
+            memmove(tok + (size_t)r * maxT, tok + (size_t)r * T, (size_t)maxT * sizeof *tok);
+            memmove(tg + (size_t)r * maxT, tg + (size_t)r * T, (size_t)maxT * sizeof *tg);
+        }
+        c->mb_T[mb] = maxT;
+        /* the sampling policy's log-probabilities, by the training forward pass */
+        rc = grpo_token_logps(&c->b->m, &c->t->acts, tok, tg, R, maxT, c->old_lp + (size_t)mb * R * T, err);
+        if (!rc && p->grpo.beta > 0)
+            rc = grpo_token_logps(c->ref, &c->t->acts, tok, tg, R, maxT, c->ref_lp + (size_t)mb * R * T, err);
+    }
+    if (!rc) {
+        double mean = sum / n_all, var = n_all > 1 ? (sum2 - n_all * mean * mean) / (n_all - 1) : 0;
+        grpo_head_set_rollout_metrics(c->h, mean, sqrt(var > 0 ? var : 0), zero_sum / p->accum, len_sum / n_all,
+                                      (double)clipped / n_all);
+        if (!c->have_first) {
+            c->first_reward = mean;
+            c->have_first = 1;
+        }
+        c->last_reward = mean;
+        c->rollout_step = step;
+    }
+    free(rewards);
+    free(adv);
+    return rc;
+}
+
+static int fill(void *vctx, long step, int micro, rng_t *rng, train_batch *b, rlhf_error *err) {
+    (void)rng;
+    rollout_ctx *c = vctx;
+    if (micro == 0 && (c->rollout_step < 0 || step / c->p->iterations != c->rollout_step / c->p->iterations)) {
+        int rc = make_rollouts(c, step, err);
+        if (rc) return rc;
+    }
+    const int R = c->R, T = c->mb_T[micro];
+    b->B = R;
+    b->T = T;
+    memcpy(b->tokens, c->tokens + (size_t)micro * R * c->T, (size_t)R * T * sizeof(int32_t));
+    memcpy(b->targets, c->targets + (size_t)micro * R * c->T, (size_t)R * T * sizeof(int32_t));
+    memcpy(b->labels, c->labels + (size_t)micro * R, (size_t)R * sizeof(float));
+    memcpy(c->h->old_lp, c->old_lp + (size_t)micro * R * c->T, (size_t)R * T * sizeof(float));
+    if (c->p->grpo.beta > 0) memcpy(c->h->ref_lp, c->ref_lp + (size_t)micro * R * c->T, (size_t)R * T * sizeof(float));
+    return RLHF_OK;
+}
+
+/* Mean reward of greedy completions of the held-out prompts. */
+static int eval_val(rollout_ctx *c, double *out, rlhf_error *err) {
+    *out = NAN;
+    if (c->n_val == 0) return RLHF_OK;
+    double s = 0;
+    for (size_t i = 0; i < c->n_val; i++) {
+        const size_t pi = c->val_idx[i];
+        gen_params gp;
+        gen_params_defaults(&gp);
+        gp.strategy = GEN_STRATEGY_GREEDY;
+        gp.max_tokens = c->p->max_new_tokens;
+        gen_result gr;
+        int rc = gen_run(&c->b->m, c->b->tok, c->prompt_ids[pi].ids, c->prompt_ids[pi].n, &gp, &gr, err);
+        if (rc) return rc;
+        char *txt = gr.cands[0].text ? strndup(gr.cands[0].text, gr.cands[0].text_stop) : strdup("");
+        double r = 0;
+        rc = txt ? reward_fn_score(&c->p->reward, c->p->prompts[pi], txt, &r, err)
+                 : rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+        free(txt);
+        gen_result_free(&gr);
+        if (rc) return rc;
+        s += r;
+    }
+    *out = s / (double)c->n_val;
+    return RLHF_OK;
+}
+
+typedef struct {
+    const grpo_run_params *p;
+    model_bundle *b;
+} saver;
+
+static int save_model(void *ctx, long step, const rng_t *rng, rlhf_error *err) {
+    (void)step;
+    (void)rng;
+    saver *s = ctx;
+    return model_bundle_save(s->b, s->p->out_dir, err);
+}
+
+int grpo_run(const grpo_run_params *p, grpo_summary *sum, rlhf_error *err) {
+    grpo_summary local;
+    if (!sum) sum = &local;
+    memset(sum, 0, sizeof *sum);
+    sum->val_reward_before = sum->val_reward_after = NAN;
+    if (!p->out_dir || !*p->out_dir) return rlhf_errorf(err, RLHF_ERR_INVALID, "no output directory given (--out)");
+    if (p->n_prompts == 0) return rlhf_errorf(err, RLHF_ERR_INVALID, "no prompts to train on");
+    if (p->num_generations < 2 || p->num_generations > 256)
+        return rlhf_errorf(err, RLHF_ERR_INVALID, "--num-generations must be 2..256 (a group needs two completions to compare)");
+    if (p->prompts_per_step < 1 || p->accum < 1 || p->iterations < 1 || p->max_new_tokens < 1 || p->steps < 1)
+        return rlhf_errorf(err, RLHF_ERR_INVALID, "prompts per step, accum, iterations, max new tokens and steps must be >= 1");
+    if (p->lora.rank > 0)
+        return rlhf_errorf(err, RLHF_ERR_UNSUPPORTED,
+                           "GRPO with a LoRA adapter is not implemented yet: the decoder samples from plain weights "
+                           "(train fully, or merge an adapter first with rlhf model merge)");
+    model_bundle b = {0};
+    model ref = {0};
+    train t = {0};
+    grpo_head h = {0};
+    rollout_ctx c;
+    memset(&c, 0, sizeof c);
+    c.p = p;
+    c.rollout_step = -1;
+    c.perm_epoch = -1;
+    int rc = model_bundle_load(&b, p->model_dir, err);
+    if (rc) goto done;
+    if (!b.tok) {
+        rc = rlhf_errorf(err, RLHF_ERR_INVALID, "%s: the model has no tokenizer (rewards read text)", p->model_dir);
+        goto done;
+    }
+    c.b = &b;
+    /* prompts: rendered as a user turn through the chat template when there is one */
+    c.prompt_ids = calloc(p->n_prompts, sizeof *c.prompt_ids);
+    if (!c.prompt_ids) goto nomem;
+    int longest = 1;
+    for (size_t i = 0; i < p->n_prompts; i++) {
+        prompt_request rq = {0};
+        rq.input = p->prompts[i];
+        rq.chat = b.chat_template != NULL;
+        rq.chat_template = b.chat_template;
+        rq.bos_token = b.bos_token;
+        rq.eos_token = b.eos_token;
+        rq.add_bos = b.add_bos;
+        char *text = NULL;
+        int add_bos = 0;
+        if ((rc = prompt_assemble(&text, &add_bos, &rq, err))) goto done;
+        tok_ids ids = {0};
+        rc = tok_encode(b.tok, text, strlen(text), (add_bos ? TOK_ENCODE_ADD_BOS : 0) | (rq.chat ? TOK_ENCODE_ALLOW_SPECIAL : 0),
+                        &ids, err);
+        free(text);
+        if (rc) goto done;
+        if (ids.n == 0) {
+            tok_ids_free(&ids);
+            rc = rlhf_errorf(err, RLHF_ERR_INVALID, "prompt %zu is empty", i + 1);
+            goto done;
+        }
+        c.prompt_ids[i].ids = ids.ids;
+        c.prompt_ids[i].n = (int)ids.n;
+        if ((int)ids.n > longest) longest = (int)ids.n;
+    }
+    if (longest + p->max_new_tokens > b.m.config.context) {
+        rc = rlhf_errorf(err, RLHF_ERR_INVALID,
+                         "the longest prompt (%d tokens) + --max-new-tokens %d exceeds the model's context of %d",
+                         longest, p->max_new_tokens, b.m.config.context);
+        goto done;
+    }
+    /* split */
+    size_t *order = malloc(p->n_prompts * sizeof *order);
+    if (!order) goto nomem;
+    for (size_t i = 0; i < p->n_prompts; i++) order[i] = i;
+    rng_t r;
+    rng_seed(&r, p->seed);
+    for (size_t i = p->n_prompts; i > 1; i--) {
+        size_t j = (size_t)rng_below(&r, i), tmp = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = tmp;
+    }
+    size_t n_val = (size_t)llround((double)p->n_prompts * p->val_fraction);
+    if (p->val_fraction > 0 && n_val == 0 && p->n_prompts >= 2) n_val = 1;
+    if (n_val >= p->n_prompts) n_val = p->n_prompts - 1;
+    c.train_idx = order;
+    c.n_train = p->n_prompts - n_val;
+    c.val_idx = order + c.n_train;
+    c.n_val = n_val;
+    sum->n_train = c.n_train;
+    sum->n_val = c.n_val;
+    c.perm = malloc(c.n_train * sizeof *c.perm);
+    c.R = p->prompts_per_step * p->num_generations;
+    c.T = longest + p->max_new_tokens - 1;
+    const size_t cells = (size_t)p->accum * c.R * c.T;
+    c.tokens = malloc(cells * sizeof *c.tokens);
+    c.targets = malloc(cells * sizeof *c.targets);
+    c.old_lp = malloc(cells * sizeof *c.old_lp);
+    c.ref_lp = p->grpo.beta > 0 ? malloc(cells * sizeof *c.ref_lp) : NULL;
+    c.labels = malloc((size_t)p->accum * c.R * sizeof *c.labels);
+    c.mb_T = malloc((size_t)p->accum * sizeof *c.mb_T);
+    if (!c.perm || !c.tokens || !c.targets || !c.old_lp || (p->grpo.beta > 0 && !c.ref_lp) || !c.labels || !c.mb_T)
+        goto nomem;
+
+    /* the trainer */
+    train_params tp;
+    train_params_defaults(&tp);
+    tp.batch = c.R;
+    tp.accum = p->accum;
+    tp.context = c.T;
+    tp.optim = p->optim;
+    tp.optim.total_steps = p->steps;
+    if ((rc = optim_params_validate(&tp.optim, err))) goto done;
+    if (p->grpo.beta > 0) { /* the reference: a snapshot of the starting weights */
+        if ((rc = model_init(&ref, &b.m.config, err))) goto done;
+        memcpy(ref.params, b.m.params, b.m.n_floats * sizeof(float));
+        c.ref = &ref;
+    }
+    if ((rc = train_init(&t, &b.m, &tp, err))) goto done;
+    c.t = &t;
+    grpo_params gpar = p->grpo;
+    gpar.max_completion = p->max_new_tokens;
+    if ((rc = grpo_head_init(&h, &gpar, c.R, c.T, err))) goto done;
+    c.h = &h;
+    if ((rc = eval_val(&c, &sum->val_reward_before, err))) goto done;
+    if ((rc = file_mkdir_p(p->out_dir, err))) goto done;
+    saver sv = {p, &b};
+    train_loop_params lp;
+    memset(&lp, 0, sizeof lp);
+    lp.t = &t;
+    lp.head = grpo_train_head(&h);
+    lp.data = (train_data){.fill = fill, .ctx = &c};
+    lp.steps = p->steps;
+    lp.save_every = p->save_every;
+    rng_seed(&lp.rng, p->seed);
+    lp.save = save_model;
+    lp.save_ctx = &sv;
+    lp.stop = p->stop;
+    lp.progress = p->progress;
+    lp.progress_ctx = p->progress_ctx;
+    lp.saved_step = -1;
+    train_loop_summary ls;
+    rc = train_loop_run(&lp, &ls, err);
+    sum->steps_done = ls.steps_done;
+    sum->elapsed_s = ls.elapsed_s;
+    sum->first_reward = c.first_reward;
+    sum->last_reward = c.last_reward;
+    if (rc == RLHF_ERR_INTERRUPTED) {
+        rc = rlhf_errorf(err, RLHF_ERR_INTERRUPTED, "interrupted at step %ld of %ld; the last checkpoint is in %s",
+                         ls.steps_done, p->steps, p->out_dir);
+        goto done;
+    }
+    if (rc) goto done;
+    rc = eval_val(&c, &sum->val_reward_after, err);
+    goto done;
+nomem:
+    rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory setting up the GRPO run");
+done:
+    if (c.prompt_ids)
+        for (size_t i = 0; i < p->n_prompts; i++) free(c.prompt_ids[i].ids);
+    free(c.prompt_ids);
+    free(c.train_idx);
+    free(c.perm);
+    free(c.tokens);
+    free(c.targets);
+    free(c.old_lp);
+    free(c.ref_lp);
+    free(c.labels);
+    free(c.mb_T);
+    grpo_head_free(&h);
+    train_free(&t);
+    model_free(&ref);
+    model_bundle_free(&b);
+    return rc;
+}
