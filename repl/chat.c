@@ -81,8 +81,8 @@ static const chat_command g_table[] = {
      CHAT_COMPLETE_FILE, NULL},
     {"export", "/export [--format trl|hh|sft] FILE.jsonl", "export preference pairs or SFT data (atomic write)",
      chat_cmd_export, CHAT_COMPLETE_FILE, NULL},
-    {"train", "/train sft|reward|dpo|ppo|grpo|kto [OPTIONS]", "train on the stored feedback and load the result",
-     chat_cmd_train, CHAT_COMPLETE_WORDS, "sft reward dpo ppo grpo kto"},
+    {"train", "/train sft|dpo|grpo|rloo|reward [--out DIR] [FLAGS]", "train on the stored feedback and load the result",
+     chat_cmd_train, CHAT_COMPLETE_WORDS, "sft dpo grpo rloo reward ppo kto"},
     {"runs", "/runs", "training runs recorded in the database", chat_cmd_runs, CHAT_COMPLETE_NONE, NULL},
     {"run", "/run show ID", "one run's metrics as a chart", chat_cmd_run, CHAT_COMPLETE_WORDS, "show"},
 };

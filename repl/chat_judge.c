@@ -534,20 +534,4 @@ int chat_cmd_runs(chat_session *s, const chat_input *in) {
     return 0;
 }
 
-int chat_cmd_run(chat_session *s, const chat_input *in) {
-    (void)in;
-    return chat_fail(s, RLHF_ERR_UNSUPPORTED, "/run show: not implemented yet (metric charts come with the trainers; "
-                                              "/runs lists the runs)");
-}
-
-int chat_cmd_train(chat_session *s, const chat_input *in) {
-    static const char *const kinds[] = {"sft", "reward", "dpo", "ppo", "grpo", "kto"};
-    const char *k = in->n_words ? in->words[0] : "";
-    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
-        if (strcmp(k, kinds[i]) == 0)
-            /* No trainer of these kinds is in this build yet (the trainers are separate work); the
-             * REPL says so rather than pretend. */
-            return chat_fail(s, RLHF_ERR_UNSUPPORTED, "/train %s: not implemented yet in this build of rlhf.c "
-                                                      "(the %s trainer has not landed)", k, k);
-    return chat_fail(s, RLHF_ERR_INVALID, "usage: /train sft|reward|dpo|ppo|grpo|kto [OPTIONS]");
-}
+/* /run show and /train: repl/chat_train.c */
