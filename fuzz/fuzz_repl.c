@@ -6,7 +6,8 @@
  *
  * Left out: commands that open files by name (/model, /adapter, /shots load, /guideline,
  * /import, /export: a fuzzer must not write files or read /dev/zero; their file parsers have
- * harnesses of their own) and plain prompts (no model is loaded: they stop at "no model"). */
+ * harnesses of their own), commands that start `rlhf` as a child process (/train, /run: here
+ * that would be the fuzzer itself), and plain prompts need a model, which is not loaded. */
 #include "fuzz/fuzz_util.h"
 #include "repl/chat.h"
 #include "repl/commands.h"
@@ -22,12 +23,13 @@ int command_wants_help(int argc, char **argv) {
     return 0;
 }
 
-static int touches_files(const char *line) {
+static int left_out(const char *line) {
     chat_input in;
     if (chat_input_parse(&in, line, NULL) != 0) return 0;
     int bad = in.kind == CHAT_INPUT_COMMAND &&
               (!strcmp(in.name, "model") || !strcmp(in.name, "adapter") || !strcmp(in.name, "guideline") ||
-               !strcmp(in.name, "import") || !strcmp(in.name, "export") ||
+               !strcmp(in.name, "import") || !strcmp(in.name, "export") || !strcmp(in.name, "train") ||
+               !strcmp(in.name, "run") ||
                (!strcmp(in.name, "shots") && in.n_words && !strcmp(in.words[0], "load")));
     chat_input_free(&in);
     return bad;
@@ -64,7 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (char *line = text, *next; line; line = next) {
         next = strchr(line, '\n');
         if (next) *next++ = 0;
-        if (!touches_files(line)) chat_execute(&s, line);
+        if (!left_out(line)) chat_execute(&s, line);
         if (s.quit) break;
     }
     if (s.db) {
