@@ -9,7 +9,9 @@
  *     without one; prompt.h); loss only on the assistant turns. A turn's span is found by
  *     rendering prefixes: the conversation up to the turn with the generation prompt ends where
  *     the reply starts, the conversation through the turn ends where it stops (end-of-turn
- *     marker included, so the model learns to close its turn). Template text is encoded with
+ *     marker included, so the model learns to close its turn). A template that writes the
+ *     generation prompt even when not asked (the original Llama 3 one) has it cut off the end of
+ *     these renderings, so it is never a target. Template text is encoded with
  *     special tokens allowed (markers become their ids); plain prompt/completion text is not.
  * EOS: when the ids do not already end with the tokenizer's EOS it is appended, and it is
  * trained on when the last turn is the model's (always for prompt/completion) — a model that

@@ -278,8 +278,39 @@ static int encode_text(const sft_encoder *enc, const char *text, tok_ids *out, c
     return rc ? rlhf_error_prefix(err, "%s: ", at) : RLHF_OK;
 }
 
-static int encode_messages(enc_scratch *s, const sft_text *t, const sft_encoder *enc, const char *at,
-                           int *last_is_assistant, rlhf_error *err) {
+/* Some templates write the generation prompt whatever add_generation_prompt says (the original
+ * Llama 3 template): then "the conversation through a reply" ends with a generation prompt the
+ * model must not learn to write after its own reply. Detected once: rendering a user turn gives
+ * the same text with and without the flag; the prompt itself is what an empty conversation
+ * renders. *suffix is that text (owned) or NULL for a template that honours the flag. */
+static void ignored_generation_prompt(const sft_encoder *enc, char **suffix) {
+    *suffix = NULL;
+    if (!enc->chat_template) return;
+    jinja_message u = {"user", "x"};
+    char *a = NULL, *b = NULL, *g = NULL;
+    if (prompt_chat_render(&a, enc->chat_template, &u, 1, 0, enc->bos_token, enc->eos_token, NULL) == 0 &&
+        prompt_chat_render(&b, enc->chat_template, &u, 1, 1, enc->bos_token, enc->eos_token, NULL) == 0 &&
+        strcmp(a, b) == 0 &&
+        prompt_chat_render(&g, enc->chat_template, &u, 0, 0, enc->bos_token, enc->eos_token, NULL) == 0 && *g) {
+        size_t la = strlen(a), lg = strlen(g);
+        if (la >= lg && strcmp(a + la - lg, g) == 0) {
+            *suffix = g;
+            g = NULL;
+        }
+    }
+    free(a);
+    free(b);
+    free(g);
+}
+
+static void strip_suffix(char *text, const char *suffix) {
+    if (!suffix) return;
+    size_t lt = strlen(text), ls = strlen(suffix);
+    if (lt >= ls && strcmp(text + lt - ls, suffix) == 0) text[lt - ls] = '\0';
+}
+
+static int encode_messages(enc_scratch *s, const sft_text *t, const sft_encoder *enc, const char *gen_suffix,
+                           const char *at, int *last_is_assistant, rlhf_error *err) {
     cJSON *arr = cJSON_Parse(t->messages_json);
     int n = cJSON_GetArraySize(arr);
     jinja_message *m = n > 0 ? calloc((size_t)n, sizeof *m) : NULL;
@@ -302,6 +333,7 @@ static int encode_messages(enc_scratch *s, const sft_text *t, const sft_encoder 
     }
     *last_is_assistant = strcmp(m[n - 1].role, "assistant") == 0;
     if ((rc = render(&text, enc, m, n, 0, at, err))) goto done;
+    strip_suffix(text, gen_suffix);
     if ((rc = encode_text(enc, text, &s->full, at, err))) goto done;
     free(text);
     text = NULL;
@@ -318,8 +350,10 @@ static int encode_messages(enc_scratch *s, const sft_text *t, const sft_encoder 
         free(text);
         text = NULL;
         size_t b = common_prefix(&s->part, &s->full);
-        /* Where it stops: the conversation through it. */
+        /* Where it stops: the conversation through it (without a generation prompt the
+         * template wrote anyway). */
         if ((rc = render(&text, enc, m, k + 1, 0, at, err))) goto done;
+        strip_suffix(text, gen_suffix);
         if ((rc = encode_text(enc, text, &s->part, at, err))) goto done;
         free(text);
         text = NULL;
@@ -376,11 +410,17 @@ int sft_encode(sft_encoded *out, const sft_texts *in, const sft_encoder *enc, co
     if (enc->eos_id < 0 || enc->eos_id >= tok_vocab_size(enc->tok))
         return rlhf_errorf(err, RLHF_ERR_INVALID, "the tokenizer has no EOS token (SFT appends one and trains on it)");
     out->max_length = enc->max_length;
+    char *gen_suffix = NULL;
+    for (size_t i = 0; i < in->n && !gen_suffix; i++)
+        if (in->items[i].messages_json) {
+            ignored_generation_prompt(enc, &gen_suffix);
+            break;
+        }
     for (size_t i = 0; i < in->n; i++) {
         const sft_text *t = &in->items[i];
         where(at, sizeof at, source, t, i);
         int last_assistant = 1;
-        rc = t->messages_json ? encode_messages(&s, t, enc, at, &last_assistant, err) : encode_pc(&s, t, enc, at, err);
+        rc = t->messages_json ? encode_messages(&s, t, enc, gen_suffix, at, &last_assistant, err) : encode_pc(&s, t, enc, at, err);
         if (rc) goto done;
         /* EOS appended (and trained on when the model speaks last). */
         if (s.full.n == 0 || s.full.ids[s.full.n - 1] != enc->eos_id) {
@@ -435,6 +475,7 @@ int sft_encode(sft_encoded *out, const sft_texts *in, const sft_encoder *enc, co
         }
     }
 done:
+    free(gen_suffix);
     tok_ids_free(&s.full);
     tok_ids_free(&s.part);
     free(s.mask);
