@@ -113,6 +113,16 @@ static void test_statements(void) {
                  "{{ '\\x41\\u00e9\\U0001F600\\101|\\d\\'\\\"\\\\|\\t' }}|{{ \"a\\\nb\" }}",
                  &plain, "Aé😀A|\\d'\"\\|\t|ab");
     check_refused("a truncated escape", "{{ '\\x4' }}", RLHF_ERR_FORMAT, "truncated");
+    check_render("precedence of tests, filters, unary minus and **",
+                 "{{ 1 + 1 is number }}|{{ -1|abs if false else -3|string }}|{{ 2 ** 3 ** 2 }}|{{ -2 ** 2 }}|{{ 2 ** -1 }}|"
+                 "{{ (-1) ** 7 }}|{{ 2.0 ** 2 }}|{{ 'ab' ~ 'c' is string }}|{{ 7 is divisibleby 3 + 1 }}",
+                 &plain, "2|-3|64|4|0.5|-1|4.0|abTrue|1");
+    check_refused("chained tests", "{{ 1 is number is string }}", RLHF_ERR_FORMAT, "chain");
+    check_refused("** past 64 bits", "{{ 2 ** 64 }}", RLHF_ERR_UNSUPPORTED, "out of range");
+    check_render("printf-style formatting", "{{ '%s is %d%%, %r' % ('x', 42.9, 'q') }}|{{ 'one %s' % [1] }}", &plain,
+                 "x is 42%, 'q'|one [1]");
+    check_refused("formatting with too few arguments", "{{ '%s %s' % ('a',) }}", RLHF_ERR_INVALID, "not enough");
+    check_refused("a conversion not supported", "{{ '%5.2f' % 1.0 }}", RLHF_ERR_UNSUPPORTED, "only %s");
     check_render("float literals", "{{ 1.5 + 1 }}|{{ 1e3 }}|{{ 0.1 + 0.2 }}|{{ 10 / 4 }}|{{ 3 / 3 }}", &plain,
                  "2.5|1000.0|0.30000000000000004|2.5|1.0");
     check_render("tools and documents are none", "{{ tools }}|{{ documents is none }}|{{ tools is defined }}", &plain,

@@ -241,7 +241,8 @@ static int err_too_long(jinja *J) {
     return jerr(J, RLHF_ERR_UNSUPPORTED, "a string longer than %zu MiB", JINJA_MAX_STR >> 20);
 }
 
-static int err_int_range(jinja *J) { return jerr(J, RLHF_ERR_INVALID, "integer out of range"); }
+/* Python integers have no bound; ours stop at 64 bits, and say so. */
+static int err_int_range(jinja *J) { return jerr(J, RLHF_ERR_UNSUPPORTED, "integer out of range (beyond 64 bits)"); }
 
 static value v_undef(void) { value v = {V_UNDEF, {0}}; return v; }
 static value v_none(void) { value v = {V_NONE, {0}}; return v; }
@@ -758,7 +759,7 @@ static int lex(jinja *J, const char *src, tok_vec *tv) {
                     errno = 0;
                     t.ival = strtoll(nb, NULL, hex ? 16 : 10);
                     if (errno == ERANGE)
-                        return jerr(J, RLHF_ERR_INVALID, "integer out of range: %.*s", (int)(e - p < 40 ? e - p : 40), p);
+                        return jerr(J, RLHF_ERR_UNSUPPORTED, "integer out of range (beyond 64 bits): %.*s", (int)(e - p < 40 ? e - p : 40), p);
                 }
                 t.t = is_float ? T_FLOAT : T_INT;
                 t.num = x;
@@ -1125,9 +1126,51 @@ static expr *parse_primary(parser *P) {
 }
 
 /* filters bind tighter than any operator: a + b | trim == a + (b | trim) */
-static expr *parse_filtered(parser *P) {
-    expr *e = parse_primary(P);
-    while (e && is_op(peek(P), "|")) {
+static expr *parse_concat(parser *P);
+
+/* `x is [not] test`, `x is test(args)` or `x is test arg` (one primary argument). */
+static expr *parse_test(parser *P, expr *e) {
+    expr *x = new_expr(P, E_TEST);
+    if (!x) return NULL;
+    if (is_kw(peek(P), "not")) {
+        x->negate = 1;
+        P->i++;
+    }
+    if (peek(P)->t != T_NAME) return jerr(P->J, RLHF_ERR_FORMAT, "expected a test name after 'is'"), NULL;
+    x->a = e;
+    x->name = peek(P)->s;
+    x->name_n = peek(P)->n;
+    P->i++;
+    const jtok *t = peek(P);
+    if (is_op(t, "(")) {
+        if (parse_args(P, x)) return NULL;
+    } else if (t->t == T_STR || t->t == T_INT || t->t == T_FLOAT || is_op(t, "[") || is_op(t, "{") ||
+               (t->t == T_NAME && !is_kw(t, "and") && !is_kw(t, "or") && !is_kw(t, "else"))) {
+        /* "is sameas x" / "is divisibleby 3": one argument without parentheses */
+        if (is_kw(t, "is")) return jerr(P->J, RLHF_ERR_FORMAT, "you cannot chain multiple tests with 'is'"), NULL;
+        expr *arg = parse_primary(P);
+        if (!arg) return NULL;
+        x->n_args = 1;
+        x->args = jdup(P->J, &arg, sizeof arg);
+        const char *no_kw = NULL;
+        size_t no_n = 0;
+        x->kw = jdup(P->J, &no_kw, sizeof no_kw);
+        x->kw_n = jdup(P->J, &no_n, sizeof no_n);
+        if (P->J->rc) return NULL;
+    }
+    return x;
+}
+
+/* Filters and tests bind tighter than any binary operator, as in jinja2:
+ * a + b | trim == a + (b | trim), and 1 + 1 is number == 1 + (1 is number). */
+static expr *parse_filters_tests(parser *P, expr *e) {
+    while (e) {
+        if (is_kw(peek(P), "is")) {
+            P->i++;
+            e = parse_test(P, e);
+            continue;
+        }
+        if (!is_op(peek(P), "|")) break;
         P->i++;
         if (peek(P)->t != T_NAME) return jerr(P->J, RLHF_ERR_FORMAT, "expected a filter name after '|'"), NULL;
         expr *f = new_expr(P, E_FILTER);
@@ -1142,18 +1185,28 @@ static expr *parse_filtered(parser *P) {
     return e;
 }
 
-static expr *parse_unary(parser *P) {
+/* -x and +x apply before the filters (-1|abs is abs(-1)), as jinja2 parses them. */
+static expr *parse_unary_f(parser *P, int with_filters) {
+    expr *e;
     if (is_op(peek(P), "-")) {
         P->i++;
-        expr *e = new_expr(P, E_NEG);
+        e = new_expr(P, E_NEG);
         if (!e || enter(P)) return NULL;
-        e->a = parse_unary(P);
+        e->a = parse_unary_f(P, 0);
         leave(P);
-        return e->a ? e : NULL;
+        if (!e->a) return NULL;
+    } else if (is_op(peek(P), "+")) {
+        P->i++;
+        if (enter(P)) return NULL;
+        e = parse_unary_f(P, 0);
+        leave(P);
+    } else {
+        e = parse_primary(P);
     }
-    if (is_op(peek(P), "+")) P->i++;
-    return parse_filtered(P);
+    return with_filters ? parse_filters_tests(P, e) : e;
 }
+
+static expr *parse_unary(parser *P) { return parse_unary_f(P, 1); }
 
 static expr *binary(parser *P, const char *op, size_t n, expr *a, expr *b) {
     if (!a || !b) return NULL;
@@ -1166,12 +1219,21 @@ static expr *binary(parser *P, const char *op, size_t n, expr *a, expr *b) {
     return e;
 }
 
-static expr *parse_mul(parser *P) {
+static expr *parse_pow(parser *P) {
     expr *e = parse_unary(P);
+    while (e && is_op(peek(P), "**")) {
+        P->i++;
+        e = binary(P, "**", 2, e, parse_unary(P));
+    }
+    return e;
+}
+
+static expr *parse_mul(parser *P) {
+    expr *e = parse_pow(P);
     while (e && (is_op(peek(P), "*") || is_op(peek(P), "/") || is_op(peek(P), "//") || is_op(peek(P), "%"))) {
         jtok *op = peek(P);
         P->i++;
-        e = binary(P, op->s, op->n, e, parse_unary(P));
+        e = binary(P, op->s, op->n, e, parse_pow(P));
     }
     return e;
 }
@@ -1211,35 +1273,6 @@ static expr *parse_compare(parser *P) {
             if (!n) return NULL;
             n->a = binary(P, "in", 2, e, parse_concat(P));
             e = n->a ? n : NULL;
-        } else if (is_kw(t, "is")) {
-            P->i++;
-            expr *x = new_expr(P, E_TEST);
-            if (!x) return NULL;
-            if (is_kw(peek(P), "not")) {
-                x->negate = 1;
-                P->i++;
-            }
-            if (peek(P)->t != T_NAME) return jerr(P->J, RLHF_ERR_FORMAT, "expected a test name after 'is'"), NULL;
-            x->a = e;
-            x->name = peek(P)->s;
-            x->name_n = peek(P)->n;
-            P->i++;
-            if (is_op(peek(P), "(")) {
-                if (parse_args(P, x)) return NULL;
-            } else if (peek(P)->t == T_STR || peek(P)->t == T_INT || peek(P)->t == T_FLOAT || is_op(peek(P), "[") ||
-                       is_op(peek(P), "{") || (peek(P)->t == T_NAME && !is_kw(peek(P), "and") &&
-                       !is_kw(peek(P), "or") && !is_kw(peek(P), "else") && !is_kw(peek(P), "if"))) {
-                /* "is sameas x" / "is divisibleby 3": one argument without parentheses */
-                expr *arg = parse_concat(P);
-                if (!arg) return NULL;
-                x->n_args = 1;
-                x->args = jalloc(P->J, sizeof *x->args);
-                x->kw = jalloc(P->J, sizeof *x->kw);
-                x->kw_n = jalloc(P->J, sizeof *x->kw_n);
-                if (!x->args || !x->kw || !x->kw_n) return NULL;
-                x->args[0] = arg;
-            }
-            e = x;
         } else {
             break;
         }
@@ -2455,6 +2488,55 @@ static value in_op(jinja *J, value x, value c) {
 }
 
 
+/* fmt % args, Python's printf-style formatting for %s %r %d %i %%; a tuple gives several
+ * arguments. Flags, widths and the other conversions are refused as unsupported. */
+static value str_percent(jinja *J, value fmt, value args) {
+    const int many = args.t == V_LIST && args.u.l->is_tuple;
+    const int n_args = many ? args.u.l->n : 1;
+    int used = 0;
+    sbuf o = str_buf();
+    spend_bytes(J, fmt.u.s.n);
+    for (size_t i = 0; i < fmt.u.s.n && !J->rc && !o.too_big; i++) {
+        const char c = fmt.u.s.s[i];
+        if (c != '%') {
+            sb_put(&o, &c, 1);
+            continue;
+        }
+        const char conv = ++i < fmt.u.s.n ? fmt.u.s.s[i] : 0;
+        if (conv == '%') {
+            sb_put(&o, "%", 1);
+            continue;
+        }
+        if (!conv || !strchr("srdi", conv)) {
+            jerr(J, RLHF_ERR_UNSUPPORTED, "string formatting: only %%s %%r %%d %%i %%%% are supported");
+            break;
+        }
+        if (used == n_args) {
+            jerr(J, RLHF_ERR_INVALID, "not enough arguments for format string");
+            break;
+        }
+        value v = many ? args.u.l->items[used] : args;
+        used++;
+        if (conv == 'd' || conv == 'i') {
+            if (!is_num(v)) {
+                jerr(J, RLHF_ERR_INVALID, "%%%c format: a number is required, not %s", conv, type_name(v.t));
+                break;
+            }
+            long long k = 0;
+            if (v.t == V_FLOAT ? float_to_int(J, v.u.f, &k) : (k = inum(v), 0)) break;
+            v = v_int(k);
+        }
+        if (conv == 'r' && v.t == V_STR) print_str_repr(&o, v.u.s.s, v.u.s.n);
+        else v_print(J, &o, v, 0);
+    }
+    if (!J->rc && used < n_args) jerr(J, RLHF_ERR_INVALID, "not all arguments converted during string formatting");
+    if (J->rc) {
+        free(o.s);
+        return v_undef();
+    }
+    return str_buf_finish(J, &o);
+}
+
 static value arith(jinja *J, char op, int floor_div, value a, value b) {
     if (op == '+' && a.t == V_STR && b.t == V_STR) return concat(J, a, b);
     if (op == '+' && a.t == V_LIST && b.t == V_LIST) {
@@ -2464,6 +2546,7 @@ static value arith(jinja *J, char op, int floor_div, value a, value b) {
         return r;
     }
     if (op == '*' && !floor_div && a.t == V_STR && (b.t == V_INT || b.t == V_BOOL)) return str_repeat(J, a, inum(b));
+    if (op == '%' && a.t == V_STR) return str_percent(J, a, b);
     if (op == '*' && !floor_div && b.t == V_STR && (a.t == V_INT || a.t == V_BOOL)) return str_repeat(J, b, inum(a));
     if (!is_num(a) || !is_num(b)) {
         jerr(J, RLHF_ERR_INVALID, "unsupported operand types for '%c': %s and %s", op, type_name(a.t), type_name(b.t));
@@ -2617,6 +2700,26 @@ static value eval_call(jinja *J, frame *f, const expr *e, value caller) {
     return v_undef();
 }
 
+/* a ** b as Python: an integer for integers with b >= 0 (refused past 64 bits), else a float. */
+static value power(jinja *J, value a, value b) {
+    if (!is_num(a) || !is_num(b))
+        return jerr(J, RLHF_ERR_INVALID, "unsupported operand types for '**': %s and %s", type_name(a.t), type_name(b.t)),
+               v_undef();
+    if (a.t == V_FLOAT || b.t == V_FLOAT || inum(b) < 0) {
+        if (num(a) == 0 && num(b) < 0) return jerr(J, RLHF_ERR_INVALID, "0 cannot be raised to a negative power"), v_undef();
+        return v_float(pow(num(a), num(b)));
+    }
+    long long r = 1, x = inum(a), k = inum(b);
+    for (; k > 0 && !spend(J, 1); k--) /* at most 64 steps before the result overflows, unless x is 0, 1 or -1 */
+        if (__builtin_mul_overflow(r, x, &r)) return err_int_range(J), v_undef();
+        else if (r == 0 || r == 1) break;
+        else if (r == -1) {
+            r = (k - 1) % 2 ? 1 : -1;
+            break;
+        }
+    return v_int(r);
+}
+
 static value eval_in(jinja *J, frame *f, const expr *e) {
     J->line = e->line;
     switch (e->k) {
@@ -2710,7 +2813,7 @@ static value eval_in(jinja *J, frame *f, const expr *e) {
             if (name_is(op, e->name_n, "<=")) return v_bool(cmp <= 0);
             return v_bool(cmp >= 0);
         }
-        if (name_is(op, e->name_n, "**")) return v_float(pow(num(a), num(b)));
+        if (name_is(op, e->name_n, "**")) return power(J, a, b);
         return arith(J, op[0], e->name_n == 2, a, b);
     }
     case E_LIST: {
