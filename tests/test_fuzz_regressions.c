@@ -135,10 +135,28 @@ static void test_gpt2_empty_piece(void) {
     rmdir(dir);
 }
 
+/* fuzz_tokenizer_json, timeout: a 35 KB tokenizer.json whose vocabulary has a few entries but
+ * one id near the 16M bound made the loader size every per-id table (and the merge index, 128
+ * MB set byte by byte) by that id: seconds and hundreds of MB for nothing. Real vocabularies
+ * have at most a few hundred thousand ids and few holes; ids far beyond the entries are now
+ * refused. */
+static void test_tokenizer_sparse_ids(void) {
+    const char *json = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 15000000}, "
+                       "\"merges\": [\"a b\"]}, \"pre_tokenizer\": {\"type\": \"ByteLevel\"}, "
+                       "\"decoder\": {\"type\": \"ByteLevel\"}}";
+    tokenizer *t = NULL;
+    rlhf_error err = {0};
+    int rc = tok_load_buffer(&t, "sparse.json", json, strlen(json), NULL, &err);
+    CHECK(rc == RLHF_ERR_FORMAT && !t && strstr(err.msg, "15000000"), "a vocabulary with an id far beyond its entries is refused: %s",
+          rc ? err.msg : "loaded");
+    if (t) tok_close(&t);
+}
+
 int main(void) {
     test_safetensors_metadata_twice();
     test_gguf_offset_unchecked();
     test_gpt2_empty_piece();
+    test_tokenizer_sparse_ids();
     rmdir(test_tmpdir());
     return test_finish("fuzz regressions");
 }
