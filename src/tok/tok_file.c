@@ -468,6 +468,12 @@ static int load_hf_json(tokenizer *t, const char *path, const cJSON *root, rlhf_
         if (id > max_id) max_id = id;
     }
     if (max_id < 0) return rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: empty vocabulary", path);
+    /* Per-id tables are sized by the largest id: ids far beyond the number of entries would make
+     * a small file cost seconds and hundreds of MB (real vocabularies are nearly dense). */
+    const long n_entries = (long)cJSON_GetArraySize(vocab) + (long)cJSON_GetArraySize(added);
+    if ((long)max_id >= 4 * n_entries + 65536)
+        return rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: token id %d is far beyond the vocabulary's %ld entries (ids must be "
+                           "nearly dense)", path, (int)max_id, n_entries);
     if (vb_init(&vb, max_id + 1) != RLHF_OK) goto nomem;
     cJSON_ArrayForEach(item, vocab) {
         json_id(item, &id);
@@ -587,6 +593,9 @@ static int load_gpt2(tokenizer *t, const char *encoder_path, const cJSON *encode
         if (id > max_id) max_id = id;
     }
     if (max_id < 0) return rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: empty vocabulary", encoder_path);
+    if ((long)max_id >= 4L * cJSON_GetArraySize(encoder) + 65536) /* as for tokenizer.json */
+        return rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: token id %d is far beyond the vocabulary's %d entries (ids must be "
+                           "nearly dense)", encoder_path, (int)max_id, cJSON_GetArraySize(encoder));
     if (vb_init(&vb, max_id + 1) != RLHF_OK) goto nomem;
     cJSON_ArrayForEach(item, encoder) {
         json_id(item, &id);
