@@ -29,6 +29,7 @@ static const char *const sft_help =
     "  {\"messages\": [{\"role\": \"user\", \"content\": \"...\"}, {\"role\": \"assistant\", ...}]}\n"
     "      rendered with the model's chat template (the HH-RLHF format without one); loss on the\n"
     "      assistant turns only (end-of-turn marker included)\n"
+    "  {\"prompt\": [messages], \"completion\": [messages]}   loss on the completion's assistant turns\n"
     "  --db FILE: the database's demonstrations and best-ranked responses.\n"
     "EOS is appended to every example that does not end with it, and trained on.\n"
     "\n"

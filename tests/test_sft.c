@@ -78,10 +78,15 @@ static void test_llama3(void) {
                  "{\"role\":\"user\",\"content\":\"no reply\"}]");
     add_pc(&t, "The capital of France is", " Paris.");
     add_pc(&t, "Say stop:", " stop<|end_of_text|>");
+    /* A conversational prompt (TRL's prompt/completion as message lists): its own assistant
+     * turn is context, only the completion's reply is trained. */
+    add_msgs(&t, "[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"assistant\",\"content\":\"old\"},"
+                 "{\"role\":\"user\",\"content\":\"c\"},{\"role\":\"assistant\",\"content\":\"new\"}]");
+    t.items[t.n - 1].n_context = 3;
     sft_encoder enc = {tok, tmpl, "<|begin_of_text|>", "<|end_of_text|>", 0, eos, 512, SFT_TRUNCATE_KEEP_START};
     sft_encoded e;
     rc = sft_encode(&e, &t, &enc, "t", NULL);
-    CHECK(rc == 0 && e.n == 4, "four examples encode (%d, %zu)", rc, e.n);
+    CHECK(rc == 0 && e.n == 5, "five examples encode (%d, %zu)", rc, e.n);
     if (rc == 0) {
         char buf[1024];
         loss_text(&e, 0, tok, buf, sizeof buf);
@@ -99,7 +104,9 @@ static void test_llama3(void) {
          * is still appended. */
         CHECK(strstr(buf, "<|end_of_text|><|end_of_text|>") != NULL && e.ids[e.start[3] + (size_t)e.len[3] - 1] == eos,
               "a typed EOS in plain text stays text; the real EOS is appended: '%s'", buf);
-        CHECK(e.n_eos_added == 4, "EOS appended to every example (%zu)", e.n_eos_added);
+        CHECK(e.n_eos_added == 5, "EOS appended to every example (%zu)", e.n_eos_added);
+        loss_text(&e, 4, tok, buf, sizeof buf);
+        CHECK(strcmp(buf, "new<|eot_id|><|end_of_text|>") == 0, "conversational prompt: only the completion: '%s'", buf);
     }
     sft_encoded_free(&e);
     /* The shared file's own Llama 3 template writes the generation prompt even when not asked:
@@ -251,6 +258,23 @@ static void test_jsonl(void) {
     CHECK(rc == 0 && t.n == 2 && t.items[1].line == 3 && t.items[1].messages_json && t.items[0].completion,
           "two examples, blank lines skipped, line numbers kept");
     sft_texts_free(&t);
+    f = fopen(path, "w");
+    fputs("{\"prompt\":[{\"role\":\"user\",\"content\":\"x\"},{\"role\":\"assistant\",\"content\":\"y\"},"
+          "{\"role\":\"user\",\"content\":\"z\"}],\"completion\":[{\"role\":\"assistant\",\"content\":\"w\"}]}\n",
+          f);
+    fclose(f);
+    rc = sft_texts_read_jsonl(&t, path, &err);
+    CHECK(rc == 0 && t.n == 1 && t.items[0].n_context == 3 && strstr(t.items[0].messages_json, "\"w\""),
+          "conversational prompt/completion: one conversation, 3 context messages");
+    sft_texts_free(&t);
+    f = fopen(path, "w");
+    fputs("{\"prompt\":[{\"role\":\"user\",\"content\":\"x\"}],\"completion\":\"w\"}\n"
+          "{\"prompt\":[{\"role\":\"user\",\"content\":\"x\"}],\"completion\":[{\"role\":\"user\",\"content\":\"w\"}]}\n",
+          f);
+    fclose(f);
+    rc = sft_texts_read_jsonl(&t, path, &err);
+    CHECK(rc == RLHF_ERR_FORMAT && strstr(err.msg, ":1: \"prompt\" and \"completion\" must both be"),
+          "a list prompt with a string completion is refused: %s", err.msg);
     remove(path);
 }
 

@@ -64,6 +64,8 @@ typedef struct {
     char *messages_json;       /* NULL for prompt/completion */
     long line;                 /* 1-based line of the JSONL source, 0 if none */
     int64_t id;                /* the store's row, 0 if none */
+    int n_context;             /* messages: the first n_context are context only (a
+                                  conversational prompt): their assistant turns get no loss */
 } sft_text;
 
 typedef struct {
@@ -72,13 +74,16 @@ typedef struct {
 } sft_texts;
 
 /* Reads a JSONL file: one object a line, {"prompt","completion"} strings or a "messages" array
- * of {"role": system|user|assistant|tool, "content": string} with at least one assistant turn;
+ * of {"role": system|user|assistant|tool, "content": string} with at least one assistant turn,
+ * or TRL's conversational prompt/completion ({"prompt": [messages], "completion": [messages]}:
+ * loss only on the completion's assistant turns);
  * blank lines are skipped. Errors name FILE:LINE and the reason (bad JSON, missing or
  * non-string field, unknown role, no assistant turn). d need not be initialised; on error it is
  * left empty. */
 int sft_texts_read_jsonl(sft_texts *d, const char *path, rlhf_error *err);
 /* The store's examples (store_get_sft_dataset): chat prompts (prompt_messages) become messages
- * with the completion as the assistant's reply, the others prompt/completion. */
+ * with the completion as the assistant's reply (the only turn trained), the others
+ * prompt/completion. */
 int sft_texts_from_dataset(sft_texts *d, const sft_dataset *src, rlhf_error *err);
 void sft_texts_free(sft_texts *d);
 

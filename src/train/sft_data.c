@@ -49,8 +49,8 @@ void sft_texts_free(sft_texts *d) {
 }
 
 /* Appends an item; takes ownership of the three strings (also on error). */
-static int texts_push(sft_texts *d, char *prompt, char *completion, char *messages, long line, int64_t id,
-                      rlhf_error *err) {
+static int texts_push(sft_texts *d, char *prompt, char *completion, char *messages, int n_context, long line,
+                      int64_t id, rlhf_error *err) {
     if (d->n == d->cap) {
         size_t cap = d->cap ? 2 * d->cap : 64;
         sft_text *p = realloc(d->items, cap * sizeof *p);
@@ -63,7 +63,7 @@ static int texts_push(sft_texts *d, char *prompt, char *completion, char *messag
         d->items = p;
         d->cap = cap;
     }
-    d->items[d->n++] = (sft_text){prompt, completion, messages, line, id};
+    d->items[d->n++] = (sft_text){prompt, completion, messages, line, id, n_context};
     return RLHF_OK;
 }
 
@@ -135,7 +135,34 @@ int sft_texts_read_jsonl(sft_texts *d, const char *path, rlhf_error *err) {
             char *mj = cJSON_PrintUnformatted(msgs);
             cJSON_Delete(o);
             if (!mj) goto nomem;
-            rc = texts_push(d, NULL, NULL, mj, line, 0, err);
+            rc = texts_push(d, NULL, NULL, mj, 0, line, 0, err);
+        } else if (cJSON_IsArray(prompt) && cJSON_IsArray(completion)) {
+            /* Conversational prompt/completion: one conversation, only the completion trained. */
+            cJSON *all = cJSON_Duplicate(prompt, 1), *tail = cJSON_Duplicate(completion, 1);
+            const int n_context = cJSON_GetArraySize(prompt);
+            const char *bad = NULL;
+            int has_reply = 0;
+            const cJSON *it;
+            cJSON_ArrayForEach(it, completion) {
+                has_reply |= cJSON_IsString(cJSON_GetObjectItemCaseSensitive(it, "role")) &&
+                             strcmp(cJSON_GetObjectItemCaseSensitive(it, "role")->valuestring, "assistant") == 0;
+            }
+            if (all && tail) {
+                cJSON *x;
+                while ((x = cJSON_DetachItemFromArray(tail, 0)) != NULL) cJSON_AddItemToArray(all, x);
+                bad = !has_reply ? "\"completion\" has no assistant turn (nothing to learn)"
+                                 : check_messages(all, why, sizeof why);
+            }
+            char *mj = all && tail && !bad ? cJSON_PrintUnformatted(all) : NULL;
+            cJSON_Delete(all);
+            cJSON_Delete(tail);
+            cJSON_Delete(o);
+            if (bad) {
+                rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s:%ld: %s", path, line, bad);
+                goto fail;
+            }
+            if (!mj) goto nomem;
+            rc = texts_push(d, NULL, NULL, mj, n_context, line, 0, err);
         } else if (cJSON_IsString(prompt) && cJSON_IsString(completion)) {
             if (!*completion->valuestring) {
                 cJSON_Delete(o);
@@ -149,9 +176,11 @@ int sft_texts_read_jsonl(sft_texts *d, const char *path, rlhf_error *err) {
                 free(cc);
                 goto nomem;
             }
-            rc = texts_push(d, pp, cc, NULL, line, 0, err);
+            rc = texts_push(d, pp, cc, NULL, 0, line, 0, err);
         } else {
             const char *what = !prompt && !completion ? "needs \"prompt\" and \"completion\" strings or a \"messages\" array"
+                               : cJSON_IsArray(prompt) != cJSON_IsArray(completion)
+                                   ? "\"prompt\" and \"completion\" must both be strings or both message lists"
                                : !cJSON_IsString(prompt)  ? "\"prompt\" is missing or not a string"
                                                           : "\"completion\" is missing or not a string";
             cJSON_Delete(o);
@@ -186,16 +215,17 @@ int sft_texts_from_dataset(sft_texts *d, const sft_dataset *src, rlhf_error *err
                 return rlhf_errorf(err, RLHF_ERR_FORMAT, "stored example %lld: prompt messages are not a JSON array",
                                    (long long)x->id);
             }
+            const int n_context = cJSON_GetArraySize(msgs);
             cJSON_AddStringToObject(m, "role", "assistant");
             cJSON_AddStringToObject(m, "content", x->completion ? x->completion : "");
             cJSON_AddItemToArray(msgs, m);
             char *mj = cJSON_PrintUnformatted(msgs);
             cJSON_Delete(msgs);
-            rc = mj ? texts_push(d, NULL, NULL, mj, 0, x->id, err)
+            rc = mj ? texts_push(d, NULL, NULL, mj, n_context, 0, x->id, err)
                     : rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
         } else {
             char *pp = dup_str(x->prompt ? x->prompt : ""), *cc = dup_str(x->completion ? x->completion : "");
-            rc = pp && cc ? texts_push(d, pp, cc, NULL, 0, x->id, err)
+            rc = pp && cc ? texts_push(d, pp, cc, NULL, 0, 0, x->id, err)
                           : (free(pp), free(cc), rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory"));
         }
         if (rc) {
@@ -342,7 +372,7 @@ static int encode_messages(enc_scratch *s, const sft_text *t, const sft_encoder 
         goto done;
     }
     memset(s->mask, 0, s->full.n);
-    for (int k = 0; k < n; k++) {
+    for (int k = t->n_context; k < n; k++) {
         if (strcmp(m[k].role, "assistant") != 0) continue;
         /* Where the reply starts: the conversation before it, with the generation prompt. */
         if ((rc = render(&text, enc, m, k, 1, at, err))) goto done;
