@@ -81,37 +81,6 @@ static int parse_tokens(const char *usage, const char *s, int32_t **out, int *n)
     return 0;
 }
 
-static void out_json_string(const char *s) {
-    out_printf("\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') out_printf("\\%c", *p);
-        else if (*p < 0x20) out_printf("\\u%04x", *p);
-        else out_printf("%c", *p);
-    }
-    out_printf("\"");
-}
-
-/* A number as JSON, null when not finite (JSON has no NaN). A value that is exactly a float
- * gets the shortest text that reads back as that float (1e-05, not 9.99999975e-06); a double
- * gets all 17 digits. */
-static void out_json_float(double v) {
-    if (!isfinite(v)) {
-        out_printf("null");
-        return;
-    }
-    char buf[40];
-    float f = (float)v;
-    if ((double)f == v) {
-        for (int prec = 6; prec <= 9; prec++) {
-            snprintf(buf, sizeof buf, "%.*g", prec, v);
-            if ((float)strtod(buf, NULL) == f) break;
-        }
-    } else {
-        snprintf(buf, sizeof buf, "%.17g", v);
-    }
-    out_printf("%s", buf);
-}
-
 static void fmt_count(char *buf, size_t n, size_t v) {
     char tmp[32];
     int len = snprintf(tmp, sizeof tmp, "%zu", v), k = 0;

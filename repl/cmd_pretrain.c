@@ -10,6 +10,7 @@
 
 #include "repl/commands.h"
 #include "repl/out.h"
+#include "repl/run_log.h"
 #include "src/train/pretrain.h"
 
 static const char *const pretrain_usage =
@@ -61,14 +62,6 @@ typedef struct {
     double last_shown; /* elapsed_s of the last progress line */
 } progress_ctx;
 
-static void fmt_duration(char *buf, size_t n, double s) {
-    if (!isfinite(s) || s < 0) s = 0;
-    long x = (long)(s + 0.5);
-    if (x >= 3600) snprintf(buf, n, "%ldh%02ldm", x / 3600, x / 60 % 60);
-    else if (x >= 60) snprintf(buf, n, "%ldm%02lds", x / 60, x % 60);
-    else snprintf(buf, n, "%lds", x);
-}
-
 static void on_progress(const pretrain_progress *pg, void *vctx) {
     progress_ctx *ctx = vctx;
     if (pg->event == PRETRAIN_EVENT_SAVING) {
@@ -107,7 +100,7 @@ static void on_progress(const pretrain_progress *pg, void *vctx) {
     if (isnan(pg->val_loss) && !pg->saved && pg->step < pg->total && pg->elapsed_s - ctx->last_shown < 0.25) return;
     ctx->last_shown = pg->elapsed_s;
     char eta[32], val[48] = "";
-    fmt_duration(eta, sizeof eta, pg->eta_s);
+    run_log_duration(eta, sizeof eta, pg->eta_s);
     if (!isnan(pg->val_loss)) snprintf(val, sizeof val, " | val %.4f", pg->val_loss);
     out_progress("step %ld/%ld | loss %.4f%s | lr %.2e | %.0f tok/s | ETA %s", pg->step, pg->total, pg->loss, val,
                  (double)pg->lr, pg->tokens_per_s, eta);
@@ -327,7 +320,7 @@ int cmd_pretrain(int argc, char **argv) {
         return 1;
     }
     char el[32];
-    fmt_duration(el, sizeof el, s.elapsed_s);
+    run_log_duration(el, sizeof el, s.elapsed_s);
     out_printf("pretrained %zu parameters on %zu tokens (vocabulary %d): steps %ld..%ld of %ld in %s (%.0f tok/s)\n",
                s.n_params, s.n_train_tokens, s.vocab_size, s.start_step, s.steps_done, s.total_steps, el,
                s.tokens_per_s);

@@ -52,5 +52,10 @@ int cmd_runs(int argc, char **argv);
 int cmd_dpo(int argc, char **argv);
 /* repl/cmd_grpo.c (grpo and rloo) */
 int cmd_grpo(int argc, char **argv);
+/* repl/cmd_reward.c */
+int cmd_reward(int argc, char **argv);
+int cmd_score(int argc, char **argv);
+/* repl/cmd_classify.c */
+int cmd_classify(int argc, char **argv);
 
 #endif

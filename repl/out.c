@@ -1,7 +1,9 @@
 /* out.c — output sinks, error lines and the live progress line. */
 #include "repl/out.h"
 
+#include <math.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 static FILE *g_out, *g_err;
@@ -58,3 +60,35 @@ void out_progress_end(void) {
         g_progress_showing = 0;
     }
 }
+
+void out_json_string(const char *s) {
+    out_printf("\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') out_printf("\\%c", *p);
+        else if (*p < 0x20) out_printf("\\u%04x", *p);
+        else out_printf("%c", *p);
+    }
+    out_printf("\"");
+}
+
+/* A number as JSON, null when not finite (JSON has no NaN). A value that is exactly a float
+ * gets the shortest text that reads back as that float (1e-05, not 9.99999975e-06); a double
+ * gets all 17 digits. */
+void out_json_float(double v) {
+    if (!isfinite(v)) {
+        out_printf("null");
+        return;
+    }
+    char buf[40];
+    float f = (float)v;
+    if ((double)f == v) {
+        for (int prec = 6; prec <= 9; prec++) {
+            snprintf(buf, sizeof buf, "%.*g", prec, v);
+            if ((float)strtod(buf, NULL) == f) break;
+        }
+    } else {
+        snprintf(buf, sizeof buf, "%.17g", v);
+    }
+    out_printf("%s", buf);
+}
+

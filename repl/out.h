@@ -22,5 +22,9 @@ int out_fail(const rlhf_error *err);
 void out_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Ends the live progress line (newline if one is showing). */
 void out_progress_end(void);
+/* A JSON string literal (quotes, escapes) / a number as JSON (null when not finite; a float
+ * value gets the shortest text that reads back as that float), through out_printf. */
+void out_json_string(const char *s);
+void out_json_float(double v);
 
 #endif

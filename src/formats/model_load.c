@@ -24,6 +24,7 @@ const char *model_format_name(model_format f) {
 }
 
 void model_bundle_free(model_bundle *b) {
+    checkpoint_labels_free(b->labels, b->m.config.num_labels);
     model_free(&b->m);
     tok_close(&b->tok);
     free(b->chat_template);
@@ -144,6 +145,7 @@ static int read_optional(model_bundle *b, const char *dir, const char *name, int
 static int load_hf(model_bundle *b, const char *dir, rlhf_error *err) {
     int rc = checkpoint_load(&b->m, dir, err);
     if (rc) return rc;
+    if (b->m.config.num_labels > 0 && (rc = checkpoint_labels_read(dir, &b->m.config, &b->labels, err))) return rc;
     /* Llama-family SentencePiece tokenizers add BOS by default; tokenizer_config may say otherwise */
     b->add_bos = b->m.config.family == MODEL_FAMILY_LLAMA;
     char *tj = path_join(dir, "tokenizer.json"), *ej = path_join(dir, "encoder.json");
@@ -279,7 +281,7 @@ int model_load_tokenizer(tokenizer **out, const char *path, rlhf_error *err) {
 }
 
 int model_bundle_save(const model_bundle *b, const char *dir, rlhf_error *err) {
-    int rc = checkpoint_save(&b->m, dir, err);
+    int rc = checkpoint_save_labeled(&b->m, dir, (const char *const *)b->labels, err);
     if (rc) return rc;
     char *tj = path_join(dir, "tokenizer.json"), *tc = path_join(dir, "tokenizer_config.json");
     char *ej = path_join(dir, "encoder.json"), *vb = path_join(dir, "vocab.bpe");

@@ -54,6 +54,8 @@ typedef struct {
     char *chat_template;        /* Jinja source, NULL if none; owned */
     char *bos_token, *eos_token;/* token texts for chat templates ("<s>"), NULL if unknown; owned */
     int add_bos;                /* 1: plain prompts start with BOS (SentencePiece Llama) */
+    char **labels;              /* classifiers (m.config.num_labels > 0): id2label, num_labels
+                                   strings, or NULL ("LABEL_i"); owned (checkpoint_labels_free) */
 } model_bundle;
 
 /* Loads `path` (see the top of the file). On success the bundle owns everything in it
