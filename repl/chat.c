@@ -327,8 +327,8 @@ int chat_execute(chat_session *s, const char *line) {
             rc = chat_rank_text(s, in.rest);
             break;
         }
-        /* without candidates it is just text */
-        rc = chat_prompt(s, in.rest);
+        rc = chat_fail(s, RLHF_ERR_INVALID, "'%s' is a ranking, but no candidates are shown (/candidates N, /compare "
+                                            "SPECS or /next first)", in.rest);
         break;
     case CHAT_INPUT_PROMPT: rc = chat_prompt(s, in.rest); break;
     case CHAT_INPUT_COMMAND: {
@@ -359,7 +359,7 @@ int chat_execute(chat_session *s, const char *line) {
 /* ---- `rlhf chat` ---- */
 
 static const char *const USAGE = "rlhf chat [--model PATH] [--adapter DIR] [--db FILE] [--annotator NAME] "
-                                 "[--script FILE] [--bail]";
+                                 "[--script FILE] [--bail] [--echo]";
 
 static void print_usage(void) {
     out_printf("usage: %s\n\n"
@@ -370,7 +370,8 @@ static void print_usage(void) {
                "      --db FILE       the feedback database (default $RLHF_DB, else rlhf.db here)\n"
                "      --annotator N   who judges (default: the login name)\n"
                "      --script FILE   run the commands of FILE (plain output), then exit\n"
-               "      --bail          stop a script at its first failing line (exit 1)\n\n"
+               "      --bail          stop a script at its first failing line (exit 1)\n"
+               "      --echo          print each script line after \"> \" before running it (transcripts)\n\n"
                "Commands on a non-terminal standard input run as a script. Inside, /help lists\n"
                "every command. Exit status of a script: 0, or 1 when a line failed.\n",
                USAGE);
@@ -390,10 +391,11 @@ int cmd_chat(int argc, char **argv) {
         {"model", required_argument, 0, 'm'}, {"adapter", required_argument, 0, 'a'},
         {"db", required_argument, 0, 'd'},    {"script", required_argument, 0, 's'},
         {"bail", no_argument, 0, 'b'},        {"annotator", required_argument, 0, 'n'},
+        {"echo", no_argument, 0, 'e'},
         {0, 0, 0, 0},
     };
     const char *model = NULL, *adapter = NULL, *db = NULL, *script = NULL, *annotator = NULL;
-    int bail = 0, c;
+    int bail = 0, echo = 0, c;
     optind = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":m:", opts, NULL)) != -1) {
@@ -403,6 +405,7 @@ int cmd_chat(int argc, char **argv) {
         case 'd': db = optarg; break;
         case 's': script = optarg; break;
         case 'b': bail = 1; break;
+        case 'e': echo = 1; break;
         case 'n': annotator = optarg; break;
         case ':': out_error("option '%s' needs a value", argv[optind - 1]); return command_usage_error("chat");
         default: out_error("unknown option '%s'", argv[optind - 1]); return command_usage_error("chat");
@@ -464,6 +467,12 @@ int cmd_chat(int argc, char **argv) {
         if (!line_read(s.lr, prompt, &line)) {
             if (interactive) out_printf("\n");
             break;
+        }
+        if (echo && !interactive) {
+            out_printf("> ");
+            for (const char *p = line; *p; p++) out_printf(*p == '\n' ? "\n... " : "%c", *p);
+            out_printf("\n");
+            fflush(out_stream()); /* before any message on stderr */
         }
         int rc = chat_execute(&s, line);
         free(line);

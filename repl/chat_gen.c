@@ -101,8 +101,12 @@ int chat_model_load(chat_session *s, const char *path, const char *adapter) {
     s->loaded = 1;
     free(s->model_path), free(s->model_name), free(s->adapter_path);
     s->model_path = p, s->model_name = n, s->adapter_path = a;
-    /* a new model starts a new conversation: the old one's turns were another model's */
+    /* a new model starts a new conversation (the old turns were another model's answers) but
+     * keeps the current prompt, so /compare or /candidates can ask the new model the same */
+    char *keep = s->input;
+    s->input = NULL;
     chat_cmd_reset(s, NULL);
+    s->input = keep;
     out_printf("loaded ");
     print_model_line(s);
     out_printf("%s(%.0f ms)%s\n", chat_dim(s), now_ms() - t0, chat_reset(s));
