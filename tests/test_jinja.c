@@ -105,6 +105,10 @@ static void test_statements(void) {
     check_refused("a loop control does not reach out of a macro",
                   "{% for i in [1] %}{% macro m() %}{% break %}{% endmacro %}{% endfor %}", RLHF_ERR_FORMAT,
                   "outside of a loop");
+    check_render("raw blocks", "a {% raw %}{{ x }}{% if %}\n  {% endraw %}\nb|{%- raw -%}  {{ y }}  {%- endraw -%}  |"
+                 "{% raw %}\n  \n{% endraw +%}\nc|  {% raw %}z{% endraw %}|{# c +#}\nd",
+                 &plain, "a {{ x }}{% if %}\nb|{{ y }}|\n  \n\nc|  z|\nd");
+    check_refused("an unclosed raw block", "{% raw %}x{% endraw", RLHF_ERR_FORMAT, "never closed");
     check_render("one final newline dropped", "a\n", &plain, "a");
     check_render("only one", "a\n\n", &plain, "a\n");
     check_render("CR LF and CR read as LF", "a\r\nb\rc{% if true %}\r\nd{% endif %}", &plain, "a\nb\ncd");

@@ -662,6 +662,52 @@ static int lex_escape(jinja *J, sbuf *b, const char **pp, int *line) {
     return 0;
 }
 
+static int is_space(char c);
+static int is_name_char(char c);
+
+/* At p (just inside a {% tag): a {% raw %}...{% endraw %} block becomes one text token, as
+ * jinja2 lexes it (no trim_blocks after the opening tag; '-' and lstrip_blocks before the
+ * closing one; trim_blocks after it). Returns where lexing goes on, or NULL when the tag is
+ * not raw (or on error, with J->rc set). */
+static const char *lex_raw(jinja *J, tok_vec *tv, const char *p, int *line, int *strip_next, int *trim_nl) {
+    const char *x = p;
+    while (is_space(*x)) x++;
+    if (strncmp(x, "raw", 3) != 0 || is_name_char(x[3])) return NULL;
+    for (x += 3; is_space(*x);) x++;
+    const int dash = *x == '-';
+    if (strncmp(x + dash, "%}", 2) != 0) return NULL;
+    const char *body = x + dash + 2;
+    if (dash) while (is_space(*body)) body++;
+    const int begin_nl = body > p && body[-1] == '\n';
+    for (const char *c = p; c < body; c++) *line += *c == '\n';
+    for (const char *t = body; (t = strstr(t, "{%")) != NULL; t += 2) {
+        const char *y = t + 2, sign = *y == '-' || *y == '+' ? *y++ : 0;
+        while (is_space(*y)) y++;
+        if (strncmp(y, "endraw", 6) != 0) continue;
+        for (y += 6; is_space(*y);) y++;
+        const char close = *y == '-' || *y == '+' ? *y++ : 0;
+        if (strncmp(y, "%}", 2) != 0) continue;
+        const char *te = t;
+        if (sign == '-') {
+            while (te > body && is_space(te[-1])) te--;
+        } else if (sign != '+') { /* lstrip_blocks */
+            const char *c = te;
+            while (c > body && c[-1] != '\n' && is_space(c[-1])) c--;
+            if (c < te && ((c > body && c[-1] == '\n') || (c == body && begin_nl))) te = c;
+        }
+        if (te > body) {
+            jtok tt = {T_TEXT, body, (size_t)(te - body), 0, *line, 0};
+            if (push_tok(J, tv, tt)) return NULL;
+        }
+        for (const char *c = body; c < y; c++) *line += *c == '\n';
+        *strip_next = close == '-';
+        *trim_nl = close == 0;
+        return y + 2;
+    }
+    jerr(J, RLHF_ERR_FORMAT, "{%% raw %%} is never closed by {%% endraw %%}");
+    return NULL;
+}
+
 static int lex(jinja *J, const char *src, tok_vec *tv) {
     const char *p = src;
     int line = 1;
@@ -705,9 +751,17 @@ static int lex(jinja *J, const char *src, tok_vec *tv) {
             if (!e) return jerr(J, RLHF_ERR_FORMAT, "unclosed comment");
             for (const char *c = p; c < e; c++) line += *c == '\n';
             strip_next = e > p && e[-1] == '-';
-            trim_nl = !strip_next;
+            trim_nl = !strip_next && !(e > p && e[-1] == '+');
             p = e + 2;
             continue;
+        }
+        if (kind == '%') {
+            const char *r = lex_raw(J, tv, p, &line, &strip_next, &trim_nl);
+            if (J->rc) return J->rc;
+            if (r) {
+                p = r;
+                continue;
+            }
         }
         jtok begin = {kind == '{' ? T_OUT_BEGIN : T_STMT_BEGIN, q, 2, 0, line, 0};
         if (push_tok(J, tv, begin)) return J->rc;

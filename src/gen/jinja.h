@@ -12,7 +12,7 @@
  * index0/first/last/length/revindex/previtem/nextitem, tuple unpacking, `if` filters, `else`,
  * {% break %}/{% continue %}), {% set %} (also namespace attributes and block {% set x %}...
  * {% endset %}), {% macro %} (defaults, keyword arguments, varargs/kwargs, recursion),
- * {% call %} blocks with caller(), {% generation %} (renders its body), comments, whitespace
+ * {% call %} blocks with caller(), {% generation %} (renders its body), {% raw %}, comments, whitespace
  * control (-/+), Jinja's newline handling (\r\n read as \n, one final newline dropped);
  * expressions with literals, lists, tuples, dicts, attribute/index/slice access (x.0 too),
  * + - * / (also //) % ** ~, comparisons, and/or/not, in, `x if c else y`, calls with *args and **kwargs,
