@@ -285,6 +285,7 @@ int chat_session_init(chat_session *s, rlhf_error *err) {
 }
 
 void chat_session_free(chat_session *s) {
+    chat_model_wait(s);
     chat_cands_clear(s);
     model_bundle_free(&s->b);
     store_close(&s->db);
@@ -318,6 +319,7 @@ void chat_session_free(chat_session *s) {
 int chat_execute(chat_session *s, const char *line) {
     chat_input in;
     rlhf_error err = {0};
+    if (s->loader) chat_model_wait(s); /* a failed load is reported; the input still runs */
     if (chat_input_parse(&in, line, &err)) return chat_fail_err(s, &err);
     int rc = 0;
     switch (in.kind) {
@@ -452,7 +454,7 @@ int cmd_chat(int argc, char **argv) {
     if (interactive)
         out_printf("%srlhf chat%s — type a prompt, or /help for commands; Ctrl-D leaves.\n", chat_bold(&s),
                    chat_reset(&s));
-    if (model && chat_model_load(&s, model, adapter)) {
+    if (model && (interactive ? chat_model_load_async(&s, model, adapter) : chat_model_load(&s, model, adapter))) {
         if (!interactive) {
             status = 1;
             goto done;

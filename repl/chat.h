@@ -43,6 +43,8 @@ typedef struct {
     int64_t generation_id; /* 0 until stored */
 } chat_cand;
 
+typedef struct chat_loader chat_loader; /* a model loading on a thread (chat_gen.c) */
+
 typedef struct chat_session {
     line_reader *lr;
     int color;               /* ANSI colour on (a terminal, NO_COLOR unset) */
@@ -54,6 +56,7 @@ typedef struct chat_session {
     model_bundle b;
     int loaded;
     char *model_path, *model_name, *adapter_path;
+    chat_loader *loader;     /* the start-up model still loading, or NULL */
 
     /* the store (opened on first use) */
     store *db;
@@ -123,6 +126,11 @@ void chat_session_free(chat_session *s);
 
 /* ---- chat_gen.c ---- */
 int chat_model_load(chat_session *s, const char *path, const char *adapter);
+/* Starts loading on a thread (start-up on a terminal: the prompt shows at once); the next
+ * chat_execute (or chat_model_wait) joins it and installs the model. */
+int chat_model_load_async(chat_session *s, const char *path, const char *adapter);
+/* Joins a pending start-up load (no-op without one): 0, or the load's error after printing. */
+int chat_model_wait(chat_session *s);
 void chat_cands_clear(chat_session *s);
 int chat_prompt(chat_session *s, const char *text);  /* a plain line: stream a reply */
 int chat_cmd_regen(chat_session *s, const chat_input *in);

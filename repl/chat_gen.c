@@ -8,6 +8,8 @@
  * added. Without an explicit /set seed each generation draws a fresh seed, so a repeated prompt
  * gives a new answer; the seed used is stored all the same. */
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -71,21 +73,21 @@ static void print_model_line(chat_session *s) {
                s->b.chat_template ? "chat template (conversation kept)" : "no chat template (text continues)");
 }
 
-int chat_model_load(chat_session *s, const char *path, const char *adapter) {
-    model_bundle b;
-    rlhf_error err = {0};
-    double t0 = now_ms();
-    if (model_bundle_load(&b, path, &err)) return chat_fail_err(s, &err);
-    if (adapter) {
-        lora lo;
-        int rc = lora_load(&lo, &b.m, adapter, NULL, 0, NULL, &err);
-        if (!rc) rc = lora_merge(&lo, &b.m, &err);
-        lora_free(&lo);
-        if (rc) {
-            model_bundle_free(&b);
-            return chat_fail_err(s, &err);
-        }
-    }
+/* Loads path (and merges the adapter) into *b. Touches no session state and prints nothing, so
+ * it can run on the start-up loader thread. */
+static int bundle_load(model_bundle *b, const char *path, const char *adapter, rlhf_error *err) {
+    int rc = model_bundle_load(b, path, err);
+    if (rc || !adapter) return rc;
+    lora lo;
+    rc = lora_load(&lo, &b->m, adapter, NULL, 0, NULL, err);
+    if (!rc) rc = lora_merge(&lo, &b->m, err);
+    lora_free(&lo);
+    if (rc) model_bundle_free(b);
+    return rc;
+}
+
+/* Makes b the session's model (taking it) and says so. */
+static int bundle_install(chat_session *s, model_bundle *b, const char *path, const char *adapter, double ms) {
     char name[256], aname[256], full[520];
     base_name(path, name, sizeof name);
     if (adapter) snprintf(full, sizeof full, "%s+%s", name, base_name(adapter, aname, sizeof aname));
@@ -93,11 +95,11 @@ int chat_model_load(chat_session *s, const char *path, const char *adapter) {
     char *p = strdup(path), *n = strdup(full), *a = adapter ? strdup(adapter) : NULL;
     if (!p || !n || (adapter && !a)) {
         free(p), free(n), free(a);
-        model_bundle_free(&b);
+        model_bundle_free(b);
         return chat_fail(s, RLHF_ERR_NOMEM, "out of memory");
     }
     model_bundle_free(&s->b);
-    s->b = b;
+    s->b = *b;
     s->loaded = 1;
     free(s->model_path), free(s->model_name), free(s->adapter_path);
     s->model_path = p, s->model_name = n, s->adapter_path = a;
@@ -109,8 +111,75 @@ int chat_model_load(chat_session *s, const char *path, const char *adapter) {
     s->input = keep;
     out_printf("loaded ");
     print_model_line(s);
-    out_printf("%s(%.0f ms)%s\n", chat_dim(s), now_ms() - t0, chat_reset(s));
+    out_printf("%s(%.0f ms)%s\n", chat_dim(s), ms, chat_reset(s));
     return 0;
+}
+
+int chat_model_load(chat_session *s, const char *path, const char *adapter) {
+    chat_model_wait(s); /* a start-up load still running finishes first */
+    model_bundle b;
+    rlhf_error err = {0};
+    double t0 = now_ms();
+    if (bundle_load(&b, path, adapter, &err)) return chat_fail_err(s, &err);
+    return bundle_install(s, &b, path, adapter, now_ms() - t0);
+}
+
+/* ---- loading at start-up while the prompt is already shown ---- */
+
+struct chat_loader {
+    pthread_t thread;
+    char *path, *adapter;
+    model_bundle b;
+    rlhf_error err;
+    int rc;
+    double t0, t1;
+};
+
+static void *loader_main(void *arg) {
+    chat_loader *l = arg;
+    l->rc = bundle_load(&l->b, l->path, l->adapter, &l->err);
+    l->t1 = now_ms();
+    return NULL;
+}
+
+int chat_model_load_async(chat_session *s, const char *path, const char *adapter) {
+    chat_loader *l = calloc(1, sizeof *l);
+    if (!l || !(l->path = strdup(path)) || (adapter && !(l->adapter = strdup(adapter)))) {
+        if (l) free(l->path);
+        free(l);
+        return chat_model_load(s, path, adapter);
+    }
+    l->t0 = now_ms();
+    /* Ctrl-C and resizes belong to the reading thread: the loader starts with them blocked */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGWINCH);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    int rc = pthread_create(&l->thread, NULL, loader_main, l);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        free(l->path), free(l->adapter), free(l);
+        return chat_model_load(s, path, adapter);
+    }
+    s->loader = l;
+    out_printf("%sloading %s in the background: type now, the first input waits for it%s\n", chat_dim(s), path,
+               chat_reset(s));
+    return 0;
+}
+
+int chat_model_wait(chat_session *s) {
+    chat_loader *l = s->loader;
+    if (!l) return 0;
+    s->loader = NULL;
+    double waited = now_ms();
+    pthread_join(l->thread, NULL);
+    waited = now_ms() - waited;
+    int rc = l->rc ? chat_fail_err(s, &l->err) : bundle_install(s, &l->b, l->path, l->adapter, l->t1 - l->t0);
+    if (!l->rc && waited >= 1)
+        out_printf("%s(waited %.0f ms for it)%s\n", chat_dim(s), waited, chat_reset(s));
+    free(l->path), free(l->adapter), free(l);
+    return rc;
 }
 
 static int need_model(chat_session *s) {

@@ -42,11 +42,13 @@ start() {
 
 start
 ok "session 1 started"
+screen | grep -q 'loading m in the background' && ok "the prompt shows while the model loads" || bad "the prompt shows while the model loads"
 # tab completion: a unique command completes, an ambiguous setting lists the choices
 T send-keys -t chat '/sett' Tab
 wait_for '^> /settings ' 5 && ok "Tab completes /sett to /settings" || bad "Tab completes /sett to /settings"
 T send-keys -t chat Enter
-wait_for '^truncate ' 5 && ok "/settings ran" || bad "/settings ran"
+wait_for '^truncate ' 30 && ok "/settings ran" || bad "/settings ran"
+screen | grep -q '^loaded m: gpt2' && ok "the first input waited for the model" || bad "the first input waited for the model"
 T send-keys -t chat '/set top_' Tab Tab
 wait_for 'top_k +top_p' 5 && ok "Tab Tab lists top_k and top_p" || bad "Tab Tab lists top_k and top_p"
 T send-keys -t chat 'p 0.9' Enter
