@@ -186,6 +186,11 @@ static void sl_words(strlist *l, const char *words) {
     }
 }
 
+static int add_model_name(void *ctx, const store_model_info *m) {
+    sl_add(ctx, m->name);
+    return 0;
+}
+
 static char **complete(void *user, const char *line, int start, const char *word, int *files) {
     chat_session *s = user;
     (void)start;
@@ -245,6 +250,8 @@ static char **complete(void *user, const char *line, int start, const char *word
         case CHAT_COMPLETE_MODEL:
             if (arg == 0) sl_words(&l, c->words);
             else if (arg == 1 && (strcmp(first, "load") == 0)) *files = 1;
+            else if (arg == 1 && c->completer == CHAT_COMPLETE_MODEL && strcmp(first, "use") == 0 && s->db)
+                store_models_each(s->db, add_model_name, &l, NULL); /* the registry, if open */
             break;
         case CHAT_COMPLETE_LABEL:
             for (int i = 0; i < s->n_cands; i++) {

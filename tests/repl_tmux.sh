@@ -93,6 +93,12 @@ T send-keys -t chat Up
 wait_for '^> /annotator' 5 && ok "Up recalls the previous session's last input" || bad "Up recalls the previous session's last input"
 T send-keys -t chat Up
 wait_for '^> The next prompt' 5 && ok "older history is there too" || bad "older history is there too"
+T send-keys -t chat C-u '/set max_tokens 3' Enter '/set temperature 1' Enter 'hi' Enter '/candidates 2' Enter
+wait_for 'one batched pass' 20 || bad "candidates drawn"
+T send-keys -t chat 'A > B' Enter
+wait_for '^saved ranking' 10 || bad "ranking saved"
+T send-keys -t chat '/model use ' Tab
+wait_for '^> /model use m $' 5 && ok "Tab completes a model name from the registry" || bad "Tab completes a model name from the registry"
 T send-keys -t chat C-u C-d
 wait_for '^EXITED 0' 10 || bad "second session ends"
 
