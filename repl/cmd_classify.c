@@ -14,7 +14,7 @@
 #include "src/core/fileio.h"
 
 static const char *const classify_usage =
-    "rlhf classify train --model DIR --data FILE.jsonl --out DIR [--truncate error|left|drop] [common trainer flags]\n"
+    "rlhf classify train --model DIR --data FILE.jsonl --out DIR [--freeze-body] [--truncate error|left|drop] [common trainer flags]\n"
     "       rlhf classify eval --model DIR --data FILE.jsonl [--max-length T] [--truncate ...] [--json]";
 
 static const char *const classify_help =
@@ -25,6 +25,7 @@ static const char *const classify_help =
     "\n"
     "  --data FILE.jsonl      one object a line: {\"text\": \"...\", \"label\": \"spam\"} (labels are strings,\n"
     "                         or numbers taken as their text); bad lines are reported by number\n"
+    "  --freeze-body          train only the score head (a linear probe on the frozen body)\n"
     "  --truncate P           a text longer than --max-length: error (default), left (keep its last\n"
     "                         tokens) or drop (leave it out)\n"
     "  --json                 eval: accuracy, per-class precision/recall/F1 and the confusion matrix as JSON\n"
@@ -251,11 +252,15 @@ static int classify_train(int argc, char **argv) {
     trainer_flags_defaults(&f);
     f.lr = 1e-4;
     score_truncate tr = SCORE_TRUNCATE_ERROR;
-    int truncate_given = 0;
+    int truncate_given = 0, freeze = 0;
     for (int i = 2; i < argc; i++) {
         int r = trainer_flags_parse(&f, argc, argv, &i, classify_usage);
         if (r == TRAINER_FLAGS_ERROR) return 2;
         if (r == TRAINER_FLAGS_TAKEN) continue;
+        if (strcmp(argv[i], "--freeze-body") == 0) {
+            freeze = truncate_given = 1;
+            continue;
+        }
         if (parse_own(argc, argv, &i, &tr, NULL, NULL, NULL, NULL)) return 2;
         truncate_given = 1;
     }
@@ -271,13 +276,14 @@ static int classify_train(int argc, char **argv) {
     char *extra = NULL;
     if (f.resume) {
         if (truncate_given) {
-            out_error("--resume continues the saved run with its own --truncate");
+            out_error("--resume continues the saved run with its own --truncate and --freeze-body");
             return 2;
         }
         if (score_cli_restore(&f, &extra)) return 1;
         cJSON *x = cJSON_Parse(extra);
         const cJSON *j = cJSON_GetObjectItemCaseSensitive(x, "truncate");
         if (cJSON_IsString(j)) score_cli_truncate(j->valuestring, &tr, classify_usage);
+        freeze = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "freeze_body"));
         cJSON_Delete(x);
         free(extra);
     }
@@ -320,9 +326,10 @@ static int classify_train(int argc, char **argv) {
     score_train_params p;
     if ((rc = score_cli_setup(&f, SCORE_TASK_CLASSIFY, &b, &d, n_records, max_len, "examples", &p))) goto done;
     char ex[64];
-    snprintf(ex, sizeof ex, "{\"truncate\":\"%s\"}", score_cli_truncate_name(tr));
+    snprintf(ex, sizeof ex, "{\"truncate\":\"%s\",\"freeze_body\":%s}", score_cli_truncate_name(tr), freeze ? "true" : "false");
     char *run_json = score_cli_run_json(&f, "classify", ex);
     p.run_json = run_json;
+    p.freeze_body = freeze;
     rc = score_cli_train("classify", &f, &p);
     if (rc == 0 && p.n_val > 0) rc = report(&b, &d, p.val_idx, p.n_val, 0, "held out");
     if (rc == 0) out_printf("saved %s: config.json (id2label), model.safetensors, tokenizer.json, %s\n", f.out, SCORE_STATE_FILE);

@@ -16,7 +16,7 @@
 
 static const char *const reward_usage =
     "rlhf reward train --model DIR (--data FILE.jsonl | --db FILE) --out DIR [--format trl|hh] [--center C] "
-    "[--use-margins] [--truncate error|left|drop] [common trainer flags]\n"
+    "[--use-margins] [--freeze-body] [--truncate error|left|drop] [common trainer flags]\n"
     "       rlhf reward eval --model RM (--data FILE.jsonl | --db FILE) [--max-length T] [--truncate ...] [--json]";
 
 static const char *const reward_help =
@@ -35,6 +35,8 @@ static const char *const reward_help =
     "  --center C             center_rewards_coefficient (default 0: off)\n"
     "  --use-margins          use each pair's margin in the loss (the database's rank distance or the\n"
     "                         file's; default: margin 0, plain Bradley-Terry)\n"
+    "  --freeze-body          train only the score head (a linear probe on the frozen body: no body\n"
+    "                         gradients, AdamW moments for score.weight only)\n"
     "  --truncate P           a text longer than --max-length: error (default), left (keep its last\n"
     "                         tokens: the reward reads the end) or drop (leave the pair out)\n"
     "  --json                 eval: print the metrics as one JSON object\n"
@@ -95,15 +97,15 @@ static int reward_train(int argc, char **argv) {
     trainer_flags defaults = f;
     const char *format = NULL;
     double center = 0;
-    int margins = 0;
+    int margins = 0, freeze = 0;
     score_truncate tr = SCORE_TRUNCATE_ERROR;
     int given_own = 0;
     for (int i = 2; i < argc; i++) {
         int r = trainer_flags_parse(&f, argc, argv, &i, reward_usage);
         if (r == TRAINER_FLAGS_ERROR) return 2;
         if (r == TRAINER_FLAGS_TAKEN) continue;
-        if (strcmp(argv[i], "--use-margins") == 0) {
-            margins = 1;
+        if (strcmp(argv[i], "--use-margins") == 0 || strcmp(argv[i], "--freeze-body") == 0) {
+            *(argv[i][2] == 'u' ? &margins : &freeze) = 1;
             given_own = 1;
             continue;
         }
@@ -128,7 +130,7 @@ static int reward_train(int argc, char **argv) {
     char *extra = NULL;
     if (f.resume) {
         if (given_own) {
-            out_error("--resume continues the saved run with its own --center, --use-margins and --truncate");
+            out_error("--resume continues the saved run with its own --center, --use-margins, --freeze-body and --truncate");
             return 2;
         }
         if (score_cli_restore(&f, &extra)) return 1;
@@ -136,6 +138,7 @@ static int reward_train(int argc, char **argv) {
         const cJSON *j;
         if (cJSON_IsNumber(j = cJSON_GetObjectItemCaseSensitive(x, "center"))) center = j->valuedouble;
         if (cJSON_IsBool(j = cJSON_GetObjectItemCaseSensitive(x, "use_margins"))) margins = cJSON_IsTrue(j);
+        if (cJSON_IsBool(j = cJSON_GetObjectItemCaseSensitive(x, "freeze_body"))) freeze = cJSON_IsTrue(j);
         if (cJSON_IsString(j = cJSON_GetObjectItemCaseSensitive(x, "truncate"))) score_cli_truncate(j->valuestring, &tr, reward_usage);
         if (!format && cJSON_IsString(j = cJSON_GetObjectItemCaseSensitive(x, "format"))) format = j->valuestring;
         cJSON_Delete(x);
@@ -169,10 +172,11 @@ static int reward_train(int argc, char **argv) {
     rlhf_error err = {0};
     if ((rc = score_cli_setup(&f, SCORE_TASK_PAIRS, &b, &d, n_pairs, max_len, "pairs", &p))) goto done;
     char ex[256];
-    snprintf(ex, sizeof ex, "{\"center\":%.17g,\"use_margins\":%s,\"truncate\":\"%s\"%s%s%s}", center, margins ? "true" : "false",
-             score_cli_truncate_name(tr), format ? ",\"format\":\"" : "", format ? format : "", format ? "\"" : "");
+    snprintf(ex, sizeof ex, "{\"center\":%.17g,\"use_margins\":%s,\"freeze_body\":%s,\"truncate\":\"%s\"%s%s%s}", center,
+             margins ? "true" : "false", freeze ? "true" : "false", score_cli_truncate_name(tr), format ? ",\"format\":\"" : "", format ? format : "", format ? "\"" : "");
     char *run_json = score_cli_run_json(&f, "reward", ex);
     p.center_coef = (float)center;
+    p.freeze_body = freeze;
     p.run_json = run_json;
     rc = score_cli_train("reward", &f, &p);
     if (rc == 0 && p.n_val > 0) {

@@ -70,6 +70,9 @@ check "reward eval --json" '[ $rc -eq 0 ] && grep -q "\"pairs\": 240" e.out'
 "$rlhf" reward train --model gpt --data pairs.jsonl --out rm2 --lr 1e-3 --steps 10 --batch 4 --center 0.01 --use-margins >/dev/null 2>err.txt
 check "gpt2 reward model with --center --use-margins ($(tail -1 err.txt))" 'grep -q GPT2ForSequenceClassification rm2/config.json'
 
+"$rlhf" reward train --model lm --data pairs.jsonl --out probe --lr 1e-2 --steps 10 --batch 8 --freeze-body >out.txt 2>err.txt; rc=$?
+check "reward train --freeze-body (a linear probe) runs ($(tail -1 err.txt))" '[ $rc -eq 0 ] && grep -q "held-out accuracy" out.txt'
+
 # --- bad input: one message, exit 1, nothing written ---
 { echo '{"prompt":"x","chosen":"a"}'; head -3 pairs.jsonl; } >bad.jsonl
 "$rlhf" reward train --model lm --data bad.jsonl --out bad1 >/dev/null 2>err.txt; rc=$?

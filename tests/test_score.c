@@ -8,9 +8,10 @@
 #include "src/formats/checkpoint.h"
 #include "src/gen/generate.h"
 #include "src/train/score_head.h"
+#include "src/train/score_train.h"
 #include "tests/test_util.h"
 
-static void make_lm(model *m, model_family f) {
+static void make_lm(model *m, model_family f, int vocab) {
     model_config c;
     model_config_defaults(&c, f);
     c.n_layers = 2;
@@ -18,8 +19,8 @@ static void make_lm(model *m, model_family f) {
     c.n_heads = 2;
     c.n_kv_heads = f == MODEL_FAMILY_LLAMA ? 1 : 2;
     c.ffn_dim = 32;
-    c.vocab_size = 40;
-    c.context = 16;
+    c.vocab_size = vocab;
+    c.context = 32;
     rlhf_error err = {0};
     CHECK(model_init(m, &c, &err) == 0, "%s", err.msg);
     rng_t r;
@@ -51,7 +52,7 @@ static void edit_config(const char *dir, const char *from, const char *to) {
 static void test_directory(model_family f) {
     model lm, m, back;
     rlhf_error err = {0};
-    make_lm(&lm, f);
+    make_lm(&lm, f, 40);
     rng_t r;
     rng_seed(&r, 9);
     CHECK(score_model_from_lm(&m, &lm, 3, 5, 0.02f, &r, &err) == 0, "%s", err.msg);
@@ -117,7 +118,7 @@ static void test_directory(model_family f) {
 static void test_losses(void) {
     model lm, m;
     rlhf_error err = {0};
-    make_lm(&lm, MODEL_FAMILY_LLAMA);
+    make_lm(&lm, MODEL_FAMILY_LLAMA, 40);
     rng_t r;
     rng_seed(&r, 4);
     CHECK(score_model_from_lm(&m, &lm, 1, 0, 0.5f, &r, &err) == 0, "%s", err.msg);
@@ -157,7 +158,64 @@ static void test_losses(void) {
     model_free(&lm);
 }
 
+/* --freeze-body: only score.weight moves; the body stays bit-identical; the model is unfrozen after. */
+static void test_freeze_body(void) {
+    rlhf_error err = {0};
+    model lm;
+    make_lm(&lm, MODEL_FAMILY_LLAMA, 256);
+    rng_t r;
+    rng_seed(&r, 5);
+    model_bundle b = {0};
+    CHECK(score_model_from_lm(&b.m, &lm, 2, 0, 0.5f, &r, &err) == 0, "%s", err.msg);
+    CHECK(tok_new_bytes(&b.tok, &err) == 0, "%s", err.msg);
+    score_data d;
+    score_data_init(&d, 1);
+    const char *texts[2] = {"good morning", "buy cheap pills"};
+    for (int i = 0; i < 8; i++) {
+        float y = (float)(i % 2);
+        CHECK(score_data_add(&d, b.tok, 0, &texts[i % 2], &y, (size_t)i + 1, 32, SCORE_TRUNCATE_ERROR, 256, &err) == 0, "%s",
+              err.msg);
+    }
+    size_t idx[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    float *before = malloc(b.m.n_floats * sizeof(float));
+    memcpy(before, b.m.params, b.m.n_floats * sizeof(float));
+    score_train_params p = {0};
+    p.task = SCORE_TASK_CLASSIFY;
+    p.bundle = &b;
+    p.data = &d;
+    p.train_idx = idx;
+    p.n_train = 8;
+    train_params_defaults(&p.train);
+    p.train.batch = 4;
+    p.train.optim.lr = 1e-2f;
+    p.train.optim.min_lr = 1e-3f;
+    p.steps = 5;
+    p.seed = 1;
+    p.freeze_body = 1;
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/frozen-run", test_tmpdir());
+    p.out_dir = dir;
+    train_loop_summary sum;
+    CHECK(score_train_run(&p, &sum, &err) == 0, "%s", err.msg);
+    const model_tensor *st = model_find_tensor(&b.m, "score.weight");
+    int body_same = 1, score_moved = 0;
+    for (int i = 0; i < b.m.n_tensors; i++) {
+        const model_tensor *t = &b.m.tensors[i];
+        int same = memcmp(before + t->offset, b.m.params + t->offset, t->numel * sizeof(float)) == 0;
+        if (t == st) score_moved = !same;
+        else body_same &= same;
+    }
+    CHECK(body_same, "the frozen body is bit-identical after training");
+    CHECK(score_moved, "score.weight trained");
+    CHECK(b.m.frozen == 0, "the model is not left frozen");
+    free(before);
+    score_data_free(&d);
+    model_bundle_free(&b);
+    model_free(&lm);
+}
+
 int main(void) {
+    test_freeze_body();
     test_directory(MODEL_FAMILY_GPT2);
     test_directory(MODEL_FAMILY_LLAMA);
     test_losses();

@@ -251,6 +251,8 @@ int score_train_run(const score_train_params *p, train_loop_summary *summary, rl
     score_head h = {0};
     source src = {0};
     saver sv = {0};
+    unsigned char *frozen = NULL;
+    const int was_frozen = m->frozen;
     int rc = RLHF_OK;
     if (summary) memset(summary, 0, sizeof *summary);
     if (m->config.num_labels <= 0) return rlhf_errorf(err, RLHF_ERR_INVALID, "the model is not a classifier");
@@ -271,6 +273,15 @@ int score_train_run(const score_train_params *p, train_loop_summary *summary, rl
         goto done;
     }
     snprintf(sv.state_path, slen, "%s/%s", p->out_dir, SCORE_STATE_FILE);
+    if (p->freeze_body) {
+        if (!(frozen = malloc((size_t)m->n_tensors))) {
+            rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        for (int i = 0; i < m->n_tensors; i++) frozen[i] = strcmp(m->tensors[i].name, "score.weight") != 0;
+        tp.frozen = frozen;
+        m->frozen = 1; /* backward computes no body gradient; the head still writes the score's */
+    }
     if ((rc = train_init(&t, m, &tp, err))) goto done;
     if ((rc = score_head_init(&h, m, tp.batch, tp.context, err))) goto done;
     h.center_coef = p->center_coef;
@@ -315,6 +326,8 @@ int score_train_run(const score_train_params *p, train_loop_summary *summary, rl
     lp.progress_ctx = p->progress_ctx;
     rc = train_loop_run(&lp, summary, err);
 done:
+    m->frozen = was_frozen;
+    free(frozen);
     score_head_free(&h);
     train_free(&t);
     free(src.perm);

@@ -81,6 +81,8 @@ typedef struct {
     long steps;                  /* optimizer steps of the run */
     long eval_every, save_every; /* 0: only at the end */
     float center_coef;           /* pairs: TRL's center_rewards_coefficient */
+    int freeze_body;             /* 1: only score.weight trains (a linear probe): the body gets no
+                                    gradients and no AdamW moments */
     uint64_t seed;               /* the epoch permutations */
     const char *out_dir;
     const char *run_json;        /* the run's configuration, kept in the training state */

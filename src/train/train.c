@@ -39,7 +39,7 @@ int train_init(train *t, model *m, const train_params *p, rlhf_error *err) {
     t->n_floats = m->n_floats;
     rc = model_acts_init(&t->acts, &m->config, p->batch, p->context, err);
     if (rc) goto fail;
-    rc = optim_init(&t->opt, &p->optim, m->tensors, m->n_tensors, m->n_floats, err);
+    rc = optim_init_frozen(&t->opt, &p->optim, m->tensors, m->n_tensors, m->n_floats, p->frozen, err);
     if (rc) goto fail;
     return RLHF_OK;
 fail:

@@ -31,6 +31,9 @@ typedef struct {
     int context;        /* T: tokens per sequence (inputs; targets are shifted by one) */
     int accum;          /* micro-batches per optimizer step (gradient accumulation) */
     optim_params optim; /* AdamW, clipping and schedule */
+    /* train_init only: frozen[i] != 0 freezes the model's tensor i (optim_init_frozen: never
+     * updated, no AdamW moments, not in the gradient norm); NULL trains everything. Borrowed. */
+    const unsigned char *frozen;
 } train_params;
 
 /* B 8, T 128 (clamped to the model's context by the caller), accum 1, optim defaults. */
