@@ -192,6 +192,14 @@ static void test_filters(void) {
                  "[{{ '\\u00a0 a b\\u3000'|trim }}][{{ ' x\\u2003'.strip() }}][{{ 'éaé'.strip('é') }}][{{ 'Ãa'.strip('é') }}]"
                  "{{ 'a\\u00a0b  c\\u2028d'.split() }}[{{ 'xxaxx'.lstrip('x') }}][{{ 'xxaxx'.rstrip('x') }}]",
                  &plain, "[a b][x][a][Ãa]['a', 'b', 'c', 'd'][axx][xxa]");
+    check_render("sort, unique, min, max, sum, abs",
+                 "{{ ['b', 'A', 'a', 'C']|sort }}{{ ['b', 'A', 'a']|sort(case_sensitive=true) }}{{ [3, 1, 2]|sort(true) }}"
+                 "{{ [{'n': 2, 'k': 'x'}, {'n': 1, 'k': 'y'}, {'n': 2, 'k': 'z'}]|sort(attribute='n')|map(attribute='k')|list }}"
+                 "{{ ['a', 'A', 'b', 'a']|unique|list }}{{ ['b', 'A', 'a']|min }}{{ ['b', 'A', 'B']|max }}{{ []|max is defined }}"
+                 "{{ [1, 2.5]|sum }}{{ [{'v': 1}, {'v': 2}]|sum(attribute='v', start=10) }}{{ -3|abs }}{{ (-2.5)|abs }}",
+                 &plain, "['A', 'a', 'b', 'C']['A', 'a', 'b'][3, 2, 1]['y', 'x', 'z']['a', 'b']Ab"
+                 "False3.51332.5");
+    check_refused("sorting mixed types", "{{ [1, 'a']|sort }}", RLHF_ERR_INVALID, "compare");
     check_render("map with a filter", "{{ [' a ', 'b ']|map('trim')|join(',') }}|{{ [1, 2]|map('string')|map('length')|list }}",
                  &plain, "a,b|[1, 1]");
     check_render("tests as jinja2 defines them",

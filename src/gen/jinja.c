@@ -2303,6 +2303,7 @@ static value filter_float(value x, value dflt) {
 
 static int test_named(jinja *J, const char *n, size_t nn, value x, const arglist *a);
 static value in_op(jinja *J, value x, value c);
+static value arith(jinja *J, char op, int floor_div, value a, value b);
 
 /* The arguments of a after the first `skip` positional ones (select('gt', 1) passes 1 on). */
 static void args_after(const arglist *a, int skip, arglist *rest) {
@@ -2368,6 +2369,69 @@ static value filter_indent(jinja *J, value x, const arglist *a) {
         i = e + br;
     }
     return str_buf_finish(J, &o);
+}
+
+/* The key |sort, |unique, |min and |max compare an item by: its attribute when given, strings
+ * lower-cased unless case_sensitive (jinja2's defaults). */
+static value sort_key(jinja *J, value x, value attr, int case_sensitive) {
+    if (attr.t == V_STR) x = attr_of(J, x, attr.u.s.s, attr.u.s.n);
+    return x.t == V_STR && !case_sensitive ? str_map(J, x, 1) : x;
+}
+
+/* Stable merge sort of items by keys (n entries each), Python's order (mixed types refused). */
+static void sort_values(jinja *J, value *keys, value *items, int n, int reverse) {
+    if (n < 2 || J->rc) return;
+    const int h = n / 2;
+    sort_values(J, keys, items, h, reverse);
+    sort_values(J, keys + h, items + h, n - h, reverse);
+    value *tk = jalloc(J, (size_t)n * sizeof *tk), *ti = jalloc(J, (size_t)n * sizeof *ti);
+    if (!tk || !ti) return;
+    int i = 0, j = h, k = 0, cmp = 0;
+    while (i < h && j < n && !spend(J, 1)) {
+        if (v_compare(J, keys[j], keys[i], &cmp)) return;
+        const int take_right = reverse ? cmp > 0 : cmp < 0; /* ties keep the left one first: stable */
+        tk[k] = take_right ? keys[j] : keys[i];
+        ti[k++] = take_right ? items[j++] : items[i++];
+    }
+    for (; i < h; k++, i++) tk[k] = keys[i], ti[k] = items[i];
+    for (; j < n; k++, j++) tk[k] = keys[j], ti[k] = items[j];
+    memcpy(keys, tk, (size_t)n * sizeof *tk);
+    memcpy(items, ti, (size_t)n * sizeof *ti);
+}
+
+/* |sort(reverse, case_sensitive, attribute), |unique(case_sensitive, attribute),
+ * |min / |max(case_sensitive, attribute). */
+static value filter_order(jinja *J, const char *n, size_t nn, value x, const arglist *a) {
+    const int sort = name_is(n, nn, "sort"), unique = name_is(n, nn, "unique");
+    const int reverse = sort && truthy(arg(a, 0, "reverse"));
+    const int cs = truthy(arg(a, sort ? 1 : 0, "case_sensitive"));
+    value attr = arg(a, sort ? 2 : 1, "attribute"), l = v_as_list(J, x), r = v_list_new(J);
+    if (J->rc) return v_undef();
+    if (unique) { /* first occurrences, in order */
+        vlist keys = {0};
+        for (int i = 0; i < l.u.l->n && !J->rc && !spend(J, 1); i++) {
+            value k = sort_key(J, l.u.l->items[i], attr, cs);
+            int seen = 0;
+            for (int j = 0; j < keys.n && !seen && !spend_bytes(J, 64); j++) seen = v_equal(J, keys.items[j], k);
+            if (!seen) list_push(J, &keys, k), list_push(J, r.u.l, l.u.l->items[i]);
+        }
+        return r;
+    }
+    const int m = l.u.l->n;
+    value *keys = jalloc(J, (size_t)(m ? m : 1) * sizeof *keys);
+    for (int i = 0; i < m && !J->rc; i++) {
+        keys[i] = sort_key(J, l.u.l->items[i], attr, cs);
+        list_push(J, r.u.l, l.u.l->items[i]);
+    }
+    if (J->rc) return v_undef();
+    sort_values(J, keys, r.u.l->items, m, reverse);
+    if (sort || J->rc) return r;
+    if (m == 0) return v_undef(); /* jinja2: min/max of nothing is undefined */
+    if (name_is(n, nn, "min")) return r.u.l->items[0];
+    /* max: the first of the largest, as Python's max() */
+    int i = m - 1, cmp = 0;
+    while (i > 0 && !v_compare(J, keys[i - 1], keys[m - 1], &cmp) && cmp == 0) i--;
+    return r.u.l->items[i];
 }
 
 /* Applies the filter named n to x with the arguments a. */
@@ -2450,6 +2514,22 @@ static value filter_named(jinja *J, const char *n, size_t nn, value x, const arg
     if (name_is(n, nn, "selectattr") || name_is(n, nn, "rejectattr"))
         return filter_select(J, x, &a, name_is(n, nn, "rejectattr"), 1);
     if (name_is(n, nn, "indent")) return filter_indent(J, x, &a);
+    if (name_is(n, nn, "sort") || name_is(n, nn, "unique") || name_is(n, nn, "min") || name_is(n, nn, "max"))
+        return filter_order(J, n, nn, x, &a);
+    if (name_is(n, nn, "abs")) {
+        if (x.t == V_FLOAT) return v_float(fabs(x.u.f));
+        if (x.t != V_INT && x.t != V_BOOL) return jerr(J, RLHF_ERR_INVALID, "abs: %s is not a number", type_name(x.t)), v_undef();
+        if (inum(x) == LLONG_MIN) return err_int_range(J), v_undef();
+        return v_int(llabs(inum(x)));
+    }
+    if (name_is(n, nn, "sum")) { /* sum(attribute=None, start=0) */
+        value attr = arg(&a, 0, "attribute"), total = arg(&a, 1, "start"), l = v_as_list(J, x);
+        if (total.t == V_UNDEF) total = v_int(0);
+        for (int i = 0; i < l.u.l->n && !J->rc && !spend(J, 1); i++)
+            total = arith(J, '+', 0, total, attr.t == V_STR ? attr_of(J, l.u.l->items[i], attr.u.s.s, attr.u.s.n)
+                                                            : l.u.l->items[i]);
+        return total;
+    }
     if (name_is(n, nn, "items")) { /* a mapping's (key, value) pairs; undefined gives none */
         if (x.t == V_UNDEF) return v_list_new(J);
         if (x.t != V_DICT) return jerr(J, RLHF_ERR_INVALID, "items: can only get item pairs from a mapping"), v_undef();

@@ -19,8 +19,8 @@
  * jinja2's tests (defined, none, string, number, mapping, iterable, sequence, callable, eq, gt,
  * in, ...), filters (trim, length, upper, lower, capitalize, title, default, first, last, join,
  * replace, tojson as transformers defines it, string, int, float, list, reverse, indent, items,
- * map, select/reject, selectattr/rejectattr) and the global functions (raise_exception, range,
- * namespace, dict, strftime_now), str methods (strip/lstrip/rstrip/split/startswith/endswith/
+ * map, select/reject, selectattr/rejectattr, sort, unique, min, max, sum, abs) and the global
+ * functions (raise_exception, range, namespace, dict, strftime_now), str methods (strip/lstrip/rstrip/split/startswith/endswith/
  * upper/lower/replace/...) and dict methods (items/keys/values/get). None is not iterable and
  * printing shows Python's str()/repr(), as in jinja2. {% include %}, {% import %}, {% extends %},
  * {% filter %} and other constructs are refused with a message naming them and the line.
