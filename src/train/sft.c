@@ -306,6 +306,9 @@ int sft_run(const sft_params *pin, sft_summary *sum_out, rlhf_error *err) {
         goto done;
     }
     if (p.max_length <= 0 || p.max_length > b.m.config.context) p.max_length = b.m.config.context;
+    /* The default targets written out, so the recorded configuration says what trained. */
+    if (p.lora.rank > 0 && !p.lora.targets)
+        p.lora.targets = b.m.config.family == MODEL_FAMILY_GPT2 ? "c_attn" : "q_proj,v_proj";
 
     /* ---- data ---- */
     const sft_texts *texts = p.texts;
