@@ -3,6 +3,7 @@
  * Every command is one row of g_table: /help and tab completion are generated from it, and a
  * mistyped name is answered with the row nearest to it. */
 #include "repl/chat.h"
+#include "repl/default_model.h"
 
 #include <getopt.h>
 #include <locale.h>
@@ -461,6 +462,8 @@ int cmd_chat(int argc, char **argv) {
     if (interactive)
         out_printf("%srlhf chat%s — type a prompt, or /help for commands; Ctrl-D leaves.\n", chat_bold(&s),
                    chat_reset(&s));
+    if (!model && (model = default_model_path()) != NULL && interactive)
+        out_printf("%sthe built-in default model (%s; --model PATH for another)%s\n", chat_dim(&s), model, chat_reset(&s));
     if (model && (interactive ? chat_model_load_async(&s, model, adapter) : chat_model_load(&s, model, adapter))) {
         if (!interactive) {
             status = 1;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "repl/commands.h"
+#include "repl/default_model.h"
 #include "repl/out.h"
 #include "repl/pairs_load.h"
 #include "repl/run_log.h"
@@ -47,10 +48,6 @@ static const char *const dpo_help =
     "the database (it lives in OUT).";
 
 static volatile sig_atomic_t g_stop;
-static void on_sigint(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
 
 static void print_metrics(const char *what, const train_head_out *o) {
     static const char *const names[] = {"rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected"};
@@ -133,6 +130,7 @@ int cmd_dpo(int argc, char **argv) {
             return 2;
         }
     }
+    if (!f.model) f.model = default_model_path(); /* the built-in default model, when there is one */
     if (trainer_flags_check(&f, 1, dpo_usage)) return 2;
     if (f.resume) {
         out_error("rlhf dpo: --resume is not implemented yet (a stopped run keeps its last checkpoint in --out)");
@@ -177,16 +175,12 @@ int cmd_dpo(int argc, char **argv) {
     p.stop = &g_stop;
     p.progress = progress;
     p.progress_ctx = &pc;
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sa.sa_flags = SA_RESETHAND;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old);
+    struct sigaction old;
+    run_log_sigint_catch(&g_stop, &old);
     dpo_summary s;
     rlhf_error err = {0};
     rc = dpo_run(&p, &s, &err);
-    sigaction(SIGINT, &old, NULL);
+    run_log_sigint_restore(&old);
     out_progress_end();
     pref_dataset_free(&pairs);
     if (rc == RLHF_ERR_INTERRUPTED) {

@@ -25,6 +25,7 @@
 
 #include "repl/columns.h"
 #include "repl/commands.h"
+#include "repl/default_model.h"
 #include "repl/out.h"
 #include "src/core/fileio.h"
 #include "src/formats/model_load.h"
@@ -410,7 +411,8 @@ static int gen_cli_flags(gen_cli *o, int argc, char **argv) {
 
 /* Flags that exclude or need each other, and the --compare specs. Returns 0 or 2. */
 static int gen_cli_check(gen_cli *o) {
-    if (!o->model_path) return usage_error("%s", "--model is required");
+    if (!o->model_path && !(o->model_path = default_model_path()))
+        return usage_error("%s", "--model is required (no built-in default model found: models/default)");
     if (!!o->prompt + !!o->prompt_ids + !!o->prompt_file != 1)
         return usage_error("%s", o->prompt || o->prompt_ids || o->prompt_file
                                      ? "--prompt, --prompt-file and --prompt-ids exclude each other"

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "repl/commands.h"
+#include "repl/default_model.h"
 #include "repl/out.h"
 #include "repl/run_log.h"
 #include "repl/trainer_flags.h"
@@ -41,10 +42,6 @@ static const char *const grpo_help =
     "Not yet: --reward RM_DIR (a reward model), prompts from --db, LoRA, --resume.";
 
 static volatile sig_atomic_t g_stop;
-static void on_sigint(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
 
 /* {"prompt": "..."} lines; errors name FILE:LINE. */
 static int read_prompts(const char *path, char ***out, size_t *n) {
@@ -161,6 +158,7 @@ int cmd_grpo(int argc, char **argv) {
             return 2;
         }
     }
+    if (!f.model) f.model = default_model_path(); /* the built-in default model, when there is one */
     if (!f.model || !f.out || !prompts_path || !reward_spec) {
         out_error("%s: --model, --prompts, --reward-fn and --out are required", argv[0]);
         out_error("usage: %s", grpo_usage);
@@ -206,15 +204,11 @@ int cmd_grpo(int argc, char **argv) {
             p.stop = &g_stop;
             p.progress = run_log_progress;
             p.progress_ctx = &rl;
-            struct sigaction sa, old;
-            memset(&sa, 0, sizeof sa);
-            sa.sa_handler = on_sigint;
-            sa.sa_flags = SA_RESETHAND;
-            sigemptyset(&sa.sa_mask);
-            sigaction(SIGINT, &sa, &old);
+            struct sigaction old;
+            run_log_sigint_catch(&g_stop, &old);
             grpo_summary s;
             int r = grpo_run(&p, &s, &err);
-            sigaction(SIGINT, &old, NULL);
+            run_log_sigint_restore(&old);
             out_progress_end();
             if (r == RLHF_ERR_INTERRUPTED) {
                 run_log_finish(&rl, "stopped", f.out);

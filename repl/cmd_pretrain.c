@@ -52,11 +52,6 @@ static const char *const pretrain_help =
 
 static volatile sig_atomic_t g_stop;
 
-static void on_sigint(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
-
 typedef struct {
     FILE *log;
     double last_shown; /* elapsed_s of the last progress line */
@@ -292,18 +287,13 @@ int cmd_pretrain(int argc, char **argv) {
     p.progress_ctx = &ctx;
     g_stop = 0;
     p.stop = &g_stop;
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    /* One-shot: a second Ctrl-C kills the process as usual, in case a step takes very long. */
-    sa.sa_flags = SA_RESETHAND;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old);
+    struct sigaction old;
+    run_log_sigint_catch(&g_stop, &old);
 
     pretrain_summary s;
     rlhf_error err = {0};
     int rc = pretrain_run(&p, &s, &err);
-    sigaction(SIGINT, &old, NULL);
+    run_log_sigint_restore(&old);
     out_progress_end();
     if (ctx.log) fclose(ctx.log);
 

@@ -51,11 +51,6 @@ static const char *const sft_help =
 
 static volatile sig_atomic_t g_stop;
 
-static void on_sigint(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
-
 typedef struct {
     int show_mask;         /* examples to show; 0: none */
     int color;
@@ -215,19 +210,15 @@ int cmd_sft(int argc, char **argv) {
     int logging = !show_mask;
     p.progress = logging ? run_log_progress : NULL;
     p.progress_ctx = &rl;
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C kills as usual */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old);
+    struct sigaction old;
+    run_log_sigint_catch(&g_stop, &old);
 
     run_log_params rlp = {"sft", f.runs_db ? f.runs_db : f.db, f.json_log, f.resume, f.model, NULL};
     rep.rlp = rlp;
     sft_summary s;
     rlhf_error err = {0};
     int rc = sft_run(&p, &s, &err);
-    sigaction(SIGINT, &old, NULL);
+    run_log_sigint_restore(&old);
     out_progress_end();
     sft_texts_free(&texts);
     if (show_mask) {

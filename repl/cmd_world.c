@@ -23,7 +23,7 @@
 #include "src/world/world.h"
 
 static const char *k_usage =
-    "rlhf world [--family NAME|all|stories] [--split train|val|test] [--n N] [--format sft|prompts|text] "
+    "rlhf world [--family NAME|all|stories] [--split train|val|test] [--n N] [--format sft|chat|prompts|text] "
     "[--flaws none|default|W,R,U,E] [--seed S] [--out FILE]\n"
     "       rlhf world verify --prompt TEXT --response TEXT [--json]\n"
     "       rlhf world families";
@@ -40,6 +40,7 @@ static int print_help(void) {
                "checks, and narrative text. Instance i of a family and split is fixed (seeded); train, val and\n"
                "test share no prompt. --n counts instances per family (default 100).\n"
                "  --format sft      {\"prompt\",\"completion\",\"family\"} (+ \"flaw\", and \"eos\": false when endless)\n"
+               "  --format chat     {\"messages\": [user, assistant],\"family\"} (+ \"flaw\"), for chat templates\n"
                "  --format prompts  {\"prompt\",\"family\"}\n"
                "  --format text     \"User: ...\\nAssistant: ...\" blocks (and stories) for pre-training\n"
                "  --flaws           sft only: none (default), default (wrong 10%%, rambling 5%%, rude 5%%,\n"
@@ -89,7 +90,7 @@ static int cmd_world_verify(int argc, char **argv) {
     return 0;
 }
 
-typedef enum { FMT_SFT, FMT_PROMPTS, FMT_TEXT } out_format;
+typedef enum { FMT_SFT, FMT_PROMPTS, FMT_TEXT, FMT_CHAT } out_format;
 
 static int parse_flaws(const char *s, world_flaws *f) {
     if (strcmp(s, "none") == 0) {
@@ -119,8 +120,8 @@ static int parse_flaws(const char *s, world_flaws *f) {
 static int emit_item(FILE *fp, out_format fmt, const world_item *it, const world_flaws *fl, rng_t *r, uint64_t seed) {
     if (fmt == FMT_TEXT) return fprintf(fp, "User: %s\nAssistant: %s\n\n", it->prompt, it->answer) < 0;
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "prompt", it->prompt);
-    if (fmt == FMT_SFT) {
+    if (fmt != FMT_CHAT) cJSON_AddStringToObject(o, "prompt", it->prompt);
+    if (fmt == FMT_SFT || fmt == FMT_CHAT) {
         double u = rng_float(r);
         unsigned flaw = 0;
         const double edges[4] = {fl->wrong, fl->wrong + fl->rambling, fl->wrong + fl->rambling + fl->rude,
@@ -130,7 +131,18 @@ static int emit_item(FILE *fp, out_format fmt, const world_item *it, const world
         char text[4 * WORLD_TEXT_MAX];
         if (flaw) world_flawed_answer(it, flaw, seed, text, sizeof text);
         else snprintf(text, sizeof text, "%s", it->answer);
-        cJSON_AddStringToObject(o, "completion", text);
+        if (fmt == FMT_CHAT) { /* {"messages": [user, assistant]}: rendered with the chat template by SFT */
+            cJSON *msgs = cJSON_AddArrayToObject(o, "messages");
+            cJSON *u = cJSON_CreateObject(), *a = cJSON_CreateObject();
+            cJSON_AddStringToObject(u, "role", "user");
+            cJSON_AddStringToObject(u, "content", it->prompt);
+            cJSON_AddStringToObject(a, "role", "assistant");
+            cJSON_AddStringToObject(a, "content", text);
+            cJSON_AddItemToArray(msgs, u);
+            cJSON_AddItemToArray(msgs, a);
+        } else {
+            cJSON_AddStringToObject(o, "completion", text);
+        }
         cJSON_AddStringToObject(o, "family", world_family_name(it->family));
         if (flaw) {
             static const char *const names[4] = {"wrong", "rambling", "rude", "endless"};
@@ -185,11 +197,12 @@ int cmd_world(int argc, char **argv) {
     world_split split;
     if (world_split_parse(split_name, &split, &err)) return usage_error("world: %s", err.msg);
     out_format fmt = strcmp(format, "sft") == 0 ? FMT_SFT : strcmp(format, "prompts") == 0 ? FMT_PROMPTS
-                     : strcmp(format, "text") == 0 ? FMT_TEXT : (out_format)-1;
-    if ((int)fmt < 0) return usage_error("world: --format must be sft, prompts or text, got %s", format);
+                     : strcmp(format, "text") == 0 ? FMT_TEXT : strcmp(format, "chat") == 0 ? FMT_CHAT : (out_format)-1;
+    if ((int)fmt < 0) return usage_error("world: --format must be sft, chat, prompts or text, got %s", format);
     world_flaws fl;
     if (parse_flaws(flaws_s, &fl)) return usage_error("world: --flaws must be none, default or four rates W,R,U,E summing below 1, got %s", flaws_s);
-    if (fmt != FMT_SFT && strcmp(flaws_s, "none") != 0) return usage_error("world: %s", "--flaws applies to --format sft only");
+    if (fmt != FMT_SFT && fmt != FMT_CHAT && strcmp(flaws_s, "none") != 0)
+        return usage_error("world: %s", "--flaws applies to --format sft and chat only");
     int stories = strcmp(family, "stories") == 0 || (strcmp(family, "all") == 0 && fmt == FMT_TEXT);
     int only = -1;
     if (strcmp(family, "all") != 0 && strcmp(family, "stories") != 0) {

@@ -146,3 +146,23 @@ void run_log_finish(run_log *rl, const char *status, const char *output_model) {
     if (rl->json) fclose(rl->json);
     rl->json = NULL;
 }
+
+static volatile sig_atomic_t *g_sigint_flag;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    if (g_sigint_flag) *g_sigint_flag = 1;
+}
+
+void run_log_sigint_catch(volatile sig_atomic_t *flag, struct sigaction *old) {
+    g_sigint_flag = flag;
+    *flag = 0;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, old);
+}
+
+void run_log_sigint_restore(const struct sigaction *old) { sigaction(SIGINT, old, NULL); }

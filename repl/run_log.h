@@ -13,6 +13,7 @@
 #ifndef RLHF_REPL_RUN_LOG_H
 #define RLHF_REPL_RUN_LOG_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -46,6 +47,12 @@ void run_log_progress(const train_progress *pg, void *ctx);
 /* Ends the run: status done, stopped or failed; output_model is the path of what the run wrote
  * (registered with made_by = kind), may be NULL. Closes everything; safe on a zeroed run_log. */
 void run_log_finish(run_log *rl, const char *status, const char *output_model);
+
+/* Ctrl-C during a training run: the first one sets *flag (the loop stops at the next step
+ * boundary and saves); the handler is one-shot, so a second Ctrl-C kills as usual. The previous
+ * action goes to *old for run_log_sigint_restore. Every trainer command uses this pair. */
+void run_log_sigint_catch(volatile sig_atomic_t *flag, struct sigaction *old);
+void run_log_sigint_restore(const struct sigaction *old);
 
 /* "1h02m", "3m05s", "42s". */
 void run_log_duration(char *buf, size_t n, double seconds);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bootstrap.sh — set up a fresh Debian 12 machine and do one job.
-#   bash scripts/bootstrap.sh run    install deps, build, start the main program
+#   bash scripts/bootstrap.sh run    install deps, build, start the REPL on the built-in default model
 #   bash scripts/bootstrap.sh test   install deps, build (release, ASan/UBSan, fuzz), run every test
 #   bash scripts/bootstrap.sh build  install deps and build only
 # Safe to run again: packages already present are not reinstalled, builds are incremental.
@@ -52,6 +52,8 @@ case "${1:-}" in
         deps
         build
         shift
+        # the REPL on the built-in default model (models/default); without it, the older demo
+        if [ -f models/default/model.safetensors ]; then exec ./build/repl/rlhf chat "$@"; fi
         exec bash scripts/demo.sh "$@"
         ;;
     test)
