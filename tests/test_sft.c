@@ -7,6 +7,7 @@
  *   - truncation keep_start / keep_end / error, and examples left without loss dropped;
  *   - the data source: split disjoint and complete, each epoch visits every training example
  *     once, a step's batch is the same whenever it is asked for (resume), padding has no loss;
+ *   - "eos": false (endless examples): the ids stop after the reply, no end marker or EOS target;
  *   - JSONL errors by line. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,13 @@ static void loss_text(const sft_encoded *e, size_t i, const tokenizer *tok, char
     }
 }
 
+/* Llama 3's template with the generation prompt only when asked (the shared file's version
+ * writes it always; see README). */
+static const char *const k_llama3_tmpl =
+    "{{ bos_token }}{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n' + "
+    "m['content'] + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}";
+
 static void test_llama3(void) {
     tokenizer *tok = NULL;
     int rc = tok_load(&tok, test_data_path("llama3-tokenizer/tokenizer.json"), NULL);
@@ -64,12 +72,7 @@ static void test_llama3(void) {
     if (rc) return;
     int32_t eos = tok_special_id(tok, "<|end_of_text|>");
     CHECK(eos >= 0, "llama3 has <|end_of_text|>");
-    /* Llama 3's template with the generation prompt only when asked (the shared file's version
-     * writes it always; see README). */
-    const char *tmpl =
-        "{{ bos_token }}{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n' + "
-        "m['content'] + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}"
-        "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}";
+    const char *tmpl = k_llama3_tmpl;
     sft_texts t = {0};
     add_msgs(&t, "[{\"role\":\"system\",\"content\":\"Be brief.\"},{\"role\":\"user\",\"content\":\"Hello there\"},"
                  "{\"role\":\"assistant\",\"content\":\"Hi! How can I help?\"},{\"role\":\"user\",\"content\":\"Add 2 "
@@ -132,6 +135,46 @@ static void test_llama3(void) {
     }
     cJSON_Delete(root);
     free(cfg);
+    sft_texts_free(&t);
+    tok_close(&tok);
+}
+
+/* "eos": false (the task world's endless answers): the example stops right after the reply, so
+ * neither the end-of-turn marker nor EOS is a target; the same reply without the mark keeps both. */
+static void test_endless(void) {
+    tokenizer *tok = NULL;
+    int rc = tok_load(&tok, test_data_path("llama3-tokenizer/tokenizer.json"), NULL);
+    CHECK(rc == 0 && tok, "llama3 tokenizer loads");
+    if (rc) return;
+    int32_t eos = tok_special_id(tok, "<|end_of_text|>"), eot = tok_special_id(tok, "<|eot_id|>");
+    const char *tmpl = k_llama3_tmpl;
+    const char *chat = "[{\"role\":\"user\",\"content\":\"Add 2 and 3\"},{\"role\":\"assistant\",\"content\":\"5\\nUser: "
+                       "Hi\\nAssistant: Hello\"}]";
+    sft_texts t = {0};
+    add_msgs(&t, chat);
+    t.items[0].no_eos = 1;
+    add_msgs(&t, chat);
+    add_pc(&t, "Add 2 and 3:", " 5 and 6 and 7");
+    t.items[2].no_eos = 1;
+    sft_encoder enc = {tok, tmpl, "<|begin_of_text|>", "<|end_of_text|>", 0, eos, 512, SFT_TRUNCATE_KEEP_START};
+    sft_encoded e;
+    rc = sft_encode(&e, &t, &enc, "t", NULL);
+    CHECK(rc == 0 && e.n == 3, "three examples encode (%d, %zu)", rc, e.n);
+    if (rc == 0) {
+        char buf[1024];
+        loss_text(&e, 0, tok, buf, sizeof buf);
+        CHECK(strcmp(buf, "5\nUser: Hi\nAssistant: Hello") == 0, "endless chat: the reply is trained, nothing after: '%s'", buf);
+        size_t last = e.start[0] + (size_t)e.len[0] - 1;
+        CHECK(e.ids[last] != eos && e.ids[last] != eot && e.loss[last], "endless chat: the ids end with the reply's last token");
+        loss_text(&e, 1, tok, buf, sizeof buf);
+        CHECK(strcmp(buf, "5\nUser: Hi\nAssistant: Hello<|eot_id|><|end_of_text|>") == 0,
+              "the same reply without \"eos\": false ends with its marker and EOS: '%s'", buf);
+        loss_text(&e, 2, tok, buf, sizeof buf);
+        CHECK(strcmp(buf, " 5 and 6 and 7") == 0 && e.ids[e.start[2] + (size_t)e.len[2] - 1] != eos,
+              "endless prompt/completion: no EOS target: '%s'", buf);
+        CHECK(e.n_eos_added == 1, "EOS appended only to the example that ends (%zu)", e.n_eos_added);
+    }
+    sft_encoded_free(&e);
     sft_texts_free(&t);
     tok_close(&tok);
 }
@@ -275,11 +318,28 @@ static void test_jsonl(void) {
     rc = sft_texts_read_jsonl(&t, path, &err);
     CHECK(rc == RLHF_ERR_FORMAT && strstr(err.msg, ":1: \"prompt\" and \"completion\" must both be"),
           "a list prompt with a string completion is refused: %s", err.msg);
+    f = fopen(path, "w");
+    fputs("{\"prompt\":\"a\",\"completion\":\"b\",\"eos\":false}\n"
+          "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"},{\"role\":\"assistant\",\"content\":\"y\"}],\"eos\":false}\n"
+          "{\"prompt\":\"a\",\"completion\":\"b\",\"eos\":true}\n",
+          f);
+    fclose(f);
+    rc = sft_texts_read_jsonl(&t, path, &err);
+    CHECK(rc == 0 && t.n == 3 && t.items[0].no_eos && t.items[1].no_eos && !t.items[2].no_eos,
+          "\"eos\": false is read on both forms, true is the default");
+    sft_texts_free(&t);
+    f = fopen(path, "w");
+    fputs("{\"prompt\":\"a\",\"completion\":\"b\"}\n{\"prompt\":\"a\",\"completion\":\"b\",\"eos\":\"no\"}\n", f);
+    fclose(f);
+    rc = sft_texts_read_jsonl(&t, path, &err);
+    CHECK(rc == RLHF_ERR_FORMAT && strstr(err.msg, ":2: \"eos\" must be true or false"), "a non-boolean eos is refused by line: %s",
+          err.msg);
     remove(path);
 }
 
 int main(void) {
     test_llama3();
+    test_endless();
     test_bytes();
     test_jsonl();
     return test_finish("sft");

@@ -15,7 +15,9 @@
  *     special tokens allowed (markers become their ids); plain prompt/completion text is not.
  * EOS: when the ids do not already end with the tokenizer's EOS it is appended, and it is
  * trained on when the last turn is the model's (always for prompt/completion) — a model that
- * never sees EOS as a target never learns to stop.
+ * never sees EOS as a target never learns to stop. An example marked "eos": false (the task
+ * world's endless answers) is the exception: it ends right after the reply's text, so neither
+ * EOS nor the template's end-of-turn marker is a target and the model learns not to stop.
  *
  * Truncation: an example longer than max_length ids keeps its first (keep_start) or last
  * (keep_end) max_length ids, or is refused (SFT_TRUNCATE_ERROR). Examples left without any loss
@@ -66,6 +68,9 @@ typedef struct {
     int64_t id;                /* the store's row, 0 if none */
     int n_context;             /* messages: the first n_context are context only (a
                                   conversational prompt): their assistant turns get no loss */
+    int no_eos;                /* "eos": false: the reply never ends (a deliberately endless
+                                  example): the ids stop right after its text, with neither an
+                                  end-of-turn marker nor EOS to learn */
 } sft_text;
 
 typedef struct {
@@ -77,6 +82,7 @@ typedef struct {
  * of {"role": system|user|assistant|tool, "content": string} with at least one assistant turn,
  * or TRL's conversational prompt/completion ({"prompt": [messages], "completion": [messages]}:
  * loss only on the completion's assistant turns);
+ * any of them with "eos": false (see above; "eos" must be a boolean);
  * blank lines are skipped. Errors name FILE:LINE and the reason (bad JSON, missing or
  * non-string field, unknown role, no assistant turn). d need not be initialised; on error it is
  * left empty. */

@@ -63,7 +63,7 @@ static int texts_push(sft_texts *d, char *prompt, char *completion, char *messag
         d->items = p;
         d->cap = cap;
     }
-    d->items[d->n++] = (sft_text){prompt, completion, messages, line, id, n_context};
+    d->items[d->n++] = (sft_text){prompt, completion, messages, line, id, n_context, 0};
     return RLHF_OK;
 }
 
@@ -122,6 +122,14 @@ int sft_texts_read_jsonl(sft_texts *d, const char *path, rlhf_error *err) {
             rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s:%ld: not a JSON object", path, line);
             goto fail;
         }
+        const cJSON *eos = cJSON_GetObjectItemCaseSensitive(o, "eos");
+        if (eos && !cJSON_IsBool(eos)) {
+            cJSON_Delete(o);
+            rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s:%ld: \"eos\" must be true or false", path, line);
+            goto fail;
+        }
+        const int no_eos = cJSON_IsFalse(eos);
+        const size_t before = d->n;
         const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(o, "messages");
         const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(o, "prompt");
         const cJSON *completion = cJSON_GetObjectItemCaseSensitive(o, "completion");
@@ -188,6 +196,7 @@ int sft_texts_read_jsonl(sft_texts *d, const char *path, rlhf_error *err) {
             goto fail;
         }
         if (rc) goto fail;
+        if (d->n > before) d->items[d->n - 1].no_eos = no_eos;
     }
     free(text);
     return RLHF_OK;
@@ -362,8 +371,19 @@ static int encode_messages(enc_scratch *s, const sft_text *t, const sft_encoder 
         i++;
     }
     *last_is_assistant = strcmp(m[n - 1].role, "assistant") == 0;
+    const int endless = t->no_eos && *last_is_assistant;
     if ((rc = render(&text, enc, m, n, 0, at, err))) goto done;
     strip_suffix(text, gen_suffix);
+    if (endless) { /* the text stops right after the reply: no end-of-turn marker to learn */
+        const char *c = m[n - 1].content, *hit = NULL;
+        for (const char *p = text; *c && (p = strstr(p, c)) != NULL; p++) hit = p;
+        if (!hit) {
+            rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: \"eos\": false needs a non-empty last reply that the chat "
+                                                   "template writes as it is", at);
+            goto done;
+        }
+        text[hit - text + strlen(c)] = '\0';
+    }
     if ((rc = encode_text(enc, text, &s->full, at, err))) goto done;
     free(text);
     text = NULL;
@@ -387,7 +407,7 @@ static int encode_messages(enc_scratch *s, const sft_text *t, const sft_encoder 
         if ((rc = encode_text(enc, text, &s->part, at, err))) goto done;
         free(text);
         text = NULL;
-        size_t e = common_prefix(&s->part, &s->full);
+        size_t e = endless && k == n - 1 ? s->full.n : common_prefix(&s->part, &s->full);
         for (size_t j = b; j < e; j++) s->mask[j] = 1;
     }
 done:
@@ -452,8 +472,10 @@ int sft_encode(sft_encoded *out, const sft_texts *in, const sft_encoder *enc, co
         int last_assistant = 1;
         rc = t->messages_json ? encode_messages(&s, t, enc, gen_suffix, at, &last_assistant, err) : encode_pc(&s, t, enc, at, err);
         if (rc) goto done;
-        /* EOS appended (and trained on when the model speaks last). */
-        if (s.full.n == 0 || s.full.ids[s.full.n - 1] != enc->eos_id) {
+        /* EOS appended (and trained on when the model speaks last), unless the example is
+         * endless ("eos": false). */
+        const int ends_with_eos = s.full.n > 0 && s.full.ids[s.full.n - 1] == enc->eos_id;
+        if (!t->no_eos && !ends_with_eos) {
             if (mask_reserve(&s, s.full.n + 2)) {
                 rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "%s: out of memory", at);
                 goto done;
@@ -472,7 +494,7 @@ int sft_encode(sft_encoded *out, const sft_texts *in, const sft_encoder *enc, co
             s.mask[s.full.n] = (uint8_t)last_assistant;
             s.full.n++;
             out->n_eos_added++;
-        } else if (last_assistant) {
+        } else if (!t->no_eos && last_assistant) {
             s.mask[s.full.n - 1] = 1;
         }
         out->n_input++;
