@@ -355,4 +355,33 @@ typedef int (*db_prompt_generation_fn)(void *ctx, const db_prompt_generation_vie
 /* The generations of one prompt, in id order. */
 int db_prompt_generations_each(db *d, int64_t prompt_id, db_prompt_generation_fn fn, void *ctx, rlhf_error *err);
 
+
+/* ---- training caches and warnings (db/db_train.c) ---- */
+/* DPO's reference log-probabilities, keyed by (reference fingerprint, the row's ids and loss
+ * mask). The ids and mask are stored and compared on a hit, so a hash collision is a miss. */
+typedef struct {
+    const int32_t *ids;   /* the row's token ids */
+    const uint8_t *mask;  /* (n) 1 where the id is scored */
+    size_t n;
+    double logp;          /* in for put, out for get */
+    int found;            /* get: 1 when the cache held this very row */
+} db_ref_logp_row;
+/* Looks every row up (found, logp). */
+int db_ref_logps_get(db *d, const char *fingerprint, db_ref_logp_row *rows, size_t n_rows, rlhf_error *err);
+/* Stores the rows in one transaction; a row whose key is taken keeps the stored value. */
+int db_ref_logps_put(db *d, const char *fingerprint, const db_ref_logp_row *rows, size_t n_rows, rlhf_error *err);
+/* Rows cached for this fingerprint (NULL: all). */
+int db_ref_logps_count(db *d, const char *fingerprint, int64_t *n, rlhf_error *err);
+
+/* A health warning a run raised at `step` (code: a stable name such as dpo/chosen_logps_falling). */
+int db_run_warning_insert(db *d, int64_t run_id, int64_t step, const char *code, const char *message,
+                          rlhf_error *err);
+typedef struct {
+    int64_t step;
+    const char *code, *message, *created_at;
+} db_run_warning_view;
+typedef int (*db_run_warning_fn)(void *ctx, const db_run_warning_view *row);
+/* The warnings of run `run_id` by step. */
+int db_run_warnings_each(db *d, int64_t run_id, db_run_warning_fn fn, void *ctx, rlhf_error *err);
+
 #endif

@@ -398,4 +398,33 @@ typedef int (*store_prompt_generation_fn)(void *ctx, const store_prompt_generati
 int store_prompt_generations_each(store *s, int64_t prompt_id, store_prompt_generation_fn fn, void *ctx,
                                   rlhf_error *err);
 
+
+/* ---- what training runs keep for themselves (feedback/store_train.c) ---- */
+
+/* DPO's reference log-probabilities, cached across runs: one value per (reference model
+ * fingerprint, exact token ids and loss mask of a row). A hit requires the very same ids and
+ * mask (they are stored and compared), so a hash collision can never feed a wrong value. */
+typedef struct {
+    const int32_t *ids;  /* the row's token ids (borrowed) */
+    const uint8_t *mask; /* (n) 1 where the id is scored */
+    size_t n;
+    double logp;         /* put: the value; get: set on a hit */
+    int found;           /* get: 1 on a hit */
+} store_ref_logp;
+int store_ref_logps_get(store *s, const char *fingerprint, store_ref_logp *rows, size_t n, rlhf_error *err);
+/* All rows in one transaction; a row already cached keeps its stored value. */
+int store_ref_logps_put(store *s, const char *fingerprint, const store_ref_logp *rows, size_t n, rlhf_error *err);
+/* Rows cached under this fingerprint (NULL: under any). */
+int store_ref_logps_count(store *s, const char *fingerprint, int64_t *n, rlhf_error *err);
+
+/* Health warnings of a run (src/train/health.h): the step, a stable code, the text shown. */
+int store_add_run_warning(store *s, int64_t run_id, int64_t step, const char *code, const char *message,
+                          rlhf_error *err);
+typedef struct {
+    int64_t step;
+    const char *code, *message, *created_at;
+} store_run_warning;
+typedef int (*store_run_warning_fn)(void *ctx, const store_run_warning *w);
+int store_run_warnings_each(store *s, int64_t run_id, store_run_warning_fn fn, void *ctx, rlhf_error *err);
+
 #endif
