@@ -21,7 +21,9 @@ static const char *const classify_help =
     "Train (or evaluate) a sequence classifier: a language model's body with a score head of one output\n"
     "per label, read at the last token of the text, trained with cross-entropy. The output is a Hugging\n"
     "Face *ForSequenceClassification directory (num_labels, id2label/label2id, score.weight) with the\n"
-    "tokenizer, plus training_state.bin for --resume.\n"
+    "tokenizer, plus training_state.bin for --resume. With --lora-rank R the body gets a LoRA adapter\n"
+    "and the score head trains fully (PEFT's modules_to_save = [\"score\"]): the output is a PEFT adapter\n"
+    "directory (task_type SEQ_CLS) plus classifier_config.json (labels), loaded with its base model.\n"
     "\n"
     "  --data FILE.jsonl      one object a line: {\"text\": \"...\", \"label\": \"spam\"} (labels are strings,\n"
     "                         or numbers taken as their text); bad lines are reported by number\n"
@@ -269,8 +271,8 @@ static int classify_train(int argc, char **argv) {
         return 2;
     }
     if (trainer_flags_check(&f, !f.resume, classify_usage)) return 2;
-    if (f.lora_rank > 0) {
-        out_error("--lora-rank: LoRA for classifiers is not implemented yet (train all weights)");
+    if (f.lora_rank > 0 && freeze) {
+        out_error("--freeze-body and --lora-rank exclude each other (the adapter trains the body)");
         return 2;
     }
     char *extra = NULL;
@@ -332,7 +334,7 @@ static int classify_train(int argc, char **argv) {
     p.freeze_body = freeze;
     rc = score_cli_train("classify", &f, &p);
     if (rc == 0 && p.n_val > 0) rc = report(&b, &d, p.val_idx, p.n_val, 0, "held out");
-    if (rc == 0) out_printf("saved %s: config.json (id2label), model.safetensors, tokenizer.json, %s\n", f.out, SCORE_STATE_FILE);
+    if (rc == 0) score_cli_print_saved(&f);
     free(run_json);
     free((void *)p.train_idx);
     free((void *)p.val_idx);
@@ -356,7 +358,7 @@ static int classify_eval(int argc, char **argv) {
     }
     model_bundle b = {0};
     rlhf_error err = {0};
-    if (model_bundle_load(&b, model_path, &err)) return out_fail(&err);
+    if (score_model_load(&b, model_path, &err)) return out_fail(&err);
     if (b.m.config.num_labels < 2 || !b.tok || !b.labels) {
         out_error("%s is not a classifier with labels and a tokenizer (num_labels %d)", model_path, b.m.config.num_labels);
         model_bundle_free(&b);

@@ -24,7 +24,10 @@ static const char *const reward_help =
     "Bradley-Terry loss -log sigmoid(r_chosen - r_rejected - margin) (+ C * mean((r_chosen + r_rejected)^2),\n"
     "TRL's center_rewards_coefficient). The reward of a pair's side is read at the last token of\n"
     "prompt + response. The output is a Hugging Face *ForSequenceClassification directory (num_labels 1,\n"
-    "score.weight) with the tokenizer, plus training_state.bin for --resume.\n"
+    "score.weight) with the tokenizer, plus training_state.bin for --resume. With --lora-rank R the body\n"
+    "gets a LoRA adapter and the score head trains fully (PEFT's modules_to_save = [\"score\"]); the output\n"
+    "is then a PEFT adapter directory (task_type SEQ_CLS, the score in adapter_model.safetensors) plus\n"
+    "classifier_config.json, not merged; rlhf score / reward eval load it with its base model.\n"
     "\n"
     "  --data FILE.jsonl      preference pairs: TRL {\"prompt\",\"chosen\",\"rejected\"} or Anthropic HH\n"
     "                         {\"chosen\",\"rejected\"} dialogues; every line is checked (bad lines are\n"
@@ -145,8 +148,8 @@ static int reward_train(int argc, char **argv) {
         free(extra);
         extra = NULL;
     }
-    if (f.lora_rank > 0) {
-        out_error("--lora-rank: LoRA for reward models is not implemented yet (train all weights, or wait for it)");
+    if (f.lora_rank > 0 && freeze) {
+        out_error("--freeze-body and --lora-rank exclude each other (the adapter trains the body)");
         return 2;
     }
 
@@ -192,7 +195,7 @@ static int reward_train(int argc, char **argv) {
         }
         free(scores);
     }
-    if (rc == 0) out_printf("saved %s: config.json, model.safetensors, tokenizer.json, %s\n", f.out, SCORE_STATE_FILE);
+    if (rc == 0) score_cli_print_saved(&f);
     free(run_json);
     free((void *)p.train_idx);
     free((void *)p.val_idx);
@@ -242,7 +245,7 @@ static int reward_eval(int argc, char **argv) {
     f.max_length = (int)max_length;
     model_bundle b = {0};
     rlhf_error err = {0};
-    if (model_bundle_load(&b, model_path, &err)) return out_fail(&err);
+    if (score_model_load(&b, model_path, &err)) return out_fail(&err);
     if (b.m.config.num_labels != 1 || !b.tok) {
         out_error("%s is not a reward model with a tokenizer (num_labels %d)", model_path, b.m.config.num_labels);
         model_bundle_free(&b);
@@ -402,7 +405,7 @@ int cmd_score(int argc, char **argv) {
     }
     model_bundle b = {0};
     rlhf_error err = {0};
-    if (model_bundle_load(&b, model_path, &err)) return out_fail(&err);
+    if (score_model_load(&b, model_path, &err)) return out_fail(&err);
     int rc = 0;
     if (b.m.config.num_labels <= 0 || !b.tok) {
         out_error("%s is %s", model_path, b.tok ? "a language model, not a reward model or classifier" : "missing its tokenizer");

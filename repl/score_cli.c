@@ -34,7 +34,8 @@ static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
 int score_cli_load_model(const trainer_flags *f, int K, const char *const *labels, model_bundle *b) {
     rlhf_error err = {0};
-    const char *path = f->resume ? f->out : f->model;
+    /* a LoRA run keeps only the adapter in --out: it resumes from the base it started from */
+    const char *path = f->resume && f->lora_rank == 0 ? f->out : f->model;
     if (model_bundle_load(b, path, &err)) return out_fail(&err);
     if (!b->tok) {
         out_error("%s has no tokenizer (tokenizer.json): the texts cannot be encoded", path);
@@ -54,7 +55,7 @@ int score_cli_load_model(const trainer_flags *f, int K, const char *const *label
             return 1;
         }
     } else {
-        if (f->resume) {
+        if (f->resume && f->lora_rank == 0) {
             out_error("%s is not a classifier: nothing to resume", path);
             model_bundle_free(b);
             return 1;
@@ -131,6 +132,8 @@ int score_cli_setup(const trainer_flags *f, score_task task, model_bundle *b, co
     p->seed = f->seed;
     p->out_dir = f->out;
     p->resume = f->resume;
+    trainer_flags_lora(f, &p->lora);
+    p->base_model = f->model;
     return 0;
 }
 
@@ -159,6 +162,13 @@ char *score_cli_run_json(const trainer_flags *f, const char *kind, const char *e
     cJSON_AddStringToObject(r, "seed", seed);
     cJSON_AddNumberToObject(r, "eval_every", (double)f->eval_every);
     cJSON_AddNumberToObject(r, "save_every", (double)f->save_every);
+    if (f->lora_rank > 0) {
+        cJSON *l = cJSON_AddObjectToObject(r, "lora");
+        cJSON_AddNumberToObject(l, "rank", f->lora_rank);
+        cJSON_AddNumberToObject(l, "alpha", f->lora_alpha);
+        cJSON_AddNumberToObject(l, "dropout", f->lora_dropout);
+        if (f->lora_targets) cJSON_AddStringToObject(l, "targets", f->lora_targets);
+    }
     cJSON *x = extra ? cJSON_Parse(extra) : NULL;
     if (x) cJSON_AddItemToObject(r, "extra", x);
     char *s = cJSON_PrintUnformatted(r);
@@ -214,6 +224,11 @@ int score_cli_restore(trainer_flags *f, char **extra) {
         if (cJSON_IsString(s = cJSON_GetObjectItemCaseSensitive(r, "db"))) f->db = s->valuestring;
     }
     if (cJSON_IsString(s = cJSON_GetObjectItemCaseSensitive(r, "initial_model"))) f->model = s->valuestring;
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(r, "lora");
+    f->lora_rank = (int)num(l, "rank", 0);
+    f->lora_alpha = num(l, "alpha", f->lora_alpha);
+    f->lora_dropout = num(l, "dropout", f->lora_dropout);
+    f->lora_targets = cJSON_IsString(s = cJSON_GetObjectItemCaseSensitive(l, "targets")) ? s->valuestring : NULL;
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(r, "extra");
     if (x) *extra = cJSON_PrintUnformatted(x);
     return 0;
@@ -268,4 +283,12 @@ int score_cli_train(const char *kind, const trainer_flags *f, score_train_params
                p->bundle->m.n_params, p->n_train, s.steps_done, el, s.tokens_per_s, s.final_loss);
     if (dbpath) out_printf("recorded the run in %s\n", dbpath);
     return 0;
+}
+
+void score_cli_print_saved(const trainer_flags *f) {
+    if (f->lora_rank > 0)
+        out_printf("saved %s: adapter_config.json, adapter_model.safetensors (LoRA + score.weight), %s, %s (base: %s)\n", f->out,
+                   SCORE_CLASSIFIER_FILE, SCORE_STATE_FILE, f->model);
+    else
+        out_printf("saved %s: config.json, model.safetensors, tokenizer.json, %s\n", f->out, SCORE_STATE_FILE);
 }

@@ -43,4 +43,7 @@ int score_cli_setup(const trainer_flags *f, score_task task, model_bundle *b, co
  * the summary line. Returns the exit status (0, 1, or 130 when interrupted). */
 int score_cli_train(const char *kind, const trainer_flags *f, score_train_params *p);
 
+/* "saved DIR: ..." naming the files a run wrote (a classifier directory, or with LoRA the adapter's). */
+void score_cli_print_saved(const trainer_flags *f);
+
 #endif

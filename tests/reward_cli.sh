@@ -6,7 +6,11 @@
 # reaches >= 95% held-out accuracy with a report and --json; bad input (a bad JSONL line, an empty
 # file, an unseen label, a text too long, a tokenizer that does not fit the model) gives one
 # message naming the line or record, exit 1, and nothing written; a run killed with SIGKILL and
-# resumed ends bit-identical to an uninterrupted one (one thread); --db records the run.
+# resumed ends bit-identical to an uninterrupted one (one thread); --db records the run. LoRA
+# (--lora-rank, the score head trained fully): the reward model and a GPT-2 classifier reach
+# >= 95% held-out accuracy, the adapter directory holds only PEFT-named tensors with trained
+# lora_B (zero at the start), reward eval / score / classify eval load it with its base, and a
+# killed LoRA run with dropout resumes bit-identical.
 # Usage: reward_cli.sh RLHF
 set -u
 rlhf=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
@@ -73,6 +77,39 @@ check "gpt2 reward model with --center --use-margins ($(tail -1 err.txt))" 'grep
 "$rlhf" reward train --model lm --data pairs.jsonl --out probe --lr 1e-2 --steps 10 --batch 8 --freeze-body >out.txt 2>err.txt; rc=$?
 check "reward train --freeze-body (a linear probe) runs ($(tail -1 err.txt))" '[ $rc -eq 0 ] && grep -q "held-out accuracy" out.txt'
 
+# --- LoRA on the body, the score head trained fully (PEFT modules_to_save), saved unmerged ---
+"$rlhf" reward train --model lm --data pairs.jsonl --out rml --lr 2e-3 --epochs 3 --batch 8 --lora-rank 8 \
+  --lora-targets all-linear >out.txt 2>err.txt; rc=$?
+check "LoRA reward train exits 0 (rc $rc: $(tail -1 err.txt))" '[ $rc -eq 0 ]'
+acc=$(sed -n 's/^held-out accuracy \([0-9.]*\) on \([0-9]*\) pairs.*/\1/p' out.txt)
+check "LoRA reward model: held-out accuracy ${acc:-none} >= 0.95" '[ -n "$acc" ] && awk -v a="$acc" "BEGIN{exit !(a >= 0.95)}"'
+check "LoRA output is a PEFT SEQ_CLS adapter with the score, no full model" '[ -f rml/adapter_model.safetensors ] && [ ! -e rml/model.safetensors ] && grep -q "\"SEQ_CLS\"" rml/adapter_config.json && grep -q "\"score\"" rml/adapter_config.json'
+"$py" - rml/adapter_model.safetensors lm <<'EOF2' >st.txt
+import json, struct, sys
+f = open(sys.argv[1], "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n)); body = f.read()
+def t(k):
+    a, b = h[k]["data_offsets"]; return struct.unpack(f"<{(b - a) // 4}f", body[a:b])
+names = [k for k in h if k != "__metadata__"]
+bmax = max(max(abs(x) for x in t(k)) for k in names if k.endswith("lora_B.weight"))
+print(len(names), "score" if "base_model.model.score.weight" in names else "noscore", "%.3g" % bmax,
+      "all" if all(k.endswith(("lora_A.weight", "lora_B.weight")) or k == "base_model.model.score.weight" for k in names) else "extra")
+EOF2
+read nt sc bmax kind <st.txt
+check "adapter: $nt tensors, PEFT names only ($kind), score.weight ($sc), trained lora_B (max |B| ${bmax:-?} > 0: the body learned too)" '[ "$sc" = score ] && [ "$kind" = all ] && awk -v b="$bmax" "BEGIN{exit !(b > 0)}"'
+"$rlhf" reward eval --model rml --data pairs.jsonl --json >e.out; rc=$?
+eacc=$(sed -n 's/.*"accuracy": \([0-9.e-]*\),.*/\1/p' e.out)
+check "reward eval loads the adapter with its base: accuracy ${eacc:-none} on all pairs >= 0.95" '[ $rc -eq 0 ] && awk -v a="$eacc" "BEGIN{exit !(a >= 0.95)}"'
+hi=$("$rlhf" score --model rml --prompt $'Q: apple river?\nA:' --response " stone cloud thank you")
+lo=$("$rlhf" score --model rml --prompt $'Q: apple river?\nA:' --response " stone cloud green blue")
+check "score with the adapter: thanking reply $hi above plain reply $lo" 'awk -v a="$hi" -v b="$lo" "BEGIN{exit !(a > b)}"'
+"$rlhf" reward train --model lm --data pairs.jsonl --out bad7 --lora-rank 4 --freeze-body >/dev/null 2>err.txt; rc=$?
+check "--lora-rank with --freeze-body is refused, nothing written" '[ $rc -eq 2 ] && [ ! -e bad7 ]'
+"$rlhf" classify train --model gpt --data spam.jsonl --out clsl --lr 2e-3 --epochs 3 --batch 8 --lora-rank 4 >out.txt 2>err.txt; rc=$?
+acc=$(sed -n 's/^held out: [0-9]* examples, accuracy \([0-9.]*\).*/\1/p' out.txt)
+check "LoRA classifier (gpt2, c_attn): held-out accuracy ${acc:-none} >= 0.95 (rc $rc $(tail -1 err.txt))" '[ -n "$acc" ] && awk -v a="$acc" "BEGIN{exit !(a >= 0.95)}"'
+"$rlhf" classify eval --model clsl --data spam.jsonl --json >c.json; rc=$?
+check "classify eval reads the adapter's labels" '[ $rc -eq 0 ] && grep -q "\"spam\"" c.json'
+
 # --- bad input: one message, exit 1, nothing written ---
 { echo '{"prompt":"x","chosen":"a"}'; head -3 pairs.jsonl; } >bad.jsonl
 "$rlhf" reward train --model lm --data bad.jsonl --out bad1 >/dev/null 2>err.txt; rc=$?
@@ -97,15 +134,24 @@ check "score refuses a language model" '[ $rc -eq 1 ] && grep -q "not a reward m
 
 # --- resume after kill -9 reproduces the uninterrupted run (one thread) ---
 export OMP_NUM_THREADS=1
+# kill_resume FULL CUT ARGS...: an uninterrupted run into FULL, the same run into CUT killed after
+# its first checkpoint and resumed
+kill_resume() {
+  local full=$1 cut=$2 pid i
+  shift 2
+  "$rlhf" reward train --model lm "$@" --out "$full" >/dev/null 2>&1
+  "$rlhf" reward train --model lm "$@" --out "$cut" >/dev/null 2>&1 &
+  pid=$!
+  for i in $(seq 1 500); do [ -f "$cut/training_state.bin" ] && break; sleep 0.01; done
+  kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+  "$rlhf" reward train --out "$cut" --resume >/dev/null 2>err.txt
+}
 args=(--data pairs.jsonl --lr 1e-3 --steps 30 --batch 8 --save-every 10 --eval-every 10)
-"$rlhf" reward train --model lm "${args[@]}" --out full >/dev/null 2>&1
-"$rlhf" reward train --model lm "${args[@]}" --out cut >/dev/null 2>&1 &
-pid=$!
-for i in $(seq 1 500); do [ -f cut/training_state.bin ] && break; sleep 0.01; done
-kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
-"$rlhf" reward train --out cut --resume >/dev/null 2>err.txt; rc=$?
+kill_resume full cut "${args[@]}"; rc=$?
 check "resumed run exits 0 ($(tail -1 err.txt))" '[ $rc -eq 0 ]'
 check "resumed after kill -9 == uninterrupted (model.safetensors bit-identical)" 'cmp -s full/model.safetensors cut/model.safetensors'
+kill_resume lfull lcut "${args[@]}" --lr 2e-3 --lora-rank 4 --lora-dropout 0.1; rc=$?
+check "LoRA (dropout 0.1) resumed after kill -9 == uninterrupted (adapter bit-identical; rc $rc $(tail -1 err.txt))" '[ $rc -eq 0 ] && cmp -s lfull/adapter_model.safetensors lcut/adapter_model.safetensors'
 unset OMP_NUM_THREADS
 
 # --- the database: pairs from it, run and metrics recorded ---

@@ -15,6 +15,12 @@
  *      parameter's gradient go to DIR/grads.safetensors ("loss", "scores", "grad.NAME");
  *   2. S optimizer steps through train_loop_run with that data;
  *   3. the trained model is saved to DIR/final and the scores of micro-batch (0, 0) printed.
+ * With --lora-rank R [--lora-alpha A --lora-targets LIST] the body gets a LoRA adapter and the
+ * score head trains with it (score_lora_attach, PEFT's modules_to_save): the adapter starts from
+ * random A and B (B nonzero, so every adapter gradient is too) and is saved to DIR/init_adapter
+ * (lora_save, with base_model.model.score.weight); the gradients dumped are the adapter's
+ * ("grad." + PEFT name) and "grad.score.weight"; after training DIR/final_adapter holds the
+ * trained adapter and score, and DIR/final the model with it merged (what rlhf score loads).
  * stdout: one JSON object {"losses": [S], "lrs": [S], "grad_norms": [S], "final_loss": x,
  * "final_scores": [B*K]}. */
 #include <math.h>
@@ -26,6 +32,7 @@
 #include "src/core/rng.h"
 #include "src/formats/checkpoint.h"
 #include "src/formats/safetensors.h"
+#include "src/model/lora.h"
 #include "src/model/model.h"
 #include "src/train/loop.h"
 #include "src/train/score_head.h"
@@ -76,6 +83,12 @@ int main(int argc, char **argv) {
     const float center = (float)atof(arg(argc, argv, "--center", "0"));
     const int margins = flag(argc, argv, "--margins");
     const int A = tp.accum, B = tp.batch, T = tp.context;
+    lora_params lop;
+    lora_params_defaults(&lop);
+    lop.rank = atoi(arg(argc, argv, "--lora-rank", "0"));
+    lop.alpha = (float)atof(arg(argc, argv, "--lora-alpha", "8"));
+    lop.targets = arg(argc, argv, "--lora-targets", NULL);
+    lora lo = {0};
 
     rlhf_error err = {0};
     model lm = {0}, m = {0};
@@ -102,8 +115,17 @@ int main(int argc, char **argv) {
     tokens = malloc(rows * T * sizeof(int32_t) + rows * sizeof(int32_t) + rows * sizeof(float));
     dump = malloc((1 + (size_t)B * K) * sizeof(float));
     log = calloc((size_t)S * 3, sizeof(double));
-    ents = calloc((size_t)m.n_tensors + 2, sizeof *ents);
-    names = calloc((size_t)m.n_tensors, sizeof *names);
+    if (lop.rank > 0) {
+        if ((rc = lora_init(&lo, &m, &lop, &rng, &err))) goto done;
+        for (size_t i = 0; i < lo.n_floats; i++) lo.params[i] = 0.3f * (2.0f * rng_float(&rng) - 1.0f);
+        lora_extra x = {"score.weight", 2, {K, c.dim}, m.w.score};
+        lora_save_info li = {"init", "SEQ_CLS"};
+        snprintf(path, sizeof path, "%s/init_adapter", out);
+        if ((rc = lora_save(&lo, path, &li, &x, 1, &err))) goto done;
+    }
+    const int n_dump = lop.rank > 0 ? lo.n_tensors + 1 : m.n_tensors;
+    ents = calloc((size_t)n_dump + 2, sizeof *ents);
+    names = calloc((size_t)n_dump, sizeof *names);
     if (!tokens || !dump || !log || !ents || !names) {
         rc = rlhf_errorf(&err, RLHF_ERR_NOMEM, "out of memory");
         goto done;
@@ -122,7 +144,13 @@ int main(int argc, char **argv) {
     if ((rc = file_write_atomic(path, tokens, rows * T * sizeof(int32_t) + rows * (sizeof(int32_t) + sizeof(float)), &err)))
         goto done;
 
-    if ((rc = train_init(&t, &m, &tp, &err))) goto done;
+    if (lop.rank > 0) {
+        if ((rc = score_lora_attach(&m, &lo, &err))) goto done;
+        rc = train_init_lora(&t, &m, &lo, &tp, &err);
+    } else {
+        rc = train_init(&t, &m, &tp, &err);
+    }
+    if (rc) goto done;
     if ((rc = score_head_init(&h, &m, B, T, &err))) goto done;
     if ((rc = train_batch_alloc(&buf, B, T, &err))) goto done;
     h.center_coef = center;
@@ -131,7 +159,7 @@ int main(int argc, char **argv) {
 
     /* 1. gradients of micro-batch (0, 0) */
     fill(&dc, 0, 0, NULL, &buf, &err);
-    model_zero_grads(&m);
+    train_zero_grads(&t);
     train_head_out ho = {0};
     const float *dl = NULL, *dh = NULL;
     if ((rc = model_forward(&m, &t.acts, buf.tokens, B, T, &err))) goto done;
@@ -141,14 +169,17 @@ int main(int argc, char **argv) {
     memcpy(dump + 1, h.scores, (size_t)B * K * sizeof(float));
     ents[0] = (safetensors_entry){.name = "loss", .dtype = SAFETENSORS_DTYPE_F32, .ndim = 1, .shape = {1}, .data = dump};
     ents[1] = (safetensors_entry){.name = "scores", .dtype = SAFETENSORS_DTYPE_F32, .ndim = 2, .shape = {B, K}, .data = dump + 1};
-    for (int i = 0; i < m.n_tensors; i++) {
-        const model_tensor *mt = &m.tensors[i];
+    for (int i = 0; i < n_dump; i++) {
+        /* with LoRA: the adapter's tensors, then the score's gradient (beside them in lo.grads) */
+        const model_tensor *mt = lop.rank > 0 ? (i < lo.n_tensors ? &lo.tensors[i] : model_find_tensor(&m, "score.weight"))
+                                             : &m.tensors[i];
+        const float *g = lop.rank > 0 ? (i < lo.n_tensors ? lo.grads + mt->offset : m.g.score) : m.grads + mt->offset;
         snprintf(names[i], sizeof names[i], "grad.%s", mt->name);
         ents[2 + i] = (safetensors_entry){.name = names[i], .dtype = SAFETENSORS_DTYPE_F32, .ndim = mt->ndim,
-                                           .shape = {mt->shape[0], mt->shape[1]}, .data = m.grads + mt->offset};
+                                           .shape = {mt->shape[0], mt->shape[1]}, .data = g};
     }
     snprintf(path, sizeof path, "%s/grads.safetensors", out);
-    if ((rc = safetensors_write(path, ents, m.n_tensors + 2, &err))) goto done;
+    if ((rc = safetensors_write(path, ents, n_dump + 2, &err))) goto done;
 
     /* 2. the optimizer steps, through the loop */
     train_loop_params lp = {0};
@@ -164,6 +195,15 @@ int main(int argc, char **argv) {
     if ((rc = train_loop_run(&lp, NULL, &err))) goto done;
 
     /* 3. the trained model and its scores */
+    if (lop.rank > 0) {
+        lora_extra x = {"score.weight", 2, {K, c.dim}, m.w.score};
+        lora_save_info li = {"init", "SEQ_CLS"};
+        snprintf(path, sizeof path, "%s/final_adapter", out);
+        if ((rc = lora_save(&lo, path, &li, &x, 1, &err))) goto done;
+        /* the merged classifier: what score_model_load makes of the adapter directory */
+        score_lora_detach(&m);
+        if ((rc = lora_merge(&lo, &m, &err))) goto done;
+    }
     snprintf(path, sizeof path, "%s/final", out);
     if ((rc = checkpoint_save_labeled(&m, path, NULL, &err))) goto done;
     fill(&dc, 0, 0, NULL, &buf, &err);
@@ -188,6 +228,8 @@ done:
     free(ents);
     score_head_free(&h);
     train_free(&t);
+    if (m.lora) score_lora_detach(&m);
+    lora_free(&lo);
     model_free(&m);
     model_free(&lm);
     free(tokens);

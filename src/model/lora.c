@@ -293,6 +293,30 @@ void lora_zero_grads(lora *lo) {
     if (lo->grads) memset(lo->grads, 0, lo->n_floats * sizeof(float));
 }
 
+int lora_reserve_extra(lora *lo, size_t floats, size_t *offset, rlhf_error *err) {
+    const size_t off = (lo->n_floats + LORA_ALIGN_FLOATS - 1) / LORA_ALIGN_FLOATS * LORA_ALIGN_FLOATS;
+    const size_t n = off + floats, bytes = (n * sizeof(float) + 63) / 64 * 64;
+    float *p = aligned_alloc(64, bytes ? bytes : 64), *g = aligned_alloc(64, bytes ? bytes : 64);
+    if (!p || !g) {
+        free(p);
+        free(g);
+        return rlhf_errorf(err, RLHF_ERR_NOMEM, "lora: out of memory for %zu extra trained floats", floats);
+    }
+    memset(p, 0, n * sizeof(float));
+    memset(g, 0, n * sizeof(float));
+    if (lo->n_floats) {
+        memcpy(p, lo->params, lo->n_floats * sizeof(float));
+        memcpy(g, lo->grads, lo->n_floats * sizeof(float));
+    }
+    free(lo->params);
+    free(lo->grads);
+    lo->params = p;
+    lo->grads = g;
+    lo->n_floats = n;
+    *offset = off;
+    return RLHF_OK;
+}
+
 const lora_site *lora_find_site(const lora *lo, int layer, int module) {
     for (int s = 0; s < lo->n_sites; s++)
         if (lo->sites[s].layer == layer && lo->sites[s].module == module) return &lo->sites[s];

@@ -118,6 +118,15 @@ void lora_set_enabled(lora *lo, int enabled);
 void lora_set_training(lora *lo, int training);
 void lora_zero_grads(lora *lo);
 
+/* Room for extra trained floats in the adapter's own buffers, after its tensors: PEFT's
+ * modules_to_save (a classifier's score head trains as a copy beside the adapter), so one
+ * optimizer, one gradient buffer and one training state cover both. Grows params and grads by
+ * `floats` (zeroed; the adapter's values kept) and sets *offset to where they start; n_floats
+ * grows with them. The extra floats are not in `tensors`: lora_save writes them only as extras,
+ * and the optimizer (optim_init) counts them in the last adapter tensor's segment (a matrix,
+ * decayed — as HF's Trainer decays a score.weight). Call it before training starts. */
+int lora_reserve_extra(lora *lo, size_t floats, size_t *offset, rlhf_error *err);
+
 /* "q_proj", ... / "c_attn", "c_proj" (the short PEFT name) and the module path inside a layer
  * ("self_attn.q_proj", "attn.c_proj", "mlp.c_proj"); NULL past the family's table. */
 const char *lora_module_name(model_family family, int module);

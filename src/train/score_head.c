@@ -3,9 +3,13 @@
  * the body's cost dominates. */
 #include "src/train/score_head.h"
 
+#include <assert.h>
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "src/model/lora.h"
 
 int score_head_init(score_head *h, const model *m, int B, int T, rlhf_error *err) {
     memset(h, 0, sizeof *h);
@@ -66,8 +70,9 @@ int score_head_forward(const model *m, const model_acts *a, const int32_t *lengt
 /* dhidden (zero except each row's last token) and d(score.weight) += from dscores (B, K). */
 static int score_backward(score_head *h, model *m, const model_acts *a, const int32_t *lengths, int B, rlhf_error *err) {
     const int K = h->K, C = h->C, T = a->cur_T;
-    /* the score's gradient is wanted even when the base is frozen (LoRA): it lives in m->grads */
-    int rc = model_alloc_grads(m, err);
+    /* the score's gradient is wanted even when the base is frozen: it lives in m->grads (a frozen
+     * body) or, with LoRA, beside the adapter's (score_lora_attach set m->g.score) */
+    int rc = m->g.score ? RLHF_OK : model_alloc_grads(m, err);
     if (rc) return rc;
     memset(h->dhidden, 0, (size_t)B * T * C * sizeof(float));
     for (int b = 0; b < B; b++) {
@@ -205,4 +210,27 @@ int score_model_from_lm(model *out, const model *lm, int K, int32_t pad_id, floa
     }
     score_head_init_weights(out, std, rng);
     return RLHF_OK;
+}
+
+int score_lora_attach(model *m, lora *lo, rlhf_error *err) {
+    const model_tensor *t = model_find_tensor(m, "score.weight");
+    if (!t || !m->w.score) return rlhf_errorf(err, RLHF_ERR_INVALID, "score head: the model has no score.weight");
+    size_t off;
+    int rc = lora_reserve_extra(lo, t->numel, &off, err);
+    if (rc) return rc;
+    memcpy(lo->params + off, m->params + t->offset, t->numel * sizeof(float));
+    m->w.score = lo->params + off;
+    m->g.score = lo->grads + off;
+    lora_attach(lo, m);
+    return RLHF_OK;
+}
+
+void score_lora_detach(model *m) {
+    const model_tensor *t = model_find_tensor(m, "score.weight");
+    assert(t && m->lora);
+    float *home = m->params + t->offset;
+    if (m->w.score != home) memcpy(home, m->w.score, t->numel * sizeof(float));
+    m->w.score = home;
+    m->g.score = m->grads ? m->grads + t->offset : NULL;
+    lora_detach(m);
 }

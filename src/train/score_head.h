@@ -57,4 +57,15 @@ void score_head_init_weights(model *m, float std, rng_t *rng);
 int score_model_from_lm(model *out, const model *lm, int K, int32_t pad_id, float std, rng_t *rng,
                         rlhf_error *err);
 
+/* LoRA on a classifier, PEFT's modules_to_save = ["score"]: the body's linears get the adapter lo
+ * (made for m) and the score head trains fully, as a copy in lo's buffers (lora_reserve_extra)
+ * that m->w.score / m->g.score point to while attached — so train_init_lora's optimizer, gradient
+ * zeroing and training state cover adapter and score together, and the base has no gradient
+ * buffer at all. Attaches lo (lora_attach). */
+struct lora;
+int score_lora_attach(model *m, struct lora *lo, rlhf_error *err);
+/* Copies the trained score back into m's own buffer, points m->w.score there again and detaches
+ * the adapter (the body stays the base: merge with lora_merge if wanted). */
+void score_lora_detach(model *m);
+
 #endif

@@ -2,12 +2,15 @@
  * training (see score_train.h). The loss and gradients are score_head.c's. */
 #include "src/train/score_train.h"
 
+#include <cJSON.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "src/core/fileio.h"
 #include "src/core/rng.h"
+#include "src/formats/checkpoint.h"
 #include "src/train/score_head.h"
 
 /* ---- data ---- */
@@ -228,18 +231,97 @@ typedef struct {
     train *t;
     char *state_path;
     uint64_t data_hash;
+    lora *lo; /* NULL: every weight trains */
 } saver;
+
+static char *join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *s = malloc(n);
+    if (s) snprintf(s, n, "%s/%s", dir, name);
+    return s;
+}
+
+/* SCORE_CLASSIFIER_FILE: what a PEFT adapter does not say about its classifier (transformers'
+ * config.json names for them). */
+static int save_classifier_config(const model_bundle *b, const char *dir, const char *base, rlhf_error *err) {
+    const model_config *c = &b->m.config;
+    cJSON *r = cJSON_CreateObject(), *id2 = cJSON_AddObjectToObject(r, "id2label");
+    int rc = RLHF_OK;
+    char *json = NULL, *path = join(dir, SCORE_CLASSIFIER_FILE);
+    if (!r || !id2 || !path) goto nomem;
+    cJSON_AddNumberToObject(r, "num_labels", c->num_labels);
+    for (int k = 0; k < c->num_labels; k++) {
+        char key[16], def[24];
+        snprintf(key, sizeof key, "%d", k);
+        snprintf(def, sizeof def, "LABEL_%d", k);
+        cJSON_AddStringToObject(id2, key, b->labels && b->labels[k] ? b->labels[k] : def);
+    }
+    cJSON_AddNumberToObject(r, "pad_token_id", c->pad_id);
+    cJSON_AddStringToObject(r, "base_model_name_or_path", base ? base : "");
+    if (!(json = cJSON_Print(r))) goto nomem;
+    if (!(rc = file_mkdir_p(dir, err))) rc = file_write_atomic(path, json, strlen(json), err);
+    goto done;
+nomem:
+    rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+done:
+    cJSON_Delete(r);
+    free(json);
+    free(path);
+    return rc;
+}
+
+/* The run's configuration plus, with LoRA, the adapter's dropout rng ("lora_rng"), so a resumed
+ * run draws the same dropout masks. */
+static char *state_json(const char *run_json, const lora *lo) {
+    cJSON *r = cJSON_Parse(run_json ? run_json : "{}");
+    if (!r) r = cJSON_CreateObject();
+    cJSON *a = lo ? cJSON_AddArrayToObject(r, "lora_rng") : NULL;
+    for (int i = 0; a && i < 4; i++) {
+        char h[20];
+        snprintf(h, sizeof h, "%016" PRIx64, lo->rng.s[i]);
+        cJSON_AddItemToArray(a, cJSON_CreateString(h));
+    }
+    char *s = r ? cJSON_PrintUnformatted(r) : NULL;
+    cJSON_Delete(r);
+    return s;
+}
+
+static int read_lora_rng(const char *run_json, rng_t *rng, const char *path, rlhf_error *err) {
+    cJSON *r = cJSON_Parse(run_json ? run_json : "");
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(r, "lora_rng");
+    int ok = cJSON_IsArray(a) && cJSON_GetArraySize(a) == 4;
+    for (int i = 0; ok && i < 4; i++) {
+        const cJSON *h = cJSON_GetArrayItem(a, i);
+        ok = cJSON_IsString(h);
+        if (ok) rng->s[i] = strtoull(h->valuestring, NULL, 16);
+    }
+    cJSON_Delete(r);
+    return ok ? RLHF_OK
+              : rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: the saved run has no LoRA state (was it trained with --lora-rank?)", path);
+}
 
 static int save_checkpoint(void *ctx, long step, const rng_t *rng, rlhf_error *err) {
     saver *s = ctx;
-    int rc = model_bundle_save(s->p->bundle, s->p->out_dir, err);
+    const model *m = &s->p->bundle->m;
+    int rc;
+    if (s->lo) {
+        lora_save_info li = {s->p->base_model, "SEQ_CLS"};
+        lora_extra x = {"score.weight", 2, {m->config.num_labels, m->config.dim}, m->w.score};
+        rc = save_classifier_config(s->p->bundle, s->p->out_dir, s->p->base_model, err);
+        if (!rc) rc = lora_save(s->lo, s->p->out_dir, &li, &x, 1, err);
+    } else {
+        rc = model_bundle_save(s->p->bundle, s->p->out_dir, err);
+    }
     if (rc) return rc;
     train_state_info info = {0};
     info.step = step;
     info.rng = *rng;
     info.data_hash = s->data_hash;
-    info.run_json = (char *)s->p->run_json;
-    return train_state_save(s->state_path, s->t, &info, err);
+    info.run_json = state_json(s->p->run_json, s->lo);
+    if (!info.run_json) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+    rc = train_state_save(s->state_path, s->t, &info, err);
+    free(info.run_json);
+    return rc;
 }
 
 static int32_t pad_of(const model *m) { return m->config.pad_id >= 0 ? m->config.pad_id : 0; }
@@ -252,7 +334,8 @@ int score_train_run(const score_train_params *p, train_loop_summary *summary, rl
     source src = {0};
     saver sv = {0};
     unsigned char *frozen = NULL;
-    const int was_frozen = m->frozen;
+    lora lo = {0};
+    const int was_frozen = m->frozen, use_lora = p->lora.rank > 0;
     int rc = RLHF_OK;
     if (summary) memset(summary, 0, sizeof *summary);
     if (m->config.num_labels <= 0) return rlhf_errorf(err, RLHF_ERR_INVALID, "the model is not a classifier");
@@ -273,6 +356,16 @@ int score_train_run(const score_train_params *p, train_loop_summary *summary, rl
         goto done;
     }
     snprintf(sv.state_path, slen, "%s/%s", p->out_dir, SCORE_STATE_FILE);
+    if (use_lora && p->freeze_body) {
+        rc = rlhf_errorf(err, RLHF_ERR_INVALID, "LoRA and a frozen body exclude each other (the adapter trains the body)");
+        goto done;
+    }
+    if (use_lora) {
+        rng_t init;
+        rng_seed(&init, p->seed);
+        if ((rc = lora_init(&lo, m, &p->lora, &init, err))) goto done;
+        if ((rc = score_lora_attach(m, &lo, err))) goto done;
+    }
     if (p->freeze_body) {
         if (!(frozen = malloc((size_t)m->n_tensors))) {
             rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
@@ -282,7 +375,7 @@ int score_train_run(const score_train_params *p, train_loop_summary *summary, rl
         tp.frozen = frozen;
         m->frozen = 1; /* backward computes no body gradient; the head still writes the score's */
     }
-    if ((rc = train_init(&t, m, &tp, err))) goto done;
+    if ((rc = use_lora ? train_init_lora(&t, m, &lo, &tp, err) : train_init(&t, m, &tp, err))) goto done;
     if ((rc = score_head_init(&h, m, tp.batch, tp.context, err))) goto done;
     h.center_coef = p->center_coef;
 
@@ -293,7 +386,9 @@ int score_train_run(const score_train_params *p, train_loop_summary *summary, rl
     if (p->resume) {
         train_state_info info;
         if ((rc = train_state_load(sv.state_path, &t, &info, err))) goto done;
+        if (use_lora) rc = read_lora_rng(info.run_json, &lo.rng, sv.state_path, err);
         free(info.run_json);
+        if (rc) goto done;
         if (info.data_hash != sv.data_hash) {
             rc = rlhf_errorf(err, RLHF_ERR_INVALID,
                              "%s: the training data differ from the run being resumed (give the same --data/--db and "
@@ -312,6 +407,7 @@ int score_train_run(const score_train_params *p, train_loop_summary *summary, rl
                    src.perm, -1};
     sv.p = p;
     sv.t = &t;
+    sv.lo = use_lora ? &lo : NULL;
     lp.t = &t;
     lp.head = p->task == SCORE_TASK_PAIRS ? score_head_pairs(&h) : score_head_classify(&h);
     lp.data = (train_data){src_fill, src_fill_val, (int)((p->n_val + (size_t)p->train.batch - 1) / (size_t)p->train.batch),
@@ -326,6 +422,19 @@ int score_train_run(const score_train_params *p, train_loop_summary *summary, rl
     lp.progress_ctx = p->progress_ctx;
     rc = train_loop_run(&lp, summary, err);
 done:
+    if (m->lora) {
+        score_lora_detach(m);
+        /* the caller evaluates the model it handed in: make it what the adapter directory loads as */
+        if (rc == RLHF_OK || rc == RLHF_ERR_INTERRUPTED) {
+            rlhf_error e2 = {0};
+            int mrc = lora_merge(&lo, m, &e2);
+            if (mrc && rc == RLHF_OK) {
+                *err = e2;
+                rc = mrc;
+            }
+        }
+    }
+    lora_free(&lo);
     m->frozen = was_frozen;
     free(frozen);
     score_head_free(&h);
@@ -333,6 +442,91 @@ done:
     free(src.perm);
     free(sv.state_path);
     return rc;
+}
+
+/* ---- loading ---- */
+
+static const char *json_str(const cJSON *o, const char *k) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(j) ? j->valuestring : NULL;
+}
+
+static int load_adapter_classifier(model_bundle *b, const char *dir, rlhf_error *err) {
+    char *cpath = join(dir, SCORE_CLASSIFIER_FILE), *apath = join(dir, "adapter_config.json"), *buf = NULL, *abuf = NULL;
+    size_t len;
+    cJSON *c = NULL, *a = NULL;
+    lora lo = {0};
+    int rc = cpath && apath ? RLHF_OK : rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+    if (!rc && !file_exists(cpath))
+        rc = rlhf_errorf(err, RLHF_ERR_INVALID, "%s: a LoRA adapter without %s is not a classifier's (rlhf score and "
+                         "eval read reward models and classifiers; merge a language model's adapter with rlhf model merge)",
+                         dir, SCORE_CLASSIFIER_FILE);
+    if (!rc) rc = file_read_all(cpath, &buf, &len, err);
+    if (!rc) rc = file_read_all(apath, &abuf, &len, err);
+    if (!rc && (!(c = cJSON_Parse(buf)) || !(a = cJSON_Parse(abuf))))
+        rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: not valid JSON", c ? apath : cpath);
+    const cJSON *nl = cJSON_GetObjectItemCaseSensitive(c, "num_labels"), *pad = cJSON_GetObjectItemCaseSensitive(c, "pad_token_id");
+    const cJSON *id2 = cJSON_GetObjectItemCaseSensitive(c, "id2label");
+    const char *base = json_str(a, "base_model_name_or_path");
+    if (!rc && (!cJSON_IsNumber(nl) || nl->valuedouble < 1 || nl->valuedouble > 65536 || !cJSON_IsNumber(pad)))
+        rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: needs num_labels (>= 1) and pad_token_id", cpath);
+    if (!rc && (!base || !*base))
+        rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: base_model_name_or_path is missing: the base model is unknown", apath);
+    const int K = rc ? 0 : (int)nl->valuedouble;
+    if (!rc && (rc = model_bundle_load(b, base, err))) rlhf_error_prefix(err, "%s: the base model (base_model_name_or_path): ", dir);
+    if (!rc && b->m.config.num_labels == 0) {
+        model cls;
+        rng_t r;
+        rng_seed(&r, 0);
+        if (!(rc = score_model_from_lm(&cls, &b->m, K, (int32_t)pad->valuedouble, 0.0f, &r, err))) {
+            model_free(&b->m);
+            b->m = cls;
+        }
+    } else if (!rc && b->m.config.num_labels != K) {
+        rc = rlhf_errorf(err, RLHF_ERR_SHAPE, "%s: the base %s has %d labels, the adapter's classifier %d", dir, base,
+                         b->m.config.num_labels, K);
+    }
+    if (!rc) {
+        int found = 0;
+        lora_extra x = {"score.weight", 2, {K, b->m.config.dim}, b->m.w.score};
+        b->m.config.pad_id = (int32_t)pad->valuedouble;
+        rc = lora_load(&lo, &b->m, dir, &x, 1, &found, err);
+        if (!rc && found != 1)
+            rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: the adapter holds no base_model.model.score.weight (the trained head)", dir);
+        if (!rc) rc = lora_merge(&lo, &b->m, err);
+    }
+    if (!rc) {
+        if (b->labels) checkpoint_labels_free(b->labels, K);
+        b->labels = calloc((size_t)K, sizeof(char *));
+        for (int k = 0; b->labels && k < K; k++) {
+            char key[16];
+            snprintf(key, sizeof key, "%d", k);
+            const char *v = json_str(id2, key);
+            char def[24];
+            snprintf(def, sizeof def, "LABEL_%d", k);
+            b->labels[k] = strdup(v ? v : def);
+            if (!b->labels[k]) rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+        }
+        if (!b->labels) rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+    }
+    if (rc) model_bundle_free(b);
+    lora_free(&lo);
+    cJSON_Delete(c);
+    cJSON_Delete(a);
+    free(buf);
+    free(abuf);
+    free(cpath);
+    free(apath);
+    return rc;
+}
+
+int score_model_load(model_bundle *b, const char *path, rlhf_error *err) {
+    memset(b, 0, sizeof *b);
+    char *ap = join(path, "adapter_config.json");
+    if (!ap) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+    const int adapter = file_exists(ap);
+    free(ap);
+    return adapter ? load_adapter_classifier(b, path, err) : model_bundle_load(b, path, err);
 }
 
 int score_predict(model *m, const score_data *d, const size_t *idx, size_t n, int batch_rows, float *scores,

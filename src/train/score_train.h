@@ -14,7 +14,17 @@
  *
  * The output directory is a Hugging Face *ForSequenceClassification directory (the bundle:
  * config.json with labels, model.safetensors, tokenizer.json) plus training_state.bin (train.h),
- * written atomically at every checkpoint; a run resumed from it continues exactly. */
+ * written atomically at every checkpoint; a run resumed from it continues exactly.
+ *
+ * With LoRA (score_train_params.lora) the body's linears get an adapter and the score head trains
+ * fully (PEFT's modules_to_save = ["score"], score_lora_attach). The output is then a PEFT adapter
+ * directory, not merged: adapter_config.json (task_type SEQ_CLS, base_model_name_or_path = the
+ * initial model) + adapter_model.safetensors (the lora_A/lora_B tensors and
+ * "base_model.model.score.weight", PEFT's names) — what PEFT's AutoPeftModelForSequenceClassification
+ * loads — plus SCORE_CLASSIFIER_FILE with what PEFT leaves to the caller (num_labels, id2label,
+ * pad_token_id) and training_state.bin. Kept unmerged because it is the small artefact (the
+ * adapter and head, not a copy of the body), resumes from the adapter's own buffer, and is the
+ * layout PEFT users expect; score_model_load merges it at load time. */
 #ifndef RLHF_SCORE_TRAIN_H
 #define RLHF_SCORE_TRAIN_H
 
@@ -24,6 +34,7 @@
 
 #include "src/core/error.h"
 #include "src/formats/model_load.h"
+#include "src/model/lora.h"
 #include "src/tok/tokenizer.h"
 #include "src/train/loop.h"
 #include "src/train/train.h"
@@ -81,6 +92,9 @@ typedef struct {
     long steps;                  /* optimizer steps of the run */
     long eval_every, save_every; /* 0: only at the end */
     float center_coef;           /* pairs: TRL's center_rewards_coefficient */
+    lora_params lora;            /* rank > 0: a LoRA adapter on the body plus the full score head
+                                    (rank 0, as a zeroed struct has it: every weight) */
+    const char *base_model;      /* LoRA: the initial model's path, saved as base_model_name_or_path */
     int freeze_body;             /* 1: only score.weight trains (a linear probe): the body gets no
                                     gradients and no AdamW moments */
     uint64_t seed;               /* the epoch permutations */
@@ -92,9 +106,19 @@ typedef struct {
     void *progress_ctx;
 } score_train_params;
 
-/* Trains (or resumes) as p describes; summary (may be NULL) as train_loop_run fills it. Returns
+#define SCORE_CLASSIFIER_FILE "classifier_config.json"
+
+/* Trains (or resumes) as p describes; with LoRA the bundle's model ends as the trained classifier
+ * with the adapter merged into its body (what the saved adapter directory loads as); summary (may be NULL) as train_loop_run fills it. Returns
  * 0, RLHF_ERR_INTERRUPTED (saved first) or the error. */
 int score_train_run(const score_train_params *p, train_loop_summary *summary, rlhf_error *err);
+
+/* Loads a classifier or reward model: a Hugging Face classifier directory (model_bundle_load) or a
+ * LoRA adapter directory written by score_train_run (its base loaded from
+ * base_model_name_or_path, made a classifier with SCORE_CLASSIFIER_FILE's labels and pad id, the
+ * trained score read from the adapter and the adapter merged). On error b is zeroed and err
+ * names the file. */
+int score_model_load(model_bundle *b, const char *path, rlhf_error *err);
 
 /* Scores of the rows of examples idx[0..n) (n * group rows of num_labels floats each, in that
  * order), batch_rows rows per forward. */
