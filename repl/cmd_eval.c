@@ -1,8 +1,9 @@
 /* cmd_eval.c — `rlhf eval --tasks toy`: a model on the task world's held-out prompts, judged by
  * the world's verifier (src/world/world.h): exact-match accuracy per family, zero-shot or
- * K-shot, precision / recall / F1 for the classification families, and the rate of each unwanted
- * behaviour (wrong, rambling, rude, never stops). A table, or --json; --runs-db records it as a
- * run of kind eval. */
+ * K-shot, precision / recall / F1 for the classification families, corpus BLEU for translation
+ * (src/world/bleu.h), the rate of each unwanted behaviour (wrong, rambling, rude, never stops),
+ * perplexity on held-out narrative text, and with --ref the KL from a reference model along the
+ * model's own answers. A table, or --json; --runs-db records it as a run of kind eval. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,17 +17,18 @@
 #include "src/formats/model_load.h"
 #include "src/gen/generate.h"
 #include "src/gen/prompt.h"
+#include "src/world/bleu.h"
 #include "src/world/world.h"
 
 static const char *const eval_usage =
-    "rlhf eval [--model PATH] --tasks toy [--split test|val|train] [--n N] [--shots K] [--max-tokens N] [--json] "
-    "[--runs-db FILE]";
+    "rlhf eval [--model PATH] --tasks toy [--split test|val|train] [--n N] [--families LIST] [--shots K] "
+    "[--max-tokens N] [--stories N] [--ref DIR] [--json] [--runs-db FILE]";
 
 #define MAX_FAMILIES 32
 #define MAX_LABELS 4
 
 typedef struct {
-    int n, correct, wrong, rambling, rude, endless;
+    int n, correct, wrong, rambling, rude, endless, unwanted;
     int conf[MAX_LABELS][MAX_LABELS + 1]; /* [true][predicted]; the last column: no label read */
 } fam_stats;
 
@@ -36,9 +38,18 @@ static int label_index(const char *const *labels, const char *s) {
     return -1;
 }
 
-/* Greedy answer of one prompt (chat template when the model has one), text before any stop. */
+/* One greedy answer (chat template when the model has one): the text before any stop, and the
+ * ids of the prompt as decoded plus the answer's ids (for the KL to a reference). */
+typedef struct {
+    char *text;
+    gen_finish finish;
+    int32_t *ids; /* prompt ids then answer ids; owned */
+    int n_prompt, n_ids;
+} eval_answer;
+
 static int answer(model_bundle *b, const char *prompt, const prompt_example *shots, int n_shots, int max_tokens,
-                  char **text, gen_finish *finish, rlhf_error *err) {
+                  eval_answer *out, rlhf_error *err) {
+    memset(out, 0, sizeof *out);
     prompt_request rq = {0};
     rq.input = prompt;
     rq.chat = b->chat_template != NULL;
@@ -65,13 +76,124 @@ static int answer(model_bundle *b, const char *prompt, const prompt_example *sho
     gp.truncate_prompt = 1;
     gen_result r;
     rc = gen_run(&b->m, b->tok, ids.ids, (int)ids.n, &gp, &r, err);
+    if (rc) {
+        tok_ids_free(&ids);
+        return rc;
+    }
+    const gen_candidate *c = &r.cands[0];
+    out->text = strndup(c->text ? c->text : "", c->text ? c->text_stop : 0);
+    out->finish = c->finish;
+    out->n_prompt = r.n_prompt;
+    out->n_ids = r.n_prompt + c->n_ids;
+    out->ids = malloc((size_t)(out->n_ids ? out->n_ids : 1) * sizeof *out->ids);
+    if (out->ids) { /* the prompt as the decoder saw it: its last n_prompt ids */
+        memcpy(out->ids, ids.ids + ids.n - (size_t)r.n_prompt, (size_t)r.n_prompt * sizeof *out->ids);
+        memcpy(out->ids + r.n_prompt, c->ids, (size_t)c->n_ids * sizeof *out->ids);
+    }
     tok_ids_free(&ids);
-    if (rc) return rc;
-    *text = strndup(r.cands[0].text ? r.cands[0].text : "", r.cands[0].text ? r.cands[0].text_stop : 0);
-    *finish = r.cands[0].finish;
     gen_result_free(&r);
-    return *text ? RLHF_OK : rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+    if (!out->text || !out->ids) {
+        free(out->text), free(out->ids);
+        return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+    }
+    return RLHF_OK;
 }
+
+/* Forward passes of one sequence at a time, the activations allocated once. */
+typedef struct {
+    model *m;
+    model_acts a;
+    int T;
+} seq_forward;
+
+static int seq_forward_init(seq_forward *f, model *m, rlhf_error *err) {
+    f->m = m;
+    /* stories and answers are short: 512 positions bound the logits of a large vocabulary */
+    f->T = m->config.context < 512 ? m->config.context : 512;
+    return model_acts_init(&f->a, &m->config, 1, f->T, err);
+}
+
+/* Mean KL(policy || reference) per answer token, summed into *kl_sum over *n_tok positions: at
+ * each position that predicts an answer token, the full-vocabulary KL between the two models'
+ * next-token distributions (exact, not a sampled estimate). */
+static int answer_kl(seq_forward *pol, seq_forward *ref, const eval_answer *ans, double *kl_sum, long *n_tok,
+                     rlhf_error *err) {
+    int n = ans->n_ids < pol->T ? ans->n_ids : pol->T;
+    const int32_t *ids = ans->ids + (ans->n_ids - n); /* keep the answer: drop the oldest prompt ids */
+    int first = ans->n_prompt - (ans->n_ids - n);       /* first answer position */
+    if (first < 1 || n - first < 1) return RLHF_OK;
+    int rc = model_forward(pol->m, &pol->a, ids, 1, n, err);
+    if (!rc) rc = model_forward(ref->m, &ref->a, ids, 1, n, err);
+    if (rc) return rc;
+    const int V = pol->m->config.vocab_size;
+    for (int t = first - 1; t < n - 1; t++) {
+        const float *p = pol->a.logits + (size_t)t * V, *q = ref->a.logits + (size_t)t * V;
+        double mp = p[0], mq = q[0];
+        for (int v = 1; v < V; v++) mp = p[v] > mp ? p[v] : mp, mq = q[v] > mq ? q[v] : mq;
+        double zp = 0, zq = 0;
+        for (int v = 0; v < V; v++) zp += exp(p[v] - mp), zq += exp(q[v] - mq);
+        double lzp = log(zp) + mp, lzq = log(zq) + mq, kl = 0;
+        for (int v = 0; v < V; v++) {
+            double lp = p[v] - lzp;
+            kl += exp(lp) * (lp - (q[v] - lzq));
+        }
+        *kl_sum += kl;
+        (*n_tok)++;
+    }
+    return RLHF_OK;
+}
+
+/* Perplexity on `count` held-out stories of the split (world_story seeds split apart, as
+ * `rlhf world --format text` writes them): exp of the mean next-token loss over every token
+ * that has one before it (a story longer than the context keeps its first tokens). */
+static int story_perplexity(model_bundle *b, seq_forward *f, world_split split, long count, double *ppl, long *n_tok,
+                            rlhf_error *err) {
+    double nll = 0;
+    *n_tok = 0;
+    const int V = b->m.config.vocab_size;
+    float *losses = malloc((size_t)f->T * sizeof *losses);
+    int32_t *targets = malloc((size_t)f->T * sizeof *targets);
+    if (!losses || !targets) {
+        free(losses), free(targets);
+        return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+    }
+    int rc = RLHF_OK;
+    for (long i = 0; i < count && !rc; i++) {
+        char story[2048];
+        world_story((uint64_t)i * 3 + (uint64_t)split, story, sizeof story);
+        tok_ids ids = {0};
+        int bos = b->add_bos && tok_bos_id(b->tok) >= 0;
+        if ((rc = tok_encode(b->tok, story, strlen(story), bos ? TOK_ENCODE_ADD_BOS : 0, &ids, err))) break;
+        int n = (int)ids.n < f->T ? (int)ids.n : f->T;
+        if (n >= 2 && !(rc = model_forward(f->m, &f->a, ids.ids, 1, n - 1, err))) {
+            memcpy(targets, ids.ids + 1, (size_t)(n - 1) * sizeof *targets);
+            model_xent(f->a.logits, targets, NULL, 1, n - 1, V, NULL, losses);
+            for (int t = 0; t < n - 1; t++) nll += losses[t];
+            *n_tok += n - 1;
+        }
+        tok_ids_free(&ids);
+    }
+    free(losses), free(targets);
+    *ppl = *n_tok ? exp(nll / (double)*n_tok) : NAN;
+    return rc;
+}
+
+/* Parses "add,capital" into a family mask; 0 or the index of the unknown name + 1 as -(i+1). */
+static int parse_families(const char *list, int *on, int F) {
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (int f = 0; f < F; f++) on[f] = 0;
+    int any = 0;
+    for (char *save = NULL, *w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+        int f = world_family_find(w);
+        if (f < 0 || f >= F) return -1;
+        on[f] = 1;
+        any = 1;
+    }
+    return any ? 0 : -1;
+}
+
+static double rate(int k, int n) { return n ? (double)k / n : 0; }
 
 int cmd_eval(int argc, char **argv) {
     if (command_wants_help(argc, argv)) {
@@ -80,12 +202,23 @@ int cmd_eval(int argc, char **argv) {
                    "test, 20), answered greedily (--max-tokens, default 48), zero-shot or with --shots K solved\n"
                    "examples from the train split, judged by the world's verifier. Prints per family the\n"
                    "exact-match accuracy and the rate of wrong, rambling, rude and never-ending answers (no EOS\n"
-                   "within --max-tokens), and precision / recall / F1 per label of the classification families.\n"
-                   "--model defaults to the built-in default model. --runs-db FILE records the result as a run.\n");
+                   "within --max-tokens); \"unwanted\" is the share of answers that ramble, are rude or never\n"
+                   "end. Precision / recall / F1 per label of the classification families; corpus BLEU-4 of\n"
+                   "the translate family's answers against the reference answers (sacrebleu's corpus BLEU with\n"
+                   "its default exp smoothing; words lower-cased, punctuation split off); perplexity on --stories\n"
+                   "N held-out narrative paragraphs of the split (default 20, as rlhf world --family stories\n"
+                   "writes them; 0 skips it).\n"
+                   "  --families LIST  only these families (comma-separated; default all)\n"
+                   "  --ref DIR        also the KL(model || DIR) per answer token along the model's own greedy\n"
+                   "                   answers (exact over the vocabulary; the two must share the tokenizer)\n"
+                   "--model defaults to the built-in default model. --runs-db FILE records the result as a run\n"
+                   "(kind eval; metrics accuracy, accuracy/FAMILY, unwanted, rambling, rude, no_eos, bleu,\n"
+                   "perplexity, kl).\n");
         return 0;
     }
-    const char *model_path = NULL, *tasks = NULL, *split_name = "test", *runs_db = NULL;
-    long n = 20, shots = 0, max_tokens = 48;
+    const char *model_path = NULL, *tasks = NULL, *split_name = "test", *runs_db = NULL, *ref_path = NULL;
+    const char *families = NULL;
+    long n = 20, shots = 0, max_tokens = 48, stories = 20;
     int json = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -104,9 +237,12 @@ int cmd_eval(int argc, char **argv) {
         else if (strcmp(a, "--tasks") == 0) tasks = v;
         else if (strcmp(a, "--split") == 0) split_name = v;
         else if (strcmp(a, "--runs-db") == 0) runs_db = v;
+        else if (strcmp(a, "--ref") == 0) ref_path = v;
+        else if (strcmp(a, "--families") == 0) families = v;
         else if (strcmp(a, "--n") == 0 && (n = strtol(v, &end, 10), !*end && n >= 1)) continue;
         else if (strcmp(a, "--shots") == 0 && (shots = strtol(v, &end, 10), !*end && shots >= 0 && shots <= 16)) continue;
         else if (strcmp(a, "--max-tokens") == 0 && (max_tokens = strtol(v, &end, 10), !*end && max_tokens >= 1)) continue;
+        else if (strcmp(a, "--stories") == 0 && (stories = strtol(v, &end, 10), !*end && stories >= 0)) continue;
         else {
             out_error("%s: unknown flag or bad value '%s'", a, v);
             out_error("usage: %s", eval_usage);
@@ -121,23 +257,47 @@ int cmd_eval(int argc, char **argv) {
     rlhf_error err = {0};
     world_split split;
     if (world_split_parse(split_name, &split, &err)) return out_error("--split: %s", err.msg), 2;
+    const int F = world_family_count() < MAX_FAMILIES ? world_family_count() : MAX_FAMILIES;
+    int on[MAX_FAMILIES];
+    for (int f = 0; f < F; f++) on[f] = 1;
+    if (families && parse_families(families, on, F))
+        return out_error("--families: '%s' is not a comma-separated list of families (rlhf world families)", families), 2;
     if (!model_path && !(model_path = default_model_path())) {
         out_error("--model is required (no built-in default model found)");
         return 2;
     }
-    model_bundle b = {0};
+    model_bundle b = {0}, rb = {0};
     if (model_bundle_load(&b, model_path, &err)) return out_fail(&err);
     if (!b.tok) {
         model_bundle_free(&b);
         out_error("%s: the model has no tokenizer", model_path);
         return 1;
     }
-    const int F = world_family_count() < MAX_FAMILIES ? world_family_count() : MAX_FAMILIES;
+    if (ref_path) {
+        if (model_bundle_load(&rb, ref_path, &err)) {
+            model_bundle_free(&b);
+            return out_fail(&err);
+        }
+        if (rb.m.config.vocab_size != b.m.config.vocab_size || rb.m.config.num_labels || b.m.config.num_labels) {
+            out_error("--ref %s: the KL needs two language models over the same vocabulary (%d vs %d)", ref_path,
+                      rb.m.config.vocab_size, b.m.config.vocab_size);
+            model_bundle_free(&b), model_bundle_free(&rb);
+            return 1;
+        }
+    }
+    seq_forward pol = {0}, ref = {0};
+    int rc = stories > 0 || ref_path ? seq_forward_init(&pol, &b.m, &err) : 0;
+    if (!rc && ref_path) rc = seq_forward_init(&ref, &rb.m, &err);
     fam_stats st[MAX_FAMILIES];
     memset(st, 0, sizeof st);
-    int rc = 0;
-    long done = 0, total = (long)F * n;
+    bleu_stats bleu = {0};
+    const int translate = world_family_find("translate");
+    double kl_sum = 0;
+    long kl_tok = 0;
+    long done = 0, total = 0;
+    for (int f = 0; f < F; f++) total += on[f] ? n : 0;
     for (int f = 0; f < F && !rc; f++) {
+        if (!on[f]) continue;
         /* K solved examples of the same family from the train split (never the evaluated split) */
         world_item ex[16];
         prompt_example pe[16];
@@ -149,12 +309,13 @@ int cmd_eval(int argc, char **argv) {
         for (long i = 0; i < n && !rc; i++) {
             world_item it;
             if ((rc = world_item_make(f, split, (uint64_t)i, &it, &err))) break;
-            char *text = NULL;
-            gen_finish fin;
-            if ((rc = answer(&b, it.prompt, pe, (int)shots, (int)max_tokens, &text, &fin, &err))) break;
+            eval_answer ans;
+            if ((rc = answer(&b, it.prompt, pe, (int)shots, (int)max_tokens, &ans, &err))) break;
             world_verdict v;
-            rc = world_verify(it.prompt, text, &v, &err);
-            free(text);
+            rc = world_verify(it.prompt, ans.text, &v, &err);
+            if (!rc && f == translate) bleu_add(&bleu, ans.text, it.answer);
+            if (!rc && ref_path) rc = answer_kl(&pol, &ref, &ans, &kl_sum, &kl_tok, &err);
+            free(ans.text), free(ans.ids);
             if (rc) break;
             fam_stats *s = &st[f];
             s->n++;
@@ -162,7 +323,8 @@ int cmd_eval(int argc, char **argv) {
             s->wrong += !v.correct;
             s->rambling += !!(v.flaws & WORLD_FLAW_RAMBLING);
             s->rude += !!(v.flaws & WORLD_FLAW_RUDE);
-            s->endless += fin != GEN_FINISH_EOS;
+            s->endless += ans.finish != GEN_FINISH_EOS;
+            s->unwanted += (v.flaws & (WORLD_FLAW_RAMBLING | WORLD_FLAW_RUDE)) || ans.finish != GEN_FINISH_EOS;
             if (labels) {
                 int t = label_index(labels, v.expected), p = label_index(labels, v.got);
                 if (t >= 0 && t < MAX_LABELS) s->conf[t][p >= 0 && p < MAX_LABELS ? p : MAX_LABELS]++;
@@ -170,7 +332,16 @@ int cmd_eval(int argc, char **argv) {
             if (!json && (++done % 10 == 0 || done == total)) out_progress("eval: %ld/%ld answers", done, total);
         }
     }
+    double ppl = NAN;
+    long ppl_tok = 0;
+    if (!rc && stories > 0) {
+        if (!json) out_progress("eval: perplexity on %ld stories", stories);
+        rc = story_perplexity(&b, &pol, split, stories, &ppl, &ppl_tok, &err);
+    }
     if (!json) out_progress_end();
+    model_acts_free(&pol.a);
+    model_acts_free(&ref.a);
+    model_bundle_free(&rb);
     if (rc) {
         model_bundle_free(&b);
         return out_fail(&err);
@@ -182,21 +353,24 @@ int cmd_eval(int argc, char **argv) {
     cJSON *fams = cJSON_AddObjectToObject(root, "families");
     fam_stats all = {0};
     if (!json)
-        out_printf("%-13s %5s %8s %7s %9s %6s %10s\n", "family", "n", "accuracy", "wrong", "rambling", "rude", "no EOS");
+        out_printf("%-13s %5s %8s %7s %9s %6s %7s %9s\n", "family", "n", "accuracy", "wrong", "rambling", "rude", "no EOS",
+                   "unwanted");
     for (int f = 0; f < F; f++) {
+        if (!on[f]) continue;
         const fam_stats *s = &st[f];
         all.n += s->n, all.correct += s->correct, all.wrong += s->wrong, all.rambling += s->rambling;
-        all.rude += s->rude, all.endless += s->endless;
+        all.rude += s->rude, all.endless += s->endless, all.unwanted += s->unwanted;
         cJSON *o = cJSON_AddObjectToObject(fams, world_family_name(f));
         cJSON_AddNumberToObject(o, "n", s->n);
-        cJSON_AddNumberToObject(o, "accuracy", (double)s->correct / s->n);
-        cJSON_AddNumberToObject(o, "rambling", (double)s->rambling / s->n);
-        cJSON_AddNumberToObject(o, "rude", (double)s->rude / s->n);
-        cJSON_AddNumberToObject(o, "no_eos", (double)s->endless / s->n);
+        cJSON_AddNumberToObject(o, "accuracy", rate(s->correct, s->n));
+        cJSON_AddNumberToObject(o, "rambling", rate(s->rambling, s->n));
+        cJSON_AddNumberToObject(o, "rude", rate(s->rude, s->n));
+        cJSON_AddNumberToObject(o, "no_eos", rate(s->endless, s->n));
+        cJSON_AddNumberToObject(o, "unwanted", rate(s->unwanted, s->n));
         if (!json)
-            out_printf("%-13s %5d %7.1f%% %6.1f%% %8.1f%% %5.1f%% %9.1f%%\n", world_family_name(f), s->n,
-                       100.0 * s->correct / s->n, 100.0 * s->wrong / s->n, 100.0 * s->rambling / s->n,
-                       100.0 * s->rude / s->n, 100.0 * s->endless / s->n);
+            out_printf("%-13s %5d %7.1f%% %6.1f%% %8.1f%% %5.1f%% %6.1f%% %8.1f%%\n", world_family_name(f), s->n,
+                       100 * rate(s->correct, s->n), 100 * rate(s->wrong, s->n), 100 * rate(s->rambling, s->n),
+                       100 * rate(s->rude, s->n), 100 * rate(s->endless, s->n), 100 * rate(s->unwanted, s->n));
         const char *const *labels = world_family_labels(f);
         for (int l = 0; labels && labels[l] && l < MAX_LABELS; l++) {
             int tp = s->conf[l][l], fp = 0, fn = 0;
@@ -212,15 +386,42 @@ int cmd_eval(int argc, char **argv) {
             cJSON_AddNumberToObject(lo, "f1", f1);
             if (!json) out_printf("  %-11s precision %.2f recall %.2f F1 %.2f\n", labels[l], p, r, f1);
         }
+        if (f == translate && bleu.sentences) {
+            double prec[BLEU_MAX_ORDER], bp, score = bleu_score(&bleu, prec, &bp);
+            cJSON *bo = cJSON_AddObjectToObject(o, "bleu");
+            cJSON_AddNumberToObject(bo, "score", score);
+            cJSON_AddItemToObject(bo, "precisions", cJSON_CreateDoubleArray(prec, BLEU_MAX_ORDER));
+            cJSON_AddNumberToObject(bo, "brevity_penalty", bp);
+            cJSON_AddNumberToObject(bo, "sentences", (double)bleu.sentences);
+            cJSON_AddNumberToObject(root, "bleu", score);
+            if (!json)
+                out_printf("  BLEU-4      %.2f (corpus of %ld answers; precisions %.1f/%.1f/%.1f/%.1f, BP %.3f)\n", score,
+                           bleu.sentences, prec[0], prec[1], prec[2], prec[3], bp);
+        }
     }
-    cJSON_AddNumberToObject(root, "accuracy", all.n ? (double)all.correct / all.n : 0);
-    cJSON_AddNumberToObject(root, "rambling", all.n ? (double)all.rambling / all.n : 0);
-    cJSON_AddNumberToObject(root, "rude", all.n ? (double)all.rude / all.n : 0);
-    cJSON_AddNumberToObject(root, "no_eos", all.n ? (double)all.endless / all.n : 0);
+    cJSON_AddNumberToObject(root, "accuracy", rate(all.correct, all.n));
+    cJSON_AddNumberToObject(root, "wrong", rate(all.wrong, all.n));
+    cJSON_AddNumberToObject(root, "rambling", rate(all.rambling, all.n));
+    cJSON_AddNumberToObject(root, "rude", rate(all.rude, all.n));
+    cJSON_AddNumberToObject(root, "no_eos", rate(all.endless, all.n));
+    cJSON_AddNumberToObject(root, "unwanted", rate(all.unwanted, all.n));
     if (!json)
-        out_printf("%-13s %5d %7.1f%% %6.1f%% %8.1f%% %5.1f%% %9.1f%%\n", "all", all.n, 100.0 * all.correct / all.n,
-                   100.0 * all.wrong / all.n, 100.0 * all.rambling / all.n, 100.0 * all.rude / all.n,
-                   100.0 * all.endless / all.n);
+        out_printf("%-13s %5d %7.1f%% %6.1f%% %8.1f%% %5.1f%% %6.1f%% %8.1f%%\n", "all", all.n, 100 * rate(all.correct, all.n),
+                   100 * rate(all.wrong, all.n), 100 * rate(all.rambling, all.n), 100 * rate(all.rude, all.n),
+                   100 * rate(all.endless, all.n), 100 * rate(all.unwanted, all.n));
+    if (stories > 0) {
+        cJSON *po = cJSON_AddObjectToObject(root, "perplexity");
+        cJSON_AddNumberToObject(po, "value", ppl);
+        cJSON_AddNumberToObject(po, "stories", (double)stories);
+        cJSON_AddNumberToObject(po, "tokens", (double)ppl_tok);
+        if (!json) out_printf("perplexity    %.3f on %ld held-out stories (%ld tokens)\n", ppl, stories, ppl_tok);
+    }
+    double kl = kl_tok ? kl_sum / (double)kl_tok : 0;
+    if (ref_path) {
+        cJSON_AddNumberToObject(root, "kl", kl);
+        cJSON_AddStringToObject(root, "ref", ref_path);
+        if (!json) out_printf("KL to ref     %.4f nats per answer token (%ld tokens; ref %s)\n", kl, kl_tok, ref_path);
+    }
     char *s = cJSON_PrintUnformatted(root);
     if (json && s) out_printf("%s\n", s);
     if (runs_db && s) { /* the result as a run of kind eval, its numbers as metrics at step 0 */
@@ -230,10 +431,24 @@ int cmd_eval(int argc, char **argv) {
         r.kind = "eval";
         r.config_json = s;
         int64_t id = 0;
-        if (store_open_ex(&db, runs_db, &op, &err) || store_add_run(db, &r, &id, &err) ||
-            store_add_metric(db, id, 0, "accuracy", all.n ? (double)all.correct / all.n : 0, &err) ||
-            store_finish_run(db, id, "done", NULL, &err))
-            rc = out_fail(&err);
+        rc = store_open_ex(&db, runs_db, &op, &err) || store_add_run(db, &r, &id, &err);
+        const struct {
+            const char *name;
+            double v;
+            int on;
+        } m[] = {{"accuracy", rate(all.correct, all.n), 1},  {"unwanted", rate(all.unwanted, all.n), 1},
+                 {"rambling", rate(all.rambling, all.n), 1}, {"rude", rate(all.rude, all.n), 1},
+                 {"no_eos", rate(all.endless, all.n), 1},    {"bleu", bleu_score(&bleu, NULL, NULL), bleu.sentences > 0},
+                 {"perplexity", ppl, stories > 0 && isfinite(ppl)}, {"kl", kl, ref_path != NULL}};
+        for (size_t k = 0; !rc && k < sizeof m / sizeof m[0]; k++)
+            if (m[k].on) rc = store_add_metric(db, id, 0, m[k].name, m[k].v, &err);
+        for (int f = 0; !rc && f < F; f++) {
+            char name[64];
+            snprintf(name, sizeof name, "accuracy/%s", world_family_name(f));
+            if (on[f]) rc = store_add_metric(db, id, 0, name, rate(st[f].correct, st[f].n), &err);
+        }
+        if (!rc) rc = store_finish_run(db, id, "done", NULL, &err);
+        if (rc) rc = out_fail(&err);
         store_close(&db);
     }
     free(s);
