@@ -102,3 +102,41 @@ int sft_dataset_push(sft_dataset *d, const char *prompt, const char *prompt_mess
     d->examples[d->n++] = e;
     return 0;
 }
+
+void kto_dataset_init(kto_dataset *d) { memset(d, 0, sizeof *d); }
+
+static void kto_example_free(kto_example *e) {
+    free(e->prompt);
+    free(e->prompt_messages);
+    free(e->completion);
+}
+
+void kto_dataset_free(kto_dataset *d) {
+    if (!d) return;
+    for (size_t i = 0; i < d->n; i++) kto_example_free(&d->examples[i]);
+    free(d->examples);
+    memset(d, 0, sizeof *d);
+}
+
+int kto_dataset_push(kto_dataset *d, const char *prompt, const char *prompt_messages,
+                     const char *completion, int desirable, int64_t id, long line, rlhf_error *err) {
+    void *items = d->examples;
+    if (grow(&items, &d->cap, d->n, sizeof *d->examples) != 0)
+        return rlhf_errorf(err, RLHF_ERR_NOMEM, "KTO dataset: out of memory at %zu examples", d->n);
+    d->examples = items;
+    int failed = 0;
+    kto_example e = {
+        .prompt = copy_or_null(prompt ? prompt : "", &failed),
+        .prompt_messages = copy_or_null(prompt_messages, &failed),
+        .completion = copy_or_null(completion ? completion : "", &failed),
+        .desirable = desirable != 0,
+        .id = id,
+        .line = line,
+    };
+    if (failed) {
+        kto_example_free(&e);
+        return rlhf_errorf(err, RLHF_ERR_NOMEM, "KTO dataset: out of memory at %zu examples", d->n);
+    }
+    d->examples[d->n++] = e;
+    return 0;
+}

@@ -58,4 +58,26 @@ void sft_dataset_free(sft_dataset *d);
 int sft_dataset_push(sft_dataset *d, const char *prompt, const char *prompt_messages,
                      const char *completion, double weight, int64_t id, rlhf_error *err);
 
+/* One unpaired judgement (KTO): a completion of a prompt marked desirable (thumbs up) or not. */
+typedef struct {
+    char *prompt;          /* the prompt as text */
+    char *prompt_messages; /* chat prompts: JSON array of {"role","content"}, else NULL */
+    char *completion;      /* the judged response */
+    int desirable;         /* 1 thumbs up, 0 thumbs down */
+    int64_t id;            /* the source row (rating or pair id in the store), 0 if none */
+    long line;             /* 1-based line of a JSONL source, 0 if none */
+} kto_example;
+
+typedef struct {
+    kto_example *examples; /* (n) */
+    size_t n;
+    size_t cap;
+} kto_dataset;
+
+void kto_dataset_init(kto_dataset *d);
+void kto_dataset_free(kto_dataset *d);
+/* Appends copies of the strings (prompt_messages may be NULL). */
+int kto_dataset_push(kto_dataset *d, const char *prompt, const char *prompt_messages,
+                     const char *completion, int desirable, int64_t id, long line, rlhf_error *err);
+
 #endif

@@ -1,0 +1,115 @@
+/* kto.h — KTO (Kahneman-Tversky optimisation, Ethayarajh et al. 2024) as a head of the training
+ * loop (loop.h): unpaired thumbs-up / thumbs-down judgements train the policy, no pairs needed.
+ *
+ * A micro-batch of n examples holds, like TRL's KTOTrainer:
+ *   rows 0..n-1   prompt_i + completion_i, targets only on the completion's tokens (EOS
+ *                 included), labels[i] = the reference's log-probability of that completion;
+ *   rows n..2n-1  (KTO loss only) the KL rows: prompt_i + a completion that belongs to another
+ *                 example (TRL's mismatched pairs), labels[n+i] = the reference's log-probability.
+ * Which example rows are desirable is set by the data side in kto_head.desirable before the head
+ * runs (the loop calls fill, forward, head in that order for each micro-batch).
+ * With r_i = policy logp_i - reference logp_i and, for the KTO loss, the KL estimate
+ *   z = max(0, mean over the KL rows of (policy logp - reference logp)), detached,
+ * the losses are TRL's (trl/trainer/kto_trainer.py, kto_loss):
+ *   kto               desirable   w_d (1 - σ(beta (r - z)))   undesirable  w_u (1 - σ(beta (z - r)))
+ *   apo_zero_unpaired desirable   w_d (1 - σ(beta r))         undesirable  w_u σ(beta r)  (z = 0)
+ * averaged over the n examples (TRL's losses.nanmean()). The KL rows get no gradient (TRL
+ * computes them under no_grad).
+ * Metrics under TRL's names: rewards/chosen = mean beta r over the desirable examples,
+ * rewards/rejected (undesirable), rewards/margins (their difference, when both are present),
+ * logps/chosen, logps/rejected (policy log-probabilities), kl (z), count/chosen, count/rejected.
+ * A micro-batch without desirable (or undesirable) examples reports none of the chosen (rejected)
+ * metrics. */
+#ifndef RLHF_KTO_H
+#define RLHF_KTO_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "src/core/error.h"
+#include "src/model/lora.h"
+#include "src/model/model.h"
+#include "src/train/dataset.h"
+#include "src/train/loop.h"
+#include "src/train/sft.h"
+
+typedef enum { KTO_LOSS_KTO = 0, KTO_LOSS_APO_ZERO_UNPAIRED } kto_loss_type;
+
+typedef struct {
+    kto_loss_type loss_type;
+    float beta;               /* 0.1 (TRL) */
+    float desirable_weight;   /* 1.0 */
+    float undesirable_weight; /* 1.0 */
+} kto_params;
+
+void kto_params_defaults(kto_params *p);
+/* "kto", "apo_zero_unpaired"; RLHF_ERR_INVALID naming the choices otherwise. */
+int kto_loss_type_parse(const char *name, kto_loss_type *out, rlhf_error *err);
+const char *kto_loss_type_name(kto_loss_type t);
+/* beta > 0, weights > 0, all finite. */
+int kto_params_validate(const kto_params *p, rlhf_error *err);
+/* Rows a micro-batch of n examples takes: 2n with the KTO loss (the KL rows), n otherwise. */
+int kto_rows_per_example(const kto_params *p);
+
+typedef struct {
+    kto_params p;
+    int B, T;
+    uint8_t *desirable; /* (B) 1: example row i is a thumbs-up; set by the data side */
+    float *pos_loss;    /* (B, T) per-position -log p */
+    double *logp;       /* (B) the policy's row log-probabilities of the last micro-batch */
+    double *grad;       /* (B) d(loss)/d(row log-probability) */
+} kto_head;
+
+/* Scratch for micro-batches of up to B rows (a multiple of kto_rows_per_example) of T positions. */
+int kto_head_init(kto_head *h, const kto_params *p, int B, int T, rlhf_error *err);
+void kto_head_free(kto_head *h);
+train_head kto_train_head(kto_head *h);
+
+/* ---- the run (rlhf kto) ----
+ *
+ * Each example becomes an SFT text (prompt + completion + EOS, chat prompts through the model's
+ * template, loss mask on the completion: sft_encode), and so does its KL text. Examples are split
+ * once (seeded) into train / held-out; within each split, in its order, chunks of `batch`
+ * examples pair each prompt with the previous example's completion (the first with the last),
+ * which is TRL's _get_kl_dataset on a batched map; the pairing is fixed for the run, so the
+ * reference log-probabilities of both rows are computed once, before training (by the starting
+ * policy, or ref_dir's model loaded and freed; with LoRA the base with the adapter off) and cached
+ * in out_dir/ref_logps.bin keyed by the reference's weights and the encoded rows. An example
+ * whose row or KL row loses its completion to truncation is dropped and counted. Output: a model
+ * directory, or a PEFT adapter with LoRA. No --resume yet. */
+typedef struct {
+    const char *model_dir;
+    const char *ref_dir;         /* NULL: the starting policy is the reference */
+    const kto_dataset *data;     /* borrowed */
+    const char *data_desc;       /* where the examples came from (messages) */
+    const char *out_dir;
+    kto_params kto;
+    train_params train;          /* batch = examples per micro-batch (>= 2 with the KTO loss) */
+    long steps, epochs;          /* steps <= 0: epochs over the training examples */
+    int max_length;              /* ids per row; <= 0: the model's context */
+    sft_truncate truncate;
+    double val_fraction;
+    uint64_t seed;
+    long eval_every, save_every;
+    lora_params lora;            /* rank 0: full fine-tuning */
+    volatile sig_atomic_t *stop;
+    train_progress_fn progress;
+    void *progress_ctx;
+} kto_run_params;
+
+/* TRL's KTOConfig: beta 0.1, weights 1, lr 1e-6 (transformers' default 5e-5 is for SFT),
+ * batch 8, 3 epochs, max_length 1024 (clamped to the context); val_fraction 0.1, seed 42. */
+void kto_run_params_defaults(kto_run_params *p);
+
+typedef struct {
+    size_t n_examples, n_desirable, n_undesirable; /* kept after truncation */
+    size_t n_train, n_val, n_dropped;
+    int ref_cached;
+    long steps_done, total_steps;
+    double first_val_loss, final_val_loss, final_loss, tokens_per_s, elapsed_s;
+    train_head_out first_val, final_val;
+} kto_summary;
+
+int kto_run(const kto_run_params *p, kto_summary *summary, rlhf_error *err);
+
+#endif
