@@ -11,13 +11,15 @@
 #include "repl/commands.h"
 #include "repl/default_model.h"
 #include "repl/out.h"
+#include "repl/rollout_store.h"
 #include "repl/run_log.h"
 #include "repl/trainer_flags.h"
 #include "src/core/fileio.h"
 #include "src/train/grpo.h"
 
 static const char *const grpo_usage =
-    "rlhf grpo|rloo --model DIR --prompts FILE.jsonl --reward-fn toy|contains:TEXT --out DIR [--steps N] [--lr LR] "
+    "rlhf grpo|rloo --model DIR --prompts FILE.jsonl (--reward-fn toy|contains:TEXT | --reward RM_DIR) --out DIR "
+    "[--steps N] [--lr LR] [--missing-eos-penalty P] "
     "[--num-generations G] [--prompts-per-step P] [--max-new-tokens N] [--temperature T] [--epsilon E] "
     "[--epsilon-high E] [--beta B] [--loss-type grpo|bnpo|dr_grpo|dapo] [--scale-rewards group|batch|none] "
     "[--iterations N] [--json-log FILE] [--runs-db FILE]";
@@ -36,56 +38,17 @@ static const char *const grpo_help =
     "as a user turn through the model's chat template when it has one. A held-out share\n"
     "(--val-fraction) is answered greedily before and after training and its mean reward printed.\n"
     "Rewards (--reward-fn): toy = the task world's verifier (1 right, 0 wrong, -0.5 rude, -0.25\n"
-    "rambling); contains:TEXT = 1 if the completion contains TEXT.\n"
+    "rambling); contains:TEXT = 1 if the completion contains TEXT. Or --reward RM_DIR: a reward model\n"
+    "as rlhf reward train writes it scores the prompt followed by the completion (its own tokenizer,\n"
+    "read at the last token). --missing-eos-penalty P (default 0: off, as TRL) is subtracted from the\n"
+    "reward of a completion that reached --max-new-tokens without EOS.\n"
+    "With --runs-db FILE every sampled completion is stored there as a generation of its prompt\n"
+    "(policy, seed, decoding settings, and the reward in decoding_json's \"rollout\"), to rank in the REPL.\n"
     "Metrics (TRL's names): reward, reward_std, frac_reward_zero_std, completions/mean_length,\n"
     "completions/clipped_ratio, clip_ratio/region_mean, entropy, kl (with --beta).\n"
-    "Not yet: --reward RM_DIR (a reward model), prompts from --db, LoRA, --resume.";
+    "Not yet: prompts from --db, LoRA, --resume.";
 
 static volatile sig_atomic_t g_stop;
-
-/* {"prompt": "..."} lines; errors name FILE:LINE. */
-static int read_prompts(const char *path, char ***out, size_t *n) {
-    rlhf_error err = {0};
-    char *text = NULL;
-    size_t len = 0;
-    *out = NULL;
-    *n = 0;
-    if (file_read_all(path, &text, &len, &err)) return out_fail(&err);
-    size_t cap = 64, line_no = 0;
-    char **v = malloc(cap * sizeof *v);
-    int rc = v ? 0 : 1;
-    for (char *line = text; !rc && line && *line;) {
-        char *end = strchr(line, '\n');
-        if (end) *end = 0;
-        line_no++;
-        const char *q = line;
-        while (*q == ' ' || *q == '\t' || *q == '\r') q++;
-        if (*q) {
-            cJSON *o = cJSON_Parse(line);
-            const cJSON *pr = cJSON_GetObjectItemCaseSensitive(o, "prompt");
-            if (!o || !cJSON_IsString(pr) || !pr->valuestring[0]) {
-                out_error("%s:%zu: %s", path, line_no, !o ? "not valid JSON" : "needs a non-empty \"prompt\" string");
-                rc = 1;
-            } else {
-                if (*n == cap) {
-                    char **g = realloc(v, 2 * cap * sizeof *v);
-                    if (!g) rc = 1;
-                    else v = g, cap *= 2;
-                }
-                if (!rc && !(v[(*n)++] = strdup(pr->valuestring))) rc = 1;
-            }
-            cJSON_Delete(o);
-        }
-        line = end ? end + 1 : NULL;
-    }
-    free(text);
-    if (!rc && *n == 0) {
-        out_error("%s: no prompts", path);
-        rc = 1;
-    }
-    *out = v;
-    return rc;
-}
 
 int cmd_grpo(int argc, char **argv) {
     const int rloo = strcmp(argv[0], "rloo") == 0;
@@ -101,7 +64,7 @@ int cmd_grpo(int argc, char **argv) {
     grpo_run_params p;
     grpo_run_params_defaults(&p);
     if (rloo) p.advantage = GRPO_ADV_RLOO;
-    const char *prompts_path = NULL, *reward_spec = NULL;
+    const char *prompts_path = NULL, *reward_spec = NULL, *reward_model = NULL;
     for (int i = 1; i < argc; i++) {
         int r = trainer_flags_parse(&f, argc, argv, &i, grpo_usage);
         if (r == TRAINER_FLAGS_ERROR) return 2;
@@ -120,9 +83,10 @@ int cmd_grpo(int argc, char **argv) {
         rlhf_error err = {0};
         if (strcmp(name, "--prompts") == 0) prompts_path = v;
         else if (strcmp(name, "--reward-fn") == 0) reward_spec = v;
-        else if (strcmp(name, "--reward") == 0) {
-            out_error("--reward RM_DIR: scoring rollouts with a reward model is not implemented yet; use --reward-fn");
-            return 2;
+        else if (strcmp(name, "--reward") == 0) reward_model = v;
+        else if (strcmp(name, "--missing-eos-penalty") == 0) {
+            if (trainer_flag_double(name, v, 0, 1e6, &d, grpo_usage)) return 2;
+            p.missing_eos_penalty = (float)d;
         } else if (strcmp(name, "--num-generations") == 0) {
             if (trainer_flag_long(name, v, 2, &n, grpo_usage)) return 2;
             p.num_generations = (int)n;
@@ -159,8 +123,8 @@ int cmd_grpo(int argc, char **argv) {
         }
     }
     if (!f.model) f.model = default_model_path(); /* the built-in default model, when there is one */
-    if (!f.model || !f.out || !prompts_path || !reward_spec) {
-        out_error("%s: --model, --prompts, --reward-fn and --out are required", argv[0]);
+    if (!f.model || !f.out || !prompts_path || !reward_spec == !reward_model) {
+        out_error("%s: --model, --prompts, --out and one of --reward-fn or --reward are required", argv[0]);
         out_error("usage: %s", grpo_usage);
         return 2;
     }
@@ -173,10 +137,11 @@ int cmd_grpo(int argc, char **argv) {
         return 2;
     }
     rlhf_error err = {0};
-    if (reward_fn_parse(reward_spec, &p.reward, &err)) return out_error("--reward-fn: %s", err.msg), 2;
+    if (reward_spec && reward_fn_parse(reward_spec, &p.reward, &err)) return out_error("--reward-fn: %s", err.msg), 2;
+    p.reward_model = reward_model;
     char **prompts = NULL;
     size_t n_prompts = 0;
-    int rc = read_prompts(prompts_path, &prompts, &n_prompts);
+    int rc = rollout_prompts_read(prompts_path, &prompts, &n_prompts);
     if (!rc) {
         p.model_dir = f.model;
         p.prompts = (const char *const *)prompts;
@@ -191,14 +156,27 @@ int cmd_grpo(int argc, char **argv) {
         trainer_flags_lora(&f, &p.lora);
         run_log rl;
         memset(&rl, 0, sizeof rl);
-        char config[512];
+        char config[1536];
         snprintf(config, sizeof config,
                  "{\"advantage\":\"%s\",\"reward_fn\":\"%s\",\"num_generations\":%d,\"prompts_per_step\":%d,"
-                 "\"max_new_tokens\":%d,\"epsilon\":%g,\"epsilon_high\":%g,\"beta\":%g,\"loss_type\":\"%s\",\"lr\":%g}",
-                 rloo ? "rloo" : "grpo", reward_spec, p.num_generations, p.prompts_per_step, p.max_new_tokens,
-                 p.grpo.epsilon, p.grpo.epsilon_high, p.grpo.beta, grpo_loss_agg_name(p.grpo.loss_agg), f.lr);
+                 "\"max_new_tokens\":%d,\"epsilon\":%g,\"epsilon_high\":%g,\"beta\":%g,\"loss_type\":\"%s\",\"lr\":%g,"
+                 "\"missing_eos_penalty\":%g}",
+                 rloo ? "rloo" : "grpo", reward_spec ? reward_spec : reward_model, p.num_generations, p.prompts_per_step, p.max_new_tokens,
+                 p.grpo.epsilon, p.grpo.epsilon_high, p.grpo.beta, grpo_loss_agg_name(p.grpo.loss_agg), f.lr, p.missing_eos_penalty);
         run_log_params rlp = {rloo ? "rloo" : "grpo", f.runs_db, f.json_log, 0, f.model, config};
         if (run_log_open(&rl, &rlp)) rc = 1;
+        rollout_store rs;
+        memset(&rs, 0, sizeof rs);
+        if (!rc && rl.db) {
+            if (rollout_store_init(&rs, rl.db, f.model, (const char *const *)prompts, n_prompts,
+                                   rloo ? "rloo" : "grpo", rl.run_id, reward_spec ? reward_spec : reward_model))
+            {
+                out_error("out of memory");
+                rc = 1;
+            }
+            p.sink = rollout_store_sink;
+            p.sink_ctx = &rs;
+        }
         if (!rc) {
             g_stop = 0;
             p.stop = &g_stop;
@@ -228,9 +206,11 @@ int cmd_grpo(int argc, char **argv) {
                 if (!isnan(s.val_reward_before))
                     out_printf("held-out mean reward (greedy): %.3f before, %.3f after\n", s.val_reward_before,
                                s.val_reward_after);
+                if (rs.n_stored) out_printf("%ld rollouts stored in %s\n", rs.n_stored, f.runs_db);
                 out_printf("saved %s\n", f.out);
             }
         }
+        rollout_store_free(&rs);
     }
     for (size_t i = 0; i < n_prompts; i++) free(prompts[i]);
     free(prompts);

@@ -1,5 +1,5 @@
 /* grpo.c — GRPO/RLOO: the clipped policy-gradient head, advantages, token log-probabilities,
- * built-in rewards (see grpo.h). */
+ * (see grpo.h). */
 #include "src/train/grpo.h"
 
 #include <math.h>
@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/world/world.h"
 
 void grpo_params_defaults(grpo_params *p) {
     memset(p, 0, sizeof *p);
@@ -205,35 +204,5 @@ void grpo_advantages(const double *rewards, int n_groups, int g, grpo_advantage 
 
 int grpo_token_logps(model *m, model_acts *a, const int32_t *tokens, const int32_t *targets, int B, int T, float *out,
                      rlhf_error *err) {
-    int rc = model_forward(m, a, tokens, B, T, err);
-    if (rc) return rc;
-    model_xent(a->logits, targets, NULL, B, T, m->config.vocab_size, NULL, out);
-    for (size_t i = 0; i < (size_t)B * T; i++) out[i] = targets[i] >= 0 ? -out[i] : 0.0f;
-    return RLHF_OK;
-}
-
-int reward_fn_parse(const char *spec, reward_fn *out, rlhf_error *err) {
-    memset(out, 0, sizeof *out);
-    if (spec && strcmp(spec, "toy") == 0) {
-        out->kind = 0;
-        return RLHF_OK;
-    }
-    if (spec && strncmp(spec, "contains:", 9) == 0 && spec[9] && strlen(spec + 9) < sizeof out->text) {
-        out->kind = 1;
-        snprintf(out->text, sizeof out->text, "%s", spec + 9);
-        return RLHF_OK;
-    }
-    return rlhf_errorf(err, RLHF_ERR_INVALID, "unknown reward function \"%s\" (use toy or contains:TEXT)", spec ? spec : "");
-}
-
-int reward_fn_score(const reward_fn *f, const char *prompt, const char *completion, double *reward, rlhf_error *err) {
-    if (f->kind == 1) {
-        *reward = strstr(completion, f->text) ? 1.0 : 0.0;
-        return RLHF_OK;
-    }
-    world_verdict v;
-    int rc = world_verify(prompt, completion, &v, err);
-    if (rc) return rc;
-    *reward = v.reward;
-    return RLHF_OK;
+    return rollout_token_logps(m, a, tokens, targets, B, T, 1.0f, out, err);
 }

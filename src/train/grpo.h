@@ -26,6 +26,7 @@
 #include "src/model/lora.h"
 #include "src/model/model.h"
 #include "src/train/loop.h"
+#include "src/train/rollout.h"
 
 typedef enum { GRPO_AGG_GRPO = 0, GRPO_AGG_BNPO, GRPO_AGG_DR_GRPO, GRPO_AGG_DAPO } grpo_loss_agg;
 typedef enum { GRPO_SCALE_GROUP = 0, GRPO_SCALE_BATCH, GRPO_SCALE_NONE } grpo_scale;
@@ -68,21 +69,10 @@ void grpo_head_set_rollout_metrics(grpo_head *h, double reward, double reward_st
 void grpo_advantages(const double *rewards, int n_groups, int g, grpo_advantage kind, grpo_scale scale, double *adv,
                      double *frac_zero_std);
 
-/* Per-position log p(target) of rows (B, T) under m (targets < 0 give 0): one forward pass. */
+/* Per-position log p(target) of rows (B, T) under m (targets < 0 give 0): one forward pass
+ * (rollout_token_logps at temperature 1). */
 int grpo_token_logps(model *m, model_acts *a, const int32_t *tokens, const int32_t *targets, int B, int T, float *out,
                      rlhf_error *err);
-
-/* ---- built-in programmatic rewards (--reward-fn) ----
- *   toy            the task world's verifier (src/world/world.h): 1 right, 0 wrong, minus 0.5
- *                  rude, minus 0.25 rambling; a prompt outside the world is an error
- *   contains:TEXT  1 if the completion contains TEXT, else 0 */
-typedef struct {
-    int kind;          /* 0 toy, 1 contains */
-    char text[128];
-} reward_fn;
-
-int reward_fn_parse(const char *spec, reward_fn *out, rlhf_error *err);
-int reward_fn_score(const reward_fn *f, const char *prompt, const char *completion, double *reward, rlhf_error *err);
 
 /* ---- the run (rlhf grpo / rlhf rloo) ---- */
 
@@ -96,6 +86,9 @@ typedef struct {
     grpo_advantage advantage;
     grpo_scale scale;
     reward_fn reward;
+    const char *reward_model;    /* a reward model directory (score head, num_labels 1) instead of
+                                    `reward`, or NULL */
+    float missing_eos_penalty;   /* subtracted from the reward of a completion without EOS */
     int num_generations;         /* G completions per prompt (>= 2) */
     int prompts_per_step;        /* prompts per micro-batch */
     int accum;
@@ -111,6 +104,8 @@ typedef struct {
     volatile sig_atomic_t *stop;
     train_progress_fn progress;
     void *progress_ctx;
+    rollout_sink_fn sink;        /* sees every scored completion (may be NULL) */
+    void *sink_ctx;
 } grpo_run_params;
 
 void grpo_run_params_defaults(grpo_run_params *p);

@@ -1,5 +1,5 @@
-/* grpo_run.c — `rlhf grpo` / `rlhf rloo`: rollouts from the current policy (one batched gen_run
- * of G candidates per prompt), programmatic rewards, advantages, old (and reference)
+/* grpo_run.c — `rlhf grpo` / `rlhf rloo`: rollouts from the current policy (src/train/rollout.h:
+ * one batched gen_run of G candidates per prompt), rewards, advantages, old (and reference)
  * log-probabilities from the training forward pass, and the loop with the GRPO head. */
 #include <math.h>
 #include <stdio.h>
@@ -12,6 +12,7 @@
 #include "src/gen/generate.h"
 #include "src/gen/prompt.h"
 #include "src/train/grpo.h"
+#include "src/train/score_train.h"
 
 void grpo_run_params_defaults(grpo_run_params *p) {
     memset(p, 0, sizeof *p);
@@ -38,17 +39,14 @@ void grpo_run_params_defaults(grpo_run_params *p) {
 }
 
 typedef struct {
-    int32_t *ids;
-    int n;
-} id_seq;
-
-typedef struct {
     const grpo_run_params *p;
     model_bundle *b;
     model *ref;             /* beta > 0: the starting policy's snapshot */
     train *t;
     grpo_head *h;
-    id_seq *prompt_ids;     /* (n_prompts) */
+    rollout_ids *prompt_ids;/* (n_prompts) */
+    rollout_scorer *scorer;
+    rollout_batch rb;       /* one micro-batch's rows */
     size_t *train_idx, n_train, *val_idx, n_val;
     size_t *perm;
     long perm_epoch;
@@ -85,54 +83,29 @@ static size_t prompt_at(rollout_ctx *c, uint64_t k) {
 static int make_rollouts(rollout_ctx *c, long step, rlhf_error *err) {
     const grpo_run_params *p = c->p;
     const int G = p->num_generations, P = p->prompts_per_step, R = c->R, T = c->T;
-    double *rewards = malloc((size_t)R * sizeof *rewards), *adv = malloc((size_t)R * sizeof *adv);
-    int rc = rewards && adv ? RLHF_OK : rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for rollouts");
+    double *adv = malloc((size_t)R * sizeof *adv);
+    size_t *idx = malloc((size_t)P * sizeof *idx);
+    uint64_t *seeds = malloc((size_t)P * sizeof *seeds);
+    int rc = adv && idx && seeds ? RLHF_OK : rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for rollouts");
     double sum = 0, sum2 = 0, len_sum = 0, zero_sum = 0;
     int n_all = 0, clipped = 0;
     const long rollout = step / p->iterations;
+    const rollout_gen g = {p->temperature, p->max_new_tokens, G};
     for (int mb = 0; !rc && mb < p->accum; mb++) {
         int32_t *tok = c->tokens + (size_t)mb * R * T, *tg = c->targets + (size_t)mb * R * T;
-        int maxT = 1;
-        for (int j = 0; !rc && j < P; j++) {
-            const size_t pi = prompt_at(c, ((uint64_t)rollout * p->accum + (uint64_t)mb) * P + (uint64_t)j);
-            const id_seq *ps = &c->prompt_ids[pi];
-            gen_params gp;
-            gen_params_defaults(&gp);
-            gp.strategy = GEN_STRATEGY_SAMPLE;
-            gp.sampling.temperature = p->temperature;
-            gp.n = G;
-            gp.max_tokens = p->max_new_tokens;
-            gp.seed = p->seed ^ ((uint64_t)rollout * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)(mb * P + j) << 32);
-            gen_result gr;
-            rc = gen_run(&c->b->m, c->b->tok, ps->ids, ps->n, &gp, &gr, err);
-            if (rc) break;
-            for (int k = 0; k < G && !rc; k++) {
-                const gen_candidate *cd = &gr.cands[k];
-                const int row = j * G + k;
-                char *txt = cd->text ? strndup(cd->text, cd->text_stop) : strdup("");
-                if (!txt) {
-                    rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for rollouts");
-                    break;
-                }
-                rc = reward_fn_score(&p->reward, p->prompts[pi], txt, &rewards[row], err);
-                free(txt);
-                if (rc) {
-                    rlhf_error_prefix(err, "reward of a completion of prompt %zu: ", pi + 1);
-                    break;
-                }
-                /* row: prompt + completion; targets on the completion (EOS included) */
-                const int n = ps->n + cd->n_ids;
-                for (int t = 0; t < T; t++) {
-                    tok[(size_t)row * T + t] = t < n - 1 ? (t < ps->n ? ps->ids[t] : cd->ids[t - ps->n]) : 0;
-                    tg[(size_t)row * T + t] = t >= ps->n - 1 && t < n - 1 ? cd->ids[t + 1 - ps->n] : -1;
-                }
-                if (n - 1 > maxT) maxT = n - 1;
-                len_sum += cd->n_ids;
-                clipped += cd->finish == GEN_FINISH_LENGTH;
-            }
-            gen_result_free(&gr);
+        for (int j = 0; j < P; j++) {
+            idx[j] = prompt_at(c, ((uint64_t)rollout * p->accum + (uint64_t)mb) * P + (uint64_t)j);
+            seeds[j] = p->seed ^ ((uint64_t)rollout * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)(mb * P + j) << 32);
         }
+        rc = rollout_make(c->b, c->prompt_ids, p->prompts, idx, P, &g, seeds, c->scorer, p->sink, p->sink_ctx, step,
+                          &c->rb, err);
         if (rc) break;
+        const double *rewards = c->rb.rewards;
+        const int maxT = c->rb.maxT;
+        for (int r = 0; r < R; r++) {
+            len_sum += c->rb.n_comp[r];
+            clipped += !c->rb.eos[r];
+        }
         double fz;
         grpo_advantages(rewards, P, G, p->advantage, p->scale, adv, &fz);
         zero_sum += fz;
@@ -142,10 +115,10 @@ static int make_rollouts(rollout_ctx *c, long step, rlhf_error *err) {
             sum2 += rewards[r] * rewards[r];
             n_all++;
         }
-        /* compact the rows to maxT positions: the loop's batches are (B, T) contiguous */
-        for (int r = 1; r < R && maxT < T; r++) {
-            memmove(tok + (size_t)r * maxT, tok + (size_t)r * T, (size_t)maxT * sizeof *tok);
-            memmove(tg + (size_t)r * maxT, tg + (size_t)r * T, (size_t)maxT * sizeof *tg);
+        /* the rows compacted to maxT positions: the loop's batches are (B, T) contiguous */
+        for (int r = 0; r < R; r++) {
+            memcpy(tok + (size_t)r * maxT, c->rb.tokens + (size_t)r * T, (size_t)maxT * sizeof *tok);
+            memcpy(tg + (size_t)r * maxT, c->rb.targets + (size_t)r * T, (size_t)maxT * sizeof *tg);
         }
         c->mb_T[mb] = maxT;
         /* the sampling policy's log-probabilities, by the training forward pass */
@@ -164,8 +137,9 @@ static int make_rollouts(rollout_ctx *c, long step, rlhf_error *err) {
         c->last_reward = mean;
         c->rollout_step = step;
     }
-    free(rewards);
     free(adv);
+    free(idx);
+    free(seeds);
     return rc;
 }
 
@@ -189,29 +163,8 @@ static int fill(void *vctx, long step, int micro, rng_t *rng, train_batch *b, rl
 
 /* Mean reward of greedy completions of the held-out prompts. */
 static int eval_val(rollout_ctx *c, double *out, rlhf_error *err) {
-    *out = NAN;
-    if (c->n_val == 0) return RLHF_OK;
-    double s = 0;
-    for (size_t i = 0; i < c->n_val; i++) {
-        const size_t pi = c->val_idx[i];
-        gen_params gp;
-        gen_params_defaults(&gp);
-        gp.strategy = GEN_STRATEGY_GREEDY;
-        gp.max_tokens = c->p->max_new_tokens;
-        gen_result gr;
-        int rc = gen_run(&c->b->m, c->b->tok, c->prompt_ids[pi].ids, c->prompt_ids[pi].n, &gp, &gr, err);
-        if (rc) return rc;
-        char *txt = gr.cands[0].text ? strndup(gr.cands[0].text, gr.cands[0].text_stop) : strdup("");
-        double r = 0;
-        rc = txt ? reward_fn_score(&c->p->reward, c->p->prompts[pi], txt, &r, err)
-                 : rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
-        free(txt);
-        gen_result_free(&gr);
-        if (rc) return rc;
-        s += r;
-    }
-    *out = s / (double)c->n_val;
-    return RLHF_OK;
+    return rollout_eval_greedy(c->b, c->prompt_ids, c->p->prompts, c->val_idx, c->n_val, c->p->max_new_tokens, c->scorer,
+                               out, err);
 }
 
 typedef struct {
@@ -245,6 +198,8 @@ int grpo_run(const grpo_run_params *p, grpo_summary *sum, rlhf_error *err) {
     model ref = {0};
     train t = {0};
     grpo_head h = {0};
+    rollout_scorer scorer;
+    memset(&scorer, 0, sizeof scorer);
     rollout_ctx c;
     memset(&c, 0, sizeof c);
     c.p = p;
@@ -257,35 +212,16 @@ int grpo_run(const grpo_run_params *p, grpo_summary *sum, rlhf_error *err) {
         goto done;
     }
     c.b = &b;
-    /* prompts: rendered as a user turn through the chat template when there is one */
-    c.prompt_ids = calloc(p->n_prompts, sizeof *c.prompt_ids);
-    if (!c.prompt_ids) goto nomem;
-    int longest = 1;
-    for (size_t i = 0; i < p->n_prompts; i++) {
-        prompt_request rq = {0};
-        rq.input = p->prompts[i];
-        rq.chat = b.chat_template != NULL;
-        rq.chat_template = b.chat_template;
-        rq.bos_token = b.bos_token;
-        rq.eos_token = b.eos_token;
-        rq.add_bos = b.add_bos;
-        char *text = NULL;
-        int add_bos = 0;
-        if ((rc = prompt_assemble(&text, &add_bos, &rq, err))) goto done;
-        tok_ids ids = {0};
-        rc = tok_encode(b.tok, text, strlen(text), (add_bos ? TOK_ENCODE_ADD_BOS : 0) | (rq.chat ? TOK_ENCODE_ALLOW_SPECIAL : 0),
-                        &ids, err);
-        free(text);
-        if (rc) goto done;
-        if (ids.n == 0) {
-            tok_ids_free(&ids);
-            rc = rlhf_errorf(err, RLHF_ERR_INVALID, "prompt %zu is empty", i + 1);
-            goto done;
-        }
-        c.prompt_ids[i].ids = ids.ids;
-        c.prompt_ids[i].n = (int)ids.n;
-        if ((int)ids.n > longest) longest = (int)ids.n;
+    if (p->reward_model) {
+        if ((rc = rollout_scorer_open_rm(&scorer, p->reward_model, err))) goto done;
+    } else {
+        scorer.fn = p->reward;
     }
+    scorer.missing_eos_penalty = p->missing_eos_penalty;
+    c.scorer = &scorer;
+    /* prompts: rendered as a user turn through the chat template when there is one */
+    int longest = 1;
+    if ((rc = rollout_prompts_encode(&b, p->prompts, p->n_prompts, &c.prompt_ids, &longest, err))) goto done;
     if (longest + p->max_new_tokens > b.m.config.context) {
         rc = rlhf_errorf(err, RLHF_ERR_INVALID,
                          "the longest prompt (%d tokens) + --max-new-tokens %d exceeds the model's context of %d",
@@ -293,28 +229,14 @@ int grpo_run(const grpo_run_params *p, grpo_summary *sum, rlhf_error *err) {
         goto done;
     }
     /* split */
-    size_t *order = malloc(p->n_prompts * sizeof *order);
-    if (!order) goto nomem;
-    for (size_t i = 0; i < p->n_prompts; i++) order[i] = i;
-    rng_t r;
-    rng_seed(&r, p->seed);
-    for (size_t i = p->n_prompts; i > 1; i--) {
-        size_t j = (size_t)rng_below(&r, i), tmp = order[i - 1];
-        order[i - 1] = order[j];
-        order[j] = tmp;
-    }
-    size_t n_val = (size_t)llround((double)p->n_prompts * p->val_fraction);
-    if (p->val_fraction > 0 && n_val == 0 && p->n_prompts >= 2) n_val = 1;
-    if (n_val >= p->n_prompts) n_val = p->n_prompts - 1;
-    c.train_idx = order;
-    c.n_train = p->n_prompts - n_val;
-    c.val_idx = order + c.n_train;
-    c.n_val = n_val;
+    if ((rc = score_split(p->n_prompts, p->val_fraction, p->seed, &c.train_idx, &c.n_train, &c.val_idx, &c.n_val, err)))
+        goto done;
     sum->n_train = c.n_train;
     sum->n_val = c.n_val;
     c.perm = malloc(c.n_train * sizeof *c.perm);
     c.R = p->prompts_per_step * p->num_generations;
     c.T = longest + p->max_new_tokens - 1;
+    if ((rc = rollout_batch_init(&c.rb, c.R, c.T, err))) goto done;
     const size_t cells = (size_t)p->accum * c.R * c.T;
     c.tokens = malloc(cells * sizeof *c.tokens);
     c.targets = malloc(cells * sizeof *c.targets);
@@ -379,10 +301,11 @@ int grpo_run(const grpo_run_params *p, grpo_summary *sum, rlhf_error *err) {
 nomem:
     rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory setting up the GRPO run");
 done:
-    if (c.prompt_ids)
-        for (size_t i = 0; i < p->n_prompts; i++) free(c.prompt_ids[i].ids);
-    free(c.prompt_ids);
+    rollout_prompts_free(c.prompt_ids, p->n_prompts);
+    rollout_batch_free(&c.rb);
+    rollout_scorer_free(&scorer);
     free(c.train_idx);
+    free(c.val_idx);
     free(c.perm);
     free(c.tokens);
     free(c.targets);

@@ -1,0 +1,131 @@
+/* rollout_store.c — rollouts as generations in the database (rollout_store.h). */
+#include "repl/rollout_store.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "repl/out.h"
+#include "src/core/fileio.h"
+
+int rollout_store_init(rollout_store *rs, store *db, const char *model, const char *const *prompts, size_t n_prompts,
+                       const char *trainer, int64_t run_id, const char *reward_source) {
+    memset(rs, 0, sizeof *rs);
+    rs->db = db;
+    rs->model = model;
+    rs->prompts = prompts;
+    rs->n_prompts = n_prompts;
+    rs->trainer = trainer;
+    rs->run_id = run_id;
+    rs->reward_source = reward_source;
+    rs->prompt_ids = calloc(n_prompts ? n_prompts : 1, sizeof *rs->prompt_ids);
+    return rs->prompt_ids ? 0 : 1;
+}
+
+void rollout_store_free(rollout_store *rs) {
+    free(rs->prompt_ids);
+    rs->prompt_ids = NULL;
+}
+
+static int prompt_id(rollout_store *rs, size_t i, int chat, rlhf_error *err) {
+    if (rs->prompt_ids[i]) return RLHF_OK;
+    char *messages = NULL;
+    if (chat) {
+        cJSON *a = cJSON_CreateArray(), *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "role", "user");
+        cJSON_AddStringToObject(o, "content", rs->prompts[i]);
+        cJSON_AddItemToArray(a, o);
+        messages = cJSON_PrintUnformatted(a);
+        cJSON_Delete(a);
+        if (!messages) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+    }
+    store_prompt p = {rs->prompts[i], NULL, NULL, messages, NULL};
+    int rc = store_add_prompt(rs->db, &p, &rs->prompt_ids[i], err);
+    free(messages);
+    return rc;
+}
+
+int rollout_store_sink(void *ctx, const rollout_record *r, rlhf_error *err) {
+    rollout_store *rs = ctx;
+    if (!rs->db) return RLHF_OK;
+    int rc = prompt_id(rs, r->prompt, r->chat, err);
+    if (rc) return rlhf_error_prefix(err, "storing a rollout: ");
+    cJSON *o = cJSON_CreateObject(), *ro = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "strategy", "sample");
+    cJSON_AddNumberToObject(o, "temperature", r->temperature);
+    cJSON_AddNumberToObject(o, "max_new_tokens", r->max_new_tokens);
+    cJSON_AddStringToObject(ro, "trainer", rs->trainer);
+    cJSON_AddNumberToObject(ro, "run_id", (double)rs->run_id);
+    cJSON_AddNumberToObject(ro, "step", (double)r->step);
+    if (isfinite(r->reward)) cJSON_AddNumberToObject(ro, "reward", r->reward);
+    else cJSON_AddNullToObject(ro, "reward");
+    cJSON_AddStringToObject(ro, "reward_source", rs->reward_source ? rs->reward_source : "");
+    cJSON_AddItemToObject(o, "rollout", ro);
+    char *json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!json) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+    store_generation g = {0};
+    g.prompt_id = rs->prompt_ids[r->prompt];
+    g.model = rs->model;
+    g.text = r->completion;
+    g.n_tokens = r->n_ids;
+    g.token_ids = r->ids;
+    g.n_token_ids = (size_t)r->n_ids;
+    g.decoding_json = json;
+    g.strategy = "sample";
+    g.has_seed = 1;
+    g.seed = r->seed;
+    g.logprob = NAN;
+    g.latency_ms = NAN;
+    int64_t id = 0;
+    rc = store_add_generation(rs->db, &g, &id, err);
+    free(json);
+    if (rc) return rlhf_error_prefix(err, "storing a rollout: ");
+    rs->n_stored++;
+    return RLHF_OK;
+}
+
+/* {"prompt": "..."} lines; errors name FILE:LINE. */
+int rollout_prompts_read(const char *path, char ***out, size_t *n) {
+    rlhf_error err = {0};
+    char *text = NULL;
+    size_t len = 0;
+    *out = NULL;
+    *n = 0;
+    if (file_read_all(path, &text, &len, &err)) return out_fail(&err);
+    size_t cap = 64, line_no = 0;
+    char **v = malloc(cap * sizeof *v);
+    int rc = v ? 0 : 1;
+    for (char *line = text; !rc && line && *line;) {
+        char *end = strchr(line, '\n');
+        if (end) *end = 0;
+        line_no++;
+        const char *q = line;
+        while (*q == ' ' || *q == '\t' || *q == '\r') q++;
+        if (*q) {
+            cJSON *o = cJSON_Parse(line);
+            const cJSON *pr = cJSON_GetObjectItemCaseSensitive(o, "prompt");
+            if (!o || !cJSON_IsString(pr) || !pr->valuestring[0]) {
+                out_error("%s:%zu: %s", path, line_no, !o ? "not valid JSON" : "needs a non-empty \"prompt\" string");
+                rc = 1;
+            } else {
+                if (*n == cap) {
+                    char **g = realloc(v, 2 * cap * sizeof *v);
+                    if (!g) rc = 1;
+                    else v = g, cap *= 2;
+                }
+                if (!rc && !(v[(*n)++] = strdup(pr->valuestring))) rc = 1;
+            }
+            cJSON_Delete(o);
+        }
+        line = end ? end + 1 : NULL;
+    }
+    free(text);
+    if (!rc && *n == 0) {
+        out_error("%s: no prompts", path);
+        rc = 1;
+    }
+    *out = v;
+    return rc;
+}

@@ -1,0 +1,321 @@
+/* rollout.c — prompts, sampled groups, training rows and rewards for the online trainers (see
+ * rollout.h). */
+#include "src/train/rollout.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/gen/generate.h"
+#include "src/gen/prompt.h"
+#include "src/train/score_head.h"
+#include "src/train/score_train.h"
+#include "src/world/world.h"
+
+/* ---- programmatic rewards ---- */
+
+int reward_fn_parse(const char *spec, reward_fn *out, rlhf_error *err) {
+    memset(out, 0, sizeof *out);
+    if (spec && strcmp(spec, "toy") == 0) {
+        out->kind = 0;
+        return RLHF_OK;
+    }
+    if (spec && strncmp(spec, "contains:", 9) == 0 && spec[9] && strlen(spec + 9) < sizeof out->text) {
+        out->kind = 1;
+        snprintf(out->text, sizeof out->text, "%s", spec + 9);
+        return RLHF_OK;
+    }
+    return rlhf_errorf(err, RLHF_ERR_INVALID, "unknown reward function \"%s\" (use toy or contains:TEXT)", spec ? spec : "");
+}
+
+int reward_fn_score(const reward_fn *f, const char *prompt, const char *completion, double *reward, rlhf_error *err) {
+    if (f->kind == 1) {
+        *reward = strstr(completion, f->text) ? 1.0 : 0.0;
+        return RLHF_OK;
+    }
+    world_verdict v;
+    int rc = world_verify(prompt, completion, &v, err);
+    if (rc) return rc;
+    *reward = v.reward;
+    return RLHF_OK;
+}
+
+/* ---- the scorer ---- */
+
+int rollout_scorer_open_rm(rollout_scorer *s, const char *rm_dir, rlhf_error *err) {
+    memset(&s->rm, 0, sizeof s->rm);
+    s->use_rm = 0;
+    int rc = score_model_load(&s->rm, rm_dir, err); /* a classifier directory or a LoRA adapter on its base */
+    if (rc) return rc;
+    if (s->rm.m.config.num_labels != 1) {
+        rc = rlhf_errorf(err, RLHF_ERR_INVALID,
+                         "%s is not a reward model (it has %d score labels; rlhf reward train writes one with 1)", rm_dir,
+                         s->rm.m.config.num_labels);
+    } else if (!s->rm.tok) {
+        rc = rlhf_errorf(err, RLHF_ERR_INVALID, "%s: the reward model has no tokenizer (it scores text)", rm_dir);
+    }
+    if (rc) {
+        model_bundle_free(&s->rm);
+        return rc;
+    }
+    s->use_rm = 1;
+    return RLHF_OK;
+}
+
+void rollout_scorer_free(rollout_scorer *s) {
+    if (s->use_rm) model_bundle_free(&s->rm);
+    s->use_rm = 0;
+}
+
+#define RM_ROWS 8 /* rows per reward-model forward */
+
+/* Reward-model scores of prompt + completion texts, RM_ROWS rows per forward padded to the
+ * longest; each row is read at its own last token (causal: the padding after it is not seen). */
+static int rm_scores(rollout_scorer *s, const char *const *prompts, const char *const *completions, int n, double *out,
+                     rlhf_error *err) {
+    model *m = &s->rm.m;
+    const int ctx = m->config.context;
+    const int32_t pad = m->config.pad_id >= 0 ? m->config.pad_id : 0;
+    tok_ids ids[RM_ROWS];
+    memset(ids, 0, sizeof ids);
+    int32_t *tokens = malloc((size_t)RM_ROWS * ctx * sizeof *tokens);
+    int32_t lengths[RM_ROWS];
+    float scores[RM_ROWS];
+    model_acts a = {0};
+    int rc = tokens ? RLHF_OK : rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for reward-model scores");
+    for (int first = 0; !rc && first < n; first += RM_ROWS) {
+        const int k = n - first < RM_ROWS ? n - first : RM_ROWS;
+        int T = 1;
+        for (int r = 0; r < k && !rc; r++) {
+            const size_t lp = strlen(prompts[first + r]), lc = strlen(completions[first + r]);
+            char *text = malloc(lp + lc + 1);
+            if (!text) {
+                rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for reward-model scores");
+                break;
+            }
+            memcpy(text, prompts[first + r], lp);
+            memcpy(text + lp, completions[first + r], lc + 1);
+            rc = tok_encode(s->rm.tok, text, lp + lc, s->rm.add_bos ? TOK_ENCODE_ADD_BOS : 0, &ids[r], err);
+            free(text);
+            if (!rc && ids[r].n == 0) rc = rlhf_errorf(err, RLHF_ERR_INVALID, "an empty text to score");
+            if (rc) break;
+            const int len = (int)(ids[r].n < (size_t)ctx ? ids[r].n : (size_t)ctx);
+            /* longer than the context: keep the end, which the score reads */
+            const int32_t *src = ids[r].ids + (ids[r].n - (size_t)len);
+            lengths[r] = len;
+            if (len > T) T = len;
+            for (int t = 0; t < len; t++)
+                if (src[t] < 0 || src[t] >= m->config.vocab_size)
+                    rc = rlhf_errorf(err, RLHF_ERR_INVALID, "the reward model's tokenizer gave id %d beyond its %d embeddings",
+                                     src[t], m->config.vocab_size);
+        }
+        if (!rc && (a.B < k || a.T < T)) {
+            model_acts_free(&a);
+            rc = model_acts_init(&a, &m->config, RM_ROWS, T > a.T ? T : a.T, err);
+        }
+        for (int r = 0; r < k && !rc; r++) {
+            const int32_t *src = ids[r].ids + (ids[r].n - (size_t)lengths[r]);
+            for (int t = 0; t < T; t++) tokens[(size_t)r * T + t] = t < lengths[r] ? src[t] : pad;
+        }
+        if (!rc) rc = model_forward(m, &a, tokens, k, T, err);
+        if (!rc) rc = score_head_forward(m, &a, lengths, k, scores, err);
+        for (int r = 0; r < k && !rc; r++) out[first + r] = scores[r];
+        for (int r = 0; r < RM_ROWS; r++) tok_ids_free(&ids[r]);
+    }
+    for (int r = 0; r < RM_ROWS; r++) tok_ids_free(&ids[r]);
+    model_acts_free(&a);
+    free(tokens);
+    return rc;
+}
+
+int rollout_score(rollout_scorer *s, const char *const *prompts, const char *const *completions, const int *has_eos,
+                  int n, double *rewards, rlhf_error *err) {
+    int rc = RLHF_OK;
+    if (s->use_rm) rc = rm_scores(s, prompts, completions, n, rewards, err);
+    for (int i = 0; i < n && !rc && !s->use_rm; i++) rc = reward_fn_score(&s->fn, prompts[i], completions[i], &rewards[i], err);
+    for (int i = 0; i < n && !rc; i++)
+        if (has_eos && !has_eos[i]) rewards[i] -= s->missing_eos_penalty;
+    return rc;
+}
+
+/* ---- prompts ---- */
+
+int rollout_prompts_encode(const model_bundle *b, const char *const *prompts, size_t n, rollout_ids **out, int *longest,
+                           rlhf_error *err) {
+    *out = NULL;
+    *longest = 1;
+    rollout_ids *v = calloc(n ? n : 1, sizeof *v);
+    if (!v) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for the prompts");
+    int rc = RLHF_OK;
+    for (size_t i = 0; i < n && !rc; i++) {
+        prompt_request rq = {0};
+        rq.input = prompts[i];
+        rq.chat = b->chat_template != NULL;
+        rq.chat_template = b->chat_template;
+        rq.bos_token = b->bos_token;
+        rq.eos_token = b->eos_token;
+        rq.add_bos = b->add_bos;
+        char *text = NULL;
+        int add_bos = 0;
+        if ((rc = prompt_assemble(&text, &add_bos, &rq, err))) break;
+        tok_ids ids = {0};
+        rc = tok_encode(b->tok, text, strlen(text), (add_bos ? TOK_ENCODE_ADD_BOS : 0) | (rq.chat ? TOK_ENCODE_ALLOW_SPECIAL : 0),
+                        &ids, err);
+        free(text);
+        if (rc) break;
+        if (ids.n == 0) {
+            tok_ids_free(&ids);
+            rc = rlhf_errorf(err, RLHF_ERR_INVALID, "prompt %zu is empty", i + 1);
+            break;
+        }
+        v[i].ids = ids.ids;
+        v[i].n = (int)ids.n;
+        if ((int)ids.n > *longest) *longest = (int)ids.n;
+    }
+    if (rc) {
+        rollout_prompts_free(v, n);
+        return rc;
+    }
+    *out = v;
+    return RLHF_OK;
+}
+
+void rollout_prompts_free(rollout_ids *ids, size_t n) {
+    if (!ids) return;
+    for (size_t i = 0; i < n; i++) free(ids[i].ids);
+    free(ids);
+}
+
+/* ---- batches ---- */
+
+int rollout_batch_init(rollout_batch *rb, int rows, int T, rlhf_error *err) {
+    memset(rb, 0, sizeof *rb);
+    rb->rows = rows;
+    rb->T = T;
+    rb->tokens = malloc((size_t)rows * T * sizeof *rb->tokens);
+    rb->targets = malloc((size_t)rows * T * sizeof *rb->targets);
+    rb->len = malloc((size_t)rows * sizeof *rb->len);
+    rb->n_comp = malloc((size_t)rows * sizeof *rb->n_comp);
+    rb->eos = malloc((size_t)rows * sizeof *rb->eos);
+    rb->rewards = malloc((size_t)rows * sizeof *rb->rewards);
+    rb->prompt = malloc((size_t)rows * sizeof *rb->prompt);
+    if (!rb->tokens || !rb->targets || !rb->len || !rb->n_comp || !rb->eos || !rb->rewards || !rb->prompt) {
+        rollout_batch_free(rb);
+        return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for a rollout batch of %d rows", rows);
+    }
+    return RLHF_OK;
+}
+
+void rollout_batch_free(rollout_batch *rb) {
+    free(rb->tokens);
+    free(rb->targets);
+    free(rb->len);
+    free(rb->n_comp);
+    free(rb->eos);
+    free(rb->rewards);
+    free(rb->prompt);
+    memset(rb, 0, sizeof *rb);
+}
+
+int rollout_make(const model_bundle *b, const rollout_ids *prompt_ids, const char *const *prompt_texts,
+                 const size_t *idx, int n, const rollout_gen *g, const uint64_t *seeds, rollout_scorer *s,
+                 rollout_sink_fn sink, void *sink_ctx, long step, rollout_batch *rb, rlhf_error *err) {
+    const int G = g->G, T = rb->T;
+    if (n * G > rb->rows) return rlhf_errorf(err, RLHF_ERR_INVALID, "rollout: %d rows exceed the batch's %d", n * G, rb->rows);
+    const int rows = n * G;
+    char **texts = calloc((size_t)rows, sizeof *texts);
+    const char **ptexts = calloc((size_t)rows, sizeof *ptexts);
+    gen_result *res = calloc((size_t)n, sizeof *res);
+    int rc = texts && ptexts && res ? RLHF_OK : rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for rollouts");
+    rb->maxT = 1;
+    for (int j = 0; j < n && !rc; j++) {
+        const rollout_ids *ps = &prompt_ids[idx[j]];
+        gen_params gp;
+        gen_params_defaults(&gp);
+        gp.strategy = GEN_STRATEGY_SAMPLE;
+        gp.sampling.temperature = g->temperature;
+        gp.n = G;
+        gp.max_tokens = g->max_new_tokens;
+        gp.seed = seeds[j];
+        rc = gen_run(&b->m, b->tok, ps->ids, ps->n, &gp, &res[j], err);
+        for (int k = 0; k < G && !rc; k++) {
+            const gen_candidate *cd = &res[j].cands[k];
+            const int row = j * G + k;
+            if (!(texts[row] = cd->text ? strndup(cd->text, cd->text_stop) : strdup(""))) {
+                rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for rollouts");
+                break;
+            }
+            ptexts[row] = prompt_texts[idx[j]];
+            /* prompt + completion; targets on the completion (EOS included) */
+            const int len = ps->n + cd->n_ids - 1;
+            int32_t *tok = rb->tokens + (size_t)row * T, *tg = rb->targets + (size_t)row * T;
+            for (int t = 0; t < T; t++) {
+                tok[t] = t < len ? (t < ps->n ? ps->ids[t] : cd->ids[t - ps->n]) : 0;
+                tg[t] = t >= ps->n - 1 && t < len ? cd->ids[t + 1 - ps->n] : -1;
+            }
+            rb->len[row] = len;
+            rb->n_comp[row] = cd->n_ids;
+            rb->eos[row] = cd->finish != GEN_FINISH_LENGTH;
+            rb->prompt[row] = idx[j];
+            if (len > rb->maxT) rb->maxT = len;
+        }
+    }
+    if (!rc) rc = rollout_score(s, ptexts, (const char *const *)texts, rb->eos, rows, rb->rewards, err);
+    for (int j = 0; j < n && !rc && sink; j++)
+        for (int k = 0; k < G && !rc; k++) {
+            const gen_candidate *cd = &res[j].cands[k];
+            rollout_record r = {idx[j], texts[j * G + k], cd->ids, cd->n_ids, gen_candidate_seed(seeds[j], cd->index),
+                                g->temperature, g->max_new_tokens, rb->rewards[j * G + k], step, b->chat_template != NULL};
+            rc = sink(sink_ctx, &r, err);
+        }
+    for (int j = 0; res && j < n; j++) gen_result_free(&res[j]);
+    for (int r = 0; texts && r < rows; r++) free(texts[r]);
+    free(texts);
+    free(ptexts);
+    free(res);
+    return rc;
+}
+
+int rollout_eval_greedy(const model_bundle *b, const rollout_ids *prompt_ids, const char *const *prompt_texts,
+                        const size_t *idx, size_t n, int max_new_tokens, rollout_scorer *s, double *mean, rlhf_error *err) {
+    *mean = NAN;
+    if (n == 0) return RLHF_OK;
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        const rollout_ids *ps = &prompt_ids[idx[i]];
+        gen_params gp;
+        gen_params_defaults(&gp);
+        gp.strategy = GEN_STRATEGY_GREEDY;
+        gp.max_tokens = max_new_tokens;
+        gen_result gr;
+        int rc = gen_run(&b->m, b->tok, ps->ids, ps->n, &gp, &gr, err);
+        if (rc) return rc;
+        const gen_candidate *cd = &gr.cands[0];
+        char *txt = cd->text ? strndup(cd->text, cd->text_stop) : strdup("");
+        const int eos = cd->finish != GEN_FINISH_LENGTH;
+        double r = 0;
+        const char *pt = prompt_texts[idx[i]], *ct = txt;
+        rc = txt ? rollout_score(s, &pt, &ct, &eos, 1, &r, err) : rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+        free(txt);
+        gen_result_free(&gr);
+        if (rc) return rc;
+        sum += r;
+    }
+    *mean = sum / (double)n;
+    return RLHF_OK;
+}
+
+int rollout_token_logps(model *m, model_acts *a, const int32_t *tokens, const int32_t *targets, int B, int T,
+                        float temperature, float *out, rlhf_error *err) {
+    int rc = model_forward(m, a, tokens, B, T, err);
+    if (rc) return rc;
+    const int V = m->config.vocab_size;
+    if (temperature != 1.0f) {
+        const float inv = 1.0f / temperature;
+        for (size_t i = 0; i < (size_t)B * T * V; i++) a->logits[i] *= inv;
+    }
+    model_xent(a->logits, targets, NULL, B, T, V, NULL, out);
+    for (size_t i = 0; i < (size_t)B * T; i++) out[i] = targets[i] >= 0 ? -out[i] : 0.0f;
+    return RLHF_OK;
+}

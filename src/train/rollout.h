@@ -1,0 +1,120 @@
+/* rollout.h — the online trainers' rollouts (GRPO, RLOO, PPO): prompts rendered and encoded
+ * once, G completions per prompt sampled by one batched gen_run (one prefill shared by the G
+ * candidates), training rows built from them (prompt + completion, next-token targets only on
+ * the completion, EOS included when it ended with one), and the rewards:
+ *   - a built-in programmatic reward (reward_fn: the task-world verifier, contains:TEXT), or
+ *   - a reward model: a score-head directory as `rlhf reward train` writes it
+ *     (*ForSequenceClassification, num_labels 1, or its LoRA adapter: score_model_load). It
+ *     scores the text it was trained on, the user prompt followed by the completion, encoded
+ *     by its own tokenizer (so a policy and a reward model need not share one), read at the
+ *     last token; a text longer than its context keeps its last tokens (the score reads the end);
+ * minus missing_eos_penalty for a completion that hit the length limit without EOS (TRL's
+ * missing_eos_penalty). A sink callback sees every scored completion (the command stores them in
+ * the database as generations). The engine's part knows nothing of SQLite. */
+#ifndef RLHF_ROLLOUT_H
+#define RLHF_ROLLOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "src/core/error.h"
+#include "src/formats/model_load.h"
+#include "src/model/model.h"
+
+/* ---- built-in programmatic rewards (--reward-fn) ----
+ *   toy            the task world's verifier (src/world/world.h): 1 right, 0 wrong, minus 0.5
+ *                  rude, minus 0.25 rambling; a prompt outside the world is an error
+ *   contains:TEXT  1 if the completion contains TEXT, else 0 */
+typedef struct {
+    int kind;          /* 0 toy, 1 contains */
+    char text[128];
+} reward_fn;
+
+int reward_fn_parse(const char *spec, reward_fn *out, rlhf_error *err);
+int reward_fn_score(const reward_fn *f, const char *prompt, const char *completion, double *reward, rlhf_error *err);
+
+/* Where rewards come from: a reward_fn, or a reward model loaded by rollout_scorer_open. */
+typedef struct {
+    reward_fn fn;
+    model_bundle rm;          /* loaded when use_rm */
+    int use_rm;
+    float missing_eos_penalty;/* subtracted from a completion without EOS (0: none) */
+} rollout_scorer;
+
+/* A scorer over reward model directory rm_dir (num_labels 1, with a tokenizer): errors name the
+ * directory. rollout_scorer_free is safe on a zeroed scorer. */
+int rollout_scorer_open_rm(rollout_scorer *s, const char *rm_dir, rlhf_error *err);
+void rollout_scorer_free(rollout_scorer *s);
+/* Rewards of n completions of prompts (user prompt texts, as given): rewards[i] for
+ * prompts[i] + completions[i]; has_eos[i] = 0 takes the missing-EOS penalty. */
+int rollout_score(rollout_scorer *s, const char *const *prompts, const char *const *completions, const int *has_eos,
+                  int n, double *rewards, rlhf_error *err);
+
+/* ---- prompts ---- */
+
+typedef struct {
+    int32_t *ids;
+    int n;
+} rollout_ids;
+
+/* Renders each prompt as a user turn through b's chat template (when it has one) and encodes it:
+ * out[i] (free with rollout_prompts_free); *longest = the longest in tokens. An empty prompt is
+ * an error naming its number. */
+int rollout_prompts_encode(const model_bundle *b, const char *const *prompts, size_t n, rollout_ids **out, int *longest,
+                           rlhf_error *err);
+void rollout_prompts_free(rollout_ids *ids, size_t n);
+
+/* ---- sampled groups ---- */
+
+typedef struct {
+    float temperature;   /* sampling temperature */
+    int max_new_tokens;
+    int G;               /* completions per prompt */
+} rollout_gen;
+
+/* What the sink sees of one scored completion. */
+typedef struct {
+    size_t prompt;           /* index into the run's prompts */
+    const char *completion;  /* text as shown (up to a stop string) */
+    const int32_t *ids;      /* generated ids, EOS included when it ended */
+    int n_ids;
+    uint64_t seed;           /* the candidate's own sampling seed (gen_candidate_seed) */
+    float temperature;
+    int max_new_tokens;
+    double reward;
+    long step;               /* the optimizer step the rollout was made for */
+    int chat;                /* 1: the prompt was rendered as a user turn of the chat template */
+} rollout_record;
+typedef int (*rollout_sink_fn)(void *ctx, const rollout_record *r, rlhf_error *err);
+
+/* A batch of n_prompts * G rows of capacity T positions each. */
+typedef struct {
+    int rows, T;
+    int32_t *tokens, *targets; /* (rows, T): prompt + completion, targets on the completion */
+    int *len;                  /* (rows) positions used (prompt + completion - 1) */
+    int *n_comp;               /* (rows) completion tokens (EOS included) */
+    int *eos;                  /* (rows) 1: ended with EOS (or a stop string) */
+    double *rewards;           /* (rows) */
+    size_t *prompt;            /* (rows) prompt index */
+    int maxT;                  /* longest len */
+} rollout_batch;
+
+int rollout_batch_init(rollout_batch *rb, int rows, int T, rlhf_error *err);
+void rollout_batch_free(rollout_batch *rb);
+
+/* Samples G completions of each of the prompts idx[0..n) (prompt j with sampling seed seeds[j]),
+ * fills rows j*G + k of rb, scores them with s, and hands each to sink (may be NULL). */
+int rollout_make(const model_bundle *b, const rollout_ids *prompt_ids, const char *const *prompt_texts,
+                 const size_t *idx, int n, const rollout_gen *g, const uint64_t *seeds, rollout_scorer *s, rollout_sink_fn sink,
+                 void *sink_ctx, long step, rollout_batch *rb, rlhf_error *err);
+
+/* Mean reward of greedy completions of prompts idx[0..n) (NAN when n is 0). */
+int rollout_eval_greedy(const model_bundle *b, const rollout_ids *prompt_ids, const char *const *prompt_texts,
+                        const size_t *idx, size_t n, int max_new_tokens, rollout_scorer *s, double *mean, rlhf_error *err);
+
+/* Per-position log p(target) of rows (B, T) under m with the logits divided by temperature
+ * (1: plain), targets < 0 give 0: one forward pass on a. */
+int rollout_token_logps(model *m, model_acts *a, const int32_t *tokens, const int32_t *targets, int B, int T,
+                        float temperature, float *out, rlhf_error *err);
+
+#endif
