@@ -11,14 +11,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/bench_common.h"
 #include "src/model/model.h"
 #include "src/core/rng.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* CPU time of all threads: on a shared, loaded machine it moves far less than wall time, and
  * it counts spinning threads, which is what oversubscription wastes. */
@@ -28,22 +23,13 @@ static double cpu_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-typedef struct {
-    const char *name;
-    model_family family;
-    int L, C, NH, NKV, F, V, TMAX, tied, B, T;
-} shape;
+typedef bench_shape shape;
 
-static const shape shapes[] = {
-    {"gpt2", MODEL_FAMILY_GPT2, 12, 768, 12, 12, 3072, 50257, 1024, 1, 4, 64},
-    {"llama", MODEL_FAMILY_LLAMA, 6, 288, 6, 6, 768, 32000, 256, 0, 8, 256},
-};
+static const shape shapes[] = {BENCH_SHAPE_GPT2, BENCH_SHAPE_LLAMA};
 
 static int run(const shape *s, int steps) {
     model_config c;
-    model_config_defaults(&c, s->family);
-    c.n_layers = s->L, c.dim = s->C, c.n_heads = s->NH, c.n_kv_heads = s->NKV, c.ffn_dim = s->F;
-    c.vocab_size = s->V, c.context = s->TMAX, c.tied_embeddings = s->tied;
+    bench_shape_config(s, &c);
     model m;
     model_acts a;
     rlhf_error err = {0};
@@ -60,13 +46,13 @@ static int run(const shape *s, int steps) {
     double best[4] = {1e30, 1e30, 1e30, 1e30}, best_cpu = 1e30;
     for (int it = 0; it <= steps; it++) {
         model_zero_grads(&m);
-        double c0 = cpu_s(), t0 = now_s();
+        double c0 = cpu_s(), t0 = bench_now_s();
         if (model_forward(&m, &a, tok, s->B, s->T, &err)) break;
-        double t1 = now_s();
+        double t1 = bench_now_s();
         model_xent(a.logits, tgt, NULL, s->B, s->T, s->V, a.logits, NULL);
-        double t2 = now_s();
+        double t2 = bench_now_s();
         if (model_backward(&m, &a, a.logits, NULL, &err)) break;
-        double t3 = now_s(), c3 = cpu_s();
+        double t3 = bench_now_s(), c3 = cpu_s();
         if (it == 0) continue;
         best_cpu = c3 - c0 < best_cpu ? c3 - c0 : best_cpu;
         double t[4] = {t1 - t0, t2 - t1, t3 - t2, t3 - t0};

@@ -18,8 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench/bench_common.h"
 #include "src/core/blas_kernel.h"
 #include "src/model/model.h"
 #include "src/train/optim.h"
@@ -30,22 +30,9 @@
 #define TORCH_SCRIPT "bench/torch_train.py"
 #endif
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+typedef bench_shape shape;
 
-typedef struct {
-    const char *name;
-    model_family family;
-    int L, C, NH, NKV, F, V, TMAX, tied, B, T;
-} shape;
-
-static const shape g_shapes[] = {
-    {"gpt2", MODEL_FAMILY_GPT2, 12, 768, 12, 12, 3072, 50257, 1024, 1, 4, 64},
-    {"llama", MODEL_FAMILY_LLAMA, 6, 288, 6, 6, 768, 32000, 256, 0, 8, 256},
-};
+static const shape g_shapes[] = {BENCH_SHAPE_GPT2, BENCH_SHAPE_LLAMA};
 
 /* Best GFLOP/s of an n x n x n sgemm, the peak MFU is measured against. */
 static double sgemm_peak(int n, int reps) {
@@ -58,9 +45,9 @@ static double sgemm_peak(int n, int reps) {
     }
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-        double dt = now_s() - t0;
+        double dt = bench_now_s() - t0;
         if (dt < best) best = dt;
     }
     free(a);
@@ -84,15 +71,7 @@ typedef struct {
 
 static int bench_ours(const shape *s, int steps, result *res, double *flops) {
     model_config c;
-    model_config_defaults(&c, s->family);
-    c.n_layers = s->L;
-    c.dim = s->C;
-    c.n_heads = s->NH;
-    c.n_kv_heads = s->NKV;
-    c.ffn_dim = s->F;
-    c.vocab_size = s->V;
-    c.context = s->TMAX;
-    c.tied_embeddings = s->tied;
+    bench_shape_config(s, &c);
     rlhf_error err = {0};
     model m;
     train t;
@@ -118,16 +97,16 @@ static int bench_ours(const shape *s, int steps, result *res, double *flops) {
     res->step = 1e30;
     /* The same step as train_step (accum 1), with a timer between the phases. */
     for (int k = 0; k <= steps; k++) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         model_zero_grads(&m);
         if (model_forward(&m, &t.acts, in, s->B, s->T, &err)) goto fail;
-        double t1 = now_s();
+        double t1 = bench_now_s();
         model_xent(t.acts.logits, tg, NULL, s->B, s->T, s->V, t.acts.logits, NULL);
-        double t2 = now_s();
+        double t2 = bench_now_s();
         if (model_backward(&m, &t.acts, t.acts.logits, NULL, &err)) goto fail;
-        double t3 = now_s();
+        double t3 = bench_now_s();
         if (optim_step(&t.opt, m.params, m.grads, 1.0f, NULL, &err)) goto fail;
-        double t4 = now_s();
+        double t4 = bench_now_s();
         if (k == 0) continue; /* warm-up: page faults, OpenBLAS buffers */
         if (t4 - t0 < res->step) {
             res->step = t4 - t0;
@@ -156,20 +135,7 @@ static double bench_torch(const char *script, const shape *s, int steps, int thr
     char cmd[8192];
     snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s --shape %s --steps %d --threads %d", script, s->name, steps,
              threads);
-    FILE *p = popen(cmd, "r");
-    if (!p) return NAN;
-    char line[512];
-    double tok_s = NAN;
-    while (fgets(line, sizeof line, p)) {
-        double x;
-        if (sscanf(line, "tokens_per_s %lf", &x) == 1) tok_s = x;
-        else if (strncmp(line, "blas ", 5) == 0) {
-            line[strcspn(line, "\n")] = 0;
-            snprintf(g_torch_blas, sizeof g_torch_blas, "%s", line + 5);
-        } else fputs(line, stderr);
-    }
-    if (pclose(p) != 0) return NAN;
-    return tok_s;
+    return bench_run_torch(cmd, g_torch_blas, sizeof g_torch_blas);
 }
 
 int main(int argc, char **argv) {

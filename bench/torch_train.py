@@ -73,13 +73,22 @@ def bench(shape, steps, foreach):
     g = torch.Generator().manual_seed(1)
     tokens = torch.randint(0, cfg["vocab_size"], (B, T), generator=g)
     targets = torch.randint(0, cfg["vocab_size"], (B, T), generator=g)
+    return timed_steps(steps, opt, lambda: tm.forward(cfg, params, tokens)[0],
+                       lambda logits: torch.nn.functional.cross_entropy(logits.reshape(-1, cfg["vocab_size"]),
+                                                                        targets.reshape(-1)))
+
+
+def timed_steps(steps, opt, forward, head):
+    """steps + 1 optimizer steps (zero_grad, forward(), loss = head(forward's output), backward,
+    opt.step); the first is a warm-up. Returns the fastest step's phases (forward, head, backward,
+    adamw, step) in seconds."""
     best = None
     for k in range(steps + 1):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=False)
-        logits, _ = tm.forward(cfg, params, tokens)
+        out = forward()
         t1 = time.perf_counter()
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, cfg["vocab_size"]), targets.reshape(-1))
+        loss = head(out)
         t2 = time.perf_counter()
         loss.backward()
         t3 = time.perf_counter()
@@ -109,8 +118,13 @@ def main():
     print(f"torch {torch.__version__} {a.shape}: {torch.get_num_threads()} threads, AdamW foreach={fe}: forward "
           f"{1e3 * fwd:.0f} / xent {1e3 * xent:.0f} / backward {1e3 * bwd:.0f} / adamw {1e3 * adam:.0f} ms "
           f"(step {1e3 * step:.0f} ms)", file=sys.stderr)
-    # which BLAS torch's matrix products went through (Debian's torch links OpenBLAS, so the
-    # OPENBLAS_CORETYPE of the environment picks its kernel too)
+    return report(tokens, step)
+
+
+def report(tokens, step):
+    """The lines the C side parses: which BLAS torch's matrix products went through (Debian's
+    torch links OpenBLAS, so the OPENBLAS_CORETYPE of the environment picks its kernel too) and
+    the tokens/s; the exit status."""
     cfg = torch.__config__.show()
     blas = next((w for w in cfg.replace(",", " ").split() if w.startswith("BLAS_INFO=")), "BLAS_INFO=?")
     print(f"blas {blas} mkldnn={torch.backends.mkldnn.is_available()} OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
