@@ -7,6 +7,7 @@
  * arena freed at the end of the render, so there is no reference counting: values are
  * immutable except lists/dicts being built and namespace attributes. */
 #include "src/gen/jinja.h"
+#include "src/core/strbuf.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -18,44 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-/* ---- growable output buffer ---- */
-
-typedef struct {
-    char *s;
-    size_t n, cap;
-    int oom;
-    size_t limit; /* when not 0: refuse to grow past this many bytes and set too_big */
-    int too_big;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->oom || b->too_big) return;
-    if (b->limit && (n > b->limit || b->n > b->limit - n)) {
-        b->too_big = 1;
-        return;
-    }
-    if (n > ((size_t)1 << 40)) { /* a length that can only come from a bug; never write it */
-        b->oom = 1;
-        return;
-    }
-    if (b->n + n + 1 > b->cap) {
-        size_t c = b->cap ? b->cap : 256;
-        while (b->n + n + 1 > c) c *= 2;
-        char *ns = realloc(b->s, c);
-        if (!ns) {
-            b->oom = 1;
-            return;
-        }
-        b->s = ns;
-        b->cap = c;
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = 0;
-}
-
-static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
 
 /* ---- the Jinja subset: limits, arena and values ---- */
 
@@ -182,7 +145,7 @@ typedef struct {
     rlhf_error *err;
     int rc;       /* first error */
     int line;     /* line of the construct being parsed/evaluated */
-    sbuf out;
+    strbuf out;
     const struct tm *now; /* strftime_now's clock; NULL: the real local time */
     int depth;    /* eval and exec_body calls open (macros recurse at run time), at most JINJA_MAX_DEPTH */
     int loop_ctl; /* a {% break %} (1) or {% continue %} (2) is unwinding to its loop */
@@ -273,14 +236,14 @@ static value v_str_copy(jinja *J, const char *s, size_t n) {
 }
 
 /* A bounded buffer for building one string. */
-static sbuf str_buf(void) {
-    sbuf b = {0};
+static strbuf str_buf(void) {
+    strbuf b = {0};
     b.limit = JINJA_MAX_STR;
     return b;
 }
 
 /* The string built in b as a value (or "" with the error set); frees b's memory. */
-static value str_buf_finish(jinja *J, sbuf *b) {
+static value str_buf_finish(jinja *J, strbuf *b) {
     value r = v_strn("", 0);
     if (b->too_big) err_too_long(J);
     else if (b->oom) jerr(J, RLHF_ERR_NOMEM, "out of memory");
@@ -405,68 +368,68 @@ static unsigned utf8_decode(const char *s, size_t n, size_t *i) {
 
 /* A string as json.dumps writes it (ensure_ascii: non-ASCII as \\uXXXX, UTF-16 pairs past
  * U+FFFF). */
-static void print_str_json(sbuf *b, const char *s, size_t n, int ascii) {
-    sb_put(b, "\"", 1);
+static void print_str_json(strbuf *b, const char *s, size_t n, int ascii) {
+    strbuf_put(b, "\"", 1);
     for (size_t i = 0; i < n && !b->too_big; i++) {
         unsigned char c = (unsigned char)s[i];
         char tmp[8];
-        if (c == '"') sb_put(b, "\\\"", 2);
-        else if (c == '\\') sb_put(b, "\\\\", 2);
-        else if (c == '\n') sb_put(b, "\\n", 2);
-        else if (c == '\r') sb_put(b, "\\r", 2);
-        else if (c == '\t') sb_put(b, "\\t", 2);
-        else if (c == '\b') sb_put(b, "\\b", 2);
-        else if (c == '\f') sb_put(b, "\\f", 2);
+        if (c == '"') strbuf_put(b, "\\\"", 2);
+        else if (c == '\\') strbuf_put(b, "\\\\", 2);
+        else if (c == '\n') strbuf_put(b, "\\n", 2);
+        else if (c == '\r') strbuf_put(b, "\\r", 2);
+        else if (c == '\t') strbuf_put(b, "\\t", 2);
+        else if (c == '\b') strbuf_put(b, "\\b", 2);
+        else if (c == '\f') strbuf_put(b, "\\f", 2);
         else if (c < 0x20) {
             snprintf(tmp, sizeof tmp, "\\u%04x", c);
-            sb_puts(b, tmp);
+            strbuf_puts(b, tmp);
         } else if (c >= 0x80 && ascii) {
             unsigned cp = utf8_decode(s, n, &i);
             i--;
             char t2[16];
             if (cp >= 0x10000) snprintf(t2, sizeof t2, "\\u%04x\\u%04x", 0xd800 + ((cp - 0x10000) >> 10), 0xdc00 + (cp & 0x3ff));
             else snprintf(t2, sizeof t2, "\\u%04x", cp);
-            sb_puts(b, t2);
-        } else sb_put(b, (const char *)&c, 1);
+            strbuf_puts(b, t2);
+        } else strbuf_put(b, (const char *)&c, 1);
     }
-    sb_put(b, "\"", 1);
+    strbuf_put(b, "\"", 1);
 }
 
 /* A string as Python's repr() writes it (how str() of a list or dict shows its strings):
  * single quotes unless the string holds ' and no ", control characters escaped. */
-static void print_str_repr(sbuf *b, const char *s, size_t n) {
+static void print_str_repr(strbuf *b, const char *s, size_t n) {
     const char q = memchr(s, '\'', n) && !memchr(s, '"', n) ? '"' : '\'';
-    sb_put(b, &q, 1);
+    strbuf_put(b, &q, 1);
     for (size_t i = 0; i < n && !b->too_big; i++) {
         unsigned char c = (unsigned char)s[i];
         char tmp[8];
         if (c == (unsigned char)q || c == '\\') {
-            sb_put(b, "\\", 1);
-            sb_put(b, (const char *)&c, 1);
-        } else if (c == '\n') sb_put(b, "\\n", 2);
-        else if (c == '\r') sb_put(b, "\\r", 2);
-        else if (c == '\t') sb_put(b, "\\t", 2);
+            strbuf_put(b, "\\", 1);
+            strbuf_put(b, (const char *)&c, 1);
+        } else if (c == '\n') strbuf_put(b, "\\n", 2);
+        else if (c == '\r') strbuf_put(b, "\\r", 2);
+        else if (c == '\t') strbuf_put(b, "\\t", 2);
         else if (c < 0x20 || c == 0x7f) {
             snprintf(tmp, sizeof tmp, "\\x%02x", c);
-            sb_puts(b, tmp);
+            strbuf_puts(b, tmp);
         } else if (c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] >= 0x80 && (unsigned char)s[i + 1] < 0xa0) {
             snprintf(tmp, sizeof tmp, "\\x%02x", (unsigned char)s[++i]); /* C1 controls U+0080..U+009F */
-            sb_puts(b, tmp);
-        } else sb_put(b, (const char *)&c, 1);
+            strbuf_puts(b, tmp);
+        } else strbuf_put(b, (const char *)&c, 1);
     }
-    sb_put(b, &q, 1);
+    strbuf_put(b, &q, 1);
 }
 
 /* A float as Python's repr(): the shortest digits that read back to the same double, in
  * fixed notation with at least one decimal when the exponent is in [-4, 16). */
-static void print_float(sbuf *b, double f, int json) {
+static void print_float(strbuf *b, double f, int json) {
     char tmp[64];
     if (f != f) {
-        sb_puts(b, json ? "NaN" : "nan");
+        strbuf_puts(b, json ? "NaN" : "nan");
         return;
     }
     if (isinf(f)) {
-        sb_puts(b, f > 0 ? (json ? "Infinity" : "inf") : (json ? "-Infinity" : "-inf"));
+        strbuf_puts(b, f > 0 ? (json ? "Infinity" : "inf") : (json ? "-Infinity" : "-inf"));
         return;
     }
     int p = 1;
@@ -481,7 +444,7 @@ static void print_float(sbuf *b, double f, int json) {
         snprintf(tmp, sizeof tmp, "%.*f", decimals, f);
         if (!strchr(tmp, '.')) strcat(tmp, ".0");
     }
-    sb_puts(b, tmp);
+    strbuf_puts(b, tmp);
 }
 
 /* How v_print writes a value: str() (json 0), or json.dumps (json 1) with `indent` spaces
@@ -492,28 +455,28 @@ typedef struct {
     int ascii;
 } vfmt;
 
-static void v_print_d(jinja *J, sbuf *b, value v, vfmt fm, int depth);
+static void v_print_d(jinja *J, strbuf *b, value v, vfmt fm, int depth);
 
 /* An item of a printed list/dict: strings as repr() shows them. */
-static void print_item(jinja *J, sbuf *b, value x, vfmt fm, int depth) {
+static void print_item(jinja *J, strbuf *b, value x, vfmt fm, int depth) {
     if (x.t == V_STR && !fm.json) print_str_repr(b, x.u.s.s, x.u.s.n);
     else v_print_d(J, b, x, fm, depth);
 }
 
 /* The separator before item i of a JSON container printed with an indent (and, with
  * i == -1, the line that closes it). */
-static void json_break(sbuf *b, vfmt fm, int i, int depth) {
-    if (i > 0 && fm.item_sep.t == V_STR) sb_put(b, fm.item_sep.u.s.s, fm.item_sep.u.s.n);
-    else if (i > 0) sb_puts(b, fm.indent < 0 ? ", " : ",");
+static void json_break(strbuf *b, vfmt fm, int i, int depth) {
+    if (i > 0 && fm.item_sep.t == V_STR) strbuf_put(b, fm.item_sep.u.s.s, fm.item_sep.u.s.n);
+    else if (i > 0) strbuf_puts(b, fm.indent < 0 ? ", " : ",");
     if (fm.indent < 0) return;
-    sb_puts(b, "\n");
-    for (long k = 0; k < (long)fm.indent * (i < 0 ? depth : depth + 1) && !b->too_big; k++) sb_put(b, " ", 1);
+    strbuf_puts(b, "\n");
+    for (long k = 0; k < (long)fm.indent * (i < 0 ? depth : depth + 1) && !b->too_big; k++) strbuf_put(b, " ", 1);
 }
 
 /* Appends the printed form of v (Jinja/Python str(), or json.dumps). Stops when b reaches its
  * limit (the caller checks b->too_big), and with an error past JINJA_MAX_VALUE_DEPTH levels of
  * lists/dicts (a value can contain itself). */
-static void v_print_d(jinja *J, sbuf *b, value v, vfmt fm, int depth) {
+static void v_print_d(jinja *J, strbuf *b, value v, vfmt fm, int depth) {
     char tmp[64];
     const int json = fm.json;
     if (J->rc || b->too_big || b->oom) return;
@@ -521,18 +484,18 @@ static void v_print_d(jinja *J, sbuf *b, value v, vfmt fm, int depth) {
     case V_UNDEF:
         if (json) jerr(J, RLHF_ERR_INVALID, "tojson: an undefined value is not JSON serializable");
         break;
-    case V_NONE: sb_puts(b, json ? "null" : "None"); break;
-    case V_BOOL: sb_puts(b, v.u.b ? (json ? "true" : "True") : (json ? "false" : "False")); break;
-    case V_INT: snprintf(tmp, sizeof tmp, "%lld", v.u.i); sb_puts(b, tmp); break;
+    case V_NONE: strbuf_puts(b, json ? "null" : "None"); break;
+    case V_BOOL: strbuf_puts(b, v.u.b ? (json ? "true" : "True") : (json ? "false" : "False")); break;
+    case V_INT: snprintf(tmp, sizeof tmp, "%lld", v.u.i); strbuf_puts(b, tmp); break;
     case V_FLOAT: print_float(b, v.u.f, json); break;
     case V_STR:
         if (json) print_str_json(b, v.u.s.s, v.u.s.n, fm.ascii);
-        else sb_put(b, v.u.s.s, v.u.s.n);
+        else strbuf_put(b, v.u.s.s, v.u.s.n);
         break;
     case V_FUNC:
     case V_MACRO:
         if (json) jerr(J, RLHF_ERR_INVALID, "tojson: a %s is not JSON serializable", type_name(v.t));
-        else sb_puts(b, v.t == V_FUNC ? "<function>" : "<macro>");
+        else strbuf_puts(b, v.t == V_FUNC ? "<function>" : "<macro>");
         break;
     case V_LIST:
     case V_DICT: {
@@ -542,35 +505,35 @@ static void v_print_d(jinja *J, sbuf *b, value v, vfmt fm, int depth) {
         }
         const int dict = v.t == V_DICT, n = dict ? v.u.d->n : v.u.l->n;
         const int tuple = !json && !dict && v.u.l->is_tuple;
-        sb_puts(b, dict ? "{" : tuple ? "(" : "[");
+        strbuf_puts(b, dict ? "{" : tuple ? "(" : "[");
         if (!json) fm.indent = -1;
         for (int i = 0; i < n && !J->rc && !b->too_big && !spend(J, 1); i++) {
             if (json) json_break(b, fm, i, depth);
-            else if (i) sb_puts(b, ", ");
+            else if (i) strbuf_puts(b, ", ");
             if (dict) {
                 value k = v.u.d->keys[i];
                 if (json) print_str_json(b, k.u.s.s, k.u.s.n, fm.ascii);
                 else print_item(J, b, k, fm, depth + 1);
-                if (json && fm.key_sep.t == V_STR) sb_put(b, fm.key_sep.u.s.s, fm.key_sep.u.s.n);
-                else sb_puts(b, ": ");
+                if (json && fm.key_sep.t == V_STR) strbuf_put(b, fm.key_sep.u.s.s, fm.key_sep.u.s.n);
+                else strbuf_puts(b, ": ");
             }
             print_item(J, b, dict ? v.u.d->vals[i] : v.u.l->items[i], fm, depth + 1);
         }
         if (json && n && fm.indent >= 0) json_break(b, fm, -1, depth);
-        sb_puts(b, dict ? "}" : !tuple ? "]" : n == 1 ? ",)" : ")");
+        strbuf_puts(b, dict ? "}" : !tuple ? "]" : n == 1 ? ",)" : ")");
         break;
     }
     }
 }
 
-static void v_print(jinja *J, sbuf *b, value v, int json) {
+static void v_print(jinja *J, strbuf *b, value v, int json) {
     vfmt fm = {json, -1, {V_UNDEF, {0}}, {V_UNDEF, {0}}, 0};
     v_print_d(J, b, v, fm, 0);
 }
 
 /* v printed into a new string (json: as tojson does). */
 static value v_format(jinja *J, value v, int json) {
-    sbuf b = str_buf();
+    strbuf b = str_buf();
     v_print(J, &b, v, json);
     return str_buf_finish(J, &b);
 }
@@ -616,17 +579,17 @@ static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == 
 static int is_name_start(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 static int is_name_char(char c) { return is_name_start(c) || (c >= '0' && c <= '9'); }
 
-static void put_utf8(sbuf *b, unsigned cp);
+static void put_utf8(strbuf *b, unsigned cp);
 
 /* One escape of a string literal at *pp (its backslash), decoded as Python's unicode-escape
  * decodes it (jinja2 does): \\ \' \" \a \b \f \n \r \t \v, octal \ooo, \xhh, \uXXXX,
  * \UXXXXXXXX, a backslash-newline dropped; any other escape stays as written. */
-static int lex_escape(jinja *J, sbuf *b, const char **pp, int *line) {
+static int lex_escape(jinja *J, strbuf *b, const char **pp, int *line) {
     const char *p = *pp + 1;
     static const char from[] = "\\'\"abfnrtv", to[] = "\\'\"\a\b\f\n\r\t\v";
     const char *k = strchr(from, *p);
     if (k) {
-        sb_put(b, &to[k - from], 1);
+        strbuf_put(b, &to[k - from], 1);
         *pp = p + 1;
         return 0;
     }
@@ -657,7 +620,7 @@ static int lex_escape(jinja *J, sbuf *b, const char **pp, int *line) {
         return 0;
     }
     if (*p == 'N') return jerr(J, RLHF_ERR_UNSUPPORTED, "\\N{...} escapes are not supported");
-    sb_put(b, p - 1, 2); /* unknown: Python keeps the backslash */
+    strbuf_put(b, p - 1, 2); /* unknown: Python keeps the backslash */
     *pp = p + 1;
     return 0;
 }
@@ -822,7 +785,7 @@ static int lex(jinja *J, const char *src, tok_vec *tv) {
                 p = e;
             } else if (*p == '\'' || *p == '"') {
                 const char qc = *p++;
-                sbuf b = str_buf();
+                strbuf b = str_buf();
                 while (*p && *p != qc) {
                     if (*p == '\\' && p[1]) {
                         if (lex_escape(J, &b, &p, &line)) {
@@ -831,7 +794,7 @@ static int lex(jinja *J, const char *src, tok_vec *tv) {
                         }
                     } else {
                         line += *p == '\n';
-                        sb_put(&b, p++, 1);
+                        strbuf_put(&b, p++, 1);
                     }
                 }
                 if (!*p) {
@@ -1053,9 +1016,9 @@ static expr *parse_primary(parser *P) {
         if (peek(P)->t != T_STR) {
             e->lit = v_strn(t->s, t->n);
         } else { /* adjacent string literals concatenate, copied once */
-            sbuf b = str_buf();
-            sb_put(&b, t->s, t->n);
-            for (; peek(P)->t == T_STR; P->i++) sb_put(&b, peek(P)->s, peek(P)->n);
+            strbuf b = str_buf();
+            strbuf_put(&b, t->s, t->n);
+            for (; peek(P)->t == T_STR; P->i++) strbuf_put(&b, peek(P)->s, peek(P)->n);
             e->lit = str_buf_finish(P->J, &b);
             if (P->J->rc) return NULL;
         }
@@ -1862,9 +1825,9 @@ static value str_slice(jinja *J, value o, long long a0, long long b0, long long 
         for (long long c = a0; c < b0 && q < n; c++) q = u8_next(s, n, q);
         return v_strn(s + p, q - p);
     }
-    sbuf b = str_buf();
+    strbuf b = str_buf();
     for (long long i = a0; p < n && !b.too_big;) {
-        sb_put(&b, s + p, u8_next(s, n, p) - p);
+        strbuf_put(&b, s + p, u8_next(s, n, p) - p);
         if (__builtin_add_overflow(i, step, &i) || (step > 0 ? i >= b0 : i <= b0)) break;
         if (step > 0)
             for (long long c = 0; c < step && p < n; c++) p = u8_next(s, n, p);
@@ -2016,17 +1979,17 @@ static value str_map(jinja *J, value s, int mode) { /* 0 upper, 1 lower, 2 capit
 static value str_replace(jinja *J, value s, value a, value b) {
     if (s.t != V_STR || a.t != V_STR || b.t != V_STR || a.u.s.n == 0) return s;
     spend_bytes(J, s.u.s.n);
-    sbuf o = str_buf();
+    strbuf o = str_buf();
     const char *p = s.u.s.s, *end = s.u.s.s + s.u.s.n;
     while (p < end && !o.too_big && !J->rc) {
         const char *hit = find(J, p, (size_t)(end - p), a.u.s.s, a.u.s.n);
         if (!hit) break;
-        sb_put(&o, p, (size_t)(hit - p));
-        sb_put(&o, b.u.s.s, b.u.s.n);
+        strbuf_put(&o, p, (size_t)(hit - p));
+        strbuf_put(&o, b.u.s.s, b.u.s.n);
         spend_bytes(J, b.u.s.n);
         p = hit + a.u.s.n;
     }
-    sb_put(&o, p, (size_t)(end - p));
+    strbuf_put(&o, p, (size_t)(end - p));
     return str_buf_finish(J, &o);
 }
 
@@ -2076,9 +2039,9 @@ static value str_split(jinja *J, value s, value sep) {
 
 static value join(jinja *J, value list, value sep) {
     list = v_as_list(J, list);
-    sbuf o = str_buf();
+    strbuf o = str_buf();
     for (int i = 0; i < list.u.l->n && !J->rc && !o.too_big && !spend(J, 1); i++) {
-        if (i && sep.t == V_STR) sb_put(&o, sep.u.s.s, sep.u.s.n);
+        if (i && sep.t == V_STR) strbuf_put(&o, sep.u.s.s, sep.u.s.n);
         v_print(J, &o, list.u.l->items[i], 0);
     }
     return str_buf_finish(J, &o);
@@ -2354,7 +2317,7 @@ static value filter_indent(jinja *J, value x, const arglist *a) {
     x = v_to_str(J, x);
     if (J->rc) return v_undef();
     spend_bytes(J, x.u.s.n);
-    sbuf o = str_buf();
+    strbuf o = str_buf();
     const char *s = x.u.s.s;
     const size_t n = x.u.s.n;
     /* the lines of splitlines(s + "\n"): s cut at every line break, except that a final \r
@@ -2362,9 +2325,9 @@ static value filter_indent(jinja *J, value x, const arglist *a) {
     for (size_t i = 0, line = 0; !o.too_big; line++) {
         size_t e = i, br = 0;
         while (e < n && !(br = line_break_len(s, n, e))) e++;
-        if (line > 0) sb_put(&o, "\n", 1);
-        if (line == 0 ? first : blank || e > i) sb_put(&o, ind.u.s.s, ind.u.s.n);
-        sb_put(&o, s + i, e - i);
+        if (line > 0) strbuf_put(&o, "\n", 1);
+        if (line == 0 ? first : blank || e > i) strbuf_put(&o, ind.u.s.s, ind.u.s.n);
+        strbuf_put(&o, s + i, e - i);
         if (e == n || (e + br == n && s[e] == '\r' && br == 1)) break;
         i = e + br;
     }
@@ -2480,7 +2443,7 @@ static value filter_named(jinja *J, const char *n, size_t nn, value x, const arg
             return jerr(J, RLHF_ERR_INVALID, "tojson: separators must be two strings"), v_undef();
         }
         if (truthy(arg(&a, 3, "sort_keys"))) return jerr(J, RLHF_ERR_UNSUPPORTED, "tojson: sort_keys is not supported"), v_undef();
-        sbuf b = str_buf();
+        strbuf b = str_buf();
         v_print_d(J, &b, x, fm, 0);
         return str_buf_finish(J, &b);
     }
@@ -2628,17 +2591,17 @@ static value str_percent(jinja *J, value fmt, value args) {
     const int many = args.t == V_LIST && args.u.l->is_tuple;
     const int n_args = many ? args.u.l->n : 1;
     int used = 0;
-    sbuf o = str_buf();
+    strbuf o = str_buf();
     spend_bytes(J, fmt.u.s.n);
     for (size_t i = 0; i < fmt.u.s.n && !J->rc && !o.too_big; i++) {
         const char c = fmt.u.s.s[i];
         if (c != '%') {
-            sb_put(&o, &c, 1);
+            strbuf_put(&o, &c, 1);
             continue;
         }
         const char conv = ++i < fmt.u.s.n ? fmt.u.s.s[i] : 0;
         if (conv == '%') {
-            sb_put(&o, "%", 1);
+            strbuf_put(&o, "%", 1);
             continue;
         }
         if (!conv || !strchr("srdi", conv)) {
@@ -2743,7 +2706,7 @@ static void exec_body(jinja *J, frame *f, const stmt *s);
 
 /* Runs body in frame f with the output captured: the text it printed as a string value. */
 static value capture(jinja *J, frame *f, const stmt *body) {
-    sbuf saved = J->out;
+    strbuf saved = J->out;
     J->out = str_buf();
     exec_body(J, f, body);
     value r = v_strn("", 0);
@@ -3047,7 +3010,7 @@ static void exec_body_in(jinja *J, frame *f, const stmt *s) {
     for (; s && !J->rc && !J->loop_ctl && !spend(J, 1); s = s->next) {
         J->line = s->line;
         switch (s->k) {
-        case S_TEXT: sb_put(&J->out, s->text, s->text_n); break;
+        case S_TEXT: strbuf_put(&J->out, s->text, s->text_n); break;
         case S_OUT: v_print(J, &J->out, eval(J, f, s->e), 0); break;
         case S_IF:
             for (const stmt *c = s; !J->rc;) { /* the if, then each elif */
@@ -3137,7 +3100,7 @@ static int json_hex4(const char *p, unsigned *out) {
 }
 
 /* Appends code point cp as UTF-8. */
-static void put_utf8(sbuf *b, unsigned cp) {
+static void put_utf8(strbuf *b, unsigned cp) {
     char u[4];
     int n;
     if (cp < 0x80) u[0] = (char)cp, n = 1;
@@ -3147,25 +3110,25 @@ static void put_utf8(sbuf *b, unsigned cp) {
     else
         u[0] = (char)(0xf0 | cp >> 18), u[1] = (char)(0x80 | (cp >> 12 & 0x3f)), u[2] = (char)(0x80 | (cp >> 6 & 0x3f)),
         u[3] = (char)(0x80 | (cp & 0x3f)), n = 4;
-    sb_put(b, u, (size_t)n);
+    strbuf_put(b, u, (size_t)n);
 }
 
 static value json_string(jreader *r) {
-    sbuf b = str_buf();
+    strbuf b = str_buf();
     for (r->p++; *r->p != '"'; r->p++) {
         if (!*r->p || (unsigned char)*r->p < 0x20) {
             free(b.s);
             return json_fail(r, "unterminated string");
         }
         if (*r->p != '\\') {
-            sb_put(&b, r->p, 1);
+            strbuf_put(&b, r->p, 1);
             continue;
         }
         const char c = *++r->p;
         static const char esc[] = "\"\\/bfnrt", out[] = "\"\\/\b\f\n\r\t";
         const char *simple = c ? strchr(esc, c) : NULL;
         if (simple) {
-            sb_put(&b, &out[simple - esc], 1);
+            strbuf_put(&b, &out[simple - esc], 1);
         } else if (c == 'u') {
             unsigned cp, lo;
             if (json_hex4(r->p + 1, &cp)) break;
@@ -3329,7 +3292,7 @@ int jinja_render(char **out, const char *tmpl, const jinja_context *ctx, rlhf_er
 done:;
     int rc = J.rc;
     if (!rc) {
-        if (!J.out.s) sb_put(&J.out, "", 0);
+        if (!J.out.s) strbuf_put(&J.out, "", 0);
         if (J.out.too_big) rc = jerr(&J, RLHF_ERR_UNSUPPORTED, "the rendered text is longer than %zu MiB", JINJA_MAX_OUTPUT >> 20);
         else if (J.out.oom) rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
     }

@@ -3,6 +3,7 @@
  * turns the caller's messages into its context (and owns the default HH-RLHF format used when a
  * model has no template). */
 #include "src/gen/prompt.h"
+#include "src/core/strbuf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,58 +20,22 @@ void prompt_template_defaults(prompt_template *t) {
     t->query = "Input: {input}\nOutput:";
 }
 
-typedef struct {
-    char *s;
-    size_t n, cap;
-    int oom;
-    size_t limit; /* when not 0: refuse to grow past this many bytes and set too_big */
-    int too_big;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->oom || b->too_big) return;
-    if (b->limit && (n > b->limit || b->n > b->limit - n)) {
-        b->too_big = 1;
-        return;
-    }
-    if (n > ((size_t)1 << 40)) { /* a length that can only come from a bug; never write it */
-        b->oom = 1;
-        return;
-    }
-    if (b->n + n + 1 > b->cap) {
-        size_t c = b->cap ? b->cap : 256;
-        while (b->n + n + 1 > c) c *= 2;
-        char *ns = realloc(b->s, c);
-        if (!ns) {
-            b->oom = 1;
-            return;
-        }
-        b->s = ns;
-        b->cap = c;
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = 0;
-}
-
-static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
 /* Expands {input}/{output} of one template part. */
-static int expand_part(sbuf *b, const char *part, const char *what, const char *input, const char *output,
+static int expand_part(strbuf *b, const char *part, const char *what, const char *input, const char *output,
                        rlhf_error *err) {
     for (const char *p = part; *p;) {
         if (p[0] == '{' && p[1] == '{') {
-            sb_put(b, "{", 1);
+            strbuf_put(b, "{", 1);
             p += 2;
         } else if (p[0] == '}' && p[1] == '}') {
-            sb_put(b, "}", 1);
+            strbuf_put(b, "}", 1);
             p += 2;
         } else if (*p == '{') {
             const char *e = strchr(p, '}');
             if (!e) return rlhf_errorf(err, RLHF_ERR_FORMAT, "prompt template %s: unmatched '{'", what);
             size_t n = (size_t)(e - p - 1);
-            if (n == 5 && memcmp(p + 1, "input", 5) == 0 && input) sb_puts(b, input);
-            else if (n == 6 && memcmp(p + 1, "output", 6) == 0 && output) sb_puts(b, output);
+            if (n == 5 && memcmp(p + 1, "input", 5) == 0 && input) strbuf_puts(b, input);
+            else if (n == 6 && memcmp(p + 1, "output", 6) == 0 && output) strbuf_puts(b, output);
             else
                 return rlhf_errorf(err, RLHF_ERR_FORMAT, "prompt template %s: unknown placeholder {%.*s}", what, (int)n,
                                    p + 1);
@@ -78,7 +43,7 @@ static int expand_part(sbuf *b, const char *part, const char *what, const char *
         } else if (*p == '}') {
             return rlhf_errorf(err, RLHF_ERR_FORMAT, "prompt template %s: unmatched '}'", what);
         } else {
-            sb_put(b, p, 1);
+            strbuf_put(b, p, 1);
             p++;
         }
     }
@@ -92,18 +57,18 @@ int prompt_build(char **out, const prompt_template *t, const prompt_example *ex,
     prompt_template_defaults(&d);
     if (!t) t = &d;
     const char *sep = t->separator ? t->separator : d.separator;
-    sbuf b = {0};
+    strbuf b = {0};
     int rc = RLHF_OK, parts = 0;
     if (t->instruction && t->instruction[0]) {
         rc = expand_part(&b, t->instruction, "instruction", NULL, NULL, err);
         parts++;
     }
     for (int i = 0; i < n_ex && !rc; i++) {
-        if (parts++) sb_puts(&b, sep);
+        if (parts++) strbuf_puts(&b, sep);
         rc = expand_part(&b, t->example ? t->example : d.example, "example", ex[i].input, ex[i].output, err);
     }
     if (!rc) {
-        if (parts++) sb_puts(&b, sep);
+        if (parts++) strbuf_puts(&b, sep);
         rc = expand_part(&b, t->query ? t->query : d.query, "query", input ? input : "", NULL, err);
     }
     if (!rc && b.oom) rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory building a prompt");
@@ -111,7 +76,7 @@ int prompt_build(char **out, const prompt_template *t, const prompt_example *ex,
         free(b.s);
         return rc;
     }
-    if (!b.s) sb_put(&b, "", 0);
+    if (!b.s) strbuf_put(&b, "", 0);
     *out = b.s;
     return RLHF_OK;
 }
@@ -119,25 +84,25 @@ int prompt_build(char **out, const prompt_template *t, const prompt_example *ex,
 
 /* Default format when the model has no template (see prompt.h). */
 static int render_default(char **out, const prompt_message *msgs, int n, int add_gen, rlhf_error *err) {
-    sbuf b = {0};
+    strbuf b = {0};
     for (int i = 0; i < n; i++) {
         const char *role = msgs[i].role ? msgs[i].role : "user";
         const char *content = msgs[i].content ? msgs[i].content : "";
         if (strcmp(role, "system") == 0) {
-            sb_puts(&b, content);
+            strbuf_puts(&b, content);
         } else if (strcmp(role, "assistant") == 0) {
-            sb_puts(&b, "\n\nAssistant: ");
-            sb_puts(&b, content);
+            strbuf_puts(&b, "\n\nAssistant: ");
+            strbuf_puts(&b, content);
         } else if (strcmp(role, "user") == 0) {
-            sb_puts(&b, "\n\nHuman: ");
-            sb_puts(&b, content);
+            strbuf_puts(&b, "\n\nHuman: ");
+            strbuf_puts(&b, content);
         } else {
             free(b.s);
             return rlhf_errorf(err, RLHF_ERR_INVALID, "default chat format: unknown role '%s' (system, user, assistant)", role);
         }
     }
-    if (add_gen) sb_puts(&b, "\n\nAssistant:");
-    if (!b.s) sb_put(&b, "", 0);
+    if (add_gen) strbuf_puts(&b, "\n\nAssistant:");
+    if (!b.s) strbuf_put(&b, "", 0);
     if (b.oom) {
         free(b.s);
         return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
