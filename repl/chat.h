@@ -132,6 +132,10 @@ int chat_model_load_async(chat_session *s, const char *path, const char *adapter
 /* Joins a pending start-up load (no-op without one): 0, or the load's error after printing. */
 int chat_model_wait(chat_session *s);
 void chat_cands_clear(chat_session *s);
+/* The settings that regenerate candidate `candidate_index` of a generation with params p (JSON,
+ * the caller frees): the keys of the settings table that mean something for its strategy, with
+ * its own seed. Stored with every generation (the REPL's and rlhf annotate's). */
+char *chat_decoding_json(const gen_params *p, uint64_t seed, int add_bos, int candidate_index);
 int chat_prompt(chat_session *s, const char *text);  /* a plain line: stream a reply */
 int chat_cmd_regen(chat_session *s, const chat_input *in);
 int chat_cmd_compare(chat_session *s, const chat_input *in);

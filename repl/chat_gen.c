@@ -552,9 +552,7 @@ int chat_cmd_strategy(chat_session *s, const chat_input *in) {
 
 static uint64_t fresh_seed(chat_session *s) { return rng_u64(&s->shuffle) >> 11; }
 
-/* The settings that regenerate candidate `c` of a run with params p: the keys of the settings
- * table that mean something for its strategy, with its own seed. */
-static char *decoding_json(const gen_params *p, uint64_t seed, int add_bos, int candidate_index) {
+char *chat_decoding_json(const gen_params *p, uint64_t seed, int add_bos, int candidate_index) {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
     cJSON_AddStringToObject(o, "strategy", gen_strategy_name(p->strategy));
@@ -614,7 +612,7 @@ static int add_cands(chat_session *s, const gen_result *r, const gen_params *p, 
         else snprintf(o, sizeof o, "%s", origin);
         c->origin = strdup(o);
         c->strategy = strdup(origin);
-        c->decoding_json = decoding_json(p, c->seed, bos, g->index);
+        c->decoding_json = chat_decoding_json(p, c->seed, bos, g->index);
         c->model = s->model_name ? strdup(s->model_name) : NULL;
         s->n_cands++;
         if (!c->text || !c->ids || !c->origin || !c->strategy || !c->decoding_json || (s->model_name && !c->model))

@@ -14,6 +14,7 @@
 #include "repl/commands.h"
 #include "repl/default_model.h"
 #include "repl/out.h"
+#include "repl/world_prompt.h"
 #include "src/formats/model_load.h"
 #include "src/gen/generate.h"
 #include "src/gen/prompt.h"
@@ -50,24 +51,8 @@ typedef struct {
 static int answer(model_bundle *b, const char *prompt, const prompt_example *shots, int n_shots, int max_tokens,
                   eval_answer *out, rlhf_error *err) {
     memset(out, 0, sizeof *out);
-    prompt_request rq = {0};
-    rq.input = prompt;
-    rq.chat = b->chat_template != NULL;
-    rq.chat_template = b->chat_template;
-    rq.bos_token = b->bos_token;
-    rq.eos_token = b->eos_token;
-    rq.add_bos = b->add_bos;
-    rq.examples = shots;
-    rq.n_examples = n_shots;
-    rq.few_shot = n_shots > 0;
-    char *full = NULL;
-    int add_bos = 0;
-    int rc = prompt_assemble(&full, &add_bos, &rq, err);
-    if (rc) return rc;
-    tok_ids ids = {0};
-    rc = tok_encode(b->tok, full, strlen(full), (add_bos ? TOK_ENCODE_ADD_BOS : 0) | (rq.chat ? TOK_ENCODE_ALLOW_SPECIAL : 0),
-                    &ids, err);
-    free(full);
+    tok_ids ids;
+    int rc = world_prompt_encode(b, prompt, shots, n_shots, NULL, &ids, NULL, err);
     if (rc) return rc;
     gen_params gp;
     gen_params_defaults(&gp);

@@ -59,5 +59,7 @@ int cmd_reward(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 /* repl/cmd_classify.c */
 int cmd_classify(int argc, char **argv);
+/* repl/cmd_annotate.c */
+int cmd_annotate(int argc, char **argv);
 
 #endif
