@@ -1,7 +1,9 @@
 /* cmd_dpo.c — `rlhf dpo`: the common trainer flags plus the DPO family's own (loss type, beta,
  * label smoothing, RPO, reference model), pairs from JSONL or the feedback database
- * (repl/pairs_load.h), Ctrl-C, the run's record (repl/run_log.h) and the held-out preference
- * metrics before and after. The training itself is src/train/dpo_run.c. */
+ * (repl/pairs_load.h), the reference cache in the database, --resume, Ctrl-C, the run's record
+ * (repl/run_log.h), health warnings, and the held-out preference metrics before and after. The
+ * training itself is src/train/dpo_run.c. */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,11 +17,13 @@
 #include "repl/run_log.h"
 #include "repl/trainer_flags.h"
 #include "src/train/dpo.h"
+#include "src/train/health.h"
 
 static const char *const dpo_usage =
     "rlhf dpo --model DIR (--data FILE.jsonl | --db FILE) --out DIR [--ref DIR] [--loss-type sigmoid|ipo|hinge|robust] "
     "[--beta B] [--label-smoothing LS] [--rpo-alpha A] [--format trl|hh] [--truncate keep_start|keep_end|error] "
-    "[--epochs N | --steps N] [--lr LR] [--batch PAIRS] [--lora-rank R ...] [--json-log FILE] [--runs-db FILE]";
+    "[--epochs N | --steps N] [--lr LR] [--batch PAIRS] [--lora-rank R ...] [--json-log FILE] [--runs-db FILE]\n"
+    "       rlhf dpo --out DIR --resume [--steps N] [--db FILE | --data FILE.jsonl] [--runs-db FILE]";
 
 static const char *const dpo_help =
     "Direct preference optimisation: the policy learns to prefer each pair's chosen reply over the\n"
@@ -37,15 +41,31 @@ static const char *const dpo_help =
     "  --label-smoothing LS conservative DPO / robust: the chance a label is flipped (default 0)\n"
     "  --rpo-alpha A        add A x the chosen replies' NLL (RPO; default 0: off)\n"
     "  --ref DIR            the reference model (default: the starting policy; with LoRA the base\n"
-    "                       with the adapter off, which is the same model)\n"
-    "The reference's log-probabilities are computed once per run before training and cached in\n"
-    "OUT/ref_logps.bin keyed by the reference's weights and the encoded data: a second run on the\n"
-    "same data and reference computes none, and no second model stays in memory.\n"
+    "                       with the adapter off, which is the same model). It must read the same\n"
+    "                       token ids: a different vocabulary or tokenizer is refused.\n"
+    "\n"
+    "Reference log-probabilities are computed once, before training, and cached keyed by the\n"
+    "reference's fingerprint (a hash of its configuration and weights) and each row's exact token ids:\n"
+    "  with --db FILE (or --runs-db FILE) in that database, row by row: a second run on the same data\n"
+    "  computes none, and changed data computes only the new pairs;\n"
+    "  with --data alone in OUT/ref_logps.bin (all rows or none), which serves --resume.\n"
+    "The run prints \"reference log-probs: N cached, M computed\". No second model stays in memory.\n"
+    "\n"
+    "--resume continues the run in --out exactly (bit-identical with one thread) from its last\n"
+    "checkpoint (every --save-every steps, and Ctrl-C saves one): the saved model, data, reference\n"
+    "and settings are used; the same data must be readable (checked by hash) and the reference's\n"
+    "weights unchanged (checked by fingerprint). Only --steps, --eval-every, --save-every, --data/--db,\n"
+    "--runs-db and --json-log may be given with it.\n"
+    "\n"
+    "Health warnings, printed when they happen and stored with the run (--json-log, the database):\n"
+    "  dpo/chosen_logps_falling  logps/chosen falling fast together with logps/rejected\n"
+    "  dpo/accuracies_pinned     rewards/accuracies 1.0 on every step from the first steps on\n"
+    "  dpo/accuracies_at_chance  rewards/accuracies near 0.5 after 30 steps\n"
+    "each with what it usually means and what to try.\n"
+    "\n"
     "Metrics (TRL's names, training and eval_): loss, rewards/chosen, rewards/rejected,\n"
     "rewards/accuracies, rewards/margins, logps/chosen, logps/rejected (nll_loss with RPO).\n"
-    "Output: a model directory, or with --lora-rank a PEFT adapter directory. Not yet: --resume\n"
-    "(a stopped run keeps its last checkpoint, every --save-every steps) and the reference cache in\n"
-    "the database (it lives in OUT).";
+    "Output: a model directory, or with --lora-rank a PEFT adapter directory, plus training_state.bin.";
 
 static volatile sig_atomic_t g_stop;
 
@@ -60,6 +80,7 @@ static void print_metrics(const char *what, const train_head_out *o) {
 
 typedef struct {
     run_log *rl;
+    health h;
     train_head_out first_val;
     int have_first;
 } progress_ctx;
@@ -71,6 +92,60 @@ static void progress(const train_progress *pg, void *ctx) {
         pc->have_first = 1;
     }
     run_log_progress(pg, pc->rl);
+    if (pg->event != TRAIN_EVENT_STEP) return;
+    health_warning w[4];
+    int n = health_observe(&pc->h, pg->step, &pg->train, w, 4);
+    for (int i = 0; i < n; i++) run_log_warning(pc->rl, w[i].step, w[i].code, w[i].text);
+}
+
+/* ---- the reference cache in the feedback database ---- */
+
+static store_ref_logp *store_rows(const dpo_ref_row *rows, size_t n) {
+    store_ref_logp *s = calloc(n ? n : 1, sizeof *s);
+    for (size_t i = 0; s && i < n; i++) s[i] = (store_ref_logp){rows[i].ids, rows[i].mask, (size_t)rows[i].len, rows[i].logp, 0};
+    return s;
+}
+
+static int cache_get(void *ctx, const char *fp, dpo_ref_row *rows, size_t n, rlhf_error *err) {
+    store_ref_logp *s = store_rows(rows, n);
+    if (!s) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory reading the reference cache");
+    int rc = store_ref_logps_get(ctx, fp, s, n, err);
+    for (size_t i = 0; !rc && i < n; i++) {
+        rows[i].found = s[i].found;
+        if (s[i].found) rows[i].logp = s[i].logp;
+    }
+    free(s);
+    return rc;
+}
+
+static int cache_put(void *ctx, const char *fp, const dpo_ref_row *rows, size_t n, rlhf_error *err) {
+    store_ref_logp *s = store_rows(rows, n);
+    if (!s) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory writing the reference cache");
+    int rc = store_ref_logps_put(ctx, fp, s, n, err);
+    free(s);
+    return rc;
+}
+
+/* The saved run of --out DIR --resume: its data source (unless --data/--db were given again)
+ * and format. *saved is the parsed configuration (the strings point into it). */
+static int resume_source(trainer_flags *f, const char **format, cJSON **saved) {
+    char *json = NULL;
+    rlhf_error err = {0};
+    if (dpo_saved_run(f->out, &json, &err)) return out_fail(&err);
+    *saved = cJSON_Parse(json);
+    free(json);
+    const char *data = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(*saved, "data"));
+    const char *fmt = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(*saved, "format"));
+    if (!data) {
+        out_error("%s/%s: the saved run does not say what data it trained on", f->out, DPO_STATE_FILE);
+        return 1;
+    }
+    if (!f->data && !f->db) {
+        if (strncmp(data, "db:", 3) == 0) f->db = data + 3;
+        else f->data = data;
+    }
+    if (!*format && fmt && *fmt) *format = fmt;
+    return 0;
 }
 
 int cmd_dpo(int argc, char **argv) {
@@ -85,7 +160,7 @@ int cmd_dpo(int argc, char **argv) {
     }
     dpo_run_params p;
     dpo_run_params_defaults(&p);
-    const char *format = NULL;
+    const char *format = NULL, *dpo_flag = NULL;
     int truncate = -1;
     for (int i = 1; i < argc; i++) {
         int r = trainer_flags_parse(&f, argc, argv, &i, dpo_usage);
@@ -102,6 +177,7 @@ int cmd_dpo(int argc, char **argv) {
         if (trainer_flag_value(argc, argv, &i, name, sizeof name, &v, dpo_usage)) return 2;
         double d;
         rlhf_error err = {0};
+        if (strcmp(name, "--format") != 0) dpo_flag = a;
         if (strcmp(name, "--ref") == 0) p.ref_dir = v;
         else if (strcmp(name, "--format") == 0) format = v;
         else if (strcmp(name, "--loss-type") == 0) {
@@ -130,20 +206,35 @@ int cmd_dpo(int argc, char **argv) {
             return 2;
         }
     }
-    if (!f.model) f.model = default_model_path(); /* the built-in default model, when there is one */
-    if (trainer_flags_check(&f, 1, dpo_usage)) return 2;
-    if (f.resume) {
-        out_error("rlhf dpo: --resume is not implemented yet (a stopped run keeps its last checkpoint in --out)");
+    if (f.resume && dpo_flag) {
+        out_error("--resume continues the saved run with its own settings: %s cannot be given with it", dpo_flag);
         return 2;
+    }
+    if (!f.model && !f.resume) f.model = default_model_path(); /* the built-in default model, when there is one */
+    if (trainer_flags_check(&f, 1, dpo_usage)) return 2;
+    cJSON *saved = NULL;
+    if (f.resume) {
+        int rc = resume_source(&f, &format, &saved);
+        if (rc) {
+            cJSON_Delete(saved);
+            return rc;
+        }
     }
     pref_dataset pairs;
     int rc = pairs_load(f.data, f.db, format, &pairs);
-    if (rc) return rc;
+    if (rc) {
+        cJSON_Delete(saved);
+        return rc;
+    }
+    char desc[4200];
+    if (f.db) snprintf(desc, sizeof desc, "db:%s", f.db);
+    else snprintf(desc, sizeof desc, "%s", f.data);
     p.model_dir = f.model;
     p.pairs = &pairs;
-    p.data_desc = f.data ? f.data : f.db;
+    p.data_desc = desc;
+    p.data_format = format;
     p.out_dir = f.out;
-    p.steps = f.steps;
+    p.steps = f.resume && !(f.given & TRAINER_FLAG_STEPS) ? 0 : f.steps;
     p.epochs = f.epochs;
     p.train.batch = f.batch;
     p.train.accum = f.accum;
@@ -155,22 +246,32 @@ int cmd_dpo(int argc, char **argv) {
     p.truncate = truncate >= 0 ? (sft_truncate)truncate : SFT_TRUNCATE_KEEP_START;
     p.val_fraction = f.val_fraction;
     p.seed = f.seed;
-    p.eval_every = f.eval_every;
-    p.save_every = f.save_every;
+    p.eval_every = f.resume && !(f.given & TRAINER_FLAG_EVAL_EVERY) ? -1 : f.eval_every;
+    p.save_every = f.resume && !(f.given & TRAINER_FLAG_SAVE_EVERY) ? -1 : f.save_every;
+    p.resume = f.resume;
     trainer_flags_lora(&f, &p.lora);
 
     run_log rl;
     memset(&rl, 0, sizeof rl);
-    char config[512];
+    char config[768];
+    char *saved_config = saved ? cJSON_PrintUnformatted(saved) : NULL;
+    const char *model_name = f.model;
+    if (saved) model_name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(saved, "model"));
     snprintf(config, sizeof config, "{\"loss_type\":\"%s\",\"beta\":%g,\"label_smoothing\":%g,\"rpo_alpha\":%g,\"lr\":%g,"
              "\"batch\":%d,\"pairs\":%zu,\"ref\":\"%s\"}", dpo_loss_type_name(p.dpo.loss_type), p.dpo.beta,
              p.dpo.label_smoothing, p.dpo.rpo_alpha, f.lr, f.batch, pairs.n, p.ref_dir ? p.ref_dir : f.model);
-    run_log_params rlp = {"dpo", f.runs_db ? f.runs_db : f.db, f.json_log, 0, f.model, config};
+    const char *cache_db = f.runs_db ? f.runs_db : f.db;
+    run_log_params rlp = {"dpo", cache_db, f.json_log, f.resume, model_name, saved_config ? saved_config : config};
     if (run_log_open(&rl, &rlp)) {
         pref_dataset_free(&pairs);
+        free(saved_config);
+        cJSON_Delete(saved);
         return 1;
     }
+    dpo_ref_cache cache = {cache_get, cache_put, rl.db};
+    if (rl.db) p.ref_cache = &cache;
     progress_ctx pc = {.rl = &rl};
+    health_init(&pc.h, HEALTH_DPO, NULL);
     g_stop = 0;
     p.stop = &g_stop;
     p.progress = progress;
@@ -182,10 +283,17 @@ int cmd_dpo(int argc, char **argv) {
     rc = dpo_run(&p, &s, &err);
     run_log_sigint_restore(&old);
     out_progress_end();
+    health_free(&pc.h);
     pref_dataset_free(&pairs);
+    free(saved_config);
+    cJSON_Delete(saved);
+    if (s.ref_cached + s.ref_computed > 0)
+        out_printf("reference log-probs: %zu cached, %zu computed (%s%s%s)\n", s.ref_cached, s.ref_computed,
+                   rl.db ? "database " : f.out, rl.db ? cache_db : "/", rl.db ? "" : DPO_REF_CACHE_FILE);
     if (rc == RLHF_ERR_INTERRUPTED) {
         run_log_finish(&rl, "stopped", f.out);
         out_fail(&err);
+        out_printf("continue with: rlhf dpo --out %s --resume\n", f.out);
         return 130;
     }
     if (rc) {
@@ -195,10 +303,10 @@ int cmd_dpo(int argc, char **argv) {
     run_log_finish(&rl, "done", f.out);
     char el[32];
     run_log_duration(el, sizeof el, s.elapsed_s);
-    out_printf("DPO (%s, beta %g) on %zu pairs (%zu train, %zu held out%s%zu dropped by --max-length): %ld steps in %s "
-               "(%.0f tok/s); reference log-probabilities %s\n",
-               dpo_loss_type_name(p.dpo.loss_type), p.dpo.beta, s.n_pairs, s.n_train, s.n_val, ", ", s.n_dropped,
-               s.steps_done, el, s.tokens_per_s, s.ref_cached ? "read from the cache" : "computed and cached");
+    out_printf("DPO (%s, beta %g) on %zu pairs (%zu train, %zu held out, %zu dropped by --max-length): steps %ld-%ld of "
+               "%ld in %s (%.0f tok/s)\n",
+               dpo_loss_type_name(s.dpo.loss_type), s.dpo.beta, s.n_pairs, s.n_train, s.n_val, s.n_dropped, s.start_step,
+               s.steps_done, s.total_steps, el, s.tokens_per_s);
     if (pc.have_first && pc.first_val.n) print_metrics("held out before", &pc.first_val);
     if (s.final_val.n) print_metrics("held out after ", &s.final_val);
     out_printf("final training loss %.4f", s.final_loss);

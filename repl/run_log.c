@@ -1,8 +1,10 @@
 /* run_log.c — progress line, JSON lines and database metrics of a training run (run_log.h). */
 #include "repl/run_log.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "repl/out.h"
@@ -132,6 +134,27 @@ void run_log_progress(const train_progress *pg, void *ctx) {
     if (!isnan(pg->val_loss)) snprintf(val, sizeof val, " | eval %.4f", pg->val_loss);
     out_progress("step %ld/%ld | loss %.4f%s | lr %.2e | %.0f tok/s | ETA %s", pg->step, pg->total, pg->loss, val,
                  (double)pg->lr, pg->tokens_per_s, eta);
+}
+
+void run_log_warning(run_log *rl, long step, const char *code, const char *text) {
+    out_error("warning at step %ld (%s): %s", step, code, text);
+    if (rl->json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "event", "warning");
+        cJSON_AddNumberToObject(o, "step", (double)step);
+        cJSON_AddStringToObject(o, "code", code);
+        cJSON_AddStringToObject(o, "message", text);
+        char *line = cJSON_PrintUnformatted(o);
+        if (line) fprintf(rl->json, "%s\n", line);
+        fflush(rl->json);
+        free(line);
+        cJSON_Delete(o);
+    }
+    rlhf_error err = {0};
+    if (rl->db && !rl->db_failed && store_add_run_warning(rl->db, rl->run_id, step, code, text, &err)) {
+        out_error("run %lld: warnings are no longer recorded: %s", (long long)rl->run_id, err.msg);
+        rl->db_failed = 1;
+    }
 }
 
 void run_log_finish(run_log *rl, const char *status, const char *output_model) {

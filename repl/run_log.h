@@ -48,6 +48,11 @@ void run_log_progress(const train_progress *pg, void *ctx);
  * (registered with made_by = kind), may be NULL. Closes everything; safe on a zeroed run_log. */
 void run_log_finish(run_log *rl, const char *status, const char *output_model);
 
+/* A health warning (src/train/health.h) of the run at `step`: printed on its own line
+ * ("rlhf: warning at step N (code): text"), written to the JSON log as {"event":"warning",
+ * "step","code","message"} and stored with the run in the database (run_warnings). */
+void run_log_warning(run_log *rl, long step, const char *code, const char *text);
+
 /* Ctrl-C during a training run: the first one sets *flag (the loop stops at the next step
  * boundary and saves); the handler is one-shot, so a second Ctrl-C kills as usual. The previous
  * action goes to *old for run_log_sigint_restore. Every trainer command uses this pair. */

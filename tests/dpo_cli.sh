@@ -3,9 +3,14 @@
 # made of the words "good ..." and the rejected of "bad ...", for prompts of random letters.
 # DPO must raise the held-out preference accuracy (the implicit reward ranks chosen over
 # rejected on pairs it never trained on) from chance to at least 0.9 with a positive margin,
-# for the sigmoid and IPO losses and with a LoRA adapter; the reference pass is cached (a second
-# run reads it); the run is recorded in the database with TRL's metric names; bad input exits
-# with a message and writes nothing.
+# for the sigmoid and IPO losses and with a LoRA adapter; the reference log-probabilities are
+# cached in the runs database (a second run computes none, changed data only the new pairs, the
+# IPO and LoRA runs share the first run's reference) or in OUT without one; --ref uses another
+# model and refuses one with another tokenizer; --resume after kill -9 ends bit-identical to an
+# uninterrupted run (one thread; full and LoRA); the health warning of a shortcut the data
+# offers (accuracies pinned at 1.0 from the first steps) is printed and stored with the run; the
+# run is recorded in the database with TRL's metric names; bad input exits with a message and
+# writes nothing.
 # Usage: dpo_cli.sh RLHF_EXE
 set -u
 rlhf=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
@@ -49,11 +54,82 @@ for cfg in "sigmoid --loss-type sigmoid --beta 0.1" "ipo --loss-type ipo --beta 
 done
 check "full run saved a model directory" '[ -f out-sigmoid/model.safetensors ] && [ -f out-sigmoid/config.json ]'
 check "LoRA run saved a PEFT adapter" '[ -f out-lora/adapter_config.json ] && [ -f out-lora/adapter_model.safetensors ]'
-check "first run computed the reference log-probabilities" 'grep -q "computed and cached" sigmoid.log'
-run sigmoid --loss-type sigmoid --beta 0.1
-check "a second run on the same data reads them from the cache" 'grep -q "read from the cache" sigmoid.log'
-check "runs recorded with TRL's metric names" \
-  '[ "$(/usr/bin/python3 -c "import sqlite3; c = sqlite3.connect(\"runs.db\"); print(c.execute(\"select count(*) from runs where kind = '"'"'dpo'"'"'\").fetchone()[0], c.execute(\"select count(distinct name) from metrics where name in ('"'"'rewards/accuracies'"'"', '"'"'eval_rewards/margins'"'"')\").fetchone()[0])")" = "4 2" ]'
+refline() { grep -o "reference log-probs: [0-9]* cached, [0-9]* computed" "$1"; }
+check "first run computed every reference log-prob ($(refline sigmoid.log))" \
+  'refline sigmoid.log | grep -qx "reference log-probs: 0 cached, 320 computed"'
+check "the IPO and LoRA runs reuse them: same reference, same rows ($(refline ipo.log); $(refline lora.log))" \
+  'refline ipo.log | grep -qx "reference log-probs: 320 cached, 0 computed" && refline lora.log | grep -qx "reference log-probs: 320 cached, 0 computed"'
+run sigmoid2 --loss-type sigmoid --beta 0.1
+check "a second run on the same data computes none ($(refline sigmoid2.log))" \
+  'refline sigmoid2.log | grep -qx "reference log-probs: 320 cached, 0 computed" && grep -q "(database runs.db)" sigmoid2.log'
+check "... and trains the same: held-out accuracy >= 0.9" '[ "$(acc sigmoid2.log after | cut -d" " -f1)" = "$(acc sigmoid.log after | cut -d" " -f1)" ]'
+head -40 pairs.jsonl > changed.jsonl
+/usr/bin/python3 -c '
+import json
+with open("changed.jsonl", "a") as f:
+    for i in range(5): f.write(json.dumps({"prompt": "Q: new %d\nA:" % i, "chosen": " good .", "rejected": " bad ."}) + "\n")'
+"$rlhf" dpo --model llama --data changed.jsonl --out out-changed --steps 2 --lr 3e-3 --runs-db runs.db > changed.log 2>&1
+check "changed data computes only the 5 new pairs ($(refline changed.log))" \
+  'refline changed.log | grep -qx "reference log-probs: 80 cached, 10 computed"'
+# --ref: another model (other weights, same tokenizer) is another fingerprint
+"$rlhf" model new --family llama --layers 2 --dim 32 --heads 4 --kv-heads 2 --vocab 300 --context 64 --seed 2 \
+  --out ref2 >/dev/null && cp tok.json ref2/tokenizer.json
+"$rlhf" dpo --model llama --ref ref2 --data changed.jsonl --out out-ref --steps 2 --lr 3e-3 --runs-db runs.db > ref.log 2>&1; rc=$?
+check "--ref DIR: another reference computes its own log-probs ($(refline ref.log))" \
+  '[ $rc -eq 0 ] && refline ref.log | grep -qx "reference log-probs: 0 cached, 90 computed"'
+"$rlhf" model new --family llama --layers 2 --dim 32 --heads 4 --kv-heads 2 --vocab 256 --context 64 --seed 2 \
+  --out ref-v256 >/dev/null
+"$rlhf" dpo --model llama --ref ref-v256 --data changed.jsonl --out out-refbad --steps 2 > refbad.log 2>&1; rc=$?
+check "--ref with another vocabulary: exit 1 saying so ($(head -c 150 refbad.log))" \
+  '[ $rc -eq 1 ] && grep -q "vocabulary" refbad.log && [ ! -e out-refbad ]'
+"$rlhf" tokenizer train --vocab-size 300 --special "<|endoftext|>" changed.jsonl --out tok2.json >/dev/null 2>&1
+cp -r ref2 ref-tok && cp tok2.json ref-tok/tokenizer.json
+"$rlhf" dpo --model llama --ref ref-tok --data changed.jsonl --out out-reftok --steps 2 > reftok.log 2>&1; rc=$?
+check "--ref with another tokenizer of the same size: exit 1 naming the first differing id ($(head -c 150 reftok.log))" \
+  '[ $rc -eq 1 ] && grep -q "differs from the policy.s at id" reftok.log'
+# without a database: OUT/ref_logps.bin
+"$rlhf" dpo --model llama --data changed.jsonl --out out-file --steps 2 --lr 3e-3 > file.log 2>&1
+check "--data alone caches in OUT/ref_logps.bin ($(refline file.log))" \
+  '[ -f out-file/ref_logps.bin ] && refline file.log | grep -qx "reference log-probs: 0 cached, 90 computed" && grep -q "out-file/ref_logps.bin" file.log'
+"$rlhf" dpo --model llama --data changed.jsonl --out out-file --steps 2 > again.log 2>&1; rc=$?
+check "a fresh run into a directory holding a run: exit 1 suggesting --resume" '[ $rc -eq 1 ] && grep -q -- "--resume" again.log'
+# health: the data's shortcut separates the pairs at once, which the run says and records
+check "the accuracies-pinned warning is printed" 'grep -q "warning at step [0-9]* (dpo/accuracies_pinned)" sigmoid.log'
+check "runs recorded with TRL's metric names and the warning" \
+  '[ "$(/usr/bin/python3 -c "import sqlite3; c = sqlite3.connect(\"runs.db\"); print(c.execute(\"select count(*) from runs where kind = '"'"'dpo'"'"'\").fetchone()[0], c.execute(\"select count(distinct name) from metrics where name in ('"'"'rewards/accuracies'"'"', '"'"'eval_rewards/margins'"'"')\").fetchone()[0], c.execute(\"select count(*) from run_warnings where code = '"'"'dpo/accuracies_pinned'"'"'\").fetchone()[0] >= 1)")" = "6 2 True" ]'
+
+# --resume after kill -9 reproduces an uninterrupted run (one thread)
+wait_step() { for _ in $(seq 6000); do grep -q "\"event\":\"step\",\"step\":$2," "$1" 2>/dev/null && return 0; sleep 0.01; done; return 1; }
+field() { grep "\"event\":\"step\",\"step\":$2," "$1" | tail -1 | sed -n "s|.*\"$3\":\([^,}]*\).*|\1|p"; }
+for kind in full lora; do
+  extra=(); files=(model.safetensors training_state.bin)
+  [ $kind = lora ] && extra=(--lora-rank 4 --lora-alpha 8 --lora-dropout 0.1) && files=(adapter_model.safetensors training_state.bin)
+  one=(env OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "$rlhf" dpo)
+  args=(--model llama --data pairs.jsonl --steps 80 --lr 1e-3 --batch 4 --save-every 10 --eval-every 20 --seed 5 "${extra[@]}")
+  "${one[@]}" "${args[@]}" --out "A-$kind" --json-log "A-$kind.jsonl" > "A-$kind.log" 2>&1
+  "${one[@]}" "${args[@]}" --out "B-$kind" --json-log "B-$kind.jsonl" > "B-$kind.log" 2>&1 &
+  pid=$!
+  wait_step "B-$kind.jsonl" 35
+  kill -9 $pid; wait $pid 2>/dev/null; rc=$?
+  check "$kind: kill -9 stopped the run mid-way (exit $rc, last step $(grep -c '"event":"step"' "B-$kind.jsonl"))" \
+    '[ $rc -eq 137 ] && ! grep -q "\"step\":80," "B-$kind.jsonl"'
+  "${one[@]}" --out "B-$kind" --resume --json-log "B-$kind.jsonl" > "R-$kind.log" 2>&1; rc=$?
+  check "$kind: --resume exits 0 and reads the cached reference ($(refline "R-$kind.log"))" \
+    '[ $rc -eq 0 ] && refline "R-$kind.log" | grep -qx "reference log-probs: 320 cached, 0 computed" && grep -q "steps [1-9][0-9]*-80 of 80" "R-$kind.log"'
+  a=$(field "A-$kind.jsonl" 80 loss); b=$(field "B-$kind.jsonl" 80 loss)
+  ea=$(field "A-$kind.jsonl" 80 eval_rewards/margins); eb=$(field "B-$kind.jsonl" 80 eval_rewards/margins)
+  check "$kind: the loss at step 80 is identical to the uninterrupted run's ($a vs $b; eval margin $ea vs $eb)" \
+    '[ -n "$a" ] && [ "$a" = "$b" ] && [ -n "$ea" ] && [ "$ea" = "$eb" ]'
+  for fl in "${files[@]}"; do
+    check "$kind: final $fl identical byte for byte" 'cmp -s "A-$kind/$fl" "B-$kind/$fl"'
+  done
+done
+"$rlhf" dpo --out A-full --resume --beta 0.5 > rb.log 2>&1; rc=$?
+check "--resume with a DPO setting: exit 2 naming it" '[ $rc -eq 2 ] && grep -q -- "--beta" rb.log'
+"$rlhf" dpo --out A-full --resume --data changed.jsonl > rd.log 2>&1; rc=$?
+check "--resume on other data: exit 1 saying so" '[ $rc -eq 1 ] && grep -q "not what the run" rd.log'
+"$rlhf" dpo --out llama --resume > rn.log 2>&1; rc=$?
+check "--resume without a training state: exit 1 naming the file" '[ $rc -eq 1 ] && grep -q "training_state.bin" rn.log'
 # bad input
 printf '{"prompt": "x", "chosen": "a"}\n' > bad.jsonl
 "$rlhf" dpo --model llama --data bad.jsonl --out out-bad > bad.log 2>&1; rc=$?

@@ -69,29 +69,65 @@ int dpo_row_logps(model *m, model_acts *a, const train_batch *b, double *out, rl
  * Pairs become two SFT examples each (prompt + chosen, prompt + rejected: encoded by sft_encode,
  * so chat prompts go through the model's template, EOS is appended and trained on, and the loss
  * mask covers exactly the reply); a pair that loses a side to truncation is dropped and counted.
- * The reference log-probabilities of every row are computed once, before training, by the
- * starting policy (or ref_dir's model, loaded, used and freed: never two models in memory while
- * training) and kept in out_dir/ref_logps.bin keyed by the reference's weights and the encoded
- * data, so a second run on the same data and reference computes none. With LoRA the reference
- * is the base model with the adapter off, which is the starting policy. Micro-batches hold
- * `batch` pairs (2 * batch rows), padded to their longest row; pairs are split once (seeded)
- * into train / held-out, and drawn per epoch in a seeded permutation. Output: a model directory
- * (or a PEFT adapter with LoRA). No --resume yet: a run that stops keeps its last checkpoint. */
+ *
+ * The reference log-probabilities of every row are computed before training by the reference
+ * model: the starting policy (with LoRA: the base with no adapter, the same weights), or
+ * ref_dir's model (same tokenizer, checked; loaded, used and freed, so never two models in
+ * memory while training). They are cached, keyed by the reference's fingerprint
+ * (dpo_ref_fingerprint: its configuration and weights) and each row's exact ids and loss mask:
+ *   - with a ref_cache (the caller's: the repl keeps it in the feedback database), row by row,
+ *     so a second run computes none and changed data computes only the rows not seen before;
+ *   - without one, in out_dir/DPO_REF_CACHE_FILE, all rows or none (keyed by the fingerprint and
+ *     the encoded data), which serves --resume.
+ *
+ * Micro-batches hold `batch` pairs (2 * batch rows), padded to their longest row; pairs are split
+ * once (seeded) into train / held-out, and drawn per epoch in a seeded permutation of (seed,
+ * epoch), so the batches of a step are a function of the step. Checkpoints (every save_every
+ * steps and at the end) write the model directory (or the PEFT adapter with LoRA) and
+ * DPO_STATE_FILE: the trained buffer, AdamW moments, the loop's rng, the data hash and the run's
+ * configuration, so `resume` continues bit-identically (one thread) with the saved settings;
+ * resuming needs the same data (hash checked) and the same reference (fingerprint checked). */
+#define DPO_STATE_FILE "training_state.bin"
+#define DPO_REF_CACHE_FILE "ref_logps.bin"
+
+/* One row of the reference pass as a cache sees it. */
 typedef struct {
-    const char *model_dir;       /* the starting policy */
+    const int32_t *ids;  /* the row: prompt + reply + EOS */
+    const uint8_t *mask; /* (len) 1 where the id is scored (the reply and EOS) */
+    int len;
+    double logp;         /* sum of log p(id) over the masked ids, under the reference */
+    int found;           /* get: set to 1 for rows the cache held (logp filled) */
+} dpo_ref_row;
+
+/* A row-level cache of reference log-probabilities, provided by the caller. */
+typedef struct {
+    int (*get)(void *ctx, const char *fingerprint, dpo_ref_row *rows, size_t n, rlhf_error *err);
+    int (*put)(void *ctx, const char *fingerprint, const dpo_ref_row *rows, size_t n, rlhf_error *err);
+    void *ctx;
+} dpo_ref_cache;
+
+/* A stable identity of a model's numbers: a 128-bit hash (hex, 32 characters + NUL) of the
+ * configuration fields that change the logits and of every parameter. */
+void dpo_ref_fingerprint(const model *m, char out[33]);
+
+typedef struct {
+    const char *model_dir;       /* the starting policy (resume: NULL takes the saved one) */
     const char *ref_dir;         /* NULL: the starting policy is the reference */
     const pref_dataset *pairs;   /* borrowed */
     const char *data_desc;       /* where the pairs came from (messages, the run's record) */
+    const char *data_format;     /* the caller's note of how they were read (saved, may be NULL) */
     const char *out_dir;
+    const dpo_ref_cache *ref_cache; /* NULL: out_dir/DPO_REF_CACHE_FILE */
     dpo_params dpo;
     train_params train;          /* batch = pairs per micro-batch, accum, optim (context set here) */
-    long steps, epochs;          /* steps <= 0: epochs over the training pairs */
+    long steps, epochs;          /* steps <= 0: epochs over the training pairs (resume: saved) */
     int max_length;              /* ids per row; <= 0: the model's context */
     sft_truncate truncate;
     double val_fraction;
     uint64_t seed;
-    long eval_every, save_every;
+    long eval_every, save_every; /* resume: < 0 takes the saved values */
     lora_params lora;            /* rank 0: full fine-tuning */
+    int resume;                  /* 1: continue the run in out_dir (its saved settings win) */
     volatile sig_atomic_t *stop;
     train_progress_fn progress;
     void *progress_ctx;
@@ -102,10 +138,17 @@ typedef struct {
  * 100, save every 500. */
 void dpo_run_params_defaults(dpo_run_params *p);
 
+/* The settings a run in out_dir was started with (for a resuming caller that must load the same
+ * data before dpo_run): *run_json is the saved configuration (free()), with "data", "format",
+ * "model", "ref" and the training settings. */
+int dpo_saved_run(const char *out_dir, char **run_json, rlhf_error *err);
+
 typedef struct {
     size_t n_pairs, n_train, n_val, n_dropped; /* pairs kept, split, dropped by truncation */
-    int ref_cached;                            /* 1: reference log-probabilities read from the cache */
-    long steps_done, total_steps;
+    size_t ref_cached, ref_computed;           /* reference log-probabilities (rows) read / computed */
+    char ref_fingerprint[33];
+    dpo_params dpo;                            /* the loss as run (the saved one on resume) */
+    long start_step, steps_done, total_steps;
     double first_val_loss, final_val_loss, final_loss, tokens_per_s, elapsed_s;
     train_head_out first_val, final_val;       /* held-out metrics before and after */
 } dpo_summary;

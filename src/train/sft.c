@@ -193,23 +193,23 @@ typedef struct {
     uint64_t data_hash;
 } saver;
 
+int sft_checkpoint_save(const char *out_dir, const char *base_dir, const model_bundle *b, const lora *lo,
+                        const train *t, const char *state_path, const train_state_info *info, rlhf_error *err) {
+    int rc;
+    if (lo) {
+        lora_save_info li = {base_dir, "CAUSAL_LM"};
+        rc = lora_save(lo, out_dir, &li, NULL, 0, err);
+    } else {
+        rc = model_bundle_save(b, out_dir, err);
+    }
+    return rc ? rc : train_state_save(state_path, t, info, err);
+}
+
 static int save_checkpoint(void *ctx, long step, const rng_t *rng, rlhf_error *err) {
     saver *s = ctx;
-    int rc;
-    if (s->lo) {
-        lora_save_info info = {s->p->model_dir, "CAUSAL_LM"};
-        rc = lora_save(s->lo, s->p->out_dir, &info, NULL, 0, err);
-    } else {
-        rc = model_bundle_save(s->b, s->p->out_dir, err);
-    }
-    if (rc) return rc;
-    train_state_info info = {0};
-    info.step = step;
-    info.rng = *rng;
-    info.data_hash = s->data_hash;
-    info.run_json = run_to_json(s->p, s->lo ? &s->lo->rng : NULL);
+    train_state_info info = {step, *rng, s->data_hash, 0, run_to_json(s->p, s->lo ? &s->lo->rng : NULL)};
     if (!info.run_json) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory saving the run");
-    rc = train_state_save(s->state_path, s->t, &info, err);
+    int rc = sft_checkpoint_save(s->p->out_dir, s->p->model_dir, s->b, s->lo, s->t, s->state_path, &info, err);
     free(info.run_json);
     return rc;
 }

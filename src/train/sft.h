@@ -40,6 +40,7 @@
 #include <stdint.h>
 
 #include "src/core/error.h"
+#include "src/formats/model_load.h"
 #include "src/model/lora.h"
 #include "src/tok/tokenizer.h"
 #include "src/train/dataset.h"
@@ -199,6 +200,12 @@ typedef struct {
 } sft_summary;
 
 void sft_summary_free(sft_summary *s);
+
+/* A checkpoint of a fine-tuning run into out_dir: the model directory (lo NULL) or the PEFT
+ * adapter (task CAUSAL_LM, base_model_name_or_path base_dir), then the training state at
+ * state_path with info (step, rng, data hash, configuration). Shared by SFT and DPO. */
+int sft_checkpoint_save(const char *out_dir, const char *base_dir, const model_bundle *b, const lora *lo,
+                        const train *t, const char *state_path, const train_state_info *info, rlhf_error *err);
 
 /* Runs (or resumes) SFT. out_dir receives: full fine-tuning — a model directory
  * (model_bundle_save: config.json, model.safetensors, tokenizer files, chat template); LoRA —
