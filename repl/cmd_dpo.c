@@ -148,6 +148,9 @@ static int resume_source(trainer_flags *f, const char **format, cJSON **saved) {
     return 0;
 }
 
+static int report(run_log *rl, const trainer_flags *fl, const char *cache_db, int rc, const rlhf_error *err,
+                  const dpo_summary *sp, const progress_ctx *pcp);
+
 int cmd_dpo(int argc, char **argv) {
     trainer_flags f;
     trainer_flags_defaults(&f);
@@ -286,31 +289,38 @@ int cmd_dpo(int argc, char **argv) {
     health_free(&pc.h);
     pref_dataset_free(&pairs);
     free(saved_config);
-    cJSON_Delete(saved);
-    if (s.ref_cached + s.ref_computed > 0)
-        out_printf("reference log-probs: %zu cached, %zu computed (%s%s%s)\n", s.ref_cached, s.ref_computed,
-                   rl.db ? "database " : f.out, rl.db ? cache_db : "/", rl.db ? "" : DPO_REF_CACHE_FILE);
+    rc = report(&rl, &f, cache_db, rc, &err, &s, &pc);
+    cJSON_Delete(saved); /* last: f.data, f.db and the run's model name may point into it */
+    return rc;
+}
+
+/* Ends the run's record and prints the outcome; returns the exit status. */
+static int report(run_log *rl, const trainer_flags *fl, const char *cache_db, int rc, const rlhf_error *err,
+                  const dpo_summary *sp, const progress_ctx *pcp) {
+    if (sp->ref_cached + sp->ref_computed > 0)
+        out_printf("reference log-probs: %zu cached, %zu computed (%s%s%s)\n", sp->ref_cached, sp->ref_computed,
+                   rl->db ? "database " : fl->out, rl->db ? cache_db : "/", rl->db ? "" : DPO_REF_CACHE_FILE);
     if (rc == RLHF_ERR_INTERRUPTED) {
-        run_log_finish(&rl, "stopped", f.out);
-        out_fail(&err);
-        out_printf("continue with: rlhf dpo --out %s --resume\n", f.out);
+        run_log_finish(rl, "stopped", fl->out);
+        out_fail(err);
+        out_printf("continue with: rlhf dpo --out %s --resume\n", fl->out);
         return 130;
     }
     if (rc) {
-        run_log_finish(&rl, "failed", NULL);
-        return out_fail(&err);
+        run_log_finish(rl, "failed", NULL);
+        return out_fail(err);
     }
-    run_log_finish(&rl, "done", f.out);
+    run_log_finish(rl, "done", fl->out);
     char el[32];
-    run_log_duration(el, sizeof el, s.elapsed_s);
+    run_log_duration(el, sizeof el, sp->elapsed_s);
     out_printf("DPO (%s, beta %g) on %zu pairs (%zu train, %zu held out, %zu dropped by --max-length): steps %ld-%ld of "
                "%ld in %s (%.0f tok/s)\n",
-               dpo_loss_type_name(s.dpo.loss_type), s.dpo.beta, s.n_pairs, s.n_train, s.n_val, s.n_dropped, s.start_step,
-               s.steps_done, s.total_steps, el, s.tokens_per_s);
-    if (pc.have_first && pc.first_val.n) print_metrics("held out before", &pc.first_val);
-    if (s.final_val.n) print_metrics("held out after ", &s.final_val);
-    out_printf("final training loss %.4f", s.final_loss);
-    if (!isnan(s.final_val_loss)) out_printf(", eval loss %.4f (was %.4f)", s.final_val_loss, s.first_val_loss);
-    out_printf("\nsaved %s\n", f.out);
+               dpo_loss_type_name(sp->dpo.loss_type), sp->dpo.beta, sp->n_pairs, sp->n_train, sp->n_val, sp->n_dropped,
+               sp->start_step, sp->steps_done, sp->total_steps, el, sp->tokens_per_s);
+    if (pcp->have_first && pcp->first_val.n) print_metrics("held out before", &pcp->first_val);
+    if (sp->final_val.n) print_metrics("held out after ", &sp->final_val);
+    out_printf("final training loss %.4f", sp->final_loss);
+    if (!isnan(sp->final_val_loss)) out_printf(", eval loss %.4f (was %.4f)", sp->final_val_loss, sp->first_val_loss);
+    out_printf("\nsaved %s\n", fl->out);
     return 0;
 }

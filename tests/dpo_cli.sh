@@ -124,6 +124,16 @@ for kind in full lora; do
     check "$kind: final $fl identical byte for byte" 'cmp -s "A-$kind/$fl" "B-$kind/$fl"'
   done
 done
+# pairs from the database: the cache is that database; a finished run continues to more steps
+"$rlhf" db import --db fb.db --format trl changed.jsonl > /dev/null 2>&1
+"$rlhf" dpo --model llama --db fb.db --out D --steps 4 --lr 1e-3 > D.log 2>&1; rc=$?
+check "--db: trains on the database's pairs, cache in it ($(refline D.log))" \
+  '[ $rc -eq 0 ] && refline D.log | grep -qx "reference log-probs: 0 cached, 90 computed" && grep -q "(database fb.db)" D.log'
+"$rlhf" dpo --out D --resume --steps 6 > D2.log 2>&1; rc=$?
+check "--resume of a --db run reads the same database ($(refline D2.log))" \
+  '[ $rc -eq 0 ] && refline D2.log | grep -qx "reference log-probs: 90 cached, 0 computed" && grep -q "steps 4-6 of 6" D2.log'
+check "both --db runs recorded in it" \
+  '[ "$(/usr/bin/python3 -c "import sqlite3; print(sqlite3.connect(\"fb.db\").execute(\"select count(*) from runs where kind = '"'"'dpo'"'"' and status = '"'"'done'"'"'\").fetchone()[0])")" = 2 ]'
 "$rlhf" dpo --out A-full --resume --beta 0.5 > rb.log 2>&1; rc=$?
 check "--resume with a DPO setting: exit 2 naming it" '[ $rc -eq 2 ] && grep -q -- "--beta" rb.log'
 "$rlhf" dpo --out A-full --resume --data changed.jsonl > rd.log 2>&1; rc=$?
