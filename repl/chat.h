@@ -182,4 +182,9 @@ int chat_cmd_run(chat_session *s, const chat_input *in);
 /* After new candidates: hide origins and shuffle when blind mode applies. */
 void chat_blind_apply(chat_session *s);
 
+/* ---- chat_train.c ---- */
+/* Runs `rlhf ARGV...` (this executable) as a child and waits: its exit status, 128 + signal, or
+ * -1 if it could not start; stdout_path (or NULL: inherited) receives its standard output. */
+int chat_run_self(char **argv, const char *stdout_path);
+
 #endif

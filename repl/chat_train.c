@@ -4,6 +4,7 @@
  * checkpoint; the session goes on), runs recorded in the database. A trained policy is loaded
  * back into the session when the run is done. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,12 +16,16 @@
 #include "repl/chat.h"
 #include "repl/out.h"
 
-/* Runs `rlhf ARGS...` and waits; returns its exit status (or -1 if it could not start). */
-static int run_self(char **argv) {
+int chat_run_self(char **argv, const char *stdout_path) {
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) return -1;
     if (pid == 0) {
+        if (stdout_path) {
+            int fd = open(stdout_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0) _exit(126);
+            close(fd);
+        }
         execv("/proc/self/exe", argv);
         _exit(127);
     }
@@ -97,7 +102,7 @@ int chat_cmd_train(chat_session *s, const chat_input *in) {
     out_printf("%srunning:", chat_dim(s));
     for (int i = 0; i < n; i++) out_printf(" %s", argv[i]);
     out_printf("%s\n", chat_reset(s));
-    int st = run_self(argv);
+    int st = chat_run_self(argv, NULL);
     if (st == 130) return chat_fail(s, RLHF_ERR_INTERRUPTED, "/train %s: stopped; what it saved is in %s", k, out);
     if (st != 0) return chat_fail(s, RLHF_ERR_INVALID, "/train %s: the trainer exited with status %d (its message is above)", k, st);
     if (strcmp(k, "reward") == 0) {
@@ -119,6 +124,6 @@ int chat_cmd_run(chat_session *s, const chat_input *in) {
     int rc = chat_store_open(s);
     if (rc) return rc;
     char *argv[] = {"rlhf", "runs", "show", in->words[1], "--db", s->db_path, NULL};
-    int st = run_self(argv);
+    int st = chat_run_self(argv, NULL);
     return st == 0 ? 0 : chat_fail(s, RLHF_ERR_INVALID, "/run show %s: failed (status %d)", in->words[1], st);
 }

@@ -61,5 +61,7 @@ int cmd_score(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 /* repl/cmd_annotate.c */
 int cmd_annotate(int argc, char **argv);
+/* repl/cmd_loop.c */
+int cmd_loop(int argc, char **argv);
 
 #endif

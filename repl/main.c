@@ -37,6 +37,7 @@ static const command g_commands[] = {
     {"ppo", "rlhf ppo --model DIR --reward DIR --out DIR", "PPO against a reward model", cmd_planned},
     {"eval", "rlhf eval [--model PATH] --tasks toy [--split test] [--n N] [--shots K] [--ref DIR] [--json]", "per-family accuracy, P/R/F1, BLEU, unwanted-behaviour rates, perplexity on the task world", cmd_eval},
     {"annotate", "rlhf annotate --oracle [--prompts N] [--candidates K] [--noise P] [--model DIR] [--db FILE] [--seed S]", "a simulated annotator: the verifier ranks the model's candidates, stored as a person's rankings", cmd_annotate},
+    {"loop", "rlhf loop [--model SFT_DIR] --out DIR [--rounds 1|2] [--families LIST] [--prompts N] ...", "the closed feedback loop: oracle rankings, reward model, DPO/GRPO/PPO, evaluation before and after", cmd_loop},
     {"world", "rlhf world [--family NAME|all|stories] [--split S] [--n N] [--format sft|prompts|text] | verify | families", "the task world: checkable instruction data, its verifier, narrative text", cmd_world},
     {"db", "rlhf db init|migrate|stats|check|import|export|leaderboard|agreement [--db FILE]", "the feedback database", cmd_db},
     {"runs", "rlhf runs [list] | rlhf runs show ID [--svg FILE] [--db FILE]", "training runs recorded in the database: configuration and metric curves", cmd_runs},
