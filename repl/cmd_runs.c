@@ -21,7 +21,8 @@ static const char *const runs_help =
     "Training runs recorded in the feedback database (trainers given --db or --runs-db record theirs).\n"
     "\n"
     "  list            every run: id, kind, status, input -> output model, metric rows, configuration\n"
-    "  show ID         the run's details and one sparkline per metric (first, last, min, max)\n"
+    "  show ID         the run's details, one sparkline per metric (first, last, min, max) and its\n"
+    "                  health warnings (what a trainer saw going wrong, and what to try)\n"
     "  --db FILE       the database (default: $RLHF_DB, else rlhf.db)\n"
     "  --svg FILE      (show) write the same curves as an SVG chart, one panel per metric\n"
     "  --width N       (show) sparkline width in characters (default 60)\n"
@@ -280,6 +281,22 @@ static void run_find_free(run_find *f) {
     free(f->config);
 }
 
+/* The run's health warnings (src/train/health.h), as text lines or into a JSON array. */
+static int print_warning(void *ctx, const store_run_warning *w) {
+    (void)ctx;
+    out_printf("warning at step %lld (%s): %s\n", (long long)w->step, w->code, w->message);
+    return 0;
+}
+
+static int json_warning(void *ctx, const store_run_warning *w) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "step", (double)w->step);
+    cJSON_AddStringToObject(o, "code", w->code);
+    cJSON_AddStringToObject(o, "message", w->message);
+    cJSON_AddItemToArray(ctx, o);
+    return 0;
+}
+
 static int show(store *db, int64_t id, const char *svg, int width, int json) {
     rlhf_error err = {0};
     run_find f = {0};
@@ -320,6 +337,11 @@ static int show(store *db, int64_t id, const char *svg, int width, int json) {
                 cJSON_AddItemToArray(pts, pt);
             }
         }
+        cJSON *ws = cJSON_CreateArray();
+        if (store_run_warnings_each(db, id, json_warning, ws, &err) == 0 && cJSON_GetArraySize(ws) > 0)
+            cJSON_AddItemToObject(o, "warnings", ws);
+        else
+            cJSON_Delete(ws);
         char *s = cJSON_PrintUnformatted(o);
         out_printf("%s\n", s ? s : "{}");
         free(s);
@@ -350,6 +372,7 @@ static int show(store *db, int64_t id, const char *svg, int width, int json) {
             out_printf("%-16s %s  steps %ld..%ld: %.5g -> %.5g (min %.5g, max %.5g)\n", s->name, line, s->step[0],
                        s->step[s->n - 1], first, last, lo, hi);
         }
+        if (store_run_warnings_each(db, id, print_warning, NULL, &err) < 0) out_fail(&err);
         if (svg) out_printf("wrote %s (%d panels)\n", svg, set.n);
     }
     series_free(&set);

@@ -95,6 +95,8 @@ check "--data alone caches in OUT/ref_logps.bin ($(refline file.log))" \
 check "a fresh run into a directory holding a run: exit 1 suggesting --resume" '[ $rc -eq 1 ] && grep -q -- "--resume" again.log'
 # health: the data's shortcut separates the pairs at once, which the run says and records
 check "the accuracies-pinned warning is printed" 'grep -q "warning at step [0-9]* (dpo/accuracies_pinned)" sigmoid.log'
+"$rlhf" runs show 1 --db runs.db > show.txt 2>&1
+check "rlhf runs show lists the run's warning" 'grep -q "^warning at step [0-9]* (dpo/accuracies_pinned): rewards/accuracies has been 1.0" show.txt'
 check "runs recorded with TRL's metric names and the warning" \
   '[ "$(/usr/bin/python3 -c "import sqlite3; c = sqlite3.connect(\"runs.db\"); print(c.execute(\"select count(*) from runs where kind = '"'"'dpo'"'"'\").fetchone()[0], c.execute(\"select count(distinct name) from metrics where name in ('"'"'rewards/accuracies'"'"', '"'"'eval_rewards/margins'"'"')\").fetchone()[0], c.execute(\"select count(*) from run_warnings where code = '"'"'dpo/accuracies_pinned'"'"'\").fetchone()[0] >= 1)")" = "6 2 True" ]'
 
