@@ -21,6 +21,7 @@
 #include "src/model/model.h"
 #include "src/formats/model_load.h"
 #include "src/formats/safetensors.h"
+#include "src/train/score_train.h"
 
 /* ---- shared helpers ---- */
 
@@ -341,7 +342,19 @@ static const char *const merge_help =
     "  --json         print the result as JSON\n"
     "\n"
     "Every target weight becomes W + (alpha / r) B A (transposed for GPT-2's Conv1D weights), so\n"
-    "the result computes what BASE with the adapter computes, without the adapter.";
+    "the result computes what BASE with the adapter computes, without the adapter. A reward model's or\n"
+    "classifier's adapter (rlhf reward/classify train --lora-rank: classifier_config.json beside it)\n"
+    "becomes a full classifier directory (config.json with id2label, score.weight from the adapter).";
+
+/* {"model": ..., "adapter": ..., "out": ... — the caller adds its fields and the closing brace */
+static void merge_json_head(const char *base, const char *adapter, const char *out) {
+    out_printf("{\"model\": ");
+    out_json_string(base);
+    out_printf(", \"adapter\": ");
+    out_json_string(adapter);
+    out_printf(", \"out\": ");
+    out_json_string(out);
+}
 
 static int model_merge(int argc, char **argv) {
     static const struct option opts[] = {
@@ -368,6 +381,21 @@ static int model_merge(int argc, char **argv) {
     if (optind < argc) return usage_error(merge_usage, "unexpected argument '%s'", argv[optind]);
     rlhf_error err = {0};
     model_bundle b;
+    char cls_path[4200];
+    snprintf(cls_path, sizeof cls_path, "%s/%s", adapter, SCORE_CLASSIFIER_FILE);
+    if (file_exists(cls_path)) {
+        /* a classifier's adapter carries its trained score head and labels */
+        if (score_model_load_adapter(&b, adapter, base, &err) || model_bundle_save(&b, out, &err)) {
+            model_bundle_free(&b);
+            return out_fail(&err);
+        }
+        if (json) {
+            merge_json_head(base, adapter, out);
+            out_printf(", \"num_labels\": %d}\n", b.m.config.num_labels);
+        } else out_printf("merged %s (a classifier's adapter, %d labels) into %s -> %s\n", adapter, b.m.config.num_labels, base, out);
+        model_bundle_free(&b);
+        return 0;
+    }
     if (model_bundle_load(&b, base, &err)) return out_fail(&err);
     lora lo;
     if (lora_load(&lo, &b.m, adapter, NULL, 0, NULL, &err) || lora_merge(&lo, &b.m, &err) ||
@@ -377,12 +405,7 @@ static int model_merge(int argc, char **argv) {
         return out_fail(&err);
     }
     if (json) {
-        out_printf("{\"model\": ");
-        out_json_string(base);
-        out_printf(", \"adapter\": ");
-        out_json_string(adapter);
-        out_printf(", \"out\": ");
-        out_json_string(out);
+        merge_json_head(base, adapter, out);
         out_printf(", \"rank\": %d, \"alpha\": %g, \"merged_modules\": %d}\n", lo.rank, (double)lo.alpha, lo.n_sites);
     } else {
         out_printf("merged %s (r %d, alpha %g, %d modules: %s) into %s -> %s\n", adapter, lo.rank, (double)lo.alpha,

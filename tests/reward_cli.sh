@@ -102,6 +102,9 @@ check "reward eval loads the adapter with its base: accuracy ${eacc:-none} on al
 hi=$("$rlhf" score --model rml --prompt $'Q: apple river?\nA:' --response " stone cloud thank you")
 lo=$("$rlhf" score --model rml --prompt $'Q: apple river?\nA:' --response " stone cloud green blue")
 check "score with the adapter: thanking reply $hi above plain reply $lo" 'awk -v a="$hi" -v b="$lo" "BEGIN{exit !(a > b)}"'
+"$rlhf" model merge --model lm --adapter rml --out rml_merged >/dev/null 2>err.txt; rc=$?
+mhi=$("$rlhf" score --model rml_merged --prompt $'Q: apple river?\nA:' --response " stone cloud thank you")
+check "model merge makes the adapter a full reward model: score $mhi == adapter's $hi (1e-5; rc $rc $(head -1 err.txt))" '[ $rc -eq 0 ] && grep -q "\"num_labels\": 1" rml_merged/config.json && awk -v a="$mhi" -v b="$hi" "BEGIN{d = a - b; exit !(d < 1e-5 && d > -1e-5)}"'
 "$rlhf" reward train --model lm --data pairs.jsonl --out bad7 --lora-rank 4 --freeze-body >/dev/null 2>err.txt; rc=$?
 check "--lora-rank with --freeze-body is refused, nothing written" '[ $rc -eq 2 ] && [ ! -e bad7 ]'
 "$rlhf" classify train --model gpt --data spam.jsonl --out clsl --lr 2e-3 --epochs 3 --batch 8 --lora-rank 4 >out.txt 2>err.txt; rc=$?

@@ -451,7 +451,8 @@ static const char *json_str(const cJSON *o, const char *k) {
     return cJSON_IsString(j) ? j->valuestring : NULL;
 }
 
-static int load_adapter_classifier(model_bundle *b, const char *dir, rlhf_error *err) {
+int score_model_load_adapter(model_bundle *b, const char *dir, const char *base_path, rlhf_error *err) {
+    memset(b, 0, sizeof *b);
     char *cpath = join(dir, SCORE_CLASSIFIER_FILE), *apath = join(dir, "adapter_config.json"), *buf = NULL, *abuf = NULL;
     size_t len;
     cJSON *c = NULL, *a = NULL;
@@ -467,13 +468,14 @@ static int load_adapter_classifier(model_bundle *b, const char *dir, rlhf_error 
         rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: not valid JSON", c ? apath : cpath);
     const cJSON *nl = cJSON_GetObjectItemCaseSensitive(c, "num_labels"), *pad = cJSON_GetObjectItemCaseSensitive(c, "pad_token_id");
     const cJSON *id2 = cJSON_GetObjectItemCaseSensitive(c, "id2label");
-    const char *base = json_str(a, "base_model_name_or_path");
+    const char *base = base_path ? base_path : json_str(a, "base_model_name_or_path");
     if (!rc && (!cJSON_IsNumber(nl) || nl->valuedouble < 1 || nl->valuedouble > 65536 || !cJSON_IsNumber(pad)))
         rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: needs num_labels (>= 1) and pad_token_id", cpath);
     if (!rc && (!base || !*base))
         rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: base_model_name_or_path is missing: the base model is unknown", apath);
     const int K = rc ? 0 : (int)nl->valuedouble;
-    if (!rc && (rc = model_bundle_load(b, base, err))) rlhf_error_prefix(err, "%s: the base model (base_model_name_or_path): ", dir);
+    if (!rc && (rc = model_bundle_load(b, base, err)))
+        rlhf_error_prefix(err, "%s: the base model (%s): ", dir, base_path ? "--model" : "base_model_name_or_path");
     if (!rc && b->m.config.num_labels == 0) {
         model cls;
         rng_t r;
@@ -526,7 +528,7 @@ int score_model_load(model_bundle *b, const char *path, rlhf_error *err) {
     if (!ap) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
     const int adapter = file_exists(ap);
     free(ap);
-    return adapter ? load_adapter_classifier(b, path, err) : model_bundle_load(b, path, err);
+    return adapter ? score_model_load_adapter(b, path, NULL, err) : model_bundle_load(b, path, err);
 }
 
 int score_predict(model *m, const score_data *d, const size_t *idx, size_t n, int batch_rows, float *scores,

@@ -119,6 +119,9 @@ int score_train_run(const score_train_params *p, train_loop_summary *summary, rl
  * trained score read from the adapter and the adapter merged). On error b is zeroed and err
  * names the file. */
 int score_model_load(model_bundle *b, const char *path, rlhf_error *err);
+/* The adapter case of score_model_load with the base given (base_path; NULL: the adapter's
+ * base_model_name_or_path). dir must hold SCORE_CLASSIFIER_FILE (a classifier's adapter). */
+int score_model_load_adapter(model_bundle *b, const char *dir, const char *base_path, rlhf_error *err);
 
 /* Scores of the rows of examples idx[0..n) (n * group rows of num_labels floats each, in that
  * order), batch_rows rows per forward. */
