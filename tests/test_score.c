@@ -158,64 +158,133 @@ static void test_losses(void) {
     model_free(&lm);
 }
 
-/* --freeze-body: only score.weight moves; the body stays bit-identical; the model is unfrozen after. */
-static void test_freeze_body(void) {
-    rlhf_error err = {0};
+/* A 2-label classifier from a random Llama and 8 learnable texts, and a 5-step run over them. */
+typedef struct {
     model lm;
-    make_lm(&lm, MODEL_FAMILY_LLAMA, 256);
+    model_bundle b;
+    score_data d;
+    size_t idx[8];
+    score_train_params p;
+    char dir[4200];
+} small_run;
+
+static void small_run_init(small_run *s, const char *name) {
+    rlhf_error err = {0};
+    memset(s, 0, sizeof *s);
+    make_lm(&s->lm, MODEL_FAMILY_LLAMA, 256);
     rng_t r;
     rng_seed(&r, 5);
-    model_bundle b = {0};
-    CHECK(score_model_from_lm(&b.m, &lm, 2, 0, 0.5f, &r, &err) == 0, "%s", err.msg);
-    CHECK(tok_new_bytes(&b.tok, &err) == 0, "%s", err.msg);
-    score_data d;
-    score_data_init(&d, 1);
+    CHECK(score_model_from_lm(&s->b.m, &s->lm, 2, 0, 0.5f, &r, &err) == 0, "%s", err.msg);
+    CHECK(tok_new_bytes(&s->b.tok, &err) == 0, "%s", err.msg);
+    score_data_init(&s->d, 1);
     const char *texts[2] = {"good morning", "buy cheap pills"};
     for (int i = 0; i < 8; i++) {
         float y = (float)(i % 2);
-        CHECK(score_data_add(&d, b.tok, 0, &texts[i % 2], &y, (size_t)i + 1, 32, SCORE_TRUNCATE_ERROR, 256, &err) == 0, "%s",
-              err.msg);
+        CHECK(score_data_add(&s->d, s->b.tok, 0, &texts[i % 2], &y, (size_t)i + 1, 32, SCORE_TRUNCATE_ERROR, 256, &err) == 0,
+              "%s", err.msg);
+        s->idx[i] = (size_t)i;
     }
-    size_t idx[8] = {0, 1, 2, 3, 4, 5, 6, 7};
-    float *before = malloc(b.m.n_floats * sizeof(float));
-    memcpy(before, b.m.params, b.m.n_floats * sizeof(float));
-    score_train_params p = {0};
-    p.task = SCORE_TASK_CLASSIFY;
-    p.bundle = &b;
-    p.data = &d;
-    p.train_idx = idx;
-    p.n_train = 8;
-    train_params_defaults(&p.train);
-    p.train.batch = 4;
-    p.train.optim.lr = 1e-2f;
-    p.train.optim.min_lr = 1e-3f;
-    p.steps = 5;
-    p.seed = 1;
-    p.freeze_body = 1;
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s/frozen-run", test_tmpdir());
-    p.out_dir = dir;
+    score_train_params *p = &s->p;
+    p->task = SCORE_TASK_CLASSIFY;
+    p->bundle = &s->b;
+    p->data = &s->d;
+    p->train_idx = s->idx;
+    p->n_train = 8;
+    train_params_defaults(&p->train);
+    p->train.batch = 4;
+    p->train.optim.lr = 1e-2f;
+    p->train.optim.min_lr = 1e-3f;
+    p->steps = 5;
+    p->seed = 1;
+    snprintf(s->dir, sizeof s->dir, "%s/%s", test_tmpdir(), name);
+    p->out_dir = s->dir;
+}
+
+static void small_run_free(small_run *s) {
+    score_data_free(&s->d);
+    model_bundle_free(&s->b);
+    model_free(&s->lm);
+}
+
+/* --freeze-body: only score.weight moves; the body stays bit-identical; the model is unfrozen after. */
+static void test_freeze_body(void) {
+    rlhf_error err = {0};
+    small_run s;
+    small_run_init(&s, "frozen-run");
+    model *m = &s.b.m;
+    float *before = malloc(m->n_floats * sizeof(float));
+    memcpy(before, m->params, m->n_floats * sizeof(float));
+    s.p.freeze_body = 1;
     train_loop_summary sum;
-    CHECK(score_train_run(&p, &sum, &err) == 0, "%s", err.msg);
-    const model_tensor *st = model_find_tensor(&b.m, "score.weight");
+    CHECK(score_train_run(&s.p, &sum, &err) == 0, "%s", err.msg);
+    const model_tensor *st = model_find_tensor(m, "score.weight");
     int body_same = 1, score_moved = 0;
-    for (int i = 0; i < b.m.n_tensors; i++) {
-        const model_tensor *t = &b.m.tensors[i];
-        int same = memcmp(before + t->offset, b.m.params + t->offset, t->numel * sizeof(float)) == 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const model_tensor *t = &m->tensors[i];
+        int same = memcmp(before + t->offset, m->params + t->offset, t->numel * sizeof(float)) == 0;
         if (t == st) score_moved = !same;
         else body_same &= same;
     }
     CHECK(body_same, "the frozen body is bit-identical after training");
     CHECK(score_moved, "score.weight trained");
-    CHECK(b.m.frozen == 0, "the model is not left frozen");
+    CHECK(m->frozen == 0, "the model is not left frozen");
     free(before);
-    score_data_free(&d);
-    model_bundle_free(&b);
-    model_free(&lm);
+    small_run_free(&s);
+}
+
+/* LoRA (PEFT modules_to_save = ["score"]): no base gradient buffer, the score trains in the
+ * adapter's buffer and comes home, only the targeted linears change (the merge), the adapter
+ * directory loads (base given) as exactly the model the run ended with. */
+static void test_lora(void) {
+    rlhf_error err = {0};
+    small_run s;
+    small_run_init(&s, "lora-run");
+    model *m = &s.b.m;
+    char base[4300];
+    snprintf(base, sizeof base, "%s/lora-base", test_tmpdir());
+    model_bundle lmb = {0};
+    lmb.m = s.lm;
+    lmb.tok = s.b.tok;
+    CHECK(model_bundle_save(&lmb, base, &err) == 0, "%s", err.msg);
+    float *before = malloc(m->n_floats * sizeof(float));
+    memcpy(before, m->params, m->n_floats * sizeof(float));
+    lora_params_defaults(&s.p.lora);
+    s.p.lora.rank = 4;
+    s.p.lora.targets = "q_proj,down_proj";
+    s.p.base_model = base;
+    train_loop_summary sum;
+    CHECK(score_train_run(&s.p, &sum, &err) == 0, "%s", err.msg);
+    CHECK(m->grads == NULL, "no gradient buffer for the base (LoRA)");
+    CHECK(m->lora == NULL && m->frozen == 0, "the adapter is detached and the model unfrozen after");
+    const model_tensor *st = model_find_tensor(m, "score.weight");
+    CHECK(m->w.score == m->params + st->offset, "score.weight points into the model's own buffer again");
+    int others_same = 1, targets_moved = 1, score_moved = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const model_tensor *t = &m->tensors[i];
+        const int same = memcmp(before + t->offset, m->params + t->offset, t->numel * sizeof(float)) == 0;
+        if (t == st) score_moved = !same;
+        else if (strstr(t->name, "q_proj") || strstr(t->name, "down_proj")) targets_moved &= !same;
+        else others_same &= same;
+    }
+    CHECK(score_moved, "score.weight trained");
+    CHECK(targets_moved, "every targeted linear changed (the adapter merged into it)");
+    CHECK(others_same, "every other tensor (embeddings, norms, k/v/o, gate/up) is bit-identical");
+    model_bundle back = {0};
+    CHECK(score_model_load_adapter(&back, s.dir, base, &err) == 0, "%s", err.msg);
+    double worst = 0;
+    for (size_t i = 0; back.m.n_floats == m->n_floats && i < m->n_floats; i++)
+        worst = fmax(worst, fabs((double)back.m.params[i] - m->params[i]));
+    CHECK(back.m.n_floats == m->n_floats && worst <= 1e-6, "the adapter directory loads as the trained model (max diff %g, "
+          "tolerance 1e-6)", worst);
+    CHECK(back.labels && back.m.config.num_labels == 2, "labels come back from %s", SCORE_CLASSIFIER_FILE);
+    model_bundle_free(&back);
+    free(before);
+    small_run_free(&s);
 }
 
 int main(void) {
     test_freeze_body();
+    test_lora();
     test_directory(MODEL_FAMILY_GPT2);
     test_directory(MODEL_FAMILY_LLAMA);
     test_losses();
