@@ -142,6 +142,24 @@ check "--resume with a DPO setting: exit 2 naming it" '[ $rc -eq 2 ] && grep -q 
 check "--resume on other data: exit 1 saying so" '[ $rc -eq 1 ] && grep -q "not what the run" rd.log'
 "$rlhf" dpo --out llama --resume > rn.log 2>&1; rc=$?
 check "--resume without a training state: exit 1 naming the file" '[ $rc -eq 1 ] && grep -q "training_state.bin" rn.log'
+# chat prompts with an earlier assistant turn: only the reply is scored, not the earlier turn
+# (its tokens would add ~5 nats each to logps/chosen of this random model)
+/usr/bin/python3 - <<'PY'
+import json
+for name, earlier in (("ctx-short", "abc"), ("ctx-long", "abc abc abc")):
+    with open(name + ".jsonl", "w") as f:
+        for i in range(8):
+            p = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": earlier}, {"role": "user", "content": "q?"}]
+            f.write(json.dumps({"prompt": p, "chosen": [{"role": "assistant", "content": "good ."}],
+                                "rejected": [{"role": "assistant", "content": "bad ."}]}) + "\n")
+PY
+for n in ctx-short ctx-long; do
+  "$rlhf" dpo --model llama --data $n.jsonl --out $n --steps 1 --json-log $n.jsonl.log > /dev/null 2>&1
+done
+lc_s=$(grep '"step":1,' ctx-short.jsonl.log | sed -n 's|.*"logps/chosen":\([^,}]*\).*|\1|p')
+lc_l=$(grep '"step":1,' ctx-long.jsonl.log | sed -n 's|.*"logps/chosen":\([^,}]*\).*|\1|p')
+check "an earlier assistant turn of a chat prompt is not scored (logps/chosen $lc_s vs $lc_l with a longer one; within 2 nats)" \
+  "awk -v a='${lc_s:-0}' -v b='${lc_l:-99}' 'BEGIN { d = a - b; exit !(a < 0 && (d < 0 ? -d : d) < 2) }'"
 # bad input
 printf '{"prompt": "x", "chosen": "a"}\n' > bad.jsonl
 "$rlhf" dpo --model llama --data bad.jsonl --out out-bad > bad.log 2>&1; rc=$?

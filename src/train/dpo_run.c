@@ -37,12 +37,15 @@ void dpo_run_params_defaults(dpo_run_params *p) {
 
 /* ---- pairs as SFT texts: prompt + chosen, prompt + rejected ---- */
 
-static char *messages_with_reply(const char *prompt_messages, const char *reply) {
+/* The prompt's messages plus the reply as the last assistant turn; *n_context = the prompt's
+ * messages (context only: an earlier assistant turn of the prompt is not part of the reply). */
+static char *messages_with_reply(const char *prompt_messages, const char *reply, int *n_context) {
     cJSON *arr = cJSON_Parse(prompt_messages);
     if (!cJSON_IsArray(arr)) {
         cJSON_Delete(arr);
         return NULL;
     }
+    *n_context = cJSON_GetArraySize(arr);
     cJSON *m = cJSON_CreateObject();
     cJSON_AddStringToObject(m, "role", "assistant");
     cJSON_AddStringToObject(m, "content", reply);
@@ -63,7 +66,7 @@ static int texts_from_pairs(sft_texts *t, const pref_dataset *d, rlhf_error *err
             sft_text *x = &t->items[t->n++];
             const char *reply = side ? pp->rejected : pp->chosen;
             if (pp->prompt_messages) {
-                x->messages_json = messages_with_reply(pp->prompt_messages, reply);
+                x->messages_json = messages_with_reply(pp->prompt_messages, reply, &x->n_context);
                 if (!x->messages_json) return rlhf_errorf(err, RLHF_ERR_INVALID, "pair %zu: bad prompt messages", i + 1);
             } else {
                 x->prompt = strdup(pp->prompt);
