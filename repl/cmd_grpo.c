@@ -48,8 +48,6 @@ static const char *const grpo_help =
     "completions/clipped_ratio, clip_ratio/region_mean, entropy, kl (with --beta).\n"
     "Not yet: prompts from --db, LoRA, --resume.";
 
-static volatile sig_atomic_t g_stop;
-
 int cmd_grpo(int argc, char **argv) {
     const int rloo = strcmp(argv[0], "rloo") == 0;
     trainer_flags f;
@@ -154,8 +152,6 @@ int cmd_grpo(int argc, char **argv) {
         p.seed = f.seed;
         p.save_every = f.save_every;
         trainer_flags_lora(&f, &p.lora);
-        run_log rl;
-        memset(&rl, 0, sizeof rl);
         char config[1536];
         snprintf(config, sizeof config,
                  "{\"advantage\":\"%s\",\"reward_fn\":\"%s\",\"num_generations\":%d,\"prompts_per_step\":%d,"
@@ -163,40 +159,16 @@ int cmd_grpo(int argc, char **argv) {
                  "\"missing_eos_penalty\":%g}",
                  rloo ? "rloo" : "grpo", reward_spec ? reward_spec : reward_model, p.num_generations, p.prompts_per_step, p.max_new_tokens,
                  p.grpo.epsilon, p.grpo.epsilon_high, p.grpo.beta, grpo_loss_agg_name(p.grpo.loss_agg), f.lr, p.missing_eos_penalty);
-        run_log_params rlp = {rloo ? "rloo" : "grpo", f.runs_db, f.json_log, 0, f.model, config};
-        if (run_log_open(&rl, &rlp)) rc = 1;
-        rollout_store rs;
-        memset(&rs, 0, sizeof rs);
-        if (!rc && rl.db) {
-            if (rollout_store_init(&rs, rl.db, f.model, (const char *const *)prompts, n_prompts,
-                                   rloo ? "rloo" : "grpo", rl.run_id, reward_spec ? reward_spec : reward_model))
-            {
-                out_error("out of memory");
-                rc = 1;
-            }
-            p.sink = rollout_store_sink;
-            p.sink_ctx = &rs;
-        }
+        rollout_session ss;
+        rc = rollout_session_open(&ss, rloo ? "rloo" : "grpo", f.runs_db, f.json_log, f.model, config,
+                                  (const char *const *)prompts, n_prompts, reward_spec ? reward_spec : reward_model);
         if (!rc) {
-            g_stop = 0;
-            p.stop = &g_stop;
-            p.progress = run_log_progress;
-            p.progress_ctx = &rl;
-            struct sigaction old;
-            run_log_sigint_catch(&g_stop, &old);
+            rollout_session_hooks(&ss, &p.stop, &p.progress, &p.progress_ctx, &p.sink, &p.sink_ctx);
             grpo_summary s;
             int r = grpo_run(&p, &s, &err);
-            run_log_sigint_restore(&old);
-            out_progress_end();
-            if (r == RLHF_ERR_INTERRUPTED) {
-                run_log_finish(&rl, "stopped", f.out);
-                out_fail(&err);
-                rc = 130;
-            } else if (r) {
-                run_log_finish(&rl, "failed", NULL);
-                rc = out_fail(&err);
-            } else {
-                run_log_finish(&rl, "done", f.out);
+            rc = rollout_session_end(&ss, r, &err, f.out);
+            if (rc < 0) {
+                rc = 0;
                 char el[32];
                 run_log_duration(el, sizeof el, s.elapsed_s);
                 out_printf("%s on %zu prompts (%zu held out), %d completions each: %ld steps in %s; sampled reward "
@@ -206,11 +178,10 @@ int cmd_grpo(int argc, char **argv) {
                 if (!isnan(s.val_reward_before))
                     out_printf("held-out mean reward (greedy): %.3f before, %.3f after\n", s.val_reward_before,
                                s.val_reward_after);
-                if (rs.n_stored) out_printf("%ld rollouts stored in %s\n", rs.n_stored, f.runs_db);
                 out_printf("saved %s\n", f.out);
             }
+            rollout_session_close(&ss, f.runs_db);
         }
-        rollout_store_free(&rs);
     }
     for (size_t i = 0; i < n_prompts; i++) free(prompts[i]);
     free(prompts);

@@ -54,6 +54,8 @@ int cmd_dpo(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 /* repl/cmd_grpo.c (grpo and rloo) */
 int cmd_grpo(int argc, char **argv);
+/* repl/cmd_ppo.c */
+int cmd_ppo(int argc, char **argv);
 /* repl/cmd_reward.c */
 int cmd_reward(int argc, char **argv);
 int cmd_score(int argc, char **argv);

@@ -129,3 +129,48 @@ int rollout_prompts_read(const char *path, char ***out, size_t *n) {
     *out = v;
     return rc;
 }
+
+int rollout_session_open(rollout_session *s, const char *kind, const char *db_path, const char *json_log, const char *model,
+                         const char *config, const char *const *prompts, size_t n_prompts, const char *reward_source) {
+    memset(s, 0, sizeof *s);
+    run_log_params rlp = {kind, db_path, json_log, 0, model, config};
+    if (run_log_open(&s->rl, &rlp)) return 1;
+    if (s->rl.db && rollout_store_init(&s->rs, s->rl.db, model, prompts, n_prompts, kind, s->rl.run_id, reward_source)) {
+        out_error("out of memory");
+        run_log_finish(&s->rl, "failed", NULL);
+        return 1;
+    }
+    s->stop = 0;
+    run_log_sigint_catch(&s->stop, &s->old);
+    return 0;
+}
+
+void rollout_session_hooks(rollout_session *s, volatile sig_atomic_t **stop, train_progress_fn *progress,
+                           void **progress_ctx, rollout_sink_fn *sink, void **sink_ctx) {
+    *stop = &s->stop;
+    *progress = run_log_progress;
+    *progress_ctx = &s->rl;
+    *sink = s->rl.db ? rollout_store_sink : NULL;
+    *sink_ctx = s->rl.db ? &s->rs : NULL;
+}
+
+int rollout_session_end(rollout_session *s, int r, const rlhf_error *err, const char *out_dir) {
+    run_log_sigint_restore(&s->old);
+    out_progress_end();
+    if (r == RLHF_ERR_INTERRUPTED) {
+        run_log_finish(&s->rl, "stopped", out_dir);
+        out_fail(err);
+        return 130;
+    }
+    if (r) {
+        run_log_finish(&s->rl, "failed", NULL);
+        return out_fail(err);
+    }
+    run_log_finish(&s->rl, "done", out_dir);
+    return -1;
+}
+
+void rollout_session_close(rollout_session *s, const char *db_path) {
+    if (s->rs.n_stored) out_printf("%ld rollouts stored in %s\n", s->rs.n_stored, db_path);
+    rollout_store_free(&s->rs);
+}

@@ -12,7 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <signal.h>
+
 #include "feedback/store.h"
+#include "repl/run_log.h"
 #include "src/train/rollout.h"
 
 typedef struct {
@@ -37,5 +40,30 @@ int rollout_store_sink(void *ctx, const rollout_record *r, rlhf_error *err);
 /* Prompts of a JSONL file of {"prompt": "..."} lines (blank lines skipped): *out (n) new strings
  * (free each, then the array). Errors name FILE:LINE (printed); returns 0 or 1. */
 int rollout_prompts_read(const char *path, char ***out, size_t *n);
+
+/* What an online trainer command (grpo, rloo, ppo) holds while it runs: the run's record, the
+ * rollout store over the same database, and the Ctrl-C flag. */
+typedef struct {
+    run_log rl;
+    rollout_store rs;
+    volatile sig_atomic_t stop;
+    struct sigaction old;
+} rollout_session;
+
+/* Opens the run log (kind, database or NULL, --json-log or NULL, the initial model, the run's
+ * configuration JSON) and, with a database, the rollout store; then catches Ctrl-C. The caller
+ * points its run's stop flag, progress callback and sink at what *s holds (rollout_session_hooks).
+ * Returns 0, or the exit status (1) after printing why. */
+int rollout_session_open(rollout_session *s, const char *kind, const char *db_path, const char *json_log, const char *model,
+                         const char *config, const char *const *prompts, size_t n_prompts, const char *reward_source);
+/* The hooks of an open session. */
+void rollout_session_hooks(rollout_session *s, volatile sig_atomic_t **stop, train_progress_fn *progress,
+                           void **progress_ctx, rollout_sink_fn *sink, void **sink_ctx);
+/* Ends the run with the trainer's return code r (err its message): restores Ctrl-C, records the
+ * outcome. Returns -1 when the run is done (the caller prints its summary, then calls
+ * rollout_session_close), else the exit status (130 stopped, 1 failed) after printing why. */
+int rollout_session_end(rollout_session *s, int r, const rlhf_error *err, const char *out_dir);
+/* Prints how many rollouts were stored, and releases the session. */
+void rollout_session_close(rollout_session *s, const char *db_path);
 
 #endif

@@ -77,19 +77,6 @@ void grpo_head_set_rollout_metrics(grpo_head *h, double reward, double reward_st
     h->have_rollout = 1;
 }
 
-/* Entropy of softmax(logits) at one position. */
-static double entropy_of(const float *x, int V) {
-    float mx = x[0];
-    for (int v = 1; v < V; v++) mx = x[v] > mx ? x[v] : mx;
-    double z = 0, zx = 0;
-    for (int v = 0; v < V; v++) {
-        double e = exp((double)x[v] - mx);
-        z += e;
-        zx += e * ((double)x[v] - mx);
-    }
-    return log(z) - zx / z;
-}
-
 static int grpo_loss(void *self, model *m, model_acts *a, const train_batch *b, int want_grad, const float **dlogits,
                      const float **dhidden, train_head_out *out, rlhf_error *err) {
     grpo_head *h = self;
@@ -102,7 +89,7 @@ static int grpo_loss(void *self, model *m, model_acts *a, const train_batch *b, 
     for (size_t i = 0; i < (size_t)B * T; i++)
         if (b->targets[i] >= 0) {
             N++;
-            ent += entropy_of(a->logits + i * V, V);
+            ent += rollout_entropy(a->logits + i * V, V);
         }
     /* per-position -log p, and (softmax - onehot) / N in place of the logits */
     model_xent(a->logits, b->targets, NULL, B, T, V, want_grad ? a->logits : NULL, h->pos_loss);

@@ -40,16 +40,11 @@ void grpo_run_params_defaults(grpo_run_params *p) {
 
 typedef struct {
     const grpo_run_params *p;
-    model_bundle *b;
+    rollout_setup *su;      /* the policy, scorer, prompts, split */
     model *ref;             /* beta > 0: the starting policy's snapshot */
     train *t;
     grpo_head *h;
-    rollout_ids *prompt_ids;/* (n_prompts) */
-    rollout_scorer *scorer;
     rollout_batch rb;       /* one micro-batch's rows */
-    size_t *train_idx, n_train, *val_idx, n_val;
-    size_t *perm;
-    long perm_epoch;
     int R, T;               /* rows per micro-batch, positions capacity */
     /* the current rollout batch: accum micro-batches of R rows */
     int32_t *tokens, *targets; /* (accum, R, T) */
@@ -61,22 +56,6 @@ typedef struct {
     int have_first;
     rlhf_error gen_err;
 } rollout_ctx;
-
-static size_t prompt_at(rollout_ctx *c, uint64_t k) {
-    long epoch = (long)(k / c->n_train);
-    if (epoch != c->perm_epoch) {
-        rng_t r;
-        rng_seed(&r, c->p->seed * 0x9e3779b97f4a7c15ull + (uint64_t)epoch + 7);
-        for (size_t i = 0; i < c->n_train; i++) c->perm[i] = c->train_idx[i];
-        for (size_t i = c->n_train; i > 1; i--) {
-            size_t j = (size_t)rng_below(&r, i), tmp = c->perm[i - 1];
-            c->perm[i - 1] = c->perm[j];
-            c->perm[j] = tmp;
-        }
-        c->perm_epoch = epoch;
-    }
-    return c->perm[k % c->n_train];
-}
 
 /* Generates the rollout batch of `step`: for every micro-batch, prompts_per_step prompts with G
  * completions each; rewards, advantages, rows, old and reference log-probabilities. */
@@ -94,10 +73,10 @@ static int make_rollouts(rollout_ctx *c, long step, rlhf_error *err) {
     for (int mb = 0; !rc && mb < p->accum; mb++) {
         int32_t *tok = c->tokens + (size_t)mb * R * T, *tg = c->targets + (size_t)mb * R * T;
         for (int j = 0; j < P; j++) {
-            idx[j] = prompt_at(c, ((uint64_t)rollout * p->accum + (uint64_t)mb) * P + (uint64_t)j);
+            idx[j] = rollout_order_at(&c->su->order, ((uint64_t)rollout * p->accum + (uint64_t)mb) * P + (uint64_t)j);
             seeds[j] = p->seed ^ ((uint64_t)rollout * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)(mb * P + j) << 32);
         }
-        rc = rollout_make(c->b, c->prompt_ids, p->prompts, idx, P, &g, seeds, c->scorer, p->sink, p->sink_ctx, step,
+        rc = rollout_make(&c->su->b, c->su->prompt_ids, p->prompts, idx, P, &g, seeds, &c->su->scorer, p->sink, p->sink_ctx, step,
                           &c->rb, err);
         if (rc) break;
         const double *rewards = c->rb.rewards;
@@ -122,7 +101,7 @@ static int make_rollouts(rollout_ctx *c, long step, rlhf_error *err) {
         }
         c->mb_T[mb] = maxT;
         /* the sampling policy's log-probabilities, by the training forward pass */
-        rc = grpo_token_logps(&c->b->m, &c->t->acts, tok, tg, R, maxT, c->old_lp + (size_t)mb * R * T, err);
+        rc = grpo_token_logps(&c->su->b.m, &c->t->acts, tok, tg, R, maxT, c->old_lp + (size_t)mb * R * T, err);
         if (!rc && p->grpo.beta > 0)
             rc = grpo_token_logps(c->ref, &c->t->acts, tok, tg, R, maxT, c->ref_lp + (size_t)mb * R * T, err);
     }
@@ -163,20 +142,9 @@ static int fill(void *vctx, long step, int micro, rng_t *rng, train_batch *b, rl
 
 /* Mean reward of greedy completions of the held-out prompts. */
 static int eval_val(rollout_ctx *c, double *out, rlhf_error *err) {
-    return rollout_eval_greedy(c->b, c->prompt_ids, c->p->prompts, c->val_idx, c->n_val, c->p->max_new_tokens, c->scorer,
+    return rollout_eval_greedy(&c->su->b, c->su->prompt_ids, c->p->prompts, c->su->val_idx, c->su->n_val, c->p->max_new_tokens,
+                               &c->su->scorer,
                                out, err);
-}
-
-typedef struct {
-    const grpo_run_params *p;
-    model_bundle *b;
-} saver;
-
-static int save_model(void *ctx, long step, const rng_t *rng, rlhf_error *err) {
-    (void)step;
-    (void)rng;
-    saver *s = ctx;
-    return model_bundle_save(s->b, s->p->out_dir, err);
 }
 
 int grpo_run(const grpo_run_params *p, grpo_summary *sum, rlhf_error *err) {
@@ -194,48 +162,22 @@ int grpo_run(const grpo_run_params *p, grpo_summary *sum, rlhf_error *err) {
         return rlhf_errorf(err, RLHF_ERR_UNSUPPORTED,
                            "GRPO with a LoRA adapter is not implemented yet: the decoder samples from plain weights "
                            "(train fully, or merge an adapter first with rlhf model merge)");
-    model_bundle b = {0};
     model ref = {0};
     train t = {0};
     grpo_head h = {0};
-    rollout_scorer scorer;
-    memset(&scorer, 0, sizeof scorer);
+    rollout_setup su;
     rollout_ctx c;
     memset(&c, 0, sizeof c);
     c.p = p;
     c.rollout_step = -1;
-    c.perm_epoch = -1;
-    int rc = model_bundle_load(&b, p->model_dir, err);
-    if (rc) goto done;
-    if (!b.tok) {
-        rc = rlhf_errorf(err, RLHF_ERR_INVALID, "%s: the model has no tokenizer (rewards read text)", p->model_dir);
-        goto done;
-    }
-    c.b = &b;
-    if (p->reward_model) {
-        if ((rc = rollout_scorer_open_rm(&scorer, p->reward_model, err))) goto done;
-    } else {
-        scorer.fn = p->reward;
-    }
-    scorer.missing_eos_penalty = p->missing_eos_penalty;
-    c.scorer = &scorer;
-    /* prompts: rendered as a user turn through the chat template when there is one */
-    int longest = 1;
-    if ((rc = rollout_prompts_encode(&b, p->prompts, p->n_prompts, &c.prompt_ids, &longest, err))) goto done;
-    if (longest + p->max_new_tokens > b.m.config.context) {
-        rc = rlhf_errorf(err, RLHF_ERR_INVALID,
-                         "the longest prompt (%d tokens) + --max-new-tokens %d exceeds the model's context of %d",
-                         longest, p->max_new_tokens, b.m.config.context);
-        goto done;
-    }
-    /* split */
-    if ((rc = score_split(p->n_prompts, p->val_fraction, p->seed, &c.train_idx, &c.n_train, &c.val_idx, &c.n_val, err)))
-        goto done;
-    sum->n_train = c.n_train;
-    sum->n_val = c.n_val;
-    c.perm = malloc(c.n_train * sizeof *c.perm);
+    int rc = rollout_setup_open(&su, p->model_dir, &p->reward, p->reward_model, p->missing_eos_penalty, p->prompts,
+                                p->n_prompts, p->max_new_tokens, p->val_fraction, p->seed, err);
+    if (rc) return rc;
+    c.su = &su;
+    sum->n_train = su.n_train;
+    sum->n_val = su.n_val;
     c.R = p->prompts_per_step * p->num_generations;
-    c.T = longest + p->max_new_tokens - 1;
+    c.T = su.T;
     if ((rc = rollout_batch_init(&c.rb, c.R, c.T, err))) goto done;
     const size_t cells = (size_t)p->accum * c.R * c.T;
     c.tokens = malloc(cells * sizeof *c.tokens);
@@ -244,7 +186,7 @@ int grpo_run(const grpo_run_params *p, grpo_summary *sum, rlhf_error *err) {
     c.ref_lp = p->grpo.beta > 0 ? malloc(cells * sizeof *c.ref_lp) : NULL;
     c.labels = malloc((size_t)p->accum * c.R * sizeof *c.labels);
     c.mb_T = malloc((size_t)p->accum * sizeof *c.mb_T);
-    if (!c.perm || !c.tokens || !c.targets || !c.old_lp || (p->grpo.beta > 0 && !c.ref_lp) || !c.labels || !c.mb_T)
+    if (!c.tokens || !c.targets || !c.old_lp || (p->grpo.beta > 0 && !c.ref_lp) || !c.labels || !c.mb_T)
         goto nomem;
 
     /* the trainer */
@@ -257,11 +199,11 @@ int grpo_run(const grpo_run_params *p, grpo_summary *sum, rlhf_error *err) {
     tp.optim.total_steps = p->steps;
     if ((rc = optim_params_validate(&tp.optim, err))) goto done;
     if (p->grpo.beta > 0) { /* the reference: a snapshot of the starting weights */
-        if ((rc = model_init(&ref, &b.m.config, err))) goto done;
-        memcpy(ref.params, b.m.params, b.m.n_floats * sizeof(float));
+        if ((rc = model_init(&ref, &su.b.m.config, err))) goto done;
+        memcpy(ref.params, su.b.m.params, su.b.m.n_floats * sizeof(float));
         c.ref = &ref;
     }
-    if ((rc = train_init(&t, &b.m, &tp, err))) goto done;
+    if ((rc = train_init(&t, &su.b.m, &tp, err))) goto done;
     c.t = &t;
     grpo_params gpar = p->grpo;
     gpar.max_completion = p->max_new_tokens;
@@ -269,44 +211,19 @@ int grpo_run(const grpo_run_params *p, grpo_summary *sum, rlhf_error *err) {
     c.h = &h;
     if ((rc = eval_val(&c, &sum->val_reward_before, err))) goto done;
     if ((rc = file_mkdir_p(p->out_dir, err))) goto done;
-    saver sv = {p, &b};
-    train_loop_params lp;
-    memset(&lp, 0, sizeof lp);
-    lp.t = &t;
-    lp.head = grpo_train_head(&h);
-    lp.data = (train_data){.fill = fill, .ctx = &c};
-    lp.steps = p->steps;
-    lp.save_every = p->save_every;
-    rng_seed(&lp.rng, p->seed);
-    lp.save = save_model;
-    lp.save_ctx = &sv;
-    lp.stop = p->stop;
-    lp.progress = p->progress;
-    lp.progress_ctx = p->progress_ctx;
-    lp.saved_step = -1;
-    train_loop_summary ls;
-    rc = train_loop_run(&lp, &ls, err);
-    sum->steps_done = ls.steps_done;
-    sum->elapsed_s = ls.elapsed_s;
+    const rollout_loop_params rlp = {p->steps,    p->save_every, p->seed,     &su.b,
+                                     p->out_dir,  p->stop,       p->progress, p->progress_ctx};
+    rc = rollout_loop_run(&t, grpo_train_head(&h), (train_data){.fill = fill, .ctx = &c}, &rlp, &sum->steps_done, &sum->elapsed_s,
+                          err);
     sum->first_reward = c.first_reward;
     sum->last_reward = c.last_reward;
-    if (rc == RLHF_ERR_INTERRUPTED) {
-        rc = rlhf_errorf(err, RLHF_ERR_INTERRUPTED, "interrupted at step %ld of %ld; the last checkpoint is in %s",
-                         ls.steps_done, p->steps, p->out_dir);
-        goto done;
-    }
     if (rc) goto done;
     rc = eval_val(&c, &sum->val_reward_after, err);
     goto done;
 nomem:
     rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory setting up the GRPO run");
 done:
-    rollout_prompts_free(c.prompt_ids, p->n_prompts);
     rollout_batch_free(&c.rb);
-    rollout_scorer_free(&scorer);
-    free(c.train_idx);
-    free(c.val_idx);
-    free(c.perm);
     free(c.tokens);
     free(c.targets);
     free(c.old_lp);
@@ -316,6 +233,6 @@ done:
     grpo_head_free(&h);
     train_free(&t);
     model_free(&ref);
-    model_bundle_free(&b);
+    rollout_setup_close(&su);
     return rc;
 }

@@ -33,7 +33,7 @@
 #include "src/model/model.h"
 #include "src/train/train.h"
 
-#define TRAIN_MAX_METRICS 8
+#define TRAIN_MAX_METRICS 16
 
 /* One micro-batch: B rows of at most T tokens each, padded (padding is any valid token id). */
 typedef struct {

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "src/core/rng.h"
 #include "src/gen/generate.h"
 #include "src/gen/prompt.h"
 #include "src/train/score_head.h"
@@ -318,4 +319,117 @@ int rollout_token_logps(model *m, model_acts *a, const int32_t *tokens, const in
     model_xent(a->logits, targets, NULL, B, T, V, NULL, out);
     for (size_t i = 0; i < (size_t)B * T; i++) out[i] = targets[i] >= 0 ? -out[i] : 0.0f;
     return RLHF_OK;
+}
+
+double rollout_entropy(const float *x, int V) {
+    float mx = x[0];
+    for (int v = 1; v < V; v++) mx = x[v] > mx ? x[v] : mx;
+    double z = 0, zx = 0;
+    for (int v = 0; v < V; v++) {
+        double e = exp((double)x[v] - mx);
+        z += e;
+        zx += e * ((double)x[v] - mx);
+    }
+    return log(z) - zx / z;
+}
+
+int rollout_order_init(rollout_order *o, const size_t *train_idx, size_t n_train, uint64_t seed, rlhf_error *err) {
+    memset(o, 0, sizeof *o);
+    o->train_idx = train_idx;
+    o->n_train = n_train;
+    o->seed = seed;
+    o->pass = -1;
+    o->perm = malloc((n_train ? n_train : 1) * sizeof *o->perm);
+    return o->perm ? RLHF_OK : rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for the prompt order");
+}
+
+void rollout_order_free(rollout_order *o) {
+    free(o->perm);
+    memset(o, 0, sizeof *o);
+}
+
+size_t rollout_order_at(rollout_order *o, uint64_t k) {
+    const long pass = (long)(k / o->n_train);
+    if (pass != o->pass) {
+        rng_t r;
+        rng_seed(&r, o->seed * 0x9e3779b97f4a7c15ull + (uint64_t)pass + 7);
+        for (size_t i = 0; i < o->n_train; i++) o->perm[i] = o->train_idx[i];
+        for (size_t i = o->n_train; i > 1; i--) {
+            size_t j = (size_t)rng_below(&r, i), tmp = o->perm[i - 1];
+            o->perm[i - 1] = o->perm[j];
+            o->perm[j] = tmp;
+        }
+        o->pass = pass;
+    }
+    return o->perm[k % o->n_train];
+}
+
+static int save_bundle(void *ctx, long step, const rng_t *rng, rlhf_error *err) {
+    (void)step;
+    (void)rng;
+    const rollout_loop_params *lp = ctx;
+    return model_bundle_save(lp->b, lp->out_dir, err);
+}
+
+int rollout_loop_run(train *t, train_head head, train_data data, const rollout_loop_params *rp, long *steps_done,
+                     double *elapsed_s, rlhf_error *err) {
+    train_loop_params lp;
+    memset(&lp, 0, sizeof lp);
+    lp.t = t;
+    lp.head = head;
+    lp.data = data;
+    lp.steps = rp->steps;
+    lp.save_every = rp->save_every;
+    rng_seed(&lp.rng, rp->seed);
+    lp.save = save_bundle;
+    lp.save_ctx = (void *)rp;
+    lp.stop = rp->stop;
+    lp.progress = rp->progress;
+    lp.progress_ctx = rp->progress_ctx;
+    lp.saved_step = -1;
+    train_loop_summary ls;
+    int rc = train_loop_run(&lp, &ls, err);
+    *steps_done = ls.steps_done;
+    *elapsed_s = ls.elapsed_s;
+    if (rc == RLHF_ERR_INTERRUPTED)
+        rc = rlhf_errorf(err, RLHF_ERR_INTERRUPTED, "interrupted at step %ld of %ld; the last checkpoint is in %s",
+                         ls.steps_done, rp->steps, rp->out_dir);
+    return rc;
+}
+
+int rollout_setup_open(rollout_setup *s, const char *model_dir, const reward_fn *fn, const char *reward_model,
+                       float missing_eos_penalty, const char *const *prompts, size_t n_prompts, int max_new_tokens,
+                       double val_fraction, uint64_t seed, rlhf_error *err) {
+    memset(s, 0, sizeof *s);
+    s->n_prompts = n_prompts;
+    int rc = model_bundle_load(&s->b, model_dir, err);
+    if (rc) return rc;
+    if (!s->b.tok) rc = rlhf_errorf(err, RLHF_ERR_INVALID, "%s: the model has no tokenizer (rewards read text)", model_dir);
+    else if (s->b.m.config.num_labels > 0)
+        rc = rlhf_errorf(err, RLHF_ERR_INVALID, "%s is a classifier, not a language model to train", model_dir);
+    else if (reward_model) rc = rollout_scorer_open_rm(&s->scorer, reward_model, err);
+    else if (fn) s->scorer.fn = *fn;
+    s->scorer.missing_eos_penalty = missing_eos_penalty;
+    /* prompts: rendered as a user turn through the chat template when there is one */
+    int longest = 1;
+    if (!rc) rc = rollout_prompts_encode(&s->b, prompts, n_prompts, &s->prompt_ids, &longest, err);
+    if (!rc && longest + max_new_tokens > s->b.m.config.context)
+        rc = rlhf_errorf(err, RLHF_ERR_INVALID,
+                         "the longest prompt (%d tokens) + --max-new-tokens %d exceeds the model's context of %d", longest,
+                         max_new_tokens, s->b.m.config.context);
+    s->T = longest + max_new_tokens - 1;
+    if (!rc) rc = score_split(n_prompts, val_fraction, seed, &s->train_idx, &s->n_train, &s->val_idx, &s->n_val, err);
+    if (!rc) rc = rollout_order_init(&s->order, s->train_idx, s->n_train, seed, err);
+    if (rc) rollout_setup_close(s);
+    return rc;
+}
+
+void rollout_setup_close(rollout_setup *s) {
+    rollout_prompts_free(s->prompt_ids, s->n_prompts);
+    rollout_scorer_free(&s->scorer);
+    rollout_order_free(&s->order);
+    free(s->train_idx);
+    free(s->val_idx);
+    model_bundle_free(&s->b);
+    memset(s, 0, sizeof *s);
 }

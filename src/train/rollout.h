@@ -14,12 +14,15 @@
 #ifndef RLHF_ROLLOUT_H
 #define RLHF_ROLLOUT_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "src/core/error.h"
 #include "src/formats/model_load.h"
 #include "src/model/model.h"
+#include "src/train/loop.h"
+#include "src/train/train.h"
 
 /* ---- built-in programmatic rewards (--reward-fn) ----
  *   toy            the task world's verifier (src/world/world.h): 1 right, 0 wrong, minus 0.5
@@ -111,6 +114,59 @@ int rollout_make(const model_bundle *b, const rollout_ids *prompt_ids, const cha
 /* Mean reward of greedy completions of prompts idx[0..n) (NAN when n is 0). */
 int rollout_eval_greedy(const model_bundle *b, const rollout_ids *prompt_ids, const char *const *prompt_texts,
                         const size_t *idx, size_t n, int max_new_tokens, rollout_scorer *s, double *mean, rlhf_error *err);
+
+/* The order the training prompts are visited in: a fresh permutation of train_idx per pass,
+ * drawn from (seed, pass) alone, so rollout k's prompts are a function of k. */
+typedef struct {
+    const size_t *train_idx; /* borrowed */
+    size_t n_train;
+    uint64_t seed;
+    size_t *perm;            /* owned */
+    long pass;
+} rollout_order;
+/* What every online run sets up first: the policy (with its tokenizer), the scorer, the prompts
+ * encoded, the train/held-out split (score_split) and the training prompts' order. */
+typedef struct {
+    model_bundle b;
+    rollout_scorer scorer;
+    rollout_ids *prompt_ids;  /* (n_prompts) */
+    size_t n_prompts;
+    int T;                    /* longest prompt + max_new_tokens - 1: a row's positions */
+    size_t *train_idx, n_train, *val_idx, n_val;
+    rollout_order order;
+} rollout_setup;
+
+/* Loads model_dir (a language model with a tokenizer), the reward (reward_model's directory when
+ * given, else fn), encodes the prompts (refusing any that with max_new_tokens exceeds the
+ * context) and splits them. rollout_setup_close is safe on a zeroed setup. */
+int rollout_setup_open(rollout_setup *s, const char *model_dir, const reward_fn *fn, const char *reward_model,
+                       float missing_eos_penalty, const char *const *prompts, size_t n_prompts, int max_new_tokens,
+                       double val_fraction, uint64_t seed, rlhf_error *err);
+void rollout_setup_close(rollout_setup *s);
+
+/* Entropy of softmax(x) over V logits (in double). */
+double rollout_entropy(const float *x, int V);
+
+int rollout_order_init(rollout_order *o, const size_t *train_idx, size_t n_train, uint64_t seed, rlhf_error *err);
+void rollout_order_free(rollout_order *o);
+/* The k-th training prompt of the run. */
+size_t rollout_order_at(rollout_order *o, uint64_t k);
+
+/* The online trainers' loop: steps optimizer steps of head over data on t (from step 0, data
+ * rng seeded with seed), the policy bundle b saved to out_dir every save_every steps and at the
+ * end (atomic files). An interruption is RLHF_ERR_INTERRUPTED with a message naming the last
+ * checkpoint. *steps_done and *elapsed_s are set as far as the run got. */
+typedef struct {
+    long steps, save_every;
+    uint64_t seed;
+    model_bundle *b;
+    const char *out_dir;
+    volatile sig_atomic_t *stop;
+    train_progress_fn progress;
+    void *progress_ctx;
+} rollout_loop_params;
+int rollout_loop_run(train *t, train_head head, train_data data, const rollout_loop_params *lp, long *steps_done,
+                     double *elapsed_s, rlhf_error *err);
 
 /* Per-position log p(target) of rows (B, T) under m with the logits divided by temperature
  * (1: plain), targets < 0 give 0: one forward pass on a. */
