@@ -269,6 +269,17 @@ int db_rating_get(db *d, int64_t id, db_rating_fn fn, void *ctx, rlhf_error *err
 int db_rating_update(db *d, int64_t id, const db_rating_row *row, rlhf_error *err);
 int db_rating_delete(db *d, int64_t id, rlhf_error *err);
 
+/* Ratings with their texts (KTO's unpaired judgements), in id order. */
+typedef struct {
+    int64_t rating_id;
+    int score;                        /* 1..5, 0 = none (a flag with labels only) */
+    const char *labels;               /* may be NULL */
+    const char *text;                 /* the rated generation */
+    const char *prompt_text, *prompt_messages_json; /* messages may be NULL */
+} db_rating_text_view;
+typedef int (*db_rating_text_fn)(void *ctx, const db_rating_text_view *row);
+int db_ratings_each_text(db *d, db_rating_text_fn fn, void *ctx, rlhf_error *err);
+
 int db_skip_insert(db *d, int64_t prompt_id, int64_t annotator_id, int64_t guideline_id,
                    const char *reason, int64_t *id, rlhf_error *err);
 int db_skip_delete(db *d, int64_t id, rlhf_error *err);

@@ -191,6 +191,17 @@ typedef struct {
 int store_get_pref_dataset(store *s, const store_pref_query *q, pref_dataset *out,
                            rlhf_error *err);
 
+/* KTO's unpaired judgements: every rating with a score, score >= 4 of 5 desirable, score <= 2
+ * undesirable, 3 left out (neither); a rating without a score (a flag: labels such as unsafe,
+ * incorrect, off-topic) undesirable. With with_pairs, also every strict preference (as
+ * store_get_pref_dataset gives them): its chosen reply desirable, its rejected undesirable.
+ * Appended to `out` (initialised by the caller): ratings in id order, then pairs. */
+typedef struct {
+    int with_pairs;      /* 1: add the strict preference pairs' sides */
+    int include_flagged; /* pairs flagged at write time too */
+} store_kto_query;
+int store_get_kto_dataset(store *s, const store_kto_query *q, kto_dataset *out, rlhf_error *err);
+
 typedef struct {
     int skip_demos;       /* 1: leave out demonstrations (imported or written SFT data) */
     int skip_best_ranked; /* 1: leave out the best-ranked generation of each ranked prompt */

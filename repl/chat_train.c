@@ -52,9 +52,9 @@ int chat_cmd_train(chat_session *s, const chat_input *in) {
     int known = 0;
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) known |= strcmp(k, kinds[i]) == 0;
     if (!known) return chat_fail(s, RLHF_ERR_INVALID, "usage: /train sft|dpo|grpo|rloo|reward|ppo|kto [--out DIR] [FLAGS]");
-    if (strcmp(k, "ppo") == 0 || strcmp(k, "kto") == 0)
-        return chat_fail(s, RLHF_ERR_UNSUPPORTED, "/train %s: not implemented yet in this build of rlhf.c (sft, dpo, grpo, "
-                                                  "rloo and reward are)", k);
+    if (strcmp(k, "ppo") == 0)
+        return chat_fail(s, RLHF_ERR_UNSUPPORTED, "/train %s: not implemented yet in this build of rlhf.c (sft, dpo, kto, "
+                                                  "grpo, rloo and reward are)", k);
     if (!s->loaded || !s->model_path) return chat_fail(s, RLHF_ERR_INVALID, "/train: load a model first (/model load PATH)");
     int rc = chat_store_open(s);
     if (rc) return rc;

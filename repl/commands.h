@@ -50,6 +50,8 @@ int cmd_world(int argc, char **argv);
 int cmd_runs(int argc, char **argv);
 /* repl/cmd_dpo.c */
 int cmd_dpo(int argc, char **argv);
+/* repl/cmd_kto.c */
+int cmd_kto(int argc, char **argv);
 /* repl/cmd_eval.c */
 int cmd_eval(int argc, char **argv);
 /* repl/cmd_grpo.c (grpo and rloo) */

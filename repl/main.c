@@ -32,6 +32,7 @@ static const command g_commands[] = {
     {"reward", "rlhf reward train|eval --model DIR (--data FILE.jsonl | --db FILE) [--out DIR]", "train or evaluate a reward model on preference pairs", cmd_reward},
     {"score", "rlhf score --model RM (--prompt TEXT --response TEXT | --data FILE.jsonl)", "score responses with a reward model", cmd_score},
     {"dpo", "rlhf dpo --model DIR (--data FILE.jsonl | --db FILE) --out DIR [--loss-type T] [--beta B] [--ref DIR]", "direct preference optimisation (DPO, IPO, hinge, robust, RPO) on preference pairs", cmd_dpo},
+    {"kto", "rlhf kto --model DIR (--data FILE.jsonl | --db FILE) --out DIR [--beta B] [--desirable-weight W] [--undesirable-weight W]", "KTO: train on unpaired thumbs-up/down judgements (ratings) relative to a reference", cmd_kto},
     {"grpo", "rlhf grpo --model DIR --prompts FILE.jsonl (--reward-fn toy|contains:TEXT | --reward RM_DIR) --out DIR [--num-generations G]", "group-relative policy optimisation with a verifier or a reward model (TRL's GRPO)", cmd_grpo},
     {"rloo", "rlhf rloo --model DIR --prompts FILE.jsonl (--reward-fn toy|contains:TEXT | --reward RM_DIR) --out DIR [--num-generations K]", "REINFORCE leave-one-out with a verifier or a reward model (TRL's RLOO)", cmd_grpo},
     {"ppo", "rlhf ppo --model DIR --reward RM_DIR --prompts FILE.jsonl --out DIR [--target-kl KL]", "PPO against a reward model (TRL's PPOTrainer: KL penalty, GAE, clipped policy and value losses)", cmd_ppo},

@@ -68,6 +68,14 @@ static void json_num(FILE *f, const char *name, double v) {
     else fprintf(f, ",\"%s\":null", name);
 }
 
+void run_log_print_metrics(const char *what, const train_head_out *o, const char *const *names, int n) {
+    out_printf("%s:", what);
+    for (int k = 0; k < n; k++)
+        for (int i = 0; i < o->n; i++)
+            if (strcmp(o->names[i], names[k]) == 0) out_printf(" %s %.4f", names[k], o->values[i]);
+    out_printf("\n");
+}
+
 void run_log_progress(const train_progress *pg, void *ctx) {
     run_log *rl = ctx;
     if (pg->event == TRAIN_EVENT_SAVING) {
@@ -85,6 +93,7 @@ void run_log_progress(const train_progress *pg, void *ctx) {
         metric(rl, pg->step, "skipped", 1);
         return;
     }
+    if (pg->val.n > 0 && rl->first_val.n == 0) rl->first_val = pg->val;
     char name[64];
     /* The metrics of this event: evaluations (also the one before the first step), then the step. */
     if (pg->val.n > 0 || !isnan(pg->val_loss)) {

@@ -37,6 +37,7 @@ typedef struct {
     int db_failed;
     const char *kind;
     const char *input_model;
+    train_head_out first_val; /* the head's metrics of the first evaluation (n = 0 until then) */
 } run_log;
 
 /* Opens the log file and the database and adds the run row. Prints what fails and returns the
@@ -44,6 +45,9 @@ typedef struct {
 int run_log_open(run_log *rl, const run_log_params *p);
 /* train_progress_fn: ctx is the run_log. */
 void run_log_progress(const train_progress *pg, void *ctx);
+/* Prints "WHAT: name value ..." for those of names[0..n) that o holds, in that order (a trainer's
+ * held-out metrics before and after). */
+void run_log_print_metrics(const char *what, const train_head_out *o, const char *const *names, int n);
 /* Ends the run: status done, stopped or failed; output_model is the path of what the run wrote
  * (registered with made_by = kind), may be NULL. Closes everything; safe on a zeroed run_log. */
 void run_log_finish(run_log *rl, const char *status, const char *output_model);

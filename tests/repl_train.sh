@@ -2,7 +2,7 @@
 # The REPL's /train and /run show on a scripted session: the stored feedback (pairs and
 # demonstrations imported into the database) trains through the same `rlhf` subcommands a user
 # types, the result is loaded back into the session, the runs are listed and charted, and
-# trainers that do not exist yet say so.
+# trainers that do not exist yet say so; /train kto trains on ratings made in the session.
 # Usage: repl_train.sh RLHF_EXE
 set -u
 rlhf=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
@@ -46,4 +46,21 @@ check "/run show 1 charts the DPO run" 'grep -q "rewards/accuracies" out.txt'
 check "/train ppo says it is not implemented" 'grep -q "/train ppo: not implemented yet" out.txt'
 check "/train nonsense gets the usage" 'grep -q "usage: /train" out.txt'
 [ $fail -eq 0 ] || cat out.txt
+
+# /train kto on ratings made in the session: 5 and 4 desirable, 1 and a flag undesirable, 3 left out
+cat > rate.txt <<'S'
+Q: aa bb
+/candidates 3
+/rate A 5
+/rate B 1
+/rate C 3
+/candidates 2
+/rate A 4
+/flag B unsafe
+/train kto --steps 2 --batch 2 --out kto-out --eval-every 1
+S
+"$rlhf" chat --model llama --db rated.db --script rate.txt > kto.txt 2>&1
+check "/train kto ran rlhf kto on the session's ratings (4 of 5: the 3 is neither)" \
+  'grep -q "running: rlhf kto --model llama --db rated.db .*--out kto-out" kto.txt && grep -q "on 4 examples (2 desirable, 2 undesirable" kto.txt'
+check "/train kto loaded its model" 'grep -q "loaded the trained model from kto-out" kto.txt && [ -f kto-out/model.safetensors ]' || cat kto.txt
 exit $fail

@@ -140,3 +140,13 @@ int kto_dataset_push(kto_dataset *d, const char *prompt, const char *prompt_mess
     d->examples[d->n++] = e;
     return 0;
 }
+
+int kto_dataset_from_pairs(kto_dataset *out, const pref_dataset *pairs, rlhf_error *err) {
+    for (size_t i = 0; i < pairs->n; i++) {
+        const pref_pair *p = &pairs->pairs[i];
+        int rc = kto_dataset_push(out, p->prompt, p->prompt_messages, p->chosen, 1, p->id, 0, err);
+        if (!rc) rc = kto_dataset_push(out, p->prompt, p->prompt_messages, p->rejected, 0, p->id, 0, err);
+        if (rc) return rc;
+    }
+    return RLHF_OK;
+}

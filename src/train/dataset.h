@@ -79,5 +79,8 @@ void kto_dataset_free(kto_dataset *d);
 /* Appends copies of the strings (prompt_messages may be NULL). */
 int kto_dataset_push(kto_dataset *d, const char *prompt, const char *prompt_messages,
                      const char *completion, int desirable, int64_t id, long line, rlhf_error *err);
+/* TRL's unpair_preference_dataset: each pair gives its chosen reply as a desirable example and
+ * its rejected reply as an undesirable one (appended to out). */
+int kto_dataset_from_pairs(kto_dataset *out, const pref_dataset *pairs, rlhf_error *err);
 
 #endif

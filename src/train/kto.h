@@ -65,22 +65,36 @@ int kto_head_init(kto_head *h, const kto_params *p, int B, int T, rlhf_error *er
 void kto_head_free(kto_head *h);
 train_head kto_train_head(kto_head *h);
 
+/* ---- the data ----
+ * Examples are SFT texts (prompt + completion, or a chat prompt whose completion is the
+ * assistant's reply: sft.h) with one thumbs-up/down each. */
+
+/* TRL's unpaired format, one JSON object a line: {"prompt": "...", "completion": "...",
+ * "label": true|false}, or the conversational form ("prompt": [messages], "completion":
+ * [assistant messages]). Errors name FILE:LINE and the field (bad JSON, a missing or non-boolean
+ * "label", a "messages" line, which holds no single judged completion). On success *desirable
+ * (t->n bytes, owned by the caller) holds each example's label. */
+int kto_texts_read_jsonl(sft_texts *t, uint8_t **desirable, const char *path, rlhf_error *err);
+/* The same from a kto_dataset (the store's ratings, or unpaired pairs). */
+int kto_texts_from_dataset(sft_texts *t, uint8_t **desirable, const kto_dataset *d, rlhf_error *err);
+
 /* ---- the run (rlhf kto) ----
  *
- * Each example becomes an SFT text (prompt + completion + EOS, chat prompts through the model's
- * template, loss mask on the completion: sft_encode), and so does its KL text. Examples are split
- * once (seeded) into train / held-out; within each split, in its order, chunks of `batch`
- * examples pair each prompt with the previous example's completion (the first with the last),
- * which is TRL's _get_kl_dataset on a batched map; the pairing is fixed for the run, so the
- * reference log-probabilities of both rows are computed once, before training (by the starting
- * policy, or ref_dir's model loaded and freed; with LoRA the base with the adapter off) and cached
- * in out_dir/ref_logps.bin keyed by the reference's weights and the encoded rows. An example
- * whose row or KL row loses its completion to truncation is dropped and counted. Output: a model
- * directory, or a PEFT adapter with LoRA. No --resume yet. */
+ * Each example becomes prompt + completion + EOS (chat prompts through the model's template;
+ * loss mask on the completion: sft_encode), and so does its KL row. Examples are split once
+ * (seeded) into train / held-out; within each split, in its order, chunks of `batch` examples
+ * pair each prompt with the previous example's completion (the first with the last): TRL's
+ * _get_kl_dataset on a batched map. The pairing is fixed for the run, so the reference
+ * log-probabilities of both rows are computed once, before training (by the starting policy,
+ * or ref_dir's model loaded and freed; with LoRA the base with the adapter off) and cached in
+ * out_dir/ref_logps.bin (ref_cache.h). An example whose completion does not survive truncation
+ * is dropped and counted. Output: a model directory, or a PEFT adapter with LoRA. No --resume
+ * yet: a run that stops keeps its last checkpoint. */
 typedef struct {
     const char *model_dir;
     const char *ref_dir;         /* NULL: the starting policy is the reference */
-    const kto_dataset *data;     /* borrowed */
+    const sft_texts *texts;      /* borrowed: the examples */
+    const uint8_t *desirable;    /* (texts->n) borrowed: 1 thumbs up, 0 thumbs down */
     const char *data_desc;       /* where the examples came from (messages) */
     const char *out_dir;
     kto_params kto;

@@ -1,0 +1,289 @@
+/* cmd_kto.c — `rlhf kto`: the common trainer flags plus KTO's own (loss type, beta, the two
+ * weights, reference model), thumbs-up/down examples from JSONL (or pairs, unpaired) or from the
+ * feedback database's ratings, Ctrl-C, the run's record (repl/run_log.h) and the held-out
+ * metrics before and after. The training itself is src/train/kto_run.c. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "feedback/store.h"
+#include "repl/commands.h"
+#include "repl/default_model.h"
+#include "repl/out.h"
+#include "repl/pairs_load.h"
+#include "repl/run_log.h"
+#include "repl/trainer_flags.h"
+#include "src/core/fileio.h"
+#include "src/train/kto.h"
+
+static const char *const kto_usage =
+    "rlhf kto --model DIR (--data FILE.jsonl | --db FILE [--with-pairs]) --out DIR [--ref DIR] "
+    "[--loss-type kto|apo_zero_unpaired] [--beta B] [--desirable-weight W] [--undesirable-weight W] "
+    "[--format kto|pairs] [--truncate keep_start|keep_end|error] [--epochs N | --steps N] [--lr LR] [--batch N] "
+    "[--lora-rank R ...] [--json-log FILE] [--runs-db FILE]";
+
+static const char *const kto_help =
+    "Kahneman-Tversky optimisation: unpaired judgements (a thumbs up or down per reply) train the\n"
+    "policy relative to a reference model; nothing has to be ranked against anything.\n"
+    "\n"
+    "Data: TRL's {\"prompt\", \"completion\", \"label\": true|false} JSON lines (prompt and completion\n"
+    "strings, or message lists: the conversational form), or preference pairs {\"prompt\",\n"
+    "\"chosen\", \"rejected\"} unpaired as TRL does (chosen desirable, rejected undesirable)\n"
+    "(--format, else guessed from the first line), or --db FILE: the database's ratings, where a\n"
+    "score of 4 or 5 (of 5) is desirable, 1 or 2 undesirable, 3 left out, and a flag without a\n"
+    "score (/flag A unsafe) undesirable; --with-pairs adds the strict preference pairs' sides.\n"
+    "Each example is prompt + reply + EOS; only the reply's tokens (and EOS) count. A set with only\n"
+    "one kind of label trains (with a warning: KTO then only pushes those replies against the KL\n"
+    "baseline); an empty set is refused.\n"
+    "\n"
+    "  --loss-type T           kto (default) or apo_zero_unpaired (no KL term); TRL's formulas\n"
+    "  --beta B                strength of the KL regulariser (default 0.1, TRL's)\n"
+    "  --desirable-weight W    weight of the desirable examples' losses (default 1.0)\n"
+    "  --undesirable-weight W  weight of the undesirable ones' (default 1.0); as TRL, a warning\n"
+    "                          when desirable_weight x #desirable / (undesirable_weight x\n"
+    "                          #undesirable) is outside [1, 4/3] (the KTO paper's advice)\n"
+    "  --ref DIR               the reference model (default: the starting policy; with LoRA the base\n"
+    "                          with the adapter off)\n"
+    "The KL estimate z_ref is TRL's: each prompt with the previous example's completion within\n"
+    "chunks of --batch examples (fixed for the run), mean(policy - reference log-probability),\n"
+    "detached, clamped at 0; --batch must be at least 2. The reference log-probabilities of every\n"
+    "row are computed once before training and cached in OUT/ref_logps.bin (a second run on the\n"
+    "same data and reference computes none).\n"
+    "Metrics (TRL's names, training and eval_): loss, rewards/chosen, rewards/rejected,\n"
+    "rewards/margins, logps/chosen, logps/rejected, kl, count/chosen, count/rejected.\n"
+    "Output: a model directory, or with --lora-rank a PEFT adapter directory. Not yet: --resume\n"
+    "(a stopped run keeps its last checkpoint, every --save-every steps).";
+
+static volatile sig_atomic_t g_stop;
+
+/* The held-out metrics printed before and after. */
+static const char *const shown[] = {"logps/chosen", "logps/rejected", "rewards/chosen", "rewards/rejected",
+                                    "rewards/margins", "kl"};
+
+/* "pairs" when the first non-blank line has "chosen" and no "label", else "kto". */
+static int guess_format(const char *path, const char **format) {
+    rlhf_error err = {0};
+    char *text = NULL;
+    size_t len = 0;
+    if (file_read_all(path, &text, &len, &err)) return out_fail(&err);
+    const char *line = text;
+    while (*line == '\n' || *line == '\r' || *line == ' ' || *line == '\t') line++;
+    const char *end = strchr(line, '\n');
+    cJSON *first = cJSON_ParseWithLength(line, end ? (size_t)(end - line) : strlen(line));
+    *format = cJSON_GetObjectItemCaseSensitive(first, "chosen") && !cJSON_GetObjectItemCaseSensitive(first, "label")
+                  ? "pairs" : "kto";
+    cJSON_Delete(first);
+    free(text);
+    return 0;
+}
+
+/* The examples as texts and labels; prints what is wrong and returns the exit status. */
+static int load_examples(const trainer_flags *f, const char *format, int with_pairs, sft_texts *texts, uint8_t **des) {
+    rlhf_error err = {0};
+    kto_dataset kd;
+    kto_dataset_init(&kd);
+    int rc = 0;
+    if (f->data) {
+        if (!format && guess_format(f->data, &format)) return 1;
+        if (strcmp(format, "kto") == 0) {
+            if (kto_texts_read_jsonl(texts, des, f->data, &err)) return out_fail(&err);
+            goto loaded;
+        }
+        if (strcmp(format, "pairs") != 0) {
+            out_error("--format: expected kto or pairs, got '%s'", format);
+            return 2;
+        }
+        pref_dataset pairs;
+        if ((rc = pairs_load(f->data, NULL, "trl", &pairs))) return rc;
+        rc = kto_dataset_from_pairs(&kd, &pairs, &err);
+        pref_dataset_free(&pairs);
+    } else {
+        store *s = NULL;
+        store_open_params op = {1, 0};
+        store_kto_query q = {with_pairs, 0};
+        rc = store_open_ex(&s, f->db, &op, &err);
+        if (!rc) rc = store_get_kto_dataset(s, &q, &kd, &err);
+        store_close(&s);
+    }
+    if (!rc) rc = kto_texts_from_dataset(texts, des, &kd, &err);
+    kto_dataset_free(&kd);
+    if (rc) return out_fail(&err);
+loaded:
+    if (texts->n == 0) {
+        out_error("%s holds no KTO examples (%s)", f->data ? f->data : f->db,
+                  f->data ? "no lines" : "no rating of 1, 2, 4 or 5, no flag; --with-pairs adds preference pairs");
+        sft_texts_free(texts);
+        free(*des);
+        *des = NULL;
+        return 1;
+    }
+    return 0;
+}
+
+int cmd_kto(int argc, char **argv) {
+    trainer_flags f;
+    trainer_flags_defaults(&f);
+    f.lr = 1e-6; /* TRL's KTOConfig */
+    f.epochs = 3;
+    if (command_wants_help(argc, argv)) {
+        out_printf("usage: %s\n\n%s\n\n", kto_usage, kto_help);
+        trainer_flags_print_help(&f);
+        return 0;
+    }
+    kto_run_params p;
+    kto_run_params_defaults(&p);
+    const char *format = NULL;
+    int truncate = -1, with_pairs = 0;
+    for (int i = 1; i < argc; i++) {
+        int r = trainer_flags_parse(&f, argc, argv, &i, kto_usage);
+        if (r == TRAINER_FLAGS_ERROR) return 2;
+        if (r == TRAINER_FLAGS_TAKEN) continue;
+        const char *a = argv[i];
+        if (strcmp(a, "--with-pairs") == 0) {
+            with_pairs = 1;
+            continue;
+        }
+        char name[32];
+        const char *v;
+        if (strncmp(a, "--", 2) != 0) {
+            out_error("unexpected argument '%s'", a);
+            out_error("usage: %s", kto_usage);
+            return 2;
+        }
+        if (trainer_flag_value(argc, argv, &i, name, sizeof name, &v, kto_usage)) return 2;
+        double d;
+        rlhf_error err = {0};
+        if (strcmp(name, "--ref") == 0) p.ref_dir = v;
+        else if (strcmp(name, "--format") == 0) format = v;
+        else if (strcmp(name, "--loss-type") == 0) {
+            if (kto_loss_type_parse(v, &p.kto.loss_type, &err)) {
+                out_error("--loss-type: %s", err.msg);
+                return 2;
+            }
+        } else if (strcmp(name, "--beta") == 0) {
+            if (trainer_flag_double("--beta", v, 1e-9, 1e9, &d, kto_usage)) return 2;
+            p.kto.beta = (float)d;
+        } else if (strcmp(name, "--desirable-weight") == 0) {
+            if (trainer_flag_double("--desirable-weight", v, 1e-9, 1e9, &d, kto_usage)) return 2;
+            p.kto.desirable_weight = (float)d;
+        } else if (strcmp(name, "--undesirable-weight") == 0) {
+            if (trainer_flag_double("--undesirable-weight", v, 1e-9, 1e9, &d, kto_usage)) return 2;
+            p.kto.undesirable_weight = (float)d;
+        } else if (strcmp(name, "--truncate") == 0) {
+            truncate = sft_truncate_parse(v);
+            if (truncate < 0) {
+                out_error("--truncate: expected keep_start, keep_end or error, got '%s'", v);
+                return 2;
+            }
+        } else {
+            out_error("unknown flag '%s'", a);
+            out_error("usage: %s", kto_usage);
+            return 2;
+        }
+    }
+    if (!f.model) f.model = default_model_path(); /* the built-in default model, when there is one */
+    if (trainer_flags_check(&f, 1, kto_usage)) return 2;
+    if (f.resume) {
+        out_error("rlhf kto: --resume is not implemented yet (a stopped run keeps its last checkpoint in --out)");
+        return 2;
+    }
+    if (with_pairs && !f.db) {
+        out_error("--with-pairs reads the database's pairs (--db); for a file of pairs use --data with --format pairs");
+        return 2;
+    }
+    sft_texts texts;
+    uint8_t *des = NULL;
+    int rc = load_examples(&f, format, with_pairs, &texts, &des);
+    if (rc) return rc;
+    size_t n_d = 0;
+    for (size_t i = 0; i < texts.n; i++) n_d += des[i];
+    const size_t n_u = texts.n - n_d;
+    if (n_d == 0 || n_u == 0)
+        out_error("warning: all %zu examples are %s: KTO trains, but only pushes them %s relative to the KL baseline",
+                  texts.n, n_d ? "desirable" : "undesirable", n_d ? "up" : "down");
+    else if (n_d != n_u) {
+        /* TRL's advice (KTOTrainer, from eq. 8 of the KTO paper): the weighted desirable share within
+         * [1, 4/3] of the undesirable, through either weight (bounds rounded to 2 places as TRL) */
+        const double dw = p.kto.desirable_weight, uw = p.kto.undesirable_weight;
+        const double d_lo = round(100.0 * n_u * uw / n_d) / 100, d_hi = round(133.0 * n_u * uw / n_d) / 100;
+        const double u_lo = round(100.0 * n_d * dw / n_u / 1.33) / 100, u_hi = round(100.0 * n_d * dw / n_u) / 100;
+        if (!(d_lo <= dw && dw <= d_hi) && !(u_lo <= uw && uw <= u_hi))
+            out_error("warning: %zu desirable and %zu undesirable examples: TRL advises --desirable-weight in [%.2f, %.2f] "
+                      "or --undesirable-weight in [%.2f, %.2f] (not both)", n_d, n_u, d_lo, d_hi, u_lo, u_hi);
+    }
+    p.model_dir = f.model;
+    p.texts = &texts;
+    p.desirable = des;
+    p.data_desc = f.data ? f.data : f.db;
+    p.out_dir = f.out;
+    p.steps = f.steps;
+    p.epochs = f.epochs;
+    p.train.batch = f.batch;
+    p.train.accum = f.accum;
+    trainer_flags_optim(&f, &p.train.optim);
+    int max_given = 0;
+    for (int i = 1; i < argc; i++)
+        if (strncmp(argv[i], "--max-length", 12) == 0) max_given = 1;
+    p.max_length = max_given ? f.max_length : 0;
+    p.truncate = truncate >= 0 ? (sft_truncate)truncate : SFT_TRUNCATE_KEEP_START;
+    p.val_fraction = f.val_fraction;
+    p.seed = f.seed;
+    p.eval_every = f.eval_every;
+    p.save_every = f.save_every;
+    trainer_flags_lora(&f, &p.lora);
+
+    run_log rl;
+    memset(&rl, 0, sizeof rl);
+    char config[512];
+    snprintf(config, sizeof config, "{\"loss_type\":\"%s\",\"beta\":%g,\"desirable_weight\":%g,\"undesirable_weight\":%g,"
+             "\"lr\":%g,\"batch\":%d,\"examples\":%zu,\"desirable\":%zu,\"ref\":\"%s\"}", kto_loss_type_name(p.kto.loss_type),
+             p.kto.beta, p.kto.desirable_weight, p.kto.undesirable_weight, f.lr, f.batch, texts.n, n_d,
+             p.ref_dir ? p.ref_dir : f.model);
+    run_log_params rlp = {"kto", f.runs_db ? f.runs_db : f.db, f.json_log, 0, f.model, config};
+    if (run_log_open(&rl, &rlp)) {
+        sft_texts_free(&texts);
+        free(des);
+        return 1;
+    }
+    g_stop = 0;
+    p.stop = &g_stop;
+    p.progress = run_log_progress;
+    p.progress_ctx = &rl;
+    struct sigaction old;
+    run_log_sigint_catch(&g_stop, &old);
+    kto_summary s;
+    rlhf_error err = {0};
+    rc = kto_run(&p, &s, &err);
+    run_log_sigint_restore(&old);
+    out_progress_end();
+    sft_texts_free(&texts);
+    free(des);
+    if (rc == RLHF_ERR_INTERRUPTED) {
+        run_log_finish(&rl, "stopped", f.out);
+        out_fail(&err);
+        return 130;
+    }
+    if (rc) {
+        run_log_finish(&rl, "failed", NULL);
+        return out_fail(&err);
+    }
+    const train_head_out before = rl.first_val;
+    run_log_finish(&rl, "done", f.out);
+    char el[32];
+    run_log_duration(el, sizeof el, s.elapsed_s);
+    out_printf("KTO (%s, beta %g) on %zu examples (%zu desirable, %zu undesirable; %zu train, %zu held out; %zu dropped "
+               "by --max-length): %ld steps in %s (%.0f tok/s); reference log-probabilities %s\n",
+               kto_loss_type_name(p.kto.loss_type), p.kto.beta, s.n_examples, s.n_desirable, s.n_undesirable, s.n_train,
+               s.n_val, s.n_dropped, s.steps_done, el, s.tokens_per_s,
+               s.ref_cached ? "read from the cache" : "computed and cached");
+    const int n_shown = (int)(sizeof shown / sizeof *shown);
+    if (before.n) run_log_print_metrics("held out before", &before, shown, n_shown);
+    if (s.final_val.n) run_log_print_metrics("held out after ", &s.final_val, shown, n_shown);
+    out_printf("final training loss %.4f", s.final_loss);
+    if (!isnan(s.final_val_loss)) out_printf(", eval loss %.4f (was %.4f)", s.final_val_loss, s.first_val_loss);
+    out_printf("\nsaved %s\n", f.out);
+    return 0;
+}

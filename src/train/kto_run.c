@@ -1,0 +1,478 @@
+/* kto_run.c — `rlhf kto`'s run: labelled examples and their KL rows, the cached reference pass,
+ * example batches, the loop with the KTO head, saving (see kto.h). */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/core/fileio.h"
+#include "src/core/rng.h"
+#include "src/formats/model_load.h"
+#include "src/train/dpo.h"
+#include "src/train/kto.h"
+#include "src/train/pref_run.h"
+
+void kto_run_params_defaults(kto_run_params *p) {
+    memset(p, 0, sizeof *p);
+    kto_params_defaults(&p->kto);
+    train_params_defaults(&p->train);
+    p->train.batch = 8;
+    p->train.accum = 1;
+    p->train.optim.lr = 1e-6f;
+    p->train.optim.min_lr = 0.0f;
+    p->train.optim.warmup_steps = 0;
+    p->train.optim.weight_decay = 0.0f;
+    p->train.optim.grad_clip = 1.0f;
+    p->epochs = 3;
+    p->max_length = 1024;
+    p->truncate = SFT_TRUNCATE_KEEP_START;
+    p->val_fraction = 0.1;
+    p->seed = 42;
+    p->eval_every = 100;
+    p->save_every = 500;
+    lora_params_defaults(&p->lora);
+    p->lora.rank = 0;
+}
+
+/* ---- data ---- */
+
+int kto_texts_read_jsonl(sft_texts *t, uint8_t **desirable, const char *path, rlhf_error *err) {
+    *desirable = NULL;
+    int rc = sft_texts_read_jsonl(t, path, err);
+    if (rc) return rc;
+    /* the texts are the file's prompt/completion lines in order; read their labels */
+    char *text = NULL;
+    size_t len = 0;
+    uint8_t *des = calloc(t->n ? t->n : 1, 1);
+    if (!des) rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for the labels");
+    if (!rc) rc = file_read_all(path, &text, &len, err);
+    long line = 0;
+    size_t k = 0;
+    for (char *p = text, *end = text + len; !rc && p && p < end && k < t->n;) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        char *stop = nl ? nl : end;
+        line++;
+        *stop = '\0';
+        char *s = p;
+        p = nl ? nl + 1 : end;
+        if (line != t->items[k].line) continue;
+        cJSON *o = cJSON_Parse(s);
+        const cJSON *label = cJSON_GetObjectItemCaseSensitive(o, "label");
+        if (cJSON_GetObjectItemCaseSensitive(o, "messages"))
+            rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s:%ld: KTO lines need \"prompt\" and \"completion\" (a \"messages\" "
+                             "line holds no single judged completion)", path, line);
+        else if (!label)
+            rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s:%ld: \"label\" is missing (true: desirable, false: undesirable)",
+                             path, line);
+        else if (!cJSON_IsBool(label))
+            rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s:%ld: \"label\" must be true (desirable) or false (undesirable)",
+                             path, line);
+        else
+            des[k++] = cJSON_IsTrue(label) != 0;
+        cJSON_Delete(o);
+    }
+    free(text);
+    if (!rc && k != t->n) rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: changed while it was read", path);
+    if (rc) {
+        free(des);
+        sft_texts_free(t);
+        return rc;
+    }
+    *desirable = des;
+    return RLHF_OK;
+}
+
+int kto_texts_from_dataset(sft_texts *t, uint8_t **desirable, const kto_dataset *d, rlhf_error *err) {
+    *desirable = NULL;
+    memset(t, 0, sizeof *t);
+    sft_dataset sd;
+    sft_dataset_init(&sd);
+    int rc = RLHF_OK;
+    for (size_t i = 0; i < d->n && !rc; i++) {
+        const kto_example *x = &d->examples[i];
+        rc = sft_dataset_push(&sd, x->prompt, x->prompt_messages, x->completion, 1.0, x->id, err);
+    }
+    if (!rc) rc = sft_texts_from_dataset(t, &sd, err);
+    sft_dataset_free(&sd);
+    uint8_t *des = rc ? NULL : calloc(d->n ? d->n : 1, 1);
+    if (!rc && !des) rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for the labels");
+    if (rc) {
+        sft_texts_free(t);
+        return rc;
+    }
+    for (size_t i = 0; i < d->n; i++) {
+        des[i] = (uint8_t)(d->examples[i].desirable != 0);
+        t->items[i].line = d->examples[i].line;
+    }
+    *desirable = des;
+    return RLHF_OK;
+}
+
+/* The reply of a chat text: its assistant messages after the prompt, joined (a KL row that puts
+ * a chat completion after a plain prompt). */
+static char *chat_reply(const sft_text *x) {
+    cJSON *arr = cJSON_Parse(x->messages_json);
+    size_t n = 1;
+    const cJSON *m;
+    int i = 0;
+    cJSON_ArrayForEach(m, arr) {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (i++ >= x->n_context && cJSON_IsString(c)) n += strlen(c->valuestring);
+    }
+    char *s = calloc(n, 1);
+    i = 0;
+    cJSON_ArrayForEach(m, arr) {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (s && i++ >= x->n_context && cJSON_IsString(c)) strcat(s, c->valuestring);
+    }
+    cJSON_Delete(arr);
+    return s;
+}
+
+/* The KL text: example pi's prompt with example cj's completion. */
+static int kl_text(sft_text *out, const sft_text *pi, const sft_text *cj) {
+    memset(out, 0, sizeof *out);
+    out->line = pi->line;
+    out->id = pi->id;
+    out->no_eos = cj->no_eos;
+    if (pi->prompt) {
+        out->prompt = strdup(pi->prompt);
+        out->completion = cj->prompt ? strdup(cj->completion) : chat_reply(cj);
+        return out->prompt && out->completion ? 0 : -1;
+    }
+    cJSON *ctx = cJSON_Parse(pi->messages_json), *arr = cJSON_CreateArray();
+    int i = 0;
+    cJSON *m;
+    cJSON_ArrayForEach(m, ctx) {
+        if (i++ < pi->n_context) cJSON_AddItemToArray(arr, cJSON_Duplicate(m, 1));
+    }
+    if (cj->prompt) {
+        cJSON *a = cJSON_CreateObject();
+        cJSON_AddStringToObject(a, "role", "assistant");
+        cJSON_AddStringToObject(a, "content", cj->completion);
+        cJSON_AddItemToArray(arr, a);
+    } else {
+        cJSON *src = cJSON_Parse(cj->messages_json);
+        i = 0;
+        cJSON_ArrayForEach(m, src) {
+            if (i++ >= cj->n_context) cJSON_AddItemToArray(arr, cJSON_Duplicate(m, 1));
+        }
+        cJSON_Delete(src);
+    }
+    out->messages_json = cJSON_PrintUnformatted(arr);
+    out->n_context = pi->n_context;
+    cJSON_Delete(ctx);
+    cJSON_Delete(arr);
+    return out->messages_json ? 0 : -1;
+}
+
+/* ---- the data source ---- */
+
+typedef struct {
+    const sft_encoded *main, *kl; /* kl NULL without KL rows */
+    const double *ref;            /* (2 n) reference log-probabilities: main rows, then KL rows */
+    const uint8_t *des;           /* (n) per kept example */
+    size_t n;                     /* kept examples */
+    size_t *train, n_train, *val, n_val;
+    size_t *perm;                 /* (n_train) the permutation of perm_epoch */
+    long perm_epoch;
+    int batch, accum;
+    int32_t pad;
+    uint64_t seed;
+    kto_head *h;                  /* gets each micro-batch's labels */
+} kto_source;
+
+static size_t example_at(kto_source *s, uint64_t c) {
+    long epoch = (long)(c / s->n_train);
+    if (epoch != s->perm_epoch) {
+        rng_t r;
+        rng_seed(&r, s->seed * 0x9e3779b97f4a7c15ull + (uint64_t)epoch + 1);
+        memcpy(s->perm, s->train, s->n_train * sizeof *s->perm);
+        for (size_t i = s->n_train; i > 1; i--) {
+            size_t j = (size_t)rng_below(&r, i), tmp = s->perm[i - 1];
+            s->perm[i - 1] = s->perm[j];
+            s->perm[j] = tmp;
+        }
+        s->perm_epoch = epoch;
+    }
+    return s->perm[c % s->n_train];
+}
+
+/* Row `row` of b from example k's main (kl = 0) or KL row, padded to b->T. */
+static void put_row(const kto_source *s, size_t k, int kl, int row, train_batch *b) {
+    const sft_encoded *e = kl ? s->kl : s->main;
+    const int32_t *ids = e->ids + e->start[k];
+    const uint8_t *loss = e->loss + e->start[k];
+    const int len = e->len[k], T = b->T;
+    for (int t = 0; t < T; t++) {
+        b->tokens[(size_t)row * T + t] = t < len - 1 ? ids[t] : s->pad;
+        b->targets[(size_t)row * T + t] = t < len - 1 && loss[t + 1] ? ids[t + 1] : -1;
+    }
+    b->labels[row] = (float)s->ref[kl ? s->n + k : k];
+    b->lengths[row] = len - 1;
+}
+
+/* Examples idx[0..n) into b: their rows, then their KL rows; labels into the head. */
+static void fill_examples(const kto_source *s, const size_t *idx, int n, train_batch *b) {
+    int T = 1;
+    for (int q = 0; q < n; q++) {
+        if (s->main->len[idx[q]] - 1 > T) T = s->main->len[idx[q]] - 1;
+        if (s->kl && s->kl->len[idx[q]] - 1 > T) T = s->kl->len[idx[q]] - 1;
+    }
+    b->T = T;
+    b->B = s->kl ? 2 * n : n;
+    for (int q = 0; q < n; q++) {
+        put_row(s, idx[q], 0, q, b);
+        if (s->kl) put_row(s, idx[q], 1, n + q, b);
+        s->h->desirable[q] = s->des[idx[q]];
+    }
+}
+
+static int fill_train(void *ctx, long step, int micro, rng_t *rng, train_batch *b, rlhf_error *err) {
+    (void)rng;
+    (void)err;
+    kto_source *s = ctx;
+    size_t idx[512];
+    uint64_t c0 = ((uint64_t)step * (uint64_t)s->accum + (uint64_t)micro) * (uint64_t)s->batch;
+    for (int k = 0; k < s->batch; k++) idx[k] = example_at(s, c0 + (uint64_t)k);
+    fill_examples(s, idx, s->batch, b);
+    return RLHF_OK;
+}
+
+static int fill_val(void *ctx, int i, train_batch *b, rlhf_error *err) {
+    (void)err;
+    kto_source *s = ctx;
+    size_t from = (size_t)i * (size_t)s->batch;
+    int n = (int)(s->n_val - from < (size_t)s->batch ? s->n_val - from : (size_t)s->batch);
+    fill_examples(s, s->val + from, n, b);
+    return RLHF_OK;
+}
+
+/* The reference's log-probability of every row (main rows, then KL rows) into out (2 n). */
+static int ref_pass(model *m, const kto_source *s, int rows_cap, int T, double *out, rlhf_error *err) {
+    model_acts a = {0};
+    train_batch b = {0};
+    double *lp = malloc((size_t)rows_cap * sizeof *lp);
+    int rc = model_acts_init(&a, &m->config, rows_cap, T, err);
+    if (!rc) rc = train_batch_alloc(&b, rows_cap, T, err);
+    if (!rc && !lp) rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for the reference pass");
+    kto_source one = *s;
+    for (int kl = 0; kl < (s->kl ? 2 : 1) && !rc; kl++)
+        for (size_t k0 = 0; k0 < s->n && !rc; k0 += (size_t)rows_cap) {
+            const int n = (int)(s->n - k0 < (size_t)rows_cap ? s->n - k0 : (size_t)rows_cap);
+            int longest = 1;
+            for (int q = 0; q < n; q++) {
+                const int len = (kl ? s->kl : s->main)->len[k0 + (size_t)q] - 1;
+                if (len > longest) longest = len;
+            }
+            b.B = n;
+            b.T = longest;
+            one.ref = out; /* put_row reads a label we do not need yet */
+            for (int q = 0; q < n; q++) put_row(&one, k0 + (size_t)q, kl, q, &b);
+            rc = dpo_row_logps(m, &a, &b, lp, err);
+            for (int q = 0; !rc && q < n; q++) out[(kl ? s->n : 0) + k0 + (size_t)q] = lp[q];
+        }
+    free(lp);
+    train_batch_free(&b);
+    model_acts_free(&a);
+    return rc;
+}
+
+/* Seeded shuffle of 0..n-1. */
+static void shuffled(size_t *order, size_t n, uint64_t seed) {
+    rng_t r;
+    rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) order[i] = i;
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)rng_below(&r, i), tmp = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = tmp;
+    }
+}
+
+/* TRL's KL pairing of a split: chunks of `batch` in order, each example with the previous one's
+ * completion (the first with the last's). */
+static void kl_partners(const size_t *list, size_t n, int batch, size_t *partner) {
+    for (size_t c = 0; c < n; c += (size_t)batch) {
+        const size_t m = n - c < (size_t)batch ? n - c : (size_t)batch;
+        for (size_t q = 0; q < m; q++) partner[list[c + q]] = list[c + (q + m - 1) % m];
+    }
+}
+
+int kto_run(const kto_run_params *pin, kto_summary *sum, rlhf_error *err) {
+    kto_run_params p = *pin;
+    kto_summary local;
+    if (!sum) sum = &local;
+    memset(sum, 0, sizeof *sum);
+    sum->first_val_loss = sum->final_val_loss = sum->final_loss = NAN;
+    model_bundle b = {0};
+    model ref = {0};
+    kto_head h = {0};
+    sft_texts view = {0}, kl_texts = {0};
+    sft_encoded enc = {0}, enc_kl = {0};
+    kto_source src = {0};
+    size_t *kept = NULL, *order = NULL, *partner = NULL;
+    uint8_t *des = NULL;
+    double *ref_lp = NULL;
+    int rc;
+    if (!p.out_dir || !*p.out_dir) return rlhf_errorf(err, RLHF_ERR_INVALID, "no output directory given (--out)");
+    if (!p.texts || p.texts->n == 0 || !p.desirable) return rlhf_errorf(err, RLHF_ERR_INVALID, "no examples to train on");
+    if ((rc = kto_params_validate(&p.kto, err))) return rc;
+    const int per = kto_rows_per_example(&p.kto);
+    if (p.train.batch < per || p.train.batch > 256)
+        return rlhf_errorf(err, RLHF_ERR_INVALID, "--batch must be %d..256 examples (got %d)%s", per, p.train.batch,
+                           per == 2 ? ": the KL estimate needs another example's completion in the batch" : "");
+
+    int32_t eos;
+    if ((rc = pref_policy_load(&b, p.model_dir, "KTO", &eos, err))) goto done;
+    if (p.max_length <= 0 || p.max_length > b.m.config.context) p.max_length = b.m.config.context;
+
+    /* ---- rows: each example's text, numbered so encoded rows map back to examples: a file's
+     * lines when they are all known (unique and increasing), else the examples' indices ---- */
+    const size_t n_in = p.texts->n;
+    int use_lines = 1;
+    for (size_t i = 0; i < n_in; i++)
+        use_lines &= p.texts->items[i].line > 0 && (i == 0 || p.texts->items[i].line > p.texts->items[i - 1].line);
+    view.items = malloc(n_in * sizeof *view.items);
+    kept = malloc(n_in * sizeof *kept);
+    if (!view.items || !kept) goto nomem;
+    view.n = view.cap = n_in;
+    for (size_t i = 0; i < n_in; i++) {
+        view.items[i] = p.texts->items[i]; /* borrowed strings: only the array is ours */
+        if (!use_lines) view.items[i].line = (long)i + 1;
+    }
+    sft_encoder ec = {b.tok, b.chat_template, b.bos_token, b.eos_token, b.add_bos, eos, p.max_length, p.truncate};
+    const char *desc = p.data_desc ? p.data_desc : "examples";
+    rc = sft_encode(&enc, &view, &ec, desc, err);
+    if (rc) goto done;
+    size_t n = 0;
+    for (size_t k = 0, i = 0; k < enc.n; k++) {
+        while (i < n_in && view.items[i].line != enc.line[k]) i++;
+        if (i == n_in) {
+            rc = rlhf_errorf(err, RLHF_ERR_INVALID, "%s: encoded rows out of order", desc);
+            goto done;
+        }
+        kept[n++] = i++;
+    }
+    des = malloc(n ? n : 1);
+    if (!des) goto nomem;
+    for (size_t k = 0; k < n; k++) {
+        des[k] = p.desirable[kept[k]] != 0;
+        if (des[k]) sum->n_desirable++;
+        else sum->n_undesirable++;
+    }
+    sum->n_examples = n;
+    sum->n_dropped = n_in - n;
+    if (n == 0) {
+        rc = rlhf_errorf(err, RLHF_ERR_INVALID, "no example keeps its completion within %d tokens (%zu dropped)", p.max_length,
+                         sum->n_dropped);
+        goto done;
+    }
+    /* split: a seeded shuffle, the last val_fraction held out */
+    order = malloc(n * sizeof *order);
+    partner = malloc(n * sizeof *partner);
+    if (!order || !partner) goto nomem;
+    shuffled(order, n, p.seed);
+    size_t n_val = (size_t)llround((double)n * p.val_fraction);
+    if (p.val_fraction > 0 && n_val == 0 && n >= 2) n_val = 1;
+    if (n_val >= n) n_val = n - 1;
+    const size_t n_train = n - n_val;
+    kl_partners(order, n_train, p.train.batch, partner);
+    kl_partners(order + n_train, n_val, p.train.batch, partner);
+    if (per == 2) {
+        kl_texts.items = calloc(n, sizeof *kl_texts.items);
+        if (!kl_texts.items) goto nomem;
+        kl_texts.cap = n;
+        for (size_t k = 0; k < n; k++) {
+            if (kl_text(&kl_texts.items[kl_texts.n++], &view.items[kept[k]], &view.items[kept[partner[k]]])) goto nomem;
+        }
+        if ((rc = sft_encode(&enc_kl, &kl_texts, &ec, desc, err))) goto done;
+        if (enc_kl.n != n) {
+            size_t k = 0;
+            while (k < enc_kl.n && enc_kl.line[k] == enc.line[k]) k++;
+            rc = rlhf_errorf(err, RLHF_ERR_INVALID, "%s:%ld: the KL row (this prompt with another example's completion) "
+                             "keeps no completion token within %d tokens; raise --max-length or shorten the prompt",
+                             desc, enc.line[k], p.max_length);
+            goto done;
+        }
+    }
+    src.main = &enc;
+    src.kl = per == 2 ? &enc_kl : NULL;
+    src.des = des;
+    src.n = n;
+    src.train = order;
+    src.n_train = n_train;
+    src.val = order + n_train;
+    src.n_val = n_val;
+    src.perm = malloc(n_train * sizeof *src.perm);
+    src.perm_epoch = -1;
+    src.batch = p.train.batch;
+    src.accum = p.train.accum < 1 ? 1 : p.train.accum;
+    src.pad = tok_pad_id(b.tok) >= 0 ? tok_pad_id(b.tok) : eos;
+    src.seed = p.seed;
+    src.h = &h;
+    if (!src.perm) goto nomem;
+    sum->n_train = n_train;
+    sum->n_val = n_val;
+    int longest = 2;
+    for (size_t k = 0; k < n; k++) {
+        if (enc.len[k] > longest) longest = enc.len[k];
+        if (src.kl && enc_kl.len[k] > longest) longest = enc_kl.len[k];
+    }
+    const int T = longest - 1;
+
+    /* ---- the reference pass (cached) ---- */
+    ref_lp = calloc(2 * n, sizeof *ref_lp);
+    if (!ref_lp) goto nomem;
+    src.ref = ref_lp;
+    const model *refm;
+    if ((rc = pref_reference(&ref, &refm, p.ref_dir, &b.m, err))) goto done;
+    const uint64_t hashes[2] = {sft_encoded_hash(&enc), src.kl ? sft_encoded_hash(&enc_kl) : 0};
+    const uint64_t key = pref_ref_cache_key(refm, hashes, 2);
+    sum->ref_cached = pref_ref_cache_read(p.out_dir, key, 2 * n, ref_lp);
+    if (!sum->ref_cached) {
+        if ((rc = ref_pass((model *)refm, &src, per * p.train.batch, T, ref_lp, err))) goto done;
+        if ((rc = pref_ref_cache_write(p.out_dir, key, 2 * n, ref_lp, err))) goto done;
+    }
+    model_free(&ref); /* never two models while training */
+
+    /* ---- the trainer ---- */
+    pref_train_params tp = {p.model_dir, p.out_dir, p.train, 0, p.eval_every, p.save_every, p.seed, p.lora,
+                            p.stop, p.progress, p.progress_ctx};
+    tp.steps = pref_total_steps(p.steps, p.epochs, n_train, p.train.batch, src.accum);
+    sum->total_steps = tp.steps;
+    tp.train.batch = per * p.train.batch; /* rows */
+    tp.train.accum = src.accum;
+    tp.train.context = T;
+    if ((rc = kto_head_init(&h, &p.kto, tp.train.batch, T, err))) goto done;
+    const train_data data = {.fill = fill_train, .fill_val = fill_val,
+                             .n_val = (int)((n_val + (size_t)src.batch - 1) / (size_t)src.batch), .ctx = &src};
+    train_loop_summary ls;
+    rc = pref_train_run(&tp, &b, kto_train_head(&h), data, &ls, err);
+    sum->steps_done = ls.steps_done;
+    sum->first_val_loss = ls.first_val_loss;
+    sum->final_val_loss = ls.final_val_loss;
+    sum->final_loss = ls.final_loss;
+    sum->final_val = ls.final_val;
+    sum->tokens_per_s = ls.tokens_per_s;
+    sum->elapsed_s = ls.elapsed_s;
+    goto done;
+nomem:
+    rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory setting up the KTO run");
+done:
+    free(view.items);
+    free(src.perm);
+    free(order);
+    free(partner);
+    free(kept);
+    free(des);
+    free(ref_lp);
+    kto_head_free(&h);
+    model_free(&ref);
+    model_bundle_free(&b);
+    sft_encoded_free(&enc);
+    sft_encoded_free(&enc_kl);
+    sft_texts_free(&kl_texts);
+    return rc;
+}
