@@ -161,7 +161,8 @@ int cmd_grpo(int argc, char **argv) {
                  p.grpo.epsilon, p.grpo.epsilon_high, p.grpo.beta, grpo_loss_agg_name(p.grpo.loss_agg), f.lr, p.missing_eos_penalty);
         rollout_session ss;
         rc = rollout_session_open(&ss, rloo ? "rloo" : "grpo", f.runs_db, f.json_log, f.model, config,
-                                  (const char *const *)prompts, n_prompts, reward_spec ? reward_spec : reward_model);
+                                  (const char *const *)prompts, n_prompts, reward_spec ? reward_spec : reward_model,
+                                  HEALTH_GRPO | HEALTH_ROLLOUT | (reward_model ? HEALTH_REWARD_MODEL : 0));
         if (!rc) {
             rollout_session_hooks(&ss, &p.stop, &p.progress, &p.progress_ctx, &p.sink, &p.sink_ctx);
             grpo_summary s;

@@ -20,6 +20,7 @@ static const char *const ppo_usage =
     "[--accum N] [--num-mini-batches M] [--ppo-epochs E] [--num-generations G] [--max-new-tokens N] "
     "[--temperature T] [--kl-coef C] [--kl-estimator k1|k3] [--target-kl KL] [--kl-horizon H] [--cliprange E] "
     "[--cliprange-value E] [--vf-coef C] [--gamma G] [--lam L] [--no-whiten] [--missing-eos-penalty P] "
+    "[--eval-samples K] "
     "[--json-log FILE] [--runs-db FILE]";
 
 static const char *const ppo_help =
@@ -44,8 +45,9 @@ static const char *const ppo_help =
     "AdaptiveKLController: after each batch coef *= 1 + clip(kl/target - 1, -0.2, 0.2) x n/horizon).\n"
     "\n"
     "Prompts: JSON lines with a \"prompt\" string, rendered as a user turn through the policy's chat\n"
-    "template when it has one. A held-out share (--val-fraction) is answered greedily before and after\n"
-    "and its mean reward-model score printed.\n"
+    "template when it has one. A held-out share (--val-fraction) is answered before and after training,\n"
+    "greedily and with --eval-samples samples per prompt at the temperature (the same seeds both times),\n"
+    "and the mean reward-model scores are printed.\n"
     "Metrics (TRL's names): objective/kl, objective/entropy, objective/non_score_reward,\n"
     "objective/rlhf_reward, objective/scores, objective/kl_coef, policy/clipfrac_avg,\n"
     "policy/approxkl_avg, policy/entropy_avg, loss/policy_avg, loss/value_avg, val/clipfrac_avg,\n"
@@ -56,7 +58,7 @@ static const char *const ppo_help =
     "PPO defaults (TRL's PPOConfig): --ppo-epochs 4, --num-mini-batches 1, --num-generations 1,\n"
     "--max-new-tokens 53, --temperature 0.7, --kl-coef 0.05, --kl-estimator k1, --target-kl 0 (fixed),\n"
     "--kl-horizon 10000, --cliprange 0.2, --cliprange-value 0.2, --vf-coef 0.1, --gamma 1, --lam 0.95,\n"
-    "--missing-eos-penalty 0 (off).";
+    "--missing-eos-penalty 0 (off), --eval-samples 4.";
 
 int cmd_ppo(int argc, char **argv) {
     trainer_flags f;
@@ -110,6 +112,7 @@ int cmd_ppo(int argc, char **argv) {
         } const ints[] = {
             {"--num-mini-batches", &p.num_mini_batches, 1}, {"--ppo-epochs", &p.ppo_epochs, 1},
             {"--num-generations", &p.num_generations, 1},   {"--max-new-tokens", &p.max_new_tokens, 1},
+            {"--eval-samples", &p.eval_samples, 0},
         };
         int done = 0;
         for (size_t k = 0; k < sizeof reals / sizeof reals[0] && !done; k++)
@@ -185,7 +188,7 @@ int cmd_ppo(int argc, char **argv) {
                  (unsigned long long)p.seed);
         rollout_session ss;
         rc = rollout_session_open(&ss, "ppo", db_path, f.json_log, f.model, config, (const char *const *)prompts, n_prompts,
-                                  reward_model);
+                                  reward_model, HEALTH_PPO | HEALTH_ROLLOUT | HEALTH_REWARD_MODEL);
         if (!rc) {
             rollout_session_hooks(&ss, &p.stop, &p.progress, &p.progress_ctx, &p.sink, &p.sink_ctx);
             rlhf_error err = {0};
@@ -204,6 +207,9 @@ int cmd_ppo(int argc, char **argv) {
                 if (!isnan(s.val_reward_before))
                     out_printf("held-out mean reward (greedy): %.4f before, %.4f after\n", s.val_reward_before,
                                s.val_reward_after);
+                if (!isnan(s.val_sampled_before))
+                    out_printf("held-out mean reward (%d samples per prompt, temperature %g): %.4f before, %.4f after\n",
+                               p.eval_samples, p.ppo.temperature, s.val_sampled_before, s.val_sampled_after);
                 out_printf("saved %s\n", f.out);
             }
             rollout_session_close(&ss, db_path);

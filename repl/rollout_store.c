@@ -131,13 +131,19 @@ int rollout_prompts_read(const char *path, char ***out, size_t *n) {
 }
 
 int rollout_session_open(rollout_session *s, const char *kind, const char *db_path, const char *json_log, const char *model,
-                         const char *config, const char *const *prompts, size_t n_prompts, const char *reward_source) {
+                         const char *config, const char *const *prompts, size_t n_prompts, const char *reward_source,
+                         unsigned health_kinds) {
     memset(s, 0, sizeof *s);
+    health_init(&s->h, health_kinds, NULL);
     run_log_params rlp = {kind, db_path, json_log, 0, model, config};
-    if (run_log_open(&s->rl, &rlp)) return 1;
+    if (run_log_open(&s->rl, &rlp)) {
+        health_free(&s->h);
+        return 1;
+    }
     if (s->rl.db && rollout_store_init(&s->rs, s->rl.db, model, prompts, n_prompts, kind, s->rl.run_id, reward_source)) {
         out_error("out of memory");
         run_log_finish(&s->rl, "failed", NULL);
+        health_free(&s->h);
         return 1;
     }
     s->stop = 0;
@@ -145,11 +151,21 @@ int rollout_session_open(rollout_session *s, const char *kind, const char *db_pa
     return 0;
 }
 
+/* The run log's progress, then the health rules on each step's metrics. */
+static void session_progress(const train_progress *pg, void *ctx) {
+    rollout_session *s = ctx;
+    run_log_progress(pg, &s->rl);
+    if (pg->event != TRAIN_EVENT_STEP) return;
+    health_warning w[4];
+    const int n = health_observe(&s->h, pg->step, &pg->train, w, 4);
+    for (int i = 0; i < n; i++) run_log_warning(&s->rl, w[i].step, w[i].code, w[i].text);
+}
+
 void rollout_session_hooks(rollout_session *s, volatile sig_atomic_t **stop, train_progress_fn *progress,
                            void **progress_ctx, rollout_sink_fn *sink, void **sink_ctx) {
     *stop = &s->stop;
-    *progress = run_log_progress;
-    *progress_ctx = &s->rl;
+    *progress = session_progress;
+    *progress_ctx = s;
     *sink = s->rl.db ? rollout_store_sink : NULL;
     *sink_ctx = s->rl.db ? &s->rs : NULL;
 }
@@ -173,4 +189,5 @@ int rollout_session_end(rollout_session *s, int r, const rlhf_error *err, const 
 void rollout_session_close(rollout_session *s, const char *db_path) {
     if (s->rs.n_stored) out_printf("%ld rollouts stored in %s\n", s->rs.n_stored, db_path);
     rollout_store_free(&s->rs);
+    health_free(&s->h);
 }

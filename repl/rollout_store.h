@@ -16,6 +16,7 @@
 
 #include "feedback/store.h"
 #include "repl/run_log.h"
+#include "src/train/health.h"
 #include "src/train/rollout.h"
 
 typedef struct {
@@ -42,20 +43,24 @@ int rollout_store_sink(void *ctx, const rollout_record *r, rlhf_error *err);
 int rollout_prompts_read(const char *path, char ***out, size_t *n);
 
 /* What an online trainer command (grpo, rloo, ppo) holds while it runs: the run's record, the
- * rollout store over the same database, and the Ctrl-C flag. */
+ * rollout store over the same database, the health warnings it watches for, and the Ctrl-C
+ * flag. */
 typedef struct {
     run_log rl;
     rollout_store rs;
+    health h;
     volatile sig_atomic_t stop;
     struct sigaction old;
 } rollout_session;
 
 /* Opens the run log (kind, database or NULL, --json-log or NULL, the initial model, the run's
- * configuration JSON) and, with a database, the rollout store; then catches Ctrl-C. The caller
- * points its run's stop flag, progress callback and sink at what *s holds (rollout_session_hooks).
- * Returns 0, or the exit status (1) after printing why. */
+ * configuration JSON) and, with a database, the rollout store; watches the health rules
+ * health_kinds (HEALTH_* bits: printed, logged and stored as they fire); then catches Ctrl-C.
+ * The caller points its run's stop flag, progress callback and sink at what *s holds
+ * (rollout_session_hooks). Returns 0, or the exit status (1) after printing why. */
 int rollout_session_open(rollout_session *s, const char *kind, const char *db_path, const char *json_log, const char *model,
-                         const char *config, const char *const *prompts, size_t n_prompts, const char *reward_source);
+                         const char *config, const char *const *prompts, size_t n_prompts, const char *reward_source,
+                         unsigned health_kinds);
 /* The hooks of an open session. */
 void rollout_session_hooks(rollout_session *s, volatile sig_atomic_t **stop, train_progress_fn *progress,
                            void **progress_ctx, rollout_sink_fn *sink, void **sink_ctx);

@@ -10,34 +10,14 @@
 # Usage: grpo_cli.sh RLHF_EXE
 set -u
 rlhf=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+here=$(cd "$(dirname "$0")" && pwd)
 export OMP_NUM_THREADS=2
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/rlhf-grpo-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 fail=0
 check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
 cd "$tmp" || exit 1
-/usr/bin/python3 - <<'PY'
-import json, random
-r = random.Random(5)
-L = "abcdefghij"
-with open("prompts.jsonl", "w") as f:
-    for i in range(64):
-        p = "Q: " + " ".join(r.choice(L) * r.randint(1, 3) for _ in range(r.randint(2, 4))) + "\nA:"
-        f.write(json.dumps({"prompt": p}) + "\n")
-open("corpus.txt", "w").write(open("prompts.jsonl").read() * 4 + "good bad yes no " * 50)
-# reward-model pairs: completions made of the words a policy of this tokenizer says; the chosen
-# one contains the letter e, the rejected one never does
-ws = [c * k for c in L for k in (1, 2, 3)] + ["good", "bad", "yes", "no", "Q:", "A:"]
-with_e = [w for w in ws if "e" in w]
-without = [w for w in ws if "e" not in w]
-with open("rm_pairs.jsonl", "w") as f:
-    for i in range(400):
-        p = "Q: " + " ".join(r.choice(L) * r.randint(1, 3) for _ in range(r.randint(2, 4))) + "\nA:"
-        c = [r.choice(ws) for _ in range(r.randint(1, 4))]
-        c[r.randrange(len(c))] = r.choice(with_e)
-        j = [r.choice(without) for _ in range(r.randint(1, 4))]
-        f.write(json.dumps({"prompt": p, "chosen": " " + " ".join(c), "rejected": " " + " ".join(j)}) + "\n")
-PY
+/usr/bin/python3 "$here/rollout_data.py"
 "$rlhf" tokenizer train --vocab-size 300 --special "<|endoftext|>" corpus.txt --out tok.json >/dev/null 2>&1
 "$rlhf" model new --family llama --layers 2 --dim 32 --heads 4 --kv-heads 2 --vocab 300 --context 64 --seed 1 \
   --out llama >/dev/null && cp tok.json llama/tokenizer.json

@@ -105,7 +105,7 @@ int main(int argc, char **argv) {
     memcpy(h.old_values, old_v, bt * sizeof(float));
     memcpy(h.adv, adv, bt * sizeof(float));
     memcpy(h.returns, returns, bt * sizeof(float));
-    ppo_head_set_rollout_metrics(&h, 0.5, 1.0, -0.1, 0.3, 2, kl_coef);
+    ppo_head_set_rollout_metrics(&h, 0.5, 1.0, -0.1, 0.3, 0.2, 2, kl_coef);
     /* one forward + head + backward */
     model_zero_grads(&m);
     train_batch b = {.B = B, .T = T, .tokens = tokens, .targets = targets};

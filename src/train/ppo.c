@@ -95,7 +95,7 @@ int ppo_head_flush(ppo_head *h, rlhf_error *err) {
 }
 
 void ppo_head_set_rollout_metrics(ppo_head *h, double kl, double entropy, double non_score, double scores,
-                                  double num_eos, double kl_coef) {
+                                  double scores_std, double num_eos, double kl_coef) {
     h->rollout[0] = kl;
     h->rollout[1] = entropy;
     h->rollout[2] = non_score;
@@ -103,6 +103,7 @@ void ppo_head_set_rollout_metrics(ppo_head *h, double kl, double entropy, double
     h->rollout[4] = scores;
     h->rollout[5] = num_eos;
     h->rollout[6] = kl_coef;
+    h->rollout[7] = scores_std;
     h->have_rollout = 1;
 }
 
@@ -208,10 +209,10 @@ static int ppo_loss(void *self, model *m, model_acts *a, const train_batch *b, i
     train_head_out_set(out, "policy/entropy_avg", ent * w);
     train_head_out_set(out, "val/ratio", ratio_sum * w);
     if (h->have_rollout) {
-        static const char *const names[7] = {"objective/kl",     "objective/entropy", "objective/non_score_reward",
-                                             "objective/rlhf_reward", "objective/scores", "val/num_eos_tokens",
-                                             "objective/kl_coef"};
-        for (int k = 0; k < 7; k++) train_head_out_set(out, names[k], h->rollout[k]);
+        static const char *const names[8] = {"objective/kl",          "objective/entropy", "objective/non_score_reward",
+                                             "objective/rlhf_reward", "objective/scores",  "val/num_eos_tokens",
+                                             "objective/kl_coef",     "objective/scores_std"};
+        for (int k = 0; k < 8; k++) train_head_out_set(out, names[k], h->rollout[k]);
     }
     return RLHF_OK;
 }

@@ -34,7 +34,8 @@
  * policy/approxkl_avg (0.5 mean (lp - old)^2), policy/entropy_avg, val/ratio; per rollout
  * (ppo_head_set_rollout_metrics): objective/kl (sum over a completion, mean over rows),
  * objective/entropy (sum of -lp of the sampled tokens), objective/non_score_reward,
- * objective/rlhf_reward, objective/scores, val/num_eos_tokens, objective/kl_coef.
+ * objective/rlhf_reward, objective/scores, objective/scores_std (for the health rule that spots a
+ * reward model scoring everything alike), val/num_eos_tokens, objective/kl_coef.
  * Adaptive KL (TRL's AdaptiveKLController): after each rollout batch
  *   kl_coef *= 1 + clip(kl / target - 1, -0.2, 0.2) * n / horizon     (n: the batch's episodes). */
 #ifndef RLHF_PPO_H
@@ -78,7 +79,7 @@ typedef struct {
     int have_grads;  /* vgrads hold a step not yet applied */
     long cur_step, grad_step;
     int accum;
-    double rollout[7];
+    double rollout[8];
     int have_rollout;
 } ppo_head;
 
@@ -95,7 +96,7 @@ int ppo_head_flush(ppo_head *h, rlhf_error *err);
 /* Values of a forward's rows (B, T) on a: v[b,t] = w . hidden[b,t] + c (0 where targets < 0). */
 void ppo_head_values(const ppo_head *h, const model_acts *a, const int32_t *targets, int B, int T, float *values);
 void ppo_head_set_rollout_metrics(ppo_head *h, double kl, double entropy, double non_score, double scores,
-                                  double num_eos, double kl_coef);
+                                  double scores_std, double num_eos, double kl_coef);
 
 /* Per-token rewards, advantages and returns of a rollout batch of `rows` rows of T positions
  * (see the top of the file). lp, ref, values, targets: (rows, T); scores: (rows). Outputs
@@ -132,6 +133,8 @@ typedef struct {
     long steps;                   /* optimizer steps */
     optim_params optim;
     double val_fraction;
+    int eval_samples;             /* held-out prompts: also this many sampled completions each at
+                                     the temperature, scored before and after (0: greedy only) */
     uint64_t seed;
     long save_every;
     volatile sig_atomic_t *stop;
@@ -147,6 +150,7 @@ typedef struct {
     size_t n_train, n_val;
     long steps_done, rollouts;
     double val_reward_before, val_reward_after; /* mean greedy reward-model score, held-out prompts */
+    double val_sampled_before, val_sampled_after; /* mean score of eval_samples samples per held-out prompt */
     double first_score, last_score;             /* objective/scores of the first / last rollout */
     double first_kl, last_kl;                   /* objective/kl of the first / last rollout */
     double max_kl;                              /* the largest objective/kl of any rollout */

@@ -36,6 +36,7 @@ void ppo_run_params_defaults(ppo_run_params *p) {
     p->optim.warmup_steps = 0;
     p->optim.weight_decay = 0.0f;
     p->val_fraction = 0.1;
+    p->eval_samples = 4;
     p->seed = 42;
     p->save_every = 500;
 }
@@ -110,19 +111,21 @@ static int make_rollout(ppo_ctx *c, long ro, long step, rlhf_error *err) {
     if ((rc = rollout_forward(c, c->ref, c->ref_lp, NULL, err))) return rc;
     ppo_rollout_advantages(c->lp, c->ref_lp, c->values, c->rb.targets, c->rb.rewards, c->rows, c->T, p->kl_estimator,
                            c->kl_coef, p->gamma, p->lam, p->whiten_advantages, c->rewards, c->adv, c->returns, c->kl_sum);
-    double kl = 0, ent = 0, score = 0;
+    double kl = 0, ent = 0, score = 0, score2 = 0;
     int n_eos = 0;
     for (int r = 0; r < c->rows; r++) {
         kl += c->kl_sum[r];
         score += c->rb.rewards[r];
+        score2 += c->rb.rewards[r] * c->rb.rewards[r];
         n_eos += c->rb.eos[r];
         for (int t = 0; t < c->T; t++)
             if (c->rb.targets[(size_t)r * c->T + t] >= 0) ent -= c->lp[(size_t)r * c->T + t];
     }
     kl /= c->rows;
     ent /= c->rows;
+    const double var = c->rows > 1 ? (score2 - score * score / c->rows) / (c->rows - 1) : 0;
     score /= c->rows;
-    ppo_head_set_rollout_metrics(c->h, kl, ent, -c->kl_coef * kl, score, n_eos, c->kl_coef);
+    ppo_head_set_rollout_metrics(c->h, kl, ent, -c->kl_coef * kl, score, sqrt(var > 0 ? var : 0), n_eos, c->kl_coef);
     ppo_summary *s = c->sum;
     if (s->rollouts == 0) {
         s->first_score = score;
@@ -178,11 +181,24 @@ static int fill(void *vctx, long step, int micro, rng_t *rng, train_batch *b, rl
     return RLHF_OK;
 }
 
+/* The held-out prompts' mean reward: greedy, and over eval_samples samples each (same seeds
+ * before and after training). */
+static int eval_val(ppo_ctx *c, double *greedy, double *sampled, rlhf_error *err) {
+    const ppo_run_params *p = c->p;
+    const rollout_setup *su = c->su;
+    int rc = rollout_eval_greedy(&su->b, su->prompt_ids, p->prompts, su->val_idx, su->n_val, p->max_new_tokens,
+                                 &c->su->scorer, greedy, err);
+    if (rc || p->eval_samples < 1) return rc;
+    const rollout_gen g = {p->ppo.temperature, p->max_new_tokens, p->eval_samples};
+    return rollout_eval_sampled(&su->b, su->prompt_ids, p->prompts, su->val_idx, su->n_val, &g, p->seed ^ 0xe7a1ull,
+                                &c->su->scorer, sampled, err);
+}
+
 int ppo_run(const ppo_run_params *p, ppo_summary *sum, rlhf_error *err) {
     ppo_summary local;
     if (!sum) sum = &local;
     memset(sum, 0, sizeof *sum);
-    sum->val_reward_before = sum->val_reward_after = NAN;
+    sum->val_reward_before = sum->val_reward_after = sum->val_sampled_before = sum->val_sampled_after = NAN;
     if (!p->out_dir || !*p->out_dir) return rlhf_errorf(err, RLHF_ERR_INVALID, "no output directory given (--out)");
     if (!p->reward_model) return rlhf_errorf(err, RLHF_ERR_INVALID, "PPO needs a reward model (--reward RM_DIR)");
     if (p->n_prompts == 0) return rlhf_errorf(err, RLHF_ERR_INVALID, "no prompts to train on");
@@ -255,18 +271,14 @@ int ppo_run(const ppo_run_params *p, ppo_summary *sum, rlhf_error *err) {
     c.t = &t;
     if ((rc = ppo_head_init(&h, &p->ppo, &su.b.m, p->batch, c.T, &tp.optim, p->accum, err))) goto done;
     c.h = &h;
-    if ((rc = rollout_eval_greedy(&su.b, su.prompt_ids, p->prompts, su.val_idx, su.n_val, p->max_new_tokens, &su.scorer,
-                                  &sum->val_reward_before, err)))
-        goto done;
+    if ((rc = eval_val(&c, &sum->val_reward_before, &sum->val_sampled_before, err))) goto done;
     if ((rc = file_mkdir_p(p->out_dir, err))) goto done;
     const rollout_loop_params rlp = {p->steps,    p->save_every, p->seed,     &su.b,
                                      p->out_dir,  p->stop,       p->progress, p->progress_ctx};
     rc = rollout_loop_run(&t, ppo_train_head(&h), (train_data){.fill = fill, .ctx = &c}, &rlp, &sum->steps_done, &sum->elapsed_s,
                           err);
     if (!rc) rc = ppo_head_flush(&h, err);
-    if (!rc)
-        rc = rollout_eval_greedy(&su.b, su.prompt_ids, p->prompts, su.val_idx, su.n_val, p->max_new_tokens, &su.scorer,
-                                 &sum->val_reward_after, err);
+    if (!rc) rc = eval_val(&c, &sum->val_reward_after, &sum->val_sampled_after, err);
 done:
     rollout_batch_free(&c.rb);
     free(c.lp);

@@ -307,6 +307,27 @@ int rollout_eval_greedy(const model_bundle *b, const rollout_ids *prompt_ids, co
     return RLHF_OK;
 }
 
+int rollout_eval_sampled(const model_bundle *b, const rollout_ids *prompt_ids, const char *const *prompt_texts,
+                         const size_t *idx, size_t n, const rollout_gen *g, uint64_t seed, rollout_scorer *s, double *mean,
+                         rlhf_error *err) {
+    *mean = NAN;
+    if (n == 0) return RLHF_OK;
+    rollout_batch rb;
+    int longest = 1;
+    for (size_t i = 0; i < n; i++)
+        if (prompt_ids[idx[i]].n > longest) longest = prompt_ids[idx[i]].n;
+    int rc = rollout_batch_init(&rb, g->G, longest + g->max_new_tokens - 1, err);
+    double sum = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        const uint64_t sd = seed + i;
+        rc = rollout_make(b, prompt_ids, prompt_texts, &idx[i], 1, g, &sd, s, NULL, NULL, -1, &rb, err);
+        for (int k = 0; k < g->G && !rc; k++) sum += rb.rewards[k];
+    }
+    rollout_batch_free(&rb);
+    if (!rc) *mean = sum / ((double)n * g->G);
+    return rc;
+}
+
 int rollout_token_logps(model *m, model_acts *a, const int32_t *tokens, const int32_t *targets, int B, int T,
                         float temperature, float *out, rlhf_error *err) {
     int rc = model_forward(m, a, tokens, B, T, err);

@@ -114,6 +114,12 @@ int rollout_make(const model_bundle *b, const rollout_ids *prompt_ids, const cha
 /* Mean reward of greedy completions of prompts idx[0..n) (NAN when n is 0). */
 int rollout_eval_greedy(const model_bundle *b, const rollout_ids *prompt_ids, const char *const *prompt_texts,
                         const size_t *idx, size_t n, int max_new_tokens, rollout_scorer *s, double *mean, rlhf_error *err);
+/* Mean reward of g->G sampled completions of each of prompts idx[0..n) (prompt i sampled with seed
+ * + i, so the same call before and after training draws with the same seeds; NAN when n is 0):
+ * the quantity the policy is trained to raise, with less variance than one greedy answer. */
+int rollout_eval_sampled(const model_bundle *b, const rollout_ids *prompt_ids, const char *const *prompt_texts,
+                         const size_t *idx, size_t n, const rollout_gen *g, uint64_t seed, rollout_scorer *s, double *mean,
+                         rlhf_error *err);
 
 /* The order the training prompts are visited in: a fresh permutation of train_idx per pass,
  * drawn from (seed, pass) alone, so rollout k's prompts are a function of k. */
