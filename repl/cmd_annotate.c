@@ -197,7 +197,7 @@ int cmd_annotate(int argc, char **argv) {
     world_split split;
     if (world_split_parse(split_name, &split, &err)) return out_error("--split: %s", err.msg), 2;
     int fams[MAX_FAMILIES], nf = 0;
-    if (families) {
+    if (families && strcmp(families, "all") != 0) {
         char buf[512];
         snprintf(buf, sizeof buf, "%s", families);
         for (char *save = NULL, *w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save)) {

@@ -245,7 +245,7 @@ int cmd_eval(int argc, char **argv) {
     const int F = world_family_count() < MAX_FAMILIES ? world_family_count() : MAX_FAMILIES;
     int on[MAX_FAMILIES];
     for (int f = 0; f < F; f++) on[f] = 1;
-    if (families && parse_families(families, on, F))
+    if (families && strcmp(families, "all") != 0 && parse_families(families, on, F))
         return out_error("--families: '%s' is not a comma-separated list of families (rlhf world families)", families), 2;
     if (!model_path && !(model_path = default_model_path())) {
         out_error("--model is required (no built-in default model found)");

@@ -1,6 +1,7 @@
 /* cmd_loop.c — `rlhf loop`: the whole feedback loop in one command, measured.
  *
- * SFT model -> oracle rankings of its candidates (rlhf annotate --oracle) -> a reward model
+ * SFT model -> oracle rankings of its candidates on val-split prompts (rlhf annotate --oracle;
+ * the SFT model learnt the train split's prompts, the test split is kept for evaluation) -> a reward model
  * (rlhf reward train --db) -> DPO (rlhf dpo --db), GRPO with the verifier as reward
  * (rlhf grpo --reward-fn toy), GRPO with the reward model and PPO when this build has them —
  * each from the same SFT model — -> rlhf eval of every model on held-out test prompts, KL to the
@@ -49,27 +50,28 @@ typedef struct {
 } loop_opt;
 
 enum { O_FAMILIES, O_ROUNDS, O_PROMPTS, O_CANDIDATES, O_NOISE, O_HELDOUT, O_EVAL_N, O_DPO_STEPS, O_DPO_LR, O_DPO_BETA,
-       O_RPO, O_RM_STEPS, O_RM_LR, O_GRPO_STEPS, O_GRPO_LR, O_GRPO_GEN, O_PPO_STEPS, O_SEED, O_COUNT };
+       O_RPO, O_RM_STEPS, O_RM_LR, O_GRPO_STEPS, O_GRPO_LR, O_GRPO_GEN, O_PPO_STEPS, O_SEED, O_METHODS, O_COUNT };
 
 static loop_opt g_opts[O_COUNT] = {
     {"--families", "all", "task-world families to annotate, train and evaluate on (comma list)", 0},
     {"--rounds", "1", "1, or 2: rank the round-1 DPO model's candidates and train DPO again", 1},
-    {"--prompts", "600", "prompts ranked per round (unseen train instances, from 1000 on)", 1},
+    {"--prompts", "600", "val-split prompts ranked per round (and GRPO's/PPO's prompts)", 1},
     {"--candidates", "4", "candidates per prompt", 1},
     {"--noise", "0", "oracle noise: a ranking reversed with this probability", 1},
-    {"--heldout", "120", "val-split prompts ranked for the reward model's held-out accuracy", 1},
+    {"--heldout", "120", "test-split prompts ranked for the reward model's held-out accuracy", 1},
     {"--eval-n", "20", "test-split prompts per family in each evaluation", 1},
     {"--dpo-steps", "200", "DPO optimizer steps", 1},
-    {"--dpo-lr", "1e-4", "DPO learning rate", 1},
+    {"--dpo-lr", "5e-5", "DPO learning rate", 1},
     {"--dpo-beta", "0.1", "DPO beta", 1},
     {"--rpo-alpha", "1", "DPO's RPO term (NLL of the chosen answers) that keeps them likely", 1},
     {"--rm-steps", "200", "reward-model optimizer steps", 1},
     {"--rm-lr", "1e-4", "reward-model learning rate", 1},
     {"--grpo-steps", "100", "GRPO optimizer steps (each method)", 1},
-    {"--grpo-lr", "2e-5", "GRPO learning rate", 1},
+    {"--grpo-lr", "1e-4", "GRPO learning rate", 1},
     {"--grpo-generations", "8", "GRPO completions per prompt", 1},
     {"--ppo-steps", "100", "PPO optimizer steps", 1},
     {"--seed", "1", "seed of the annotations and every trainer", 1},
+    {"--methods", "dpo,grpo-verifier,grpo-rm,ppo", "the policy methods to run (comma list of those four)", 0},
 };
 
 typedef struct {
@@ -355,7 +357,8 @@ static int write_svg(loop_ctx *L, const cJSON *summary, const char *path) {
 
 /* ---- the loop ---- */
 
-/* The GRPO/PPO prompts: unseen train instances of the families, in turn, as JSON lines. */
+/* The GRPO/PPO prompts: val-split instances of the families, in turn, as JSON lines (the SFT
+ * model was trained on train-split prompts; test-split prompts are kept for evaluation). */
 static int write_prompts(const char *path, const int *fams, int nf, long n, long first) {
     char *buf = NULL;
     size_t len = 0;
@@ -365,7 +368,7 @@ static int write_prompts(const char *path, const int *fams, int nf, long n, long
     int rc = 0;
     for (long j = 0; j < n && !rc; j++) {
         world_item it;
-        if ((rc = world_item_make(fams[j % nf], WORLD_SPLIT_TRAIN, (uint64_t)(first + j / nf), &it, &err))) break;
+        if ((rc = world_item_make(fams[j % nf], WORLD_SPLIT_VAL, (uint64_t)(first + j / nf), &it, &err))) break;
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "prompt", it.prompt);
         cJSON_AddStringToObject(o, "family", world_family_name(it.family));
@@ -396,6 +399,15 @@ static void av_add(argv_buf *a, const char *s) {
     a->v[++a->n] = NULL;
 }
 static const char *opt(int k) { return g_opts[k].value; }
+
+/* 1 if `m` is in --methods. */
+static int method_on(const char *m) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", opt(O_METHODS));
+    for (char *save = NULL, *w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save))
+        if (strcmp(w, m) == 0) return 1;
+    return 0;
+}
 
 /* rlhf eval of one model on the test split, KL to the SFT model. */
 static int eval_stage(loop_ctx *L, argv_buf *a, const char *name, const char *model, const char *db) {
@@ -440,7 +452,7 @@ static int round_run(loop_ctx *L, int r, const int *fams, int nf, int grpo_rm, i
     char policy[LOOP_PATH];
     if (r == 1) snprintf(policy, sizeof policy, "%.4500s", L->model);
     else snprintf(policy, sizeof policy, "%.3000s/r%d/dpo", L->out, r - 1);
-    snprintf(first, sizeof first, "%ld", 1000 + (long)(r - 1) * strtol(opt(O_PROMPTS), NULL, 10));
+    snprintf(first, sizeof first, "%ld", (long)(r - 1) * strtol(opt(O_PROMPTS), NULL, 10));
     snprintf(nheld, sizeof nheld, "%s", opt(O_HELDOUT));
     snprintf(seed, sizeof seed, "%ld", strtol(opt(O_SEED), NULL, 10) + r - 1);
     argv_buf *a = calloc(1, sizeof *a);
@@ -459,20 +471,20 @@ static int round_run(loop_ctx *L, int r, const int *fams, int nf, int grpo_rm, i
     av_add(a, "--model"), av_add(a, policy), av_add(a, "--db"), av_add(a, partial);
     av_add(a, "--prompts"), av_add(a, opt(O_PROMPTS)), av_add(a, "--candidates"), av_add(a, opt(O_CANDIDATES));
     av_add(a, "--noise"), av_add(a, opt(O_NOISE)), av_add(a, "--families"), av_add(a, opt(O_FAMILIES));
-    av_add(a, "--first"), av_add(a, first), av_add(a, "--seed"), av_add(a, seed);
+    av_add(a, "--split"), av_add(a, "val"), av_add(a, "--first"), av_add(a, first), av_add(a, "--seed"), av_add(a, seed);
     if ((rc = stage_run(L, name, a->v, NULL, 1))) goto done;
     if (!stage_done(L, name) || finish_partial(partial, db)) {
-        rc = stage_done(L, name) ? 1 : 0; /* nothing to train on */
+        rc = 1; /* nothing to train on */
         goto done;
     }
-    /* 2. held-out rankings (val split) for the reward model's accuracy */
+    /* 2. held-out rankings (test-split prompts, never trained on) for the reward model's accuracy */
     snprintf(name, sizeof name, "r%d/annotate-heldout", r);
     if (!stage_done(L, name)) remove(heldp);
     av_reset(a);
     av_add(a, "rlhf"), av_add(a, "annotate"), av_add(a, "--oracle"), av_add(a, "--json");
     av_add(a, "--model"), av_add(a, policy), av_add(a, "--db"), av_add(a, heldp);
     av_add(a, "--prompts"), av_add(a, nheld), av_add(a, "--candidates"), av_add(a, opt(O_CANDIDATES));
-    av_add(a, "--families"), av_add(a, opt(O_FAMILIES)), av_add(a, "--split"), av_add(a, "val");
+    av_add(a, "--families"), av_add(a, opt(O_FAMILIES)), av_add(a, "--split"), av_add(a, "test");
     av_add(a, "--seed"), av_add(a, seed);
     if ((rc = stage_run(L, name, a->v, NULL, 1))) goto done;
     if (stage_done(L, name) && finish_partial(heldp, held)) {
@@ -500,6 +512,7 @@ static int round_run(loop_ctx *L, int r, const int *fams, int nf, int grpo_rm, i
         STAGE("reward-heldout", NULL, 1);
     }
     /* 5. DPO from the policy of this round, on its rankings */
+    if (!method_on("dpo")) goto done;
     av_reset(a);
     av_add(a, "rlhf"), av_add(a, "dpo"), av_add(a, "--model"), av_add(a, policy), av_add(a, "--db"), av_add(a, db);
     av_add(a, "--out"), av_add(a, dpo), av_add(a, "--steps"), av_add(a, opt(O_DPO_STEPS));
@@ -514,7 +527,7 @@ static int round_run(loop_ctx *L, int r, const int *fams, int nf, int grpo_rm, i
     }
     if (r > 1) goto done; /* round 2 retrains the preference learner only */
     /* 6. GRPO with the verifier, GRPO with the reward model, PPO: from the SFT model */
-    if (write_prompts(prompts, fams, nf, strtol(opt(O_PROMPTS), NULL, 10), 1000)) {
+    if (write_prompts(prompts, fams, nf, strtol(opt(O_PROMPTS), NULL, 10), 0)) {
         out_error("loop: cannot write %s", prompts);
         rc = 1;
         goto done;
@@ -522,7 +535,7 @@ static int round_run(loop_ctx *L, int r, const int *fams, int nf, int grpo_rm, i
     for (int m = 0; m < 3; m++) {
         static const char *const stage_names[] = {"grpo-verifier", "grpo-rm", "ppo"};
         static const char *const eval_names[] = {"eval-grpo-verifier", "eval-grpo-rm", "eval-ppo"};
-        if ((m == 1 && !grpo_rm) || (m == 2 && !ppo)) continue;
+        if ((m == 1 && !grpo_rm) || (m == 2 && !ppo) || !method_on(stage_names[m])) continue;
         const char *dir_m = m == 0 ? grpo : m == 1 ? grpo_r : ppo_d;
         av_reset(a);
         av_add(a, "rlhf"), av_add(a, m == 2 ? "ppo" : "grpo"), av_add(a, "--model"), av_add(a, L->model);
@@ -550,7 +563,8 @@ static int print_help(void) {
     out_printf("usage: %s\n\n", loop_usage);
     out_printf(
         "The closed feedback loop, measured: the SFT model (--model, default the built-in one) ->\n"
-        "its candidates ranked by the oracle (rlhf annotate --oracle) -> a reward model (rlhf reward\n"
+        "its candidates for --prompts val-split prompts ranked by the oracle (rlhf annotate --oracle;\n"
+        "the SFT data is the train split, the evaluation the test split) -> a reward model (rlhf reward\n"
         "train --db) -> DPO (rlhf dpo --db), GRPO with the verifier (rlhf grpo --reward-fn toy), GRPO\n"
         "with the reward model and PPO when this build has them (otherwise their rows say \"not\n"
         "available\"), each from the SFT model -> rlhf eval of every model on --eval-n test prompts per\n"
@@ -620,6 +634,14 @@ int cmd_loop(int argc, char **argv) {
         }
     }
     if (!nf) return out_error("--families: no family given"), 2;
+    {
+        char buf[256];
+        snprintf(buf, sizeof buf, "%s", opt(O_METHODS));
+        for (char *save = NULL, *w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save))
+            if (strcmp(w, "dpo") && strcmp(w, "grpo-verifier") && strcmp(w, "grpo-rm") && strcmp(w, "ppo"))
+                return out_error("--methods: unknown method '%s' (dpo, grpo-verifier, grpo-rm, ppo)", w), 2;
+    }
+    if (L.rounds == 2 && !method_on("dpo")) return out_error("--rounds 2 continues from round 1's DPO model: keep dpo in --methods"), 2;
     if (!L.model && !(L.model = default_model_path())) {
         out_error("--model is required (no built-in default model found)");
         return 2;
@@ -659,7 +681,15 @@ int cmd_loop(int argc, char **argv) {
     struct sigaction old;
     run_log_sigint_catch(&L.stop, &old);
     int rc = state_save(&L);
-    for (int r = 1; r <= L.rounds && !rc; r++) rc = round_run(&L, r, fams, nf, grpo_rm, ppo);
+    for (int r = 1; r <= L.rounds && !rc; r++) {
+        char dpo_name[32];
+        snprintf(dpo_name, sizeof dpo_name, "r%d/dpo", r - 1);
+        if (r > 1 && !stage_done(&L, dpo_name)) {
+            out_error("loop: round %d needs round %d's DPO model, which did not finish", r, r - 1);
+            break;
+        }
+        rc = round_run(&L, r, fams, nf, grpo_rm, ppo);
+    }
     run_log_sigint_restore(&old);
     if (rc == STAGE_STOPPED) {
         out_error("loop: stopped; what finished is kept in %s: run the same command to resume", L.state_path);
@@ -676,6 +706,9 @@ int cmd_loop(int argc, char **argv) {
         {"DPO round 2", "r2/dpo", "r2/eval-dpo", 1, NULL},
     };
     int n_rows = L.rounds == 2 ? 6 : 5;
+    static const char *const row_methods[] = {NULL, "dpo", "grpo-verifier", "grpo-rm", "ppo", "dpo"};
+    for (int i = 1; i < n_rows; i++)
+        if (rows[i].available && !method_on(row_methods[i])) rows[i].available = 0, rows[i].why = "not run (--methods)";
     cJSON *summary = print_table(&L, rows, n_rows, fams, nf);
     /* the reward model's held-out ranking accuracy and the stage times */
     cJSON *root = cJSON_CreateObject();
@@ -694,7 +727,7 @@ int cmd_loop(int argc, char **argv) {
         cJSON_AddItemToArray(rms, o);
         if (!L.json) {
             if (res)
-                out_printf("reward model (round %d): held-out ranking accuracy %.1f%% on %.0f pairs of val-split prompts\n", r,
+                out_printf("reward model (round %d): held-out ranking accuracy %.1f%% on %.0f pairs of test-split prompts\n", r,
                            100 * num(res, "accuracy"), num(res, "pairs"));
             else out_printf("reward model (round %d): not trained (see the stage log)\n", r);
         }
@@ -729,7 +762,10 @@ int cmd_loop(int argc, char **argv) {
     if (!L.json) out_printf("chart: %s; summary: %s; runs and rankings: %s/r*/feedback.db\n", svg, sum, L.out);
     free(js);
     cJSON_Delete(root);
+    int failed = rc != 0;
+    cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(L.state, "stages")) failed |= !stage_done(&L, s->string);
     cJSON_Delete(L.state);
     if (bad) return out_error("loop: cannot write %s or %s", svg, sum), 1;
-    return 0;
+    if (failed) out_error("loop: a stage failed (its row or line above says which; the logs are in %s/logs)", L.out);
+    return failed ? 1 : 0;
 }
