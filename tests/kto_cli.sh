@@ -110,6 +110,24 @@ check "runs recorded with TRL's metric names" \
 run pairs --seed 1 --data pairs.jsonl
 check "pairs JSONL: exit 0, 400 examples (200 desirable)" '[ $? -eq 0 ] && grep -q "on 400 examples (200 desirable, 200 undesirable" pairs.log' || cat pairs.log
 
+# TRL's conversational form (message lists; here mixed with a plain line): the KL rows splice
+# one example's prompt messages with another's reply
+/usr/bin/python3 - <<'PY'
+import json
+with open("chat.jsonl", "w") as f:
+    for i in range(20):
+        good = i % 2 == 0
+        f.write(json.dumps({"prompt": [{"role": "user", "content": "hi %d" % i}],
+                            "completion": [{"role": "assistant", "content": "good ." if good else "bad ."}],
+                            "label": good}) + "\n")
+    f.write(json.dumps({"prompt": "plain q", "completion": " good .", "label": True}) + "\n")
+PY
+"$rlhf" kto --model llama --data chat.jsonl --out out-chat --steps 2 --batch 4 > chat.log 2>&1; rc=$?
+check "conversational lines train (21 examples, 11 desirable)" '[ $rc -eq 0 ] && grep -q "on 21 examples (11 desirable, 10 undesirable" chat.log' || cat chat.log
+printf '{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}], "label": true}\n' > msgs.jsonl
+"$rlhf" kto --model llama --data msgs.jsonl --out out-bad > msgs.log 2>&1; rc=$?
+check "a messages line: exit 1, refused by line" '[ $rc -eq 1 ] && grep -q "msgs.jsonl:1: KTO lines need" msgs.log && [ ! -e out-bad ]'
+
 # the database: pairs only with --with-pairs (the ratings rule is tested through the REPL in repl_train.sh)
 "$rlhf" db import --format trl --db fb.db pairs.jsonl >/dev/null 2>&1
 "$rlhf" kto --model llama --db fb.db --out out-db --steps 2 --batch 8 > db0.log 2>&1; rc=$?

@@ -12,7 +12,8 @@
  * ids 1..V-1, padded with 0, targets only on the completion; a random thumbs-up/down per example
  * (micro-batch (0, 0) has both). labels = the reference's row log-probabilities (dpo_row_logps).
  * DIR/batches.bin: int32 tokens (S, A, B, T), int32 targets (S, A, B, T), float32 labels
- * (S, A, B), int32 desirable (S, A, B; rows >= n are 0). Then:
+ * (S, A, B), int32 desirable (S, A, B; rows >= n are 0). Micro-batches give the example rows to
+ * the loop and the KL rows to the head (kto_head.kl_*). Then:
  *   1. one forward + KTO head + backward on micro-batch (0, 0): DIR/grads.safetensors holds
  *      "loss" and the gradient of every trained tensor under its own name (model or PEFT names);
  *   2. S optimizer steps through train_loop_run.
@@ -46,12 +47,20 @@ static int fill(void *vctx, long step, int micro, rng_t *rng, train_batch *b, rl
     (void)err;
     const data_ctx *d = vctx;
     const size_t row0 = ((size_t)step * d->A + (size_t)micro) * d->B;
-    b->B = d->B;
+    const int n = kto_uses_kl(&d->h->p) ? d->B / 2 : d->B;
+    b->B = n;
     b->T = d->T;
-    memcpy(b->tokens, d->tokens + row0 * d->T, (size_t)d->B * d->T * sizeof(int32_t));
-    memcpy(b->targets, d->targets + row0 * d->T, (size_t)d->B * d->T * sizeof(int32_t));
-    memcpy(b->labels, d->labels + row0, (size_t)d->B * sizeof(float));
-    for (int i = 0; i < d->B; i++) d->h->desirable[i] = (uint8_t)d->desirable[row0 + (size_t)i];
+    memcpy(b->tokens, d->tokens + row0 * d->T, (size_t)n * d->T * sizeof(int32_t));
+    memcpy(b->targets, d->targets + row0 * d->T, (size_t)n * d->T * sizeof(int32_t));
+    memcpy(b->labels, d->labels + row0, (size_t)n * sizeof(float));
+    for (int i = 0; i < n; i++) d->h->desirable[i] = (uint8_t)d->desirable[row0 + (size_t)i];
+    if (n < d->B) {
+        const size_t kl0 = row0 + (size_t)n;
+        memcpy(d->h->kl_tokens, d->tokens + kl0 * d->T, (size_t)n * d->T * sizeof(int32_t));
+        memcpy(d->h->kl_targets, d->targets + kl0 * d->T, (size_t)n * d->T * sizeof(int32_t));
+        memcpy(d->h->kl_ref, d->labels + kl0, (size_t)n * sizeof(float));
+        d->h->kl_T = d->T;
+    }
     return RLHF_OK;
 }
 
@@ -109,7 +118,8 @@ int main(int argc, char **argv) {
     lp.rank = atoi(arg(argc, argv, "--lora-rank", "0"));
     lp.alpha = (float)atof(arg(argc, argv, "--lora-alpha", "8"));
     lp.targets = arg(argc, argv, "--lora-targets", NULL);
-    const int A = tp.accum, B = tp.batch, T = tp.context, per = kto_rows_per_example(&kp), n = B / per;
+    const int A = tp.accum, B = tp.batch, T = tp.context, n = kto_uses_kl(&kp) ? B / 2 : B;
+    tp.batch = n; /* the loop's rows: the examples (the KL rows go to the head) */
 
     model m = {0}, ref = {0};
     lora lo = {0};
@@ -191,17 +201,17 @@ int main(int argc, char **argv) {
         rc = train_init(&t, &m, &tp, &err);
     }
     if (rc) goto done;
-    if ((rc = kto_head_init(&h, &kp, B, T, &err))) goto done;
-    if ((rc = train_batch_alloc(&buf, B, T, &err))) goto done;
+    if ((rc = kto_head_init(&h, &kp, &c, n, T, &err))) goto done;
+    if ((rc = train_batch_alloc(&buf, n, T, &err))) goto done;
     /* the reference pass: every row's completion log-probability */
     if (lp.rank > 0) lora_set_enabled(&lo, 0);
-    for (size_t r0 = 0; r0 < rows; r0 += (size_t)B) {
-        memcpy(buf.tokens, tokens + r0 * T, (size_t)B * T * sizeof(int32_t));
-        memcpy(buf.targets, targets + r0 * T, (size_t)B * T * sizeof(int32_t));
-        buf.B = B;
+    for (size_t r0 = 0; r0 < rows; r0 += (size_t)n) { /* n rows at a time: the trainer's arena */
+        memcpy(buf.tokens, tokens + r0 * T, (size_t)n * T * sizeof(int32_t));
+        memcpy(buf.targets, targets + r0 * T, (size_t)n * T * sizeof(int32_t));
+        buf.B = n;
         buf.T = T;
         if ((rc = dpo_row_logps(lp.rank > 0 ? &m : &ref, &t.acts, &buf, ref_lp, &err))) goto done;
-        for (int i = 0; i < B; i++) labels[r0 + (size_t)i] = (float)ref_lp[i];
+        for (int i = 0; i < n; i++) labels[r0 + (size_t)i] = (float)ref_lp[i];
     }
     if (lp.rank > 0) lora_set_enabled(&lo, 1);
     snprintf(path, sizeof path, "%s/batches.bin", out);

@@ -1,13 +1,17 @@
 /* kto.h — KTO (Kahneman-Tversky optimisation, Ethayarajh et al. 2024) as a head of the training
  * loop (loop.h): unpaired thumbs-up / thumbs-down judgements train the policy, no pairs needed.
  *
- * A micro-batch of n examples holds, like TRL's KTOTrainer:
- *   rows 0..n-1   prompt_i + completion_i, targets only on the completion's tokens (EOS
- *                 included), labels[i] = the reference's log-probability of that completion;
- *   rows n..2n-1  (KTO loss only) the KL rows: prompt_i + a completion that belongs to another
- *                 example (TRL's mismatched pairs), labels[n+i] = the reference's log-probability.
- * Which example rows are desirable is set by the data side in kto_head.desirable before the head
- * runs (the loop calls fill, forward, head in that order for each micro-batch).
+ * A micro-batch holds n examples, as TRL's KTOTrainer batches them:
+ *   rows 0..n-1 of the batch: prompt_i + completion_i, targets only on the completion's tokens
+ *     (EOS included), labels[i] = the reference's log-probability of that completion;
+ *   (KTO loss only) n KL rows, written by the data side into the head (kto_head.kl_*), not into
+ *     the batch: prompt_i + a completion that belongs to another example (TRL's mismatched
+ *     pairs) with the reference's log-probability. The head runs them through its own forward
+ *     pass without gradient, as TRL does under no_grad, so the backward pass covers only the
+ *     n example rows.
+ * Which example rows are desirable is set by the data side in kto_head.desirable. The loop calls
+ * fill, forward, head in that order for each micro-batch, so what fill writes into the head
+ * belongs to the micro-batch the head then sees.
  * With r_i = policy logp_i - reference logp_i and, for the KTO loss, the KL estimate
  *   z = max(0, mean over the KL rows of (policy logp - reference logp)), detached,
  * the losses are TRL's (trl/trainer/kto_trainer.py, kto_loss):
@@ -48,20 +52,26 @@ int kto_loss_type_parse(const char *name, kto_loss_type *out, rlhf_error *err);
 const char *kto_loss_type_name(kto_loss_type t);
 /* beta > 0, weights > 0, all finite. */
 int kto_params_validate(const kto_params *p, rlhf_error *err);
-/* Rows a micro-batch of n examples takes: 2n with the KTO loss (the KL rows), n otherwise. */
-int kto_rows_per_example(const kto_params *p);
+/* 1 when the loss uses the KL estimate (kto), so examples need KL rows. */
+int kto_uses_kl(const kto_params *p);
 
 typedef struct {
     kto_params p;
     int B, T;
     uint8_t *desirable; /* (B) 1: example row i is a thumbs-up; set by the data side */
-    float *pos_loss;    /* (B, T) per-position -log p */
-    double *logp;       /* (B) the policy's row log-probabilities of the last micro-batch */
-    double *grad;       /* (B) d(loss)/d(row log-probability) */
+    int32_t *kl_tokens;  /* (B, T) the KL rows' ids, rows of kl_T positions; set by the data side */
+    int32_t *kl_targets; /* (B, T) their targets (< 0: no loss) */
+    float *kl_ref;       /* (B) the reference's log-probabilities of the KL rows */
+    int kl_T;            /* positions of this micro-batch's KL rows (<= T) */
+    model_acts kl_acts;  /* the KL rows' forward pass */
+    float *pos_loss;     /* (B, T) per-position -log p */
+    double *logp;        /* (B) row log-probabilities of the last micro-batch */
+    double *grad;        /* (B) d(loss)/d(row log-probability) */
 } kto_head;
 
-/* Scratch for micro-batches of up to B rows (a multiple of kto_rows_per_example) of T positions. */
-int kto_head_init(kto_head *h, const kto_params *p, int B, int T, rlhf_error *err);
+/* Scratch for micro-batches of up to B examples of up to T positions (their KL rows too), for
+ * models of configuration c. */
+int kto_head_init(kto_head *h, const kto_params *p, const model_config *c, int B, int T, rlhf_error *err);
 void kto_head_free(kto_head *h);
 train_head kto_train_head(kto_head *h);
 

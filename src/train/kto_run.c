@@ -213,20 +213,31 @@ static void put_row(const kto_source *s, size_t k, int kl, int row, train_batch 
     b->lengths[row] = len - 1;
 }
 
-/* Examples idx[0..n) into b: their rows, then their KL rows; labels into the head. */
+/* The KL rows of examples idx[0..n) into the head, padded to their longest. */
+static void put_kl_rows(const kto_source *s, const size_t *idx, int n) {
+    kto_head *h = s->h;
+    int T = 1;
+    for (int q = 0; q < n; q++)
+        if (s->kl->len[idx[q]] - 1 > T) T = s->kl->len[idx[q]] - 1;
+    train_batch kb = {.B = n, .T = T, .tokens = h->kl_tokens, .targets = h->kl_targets, .labels = h->kl_ref};
+    int32_t lengths[512];
+    kb.lengths = lengths;
+    for (int q = 0; q < n; q++) put_row(s, idx[q], 1, q, &kb);
+    h->kl_T = T;
+}
+
+/* Examples idx[0..n) into b (their rows) and the head (their labels and KL rows). */
 static void fill_examples(const kto_source *s, const size_t *idx, int n, train_batch *b) {
     int T = 1;
-    for (int q = 0; q < n; q++) {
+    for (int q = 0; q < n; q++)
         if (s->main->len[idx[q]] - 1 > T) T = s->main->len[idx[q]] - 1;
-        if (s->kl && s->kl->len[idx[q]] - 1 > T) T = s->kl->len[idx[q]] - 1;
-    }
     b->T = T;
-    b->B = s->kl ? 2 * n : n;
+    b->B = n;
     for (int q = 0; q < n; q++) {
         put_row(s, idx[q], 0, q, b);
-        if (s->kl) put_row(s, idx[q], 1, n + q, b);
         s->h->desirable[q] = s->des[idx[q]];
     }
+    if (s->kl) put_kl_rows(s, idx, n);
 }
 
 static int fill_train(void *ctx, long step, int micro, rng_t *rng, train_batch *b, rlhf_error *err) {
@@ -319,10 +330,10 @@ int kto_run(const kto_run_params *pin, kto_summary *sum, rlhf_error *err) {
     if (!p.out_dir || !*p.out_dir) return rlhf_errorf(err, RLHF_ERR_INVALID, "no output directory given (--out)");
     if (!p.texts || p.texts->n == 0 || !p.desirable) return rlhf_errorf(err, RLHF_ERR_INVALID, "no examples to train on");
     if ((rc = kto_params_validate(&p.kto, err))) return rc;
-    const int per = kto_rows_per_example(&p.kto);
-    if (p.train.batch < per || p.train.batch > 256)
-        return rlhf_errorf(err, RLHF_ERR_INVALID, "--batch must be %d..256 examples (got %d)%s", per, p.train.batch,
-                           per == 2 ? ": the KL estimate needs another example's completion in the batch" : "");
+    const int with_kl = kto_uses_kl(&p.kto);
+    if (p.train.batch < 1 + with_kl || p.train.batch > 256)
+        return rlhf_errorf(err, RLHF_ERR_INVALID, "--batch must be %d..256 examples (got %d)%s", 1 + with_kl, p.train.batch,
+                           with_kl ? ": the KL estimate needs another example's completion in the batch" : "");
 
     int32_t eos;
     if ((rc = pref_policy_load(&b, p.model_dir, "KTO", &eos, err))) goto done;
@@ -380,7 +391,7 @@ int kto_run(const kto_run_params *pin, kto_summary *sum, rlhf_error *err) {
     const size_t n_train = n - n_val;
     kl_partners(order, n_train, p.train.batch, partner);
     kl_partners(order + n_train, n_val, p.train.batch, partner);
-    if (per == 2) {
+    if (with_kl) {
         kl_texts.items = calloc(n, sizeof *kl_texts.items);
         if (!kl_texts.items) goto nomem;
         kl_texts.cap = n;
@@ -398,7 +409,7 @@ int kto_run(const kto_run_params *pin, kto_summary *sum, rlhf_error *err) {
         }
     }
     src.main = &enc;
-    src.kl = per == 2 ? &enc_kl : NULL;
+    src.kl = with_kl ? &enc_kl : NULL;
     src.des = des;
     src.n = n;
     src.train = order;
@@ -432,7 +443,7 @@ int kto_run(const kto_run_params *pin, kto_summary *sum, rlhf_error *err) {
     const uint64_t key = pref_ref_cache_key(refm, hashes, 2);
     sum->ref_cached = pref_ref_cache_read(p.out_dir, key, 2 * n, ref_lp);
     if (!sum->ref_cached) {
-        if ((rc = ref_pass((model *)refm, &src, per * p.train.batch, T, ref_lp, err))) goto done;
+        if ((rc = ref_pass((model *)refm, &src, p.train.batch, T, ref_lp, err))) goto done;
         if ((rc = pref_ref_cache_write(p.out_dir, key, 2 * n, ref_lp, err))) goto done;
     }
     model_free(&ref); /* never two models while training */
@@ -442,10 +453,9 @@ int kto_run(const kto_run_params *pin, kto_summary *sum, rlhf_error *err) {
                             p.stop, p.progress, p.progress_ctx};
     tp.steps = pref_total_steps(p.steps, p.epochs, n_train, p.train.batch, src.accum);
     sum->total_steps = tp.steps;
-    tp.train.batch = per * p.train.batch; /* rows */
     tp.train.accum = src.accum;
     tp.train.context = T;
-    if ((rc = kto_head_init(&h, &p.kto, tp.train.batch, T, err))) goto done;
+    if ((rc = kto_head_init(&h, &p.kto, &b.m.config, tp.train.batch, T, err))) goto done;
     const train_data data = {.fill = fill_train, .fill_val = fill_val,
                              .n_val = (int)((n_val + (size_t)src.batch - 1) / (size_t)src.batch), .ctx = &src};
     train_loop_summary ls;
