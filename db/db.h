@@ -280,6 +280,11 @@ typedef struct {
 typedef int (*db_rating_text_fn)(void *ctx, const db_rating_text_view *row);
 int db_ratings_each_text(db *d, db_rating_text_fn fn, void *ctx, rlhf_error *err);
 
+/* Every prompt's text and messages (messages may be NULL), in id order (db/db_rollout.c: the
+ * online trainers' prompts). */
+typedef int (*db_prompt_text_fn)(void *ctx, int64_t id, const char *text, const char *messages_json);
+int db_prompts_each(db *d, db_prompt_text_fn fn, void *ctx, rlhf_error *err);
+
 int db_skip_insert(db *d, int64_t prompt_id, int64_t annotator_id, int64_t guideline_id,
                    const char *reason, int64_t *id, rlhf_error *err);
 int db_skip_delete(db *d, int64_t id, rlhf_error *err);

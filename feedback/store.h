@@ -202,6 +202,12 @@ typedef struct {
 } store_kto_query;
 int store_get_kto_dataset(store *s, const store_kto_query *q, kto_dataset *out, rlhf_error *err);
 
+/* The user prompts of every stored prompt, for the online trainers (ppo, grpo, rloo) to sample
+ * answers to (feedback/store_rollout.c): a chat prompt gives its last user message, a plain one
+ * its text; each distinct prompt once, in id order. *out (n) new strings (free each, then the
+ * array); an empty database gives n = 0. */
+int store_get_prompt_texts(store *s, char ***out, size_t *n, rlhf_error *err);
+
 typedef struct {
     int skip_demos;       /* 1: leave out demonstrations (imported or written SFT data) */
     int skip_best_ranked; /* 1: leave out the best-ranked generation of each ranked prompt */

@@ -18,7 +18,8 @@
 #include "src/train/grpo.h"
 
 static const char *const grpo_usage =
-    "rlhf grpo|rloo --model DIR --prompts FILE.jsonl (--reward-fn toy|contains:TEXT | --reward RM_DIR) --out DIR "
+    "rlhf grpo|rloo --model DIR (--prompts FILE.jsonl | --db FILE) (--reward-fn toy|contains:TEXT | --reward RM_DIR) "
+    "--out DIR "
     "[--steps N] [--lr LR] [--missing-eos-penalty P] "
     "[--num-generations G] [--prompts-per-step P] [--max-new-tokens N] [--temperature T] [--epsilon E] "
     "[--epsilon-high E] [--beta B] [--loss-type grpo|bnpo|dr_grpo|dapo] [--scale-rewards group|batch|none] "
@@ -34,19 +35,21 @@ static const char *const grpo_help =
     "(grpo: per completion then mean; bnpo/dapo: over all tokens; dr_grpo: / (rows x max tokens)).\n"
     "Old log-probabilities are recomputed by the training forward pass, not taken from the decoder.\n"
     "\n"
-    "Prompts: JSON lines with a \"prompt\" string (rlhf world --format prompts writes them); rendered\n"
-    "as a user turn through the model's chat template when it has one. A held-out share\n"
+    "Prompts: JSON lines with a \"prompt\" string (rlhf world --format prompts writes them), or without\n"
+    "--prompts every prompt stored in --db (a chat prompt's last user message; each once), which\n"
+    "also records the run and its rollouts; rendered as a user turn through the model's chat\n"
+    "template when it has one. A held-out share\n"
     "(--val-fraction) is answered greedily before and after training and its mean reward printed.\n"
     "Rewards (--reward-fn): toy = the task world's verifier (1 right, 0 wrong, -0.5 rude, -0.25\n"
     "rambling); contains:TEXT = 1 if the completion contains TEXT. Or --reward RM_DIR: a reward model\n"
     "as rlhf reward train writes it scores the prompt followed by the completion (its own tokenizer,\n"
     "read at the last token). --missing-eos-penalty P (default 0: off, as TRL) is subtracted from the\n"
     "reward of a completion that reached --max-new-tokens without EOS.\n"
-    "With --runs-db FILE every sampled completion is stored there as a generation of its prompt\n"
+    "With --runs-db FILE (or --db) every sampled completion is stored there as a generation of its prompt\n"
     "(policy, seed, decoding settings, and the reward in decoding_json's \"rollout\"), to rank in the REPL.\n"
     "Metrics (TRL's names): reward, reward_std, frac_reward_zero_std, completions/mean_length,\n"
     "completions/clipped_ratio, clip_ratio/region_mean, entropy, kl (with --beta).\n"
-    "Not yet: prompts from --db, LoRA, --resume.";
+    "Not yet: LoRA, --resume.";
 
 int cmd_grpo(int argc, char **argv) {
     const int rloo = strcmp(argv[0], "rloo") == 0;
@@ -121,15 +124,16 @@ int cmd_grpo(int argc, char **argv) {
         }
     }
     if (!f.model) f.model = default_model_path(); /* the built-in default model, when there is one */
-    if (!f.model || !f.out || !prompts_path || !reward_spec == !reward_model) {
-        out_error("%s: --model, --prompts, --out and one of --reward-fn or --reward are required", argv[0]);
+    if (!f.model || !f.out || (!prompts_path && !f.db) || !reward_spec == !reward_model) {
+        out_error("%s: --model, --prompts (or --db), --out and one of --reward-fn or --reward are required", argv[0]);
         out_error("usage: %s", grpo_usage);
         return 2;
     }
-    if (f.db || f.data) {
-        out_error("%s: prompts come from --prompts FILE.jsonl (--db and --data are not read by this trainer yet)", argv[0]);
+    if (f.data) {
+        out_error("%s: prompts come from --prompts FILE.jsonl or --db FILE (--data is not read by this trainer)", argv[0]);
         return 2;
     }
+    const char *db_path = f.runs_db ? f.runs_db : f.db; /* --db also records the run and its rollouts */
     if (f.resume) {
         out_error("%s: --resume is not implemented yet (a stopped run keeps its last checkpoint in --out)", argv[0]);
         return 2;
@@ -139,7 +143,7 @@ int cmd_grpo(int argc, char **argv) {
     p.reward_model = reward_model;
     char **prompts = NULL;
     size_t n_prompts = 0;
-    int rc = rollout_prompts_read(prompts_path, &prompts, &n_prompts);
+    int rc = rollout_prompts_load(prompts_path, f.db, &prompts, &n_prompts);
     if (!rc) {
         p.model_dir = f.model;
         p.prompts = (const char *const *)prompts;
@@ -160,7 +164,7 @@ int cmd_grpo(int argc, char **argv) {
                  rloo ? "rloo" : "grpo", reward_spec ? reward_spec : reward_model, p.num_generations, p.prompts_per_step, p.max_new_tokens,
                  p.grpo.epsilon, p.grpo.epsilon_high, p.grpo.beta, grpo_loss_agg_name(p.grpo.loss_agg), f.lr, p.missing_eos_penalty);
         rollout_session ss;
-        rc = rollout_session_open(&ss, rloo ? "rloo" : "grpo", f.runs_db, f.json_log, f.model, config,
+        rc = rollout_session_open(&ss, rloo ? "rloo" : "grpo", db_path, f.json_log, f.model, config,
                                   (const char *const *)prompts, n_prompts, reward_spec ? reward_spec : reward_model,
                                   HEALTH_GRPO | HEALTH_ROLLOUT | (reward_model ? HEALTH_REWARD_MODEL : 0));
         if (!rc) {
@@ -181,7 +185,7 @@ int cmd_grpo(int argc, char **argv) {
                                s.val_reward_after);
                 out_printf("saved %s\n", f.out);
             }
-            rollout_session_close(&ss, f.runs_db);
+            rollout_session_close(&ss, db_path);
         }
     }
     for (size_t i = 0; i < n_prompts; i++) free(prompts[i]);

@@ -16,7 +16,7 @@
 #include "src/train/ppo.h"
 
 static const char *const ppo_usage =
-    "rlhf ppo --model SFT_DIR --reward RM_DIR --prompts FILE.jsonl --out DIR [--steps N] [--lr LR] [--batch B] "
+    "rlhf ppo --model SFT_DIR --reward RM_DIR (--prompts FILE.jsonl | --db FILE) --out DIR [--steps N] [--lr LR] [--batch B] "
     "[--accum N] [--num-mini-batches M] [--ppo-epochs E] [--num-generations G] [--max-new-tokens N] "
     "[--temperature T] [--kl-coef C] [--kl-estimator k1|k3] [--target-kl KL] [--kl-horizon H] [--cliprange E] "
     "[--cliprange-value E] [--vf-coef C] [--gamma G] [--lam L] [--no-whiten] [--missing-eos-penalty P] "
@@ -44,7 +44,8 @@ static const char *const ppo_help =
     "KL coefficient: fixed (--kl-coef, TRL's 0.05), or adaptive with --target-kl KL (TRL's\n"
     "AdaptiveKLController: after each batch coef *= 1 + clip(kl/target - 1, -0.2, 0.2) x n/horizon).\n"
     "\n"
-    "Prompts: JSON lines with a \"prompt\" string, rendered as a user turn through the policy's chat\n"
+    "Prompts: JSON lines with a \"prompt\" string, or without --prompts every prompt stored in --db\n"
+    "(a chat prompt's last user message; each once); rendered as a user turn through the policy's chat\n"
     "template when it has one. A held-out share (--val-fraction) is answered before and after training,\n"
     "greedily and with --eval-samples samples per prompt at the temperature (the same seeds both times),\n"
     "and the mean reward-model scores are printed.\n"
@@ -53,7 +54,7 @@ static const char *const ppo_help =
     "policy/approxkl_avg, policy/entropy_avg, loss/policy_avg, loss/value_avg, val/clipfrac_avg,\n"
     "val/ratio, val/num_eos_tokens. With --runs-db FILE (or --db FILE) every rollout is stored there as a\n"
     "generation of its prompt (seed, decoding settings, reward) to rank in the REPL.\n"
-    "Not yet: prompts from --db, LoRA (the decoder samples from plain weights), --resume.\n"
+    "Not yet: LoRA (the decoder samples from plain weights), --resume.\n"
     "\n"
     "PPO defaults (TRL's PPOConfig): --ppo-epochs 4, --num-mini-batches 1, --num-generations 1,\n"
     "--max-new-tokens 53, --temperature 0.7, --kl-coef 0.05, --kl-estimator k1, --target-kl 0 (fixed),\n"
@@ -139,8 +140,8 @@ int cmd_ppo(int argc, char **argv) {
         }
     }
     if (!f.model) f.model = default_model_path(); /* the built-in default model, when there is one */
-    if (!f.model || !f.out || !prompts_path || !reward_model) {
-        out_error("ppo: --model, --reward, --prompts and --out are required");
+    if (!f.model || !f.out || (!prompts_path && !f.db) || !reward_model) {
+        out_error("ppo: --model, --reward, --prompts (or --db) and --out are required");
         out_error("usage: %s", ppo_usage);
         return 2;
     }
@@ -160,7 +161,7 @@ int cmd_ppo(int argc, char **argv) {
     const char *db_path = f.runs_db ? f.runs_db : f.db; /* --db records the run and its rollouts */
     char **prompts = NULL;
     size_t n_prompts = 0;
-    int rc = rollout_prompts_read(prompts_path, &prompts, &n_prompts);
+    int rc = rollout_prompts_load(prompts_path, f.db, &prompts, &n_prompts);
     if (!rc) {
         p.model_dir = f.model;
         p.reward_model = reward_model;

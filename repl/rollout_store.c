@@ -130,6 +130,24 @@ int rollout_prompts_read(const char *path, char ***out, size_t *n) {
     return rc;
 }
 
+int rollout_prompts_load(const char *path, const char *db_path, char ***out, size_t *n) {
+    if (path) return rollout_prompts_read(path, out, n);
+    *out = NULL;
+    *n = 0;
+    store *db = NULL;
+    rlhf_error err = {0};
+    store_open_params op = {1, 0};
+    int rc = store_open_ex(&db, db_path, &op, &err);
+    if (!rc) rc = store_get_prompt_texts(db, out, n, &err);
+    store_close(&db);
+    if (rc) return out_fail(&err);
+    if (*n == 0) {
+        out_error("%s: no prompts stored (import some with rlhf db import, or give --prompts FILE.jsonl)", db_path);
+        return 1;
+    }
+    return 0;
+}
+
 int rollout_session_open(rollout_session *s, const char *kind, const char *db_path, const char *json_log, const char *model,
                          const char *config, const char *const *prompts, size_t n_prompts, const char *reward_source,
                          unsigned health_kinds) {

@@ -41,6 +41,10 @@ int rollout_store_sink(void *ctx, const rollout_record *r, rlhf_error *err);
 /* Prompts of a JSONL file of {"prompt": "..."} lines (blank lines skipped): *out (n) new strings
  * (free each, then the array). Errors name FILE:LINE (printed); returns 0 or 1. */
 int rollout_prompts_read(const char *path, char ***out, size_t *n);
+/* The online trainers' prompts: from the JSONL file `path` when given, else the user prompts
+ * stored in database db_path (store_get_prompt_texts; the file must exist and hold some). Errors
+ * are printed; returns 0 or 1. */
+int rollout_prompts_load(const char *path, const char *db_path, char ***out, size_t *n);
 
 /* What an online trainer command (grpo, rloo, ppo) holds while it runs: the run's record, the
  * rollout store over the same database, the health warnings it watches for, and the Ctrl-C

@@ -8,7 +8,8 @@
 # per prompt is printed too; on 16 prompts it is too noisy to assert), and the measured KL to the starting model (objective/kl, summed over a
 # completion, of every rollout batch) must stay under the target while being > 0 at the end
 # (the policy moved). Also: TRL's metric names in --json-log; the run and every rollout (seed,
-# reward) in --runs-db; the rollout/no_eos health warning fires (these completions never stop); --missing-eos-penalty lowers the scores of the same samples; a bad
+# reward) in --runs-db; prompts from --db (every stored prompt once; the run and rollouts recorded
+# there); the rollout/no_eos health warning fires (these completions never stop); --missing-eos-penalty lowers the scores of the same samples; a bad
 # prompts line, a missing or non-reward --reward directory and missing flags are refused with
 # nothing written.
 # Usage: ppo_cli.sh RLHF_EXE
@@ -70,6 +71,19 @@ s0=$(sed -n 's/^objective\/scores \([-0-9.]*\) (first batch).*/\1/p' pen0.log)
 s1=$(sed -n 's/^objective\/scores \([-0-9.]*\) (first batch).*/\1/p' pen1.log)
 check "--missing-eos-penalty 1 lowers the first batch's mean score (${s0:-?} -> ${s1:-?}) by about 1" \
   "awk -v a='${s0:-0}' -v b='${s1:-0}' 'BEGIN { exit !(a - b > 0.5 && a - b <= 1.0001) }'"
+
+# prompts from the database (--db): every stored prompt once, and the run and its rollouts recorded there
+"$rlhf" db import --format trl --db pairs.db rm_pairs.jsonl > imp.log 2>&1
+n_db=$(db_q pairs.db "select count(distinct text) from prompts")
+"$rlhf" ppo --model llama --reward rm --db pairs.db --out out-db --steps 4 --batch 8 --max-new-tokens 4 > db.log 2>&1; rc=$?
+read -r n_tr n_va < <(sed -n 's/^PPO on \([0-9]*\) prompts (\([0-9]*\) held out).*/\1 \2/p' db.log)
+check "--db: trains on the ${n_db:-?} stored prompts (${n_tr:-?} + ${n_va:-?} held out)" "[ $rc -eq 0 ] && [ \$(( ${n_tr:-0} + ${n_va:-0} )) = '${n_db:-x}' ]" || cat db.log
+check "--db: the run and its 8 rollouts recorded in the same database" \
+  "[ \"\$(db_q pairs.db \"select count(*) from runs where kind = 'ppo' and status = 'done'\")\" = 1 ] && \
+   [ \"\$(db_q pairs.db \"select count(*) from generations where json_extract(decoding_json, '\$.rollout.trainer') = 'ppo'\")\" = 8 ]"
+"$rlhf" db init --db empty.db > /dev/null 2>&1
+"$rlhf" ppo --model llama --reward rm --db empty.db --out x0 > e0.log 2>&1; rc=$?
+check "--db without prompts: exit 1 saying so, nothing written" "[ $rc -eq 1 ] && grep -q 'no prompts stored' e0.log && [ ! -e x0 ]" || cat e0.log
 
 # bad input: exit 1 (2 for usage) with nothing written
 printf '{"prompt": "Q: a\\nA:"}\n{"prompt": 3}\n' > bad.jsonl
