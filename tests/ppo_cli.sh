@@ -9,7 +9,7 @@
 # completion, of every rollout batch) must stay under the target while being > 0 at the end
 # (the policy moved). Also: TRL's metric names in --json-log; the run and every rollout (seed,
 # reward) in --runs-db; prompts from --db (every stored prompt once; the run and rollouts recorded
-# there); the rollout/no_eos health warning fires (these completions never stop); --missing-eos-penalty lowers the scores of the same samples; a bad
+# there); Ctrl-C saves and exits 130; the rollout/no_eos health warning fires (these completions never stop); --missing-eos-penalty lowers the scores of the same samples; a bad
 # prompts line, a missing or non-reward --reward directory and missing flags are refused with
 # nothing written.
 # Usage: ppo_cli.sh RLHF_EXE
@@ -84,6 +84,16 @@ check "--db: the run and its 8 rollouts recorded in the same database" \
 "$rlhf" db init --db empty.db > /dev/null 2>&1
 "$rlhf" ppo --model llama --reward rm --db empty.db --out x0 > e0.log 2>&1; rc=$?
 check "--db without prompts: exit 1 saying so, nothing written" "[ $rc -eq 1 ] && grep -q 'no prompts stored' e0.log && [ ! -e x0 ]" || cat e0.log
+
+# Ctrl-C: the run stops at the next step, saves the policy, records the run as stopped, exits 130
+"$rlhf" ppo --model llama --reward rm --prompts prompts.jsonl --out out-int --steps 100000 --batch 16 --max-new-tokens 4 \
+  --runs-db int.db > int.log 2>&1 &
+pid=$!
+sleep 3
+kill -INT $pid
+wait $pid; rc=$?
+check "Ctrl-C: exit 130, the policy saved, the run stopped" "[ $rc -eq 130 ] && [ -f out-int/model.safetensors ] && \
+  grep -q 'interrupted at step' int.log && [ \"\$(db_q int.db \"select status from runs where kind = 'ppo'\")\" = stopped ]" || cat int.log
 
 # bad input: exit 1 (2 for usage) with nothing written
 printf '{"prompt": "Q: a\\nA:"}\n{"prompt": 3}\n' > bad.jsonl

@@ -13,7 +13,10 @@
  * input and intermediate (tokens, targets as float32, old_lp, ref_lp, old_values, scores,
  * rewards, adv, returns, kl_sum, v_head.weight, v_head.bias); DIR/grads.safetensors the loss and
  * every gradient ("grad.NAME", the value head's as "grad.v_head.weight" / "grad.v_head.bias").
- * stdout: {"loss", "metrics"}. */
+ * Then S optimizer steps (--steps, AdamW settings as tests/step_args.h) through train_loop_run on
+ * that same micro-batch, the value head's AdamW stepping beside the policy's.
+ * stdout: {"losses", "grad_norms" (per step), "final_loss", "v_final" (the value head after the
+ * last step), "loss", "metrics" (the single pass), "adaptive_kl" (ppo_adaptive_kl at a few KLs)}. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +29,27 @@
 #include "src/train/loop.h"
 #include "src/train/ppo.h"
 #include "src/train/train.h"
+#include "tests/head_steps.h"
 #include "tests/step_args.h"
+
+/* The fixed micro-batch at every step (PPO's epochs over one minibatch): the head's per-position
+ * arrays stay as set; each step first lets the head apply the previous step's value update. */
+typedef struct {
+    ppo_head *h;
+    const int32_t *tokens, *targets;
+    int B, T;
+} data_ctx;
+
+static int fill(void *vctx, long step, int micro, rng_t *rng, train_batch *b, rlhf_error *err) {
+    (void)micro;
+    (void)rng;
+    const data_ctx *d = vctx;
+    b->B = d->B;
+    b->T = d->T;
+    memcpy(b->tokens, d->tokens, (size_t)d->B * d->T * sizeof(int32_t));
+    memcpy(b->targets, d->targets, (size_t)d->B * d->T * sizeof(int32_t));
+    return ppo_head_set_step(d->h, step, err);
+}
 
 int main(int argc, char **argv) {
     const char *out = arg(argc, argv, "--out", NULL);
@@ -37,7 +60,7 @@ int main(int argc, char **argv) {
     model_config c;
     step_args_config(argc, argv, &c);
     train_params tp;
-    step_args_train(argc, argv, &tp);
+    const int S = step_args_train(argc, argv, &tp);
     const int B = tp.batch, T = tp.context, C = c.dim;
     const uint64_t seed = strtoull(arg(argc, argv, "--seed", "1"), NULL, 10);
     ppo_params pp;
@@ -112,7 +135,7 @@ int main(int argc, char **argv) {
     train_head_out ho = {0};
     const float *dl = NULL, *dh = NULL;
     train_head head = ppo_train_head(&h);
-    ppo_head_set_step(&h, 0);
+    if ((rc = ppo_head_set_step(&h, 0, &err))) goto done;
     if ((rc = model_forward(&m, &t.acts, tokens, B, T, &err))) goto done;
     if ((rc = head.loss(head.self, &m, &t.acts, &b, 1, &dl, &dh, &ho, &err))) goto done;
     if ((rc = model_backward(&m, &t.acts, dl, dh, &err))) goto done;
@@ -166,9 +189,51 @@ int main(int argc, char **argv) {
         free(names);
         if (rc) goto done;
     }
-    printf("{\"loss\": %.9g, \"metrics\": {", ho.loss);
+    /* S optimizer steps through the loop on the same micro-batch (the dumped gradient is not applied) */
+    double *log = calloc((size_t)S * 3, sizeof *log);
+    if (!log) {
+        rc = rlhf_errorf(&err, RLHF_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    memset(h.vgrads, 0, ((size_t)C + 1) * sizeof(float));
+    h.have_grads = 0;
+    (void)head_steps_run; /* only the progress recorder of head_steps.h is used here */
+    head_steps_log pc = {.log = log, .S = S};
+    data_ctx dc = {&h, tokens, targets, B, T};
+    train_loop_params lp = {0};
+    lp.t = &t;
+    lp.head = head;
+    lp.data = (train_data){.fill = fill, .ctx = &dc};
+    lp.steps = S;
+    lp.saved_step = -1;
+    rng_seed(&lp.rng, 1);
+    lp.progress = head_steps_progress;
+    lp.progress_ctx = &pc;
+    rc = train_loop_run(&lp, NULL, &err);
+    if (!rc) rc = ppo_head_flush(&h, &err);
+    train_head_out fo = {0};
+    if (!rc) rc = model_forward(&m, &t.acts, tokens, B, T, &err);
+    if (!rc) rc = head.loss(head.self, &m, &t.acts, &b, 0, NULL, NULL, &fo, &err);
+    if (rc) {
+        free(log);
+        goto done;
+    }
+    printf("{\"losses\": [");
+    for (int i = 0; i < S; i++) printf("%s%.9g", i ? ", " : "", log[i]);
+    printf("], \"grad_norms\": [");
+    for (int i = 0; i < S; i++) printf("%s%.9g", i ? ", " : "", log[2 * S + i]);
+    printf("], \"final_loss\": %.9g, \"v_final\": [", fo.loss);
+    for (int i = 0; i <= C; i++) printf("%s%.9g", i ? ", " : "", h.vparams[i]);
+    printf("], ");
+    free(log);
+    printf("\"loss\": %.9g, \"metrics\": {", ho.loss);
     for (int i = 0; i < ho.n; i++) printf("%s\"%s\": %.9g", i ? ", " : "", ho.names[i], ho.values[i]);
-    printf("}}\n");
+    /* the adaptive KL coefficient after one batch of 64 episodes at KL 0.5, 5.5, 6, 7 and 30 (target
+     * 6, horizon 10000, from 0.2: TRL's old defaults) */
+    const double kls[5] = {0.5, 5.5, 6.0, 7.0, 30.0};
+    printf("}, \"adaptive_kl\": [");
+    for (int i = 0; i < 5; i++) printf("%s%.12g", i ? ", " : "", ppo_adaptive_kl(0.2, kls[i], 6.0, 64, 10000));
+    printf("]}\n");
 done:
     if (rc) fprintf(stderr, "ppo_steps: %s\n", err.msg);
     ppo_head_free(&h);

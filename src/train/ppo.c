@@ -84,7 +84,11 @@ void ppo_head_free(ppo_head *h) {
     memset(h, 0, sizeof *h);
 }
 
-void ppo_head_set_step(ppo_head *h, long step) { h->cur_step = step; }
+int ppo_head_set_step(ppo_head *h, long step, rlhf_error *err) {
+    h->cur_step = step;
+    /* the previous step's value-head update lands before anything reads the values again */
+    return h->have_grads && step != h->grad_step ? ppo_head_flush(h, err) : RLHF_OK;
+}
 
 int ppo_head_flush(ppo_head *h, rlhf_error *err) {
     if (!h->have_grads) return RLHF_OK;
@@ -127,6 +131,10 @@ static int ppo_loss(void *self, model *m, model_acts *a, const train_batch *b, i
     const int B = b->B, T = b->T, V = m->config.vocab_size, C = h->C;
     if (B > h->B || T > h->T)
         return rlhf_errorf(err, RLHF_ERR_INVALID, "PPO micro-batch %d x %d exceeds the head's %d x %d", B, T, h->B, h->T);
+    if (want_grad && h->have_grads && h->cur_step != h->grad_step) { /* a caller that did not call set_step */
+        int rc = ppo_head_flush(h, err);
+        if (rc) return rc;
+    }
     const ppo_params *p = &h->p;
     const size_t bt = (size_t)B * T;
     const float inv_temp = 1.0f / p->temperature;
@@ -179,10 +187,6 @@ static int ppo_loss(void *self, model *m, model_acts *a, const train_batch *b, i
             for (int v = 0; v < V; v++) dl[v] *= s;
         }
         /* the value head: d(hidden) = coef_v w; its own gradients, stepped when the next step starts */
-        if (h->have_grads && h->cur_step != h->grad_step) {
-            int rc = ppo_head_flush(h, err);
-            if (rc) return rc;
-        }
         memset(h->dhidden, 0, bt * C * sizeof(float));
         for (size_t i = 0; i < bt; i++) {
             const float g = h->coef_v[i];

@@ -12,8 +12,8 @@
  * The price is interference: the value loss's gradient reaches the body. It is weighted by
  * vf_coef (0.1, TRL's default), which is what that design relied on. The head's C + 1 floats
  * have their own AdamW (same learning-rate schedule and clipping threshold as the policy,
- * clipped on their own), stepped at the first gradient call of the next step (ppo_head_set_step)
- * and once more by ppo_head_flush; they start at zero (values 0), and are not saved (the output
+ * clipped on their own), stepped when the next step begins (ppo_head_set_step, before any value
+ * is read) and once more by ppo_head_flush; they start at zero (values 0), and are not saved (the output
  * is the policy).
  *
  * Per rollout batch (ppo_rollout_advantages), over completion positions (targets >= 0) of rows
@@ -89,8 +89,9 @@ int ppo_head_init(ppo_head *h, const ppo_params *p, const model *m, int B, int T
                   rlhf_error *err);
 void ppo_head_free(ppo_head *h);
 train_head ppo_train_head(ppo_head *h);
-/* The optimizer step the next micro-batches belong to (the data side calls it). */
-void ppo_head_set_step(ppo_head *h, long step);
+/* The optimizer step the next micro-batches belong to (the data side calls it before it reads
+ * any value: a value-head update pending from the previous step is applied here). */
+int ppo_head_set_step(ppo_head *h, long step, rlhf_error *err);
 /* Applies a pending value-head step (after the loop's last step). */
 int ppo_head_flush(ppo_head *h, rlhf_error *err);
 /* Values of a forward's rows (B, T) on a: v[b,t] = w . hidden[b,t] + c (0 where targets < 0). */

@@ -148,11 +148,9 @@ static int fill(void *vctx, long step, int micro, rng_t *rng, train_batch *b, rl
     const ppo_run_params *p = c->p;
     const long per = (long)p->ppo_epochs * p->num_mini_batches;
     const long ro = step / per, k = step % per, epoch = k / p->num_mini_batches, mb = k % p->num_mini_batches;
-    if (ro != c->rollout_id) {
-        int rc = make_rollout(c, ro, step, err);
-        if (rc) return rc;
-    }
-    ppo_head_set_step(c->h, step);
+    int rc = ppo_head_set_step(c->h, step, err); /* first: the new rollout's values use the updated head */
+    if (rc) return rc;
+    if (ro != c->rollout_id && (rc = make_rollout(c, ro, step, err))) return rc;
     if (c->row_perm_key != ro * per + epoch) { /* a fresh order of the rows for every epoch */
         rng_t r;
         rng_seed(&r, p->seed ^ ((uint64_t)ro * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)epoch * 0xbf58476d1ce4e5b9ull) ^ 0x55);

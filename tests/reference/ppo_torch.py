@@ -15,7 +15,10 @@ masked_mean(max((v - R)^2, (clamp(v, old - ev, old + ev) - R)^2)); loss = pg + v
 Checked: the reference's log-probabilities (1e-5 relative), the per-token rewards, summed KL,
 advantages and returns (1e-5 of the largest |value|), the loss (1e-4 relative), every policy
 gradient and the value head's within 1e-3 of that tensor's largest |gradient|, and the head's
-metrics (clip fractions, approx KL, entropy, ratio).
+metrics (clip fractions, approx KL, entropy, ratio), and the adaptive KL coefficient's update
+against TRL's AdaptiveKLController; then 10 AdamW steps on that micro-batch (the value head
+with its own optimizer, stepped before the next step reads a value): per-step losses and policy
+gradient norms, the final value head and loss, within 1e-3.
 PPO here trains the full policy: like GRPO it has no LoRA path yet (the decoder samples from
 plain weights), so there is no LoRA case.
 
@@ -31,6 +34,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_model as tm  # noqa: E402
+from test_train_torch import HP, STEPS, decays, schedule  # noqa: E402
 
 GPT2 = ["--family", "gpt2", "--layers", "2", "--dim", "32", "--heads", "4", "--ffn", "128", "--vocab", "61",
         "--context", "32"]
@@ -113,6 +117,17 @@ def ppo_loss(case, lp, lpa, values, old_lp, old_v, adv, returns, mask):
     return pg + case["vf"] * vf, metrics
 
 
+class AdaptiveKLController:
+    """TRL's (trl.trainer.utils), as its old PPOTrainer used it."""
+
+    def __init__(self, init_kl_coef, target, horizon):
+        self.value, self.target, self.horizon = init_kl_coef, target, horizon
+
+    def update(self, current, n_steps):
+        proportional_error = min(max(current / self.target - 1, -0.2), 0.2)
+        self.value *= 1 + proportional_error * n_steps / self.horizon
+
+
 def run_case(exe, case, tmp):
     tag = case["name"]
     out = os.path.join(tmp, tag.replace(" ", "_"))
@@ -120,7 +135,9 @@ def run_case(exe, case, tmp):
     cmd = [exe, *case["args"], "--batch", str(case["B"]), "--seq", str(case["T"]), "--kl-estimator", case["est"],
            "--kl-coef", str(case["kl_coef"]), "--gamma", str(case["gamma"]), "--lam", str(case["lam"]),
            "--cliprange", str(case["clip"]), "--cliprange-value", str(case["clipv"]), "--vf-coef", str(case["vf"]),
-           "--temperature", str(case["temp"]), "--seed", "11", "--out", out]
+           "--temperature", str(case["temp"]), "--seed", "11", "--out", out, "--steps", str(STEPS),
+           "--lr", str(HP["lr"]), "--min-lr", str(HP["min_lr"]), "--warmup", str(HP["warmup"]),
+           "--weight-decay", str(HP["weight_decay"]), "--grad-clip", str(HP["grad_clip"])]
     if not case["whiten"]:
         cmd.append("--no-whiten")
     c = json.loads(subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout)
@@ -167,6 +184,53 @@ def run_case(exe, case, tmp):
     bad = [n for n, v in metrics.items() if n not in c["metrics"] or abs(c["metrics"][n] - v) > 1e-4 * (1 + abs(v))]
     check(not bad, f"{tag}: metrics agree ({', '.join(f'{n} {v:.4f}' for n, v in sorted(metrics.items()))})"
           f"{' BAD: ' + str(bad) + ' ' + str(c['metrics']) if bad else ''}")
+    # STEPS optimizer steps on the same micro-batch: the policy's AdamW (the engine's groups,
+    # schedule, clipping) and the value head's own (weight decayed, bias not, clipped alone)
+    for p in list(params.values()) + [vw, vb]:
+        p.grad = None
+    opt_p = torch.optim.AdamW([{"params": [p for n, p in params.items() if decays(n, p)], "weight_decay": HP["weight_decay"]},
+                               {"params": [p for n, p in params.items() if not decays(n, p)], "weight_decay": 0.0}],
+                              lr=HP["lr"], betas=(HP["beta1"], HP["beta2"]), eps=HP["eps"])
+    opt_v = torch.optim.AdamW([{"params": [vw], "weight_decay": HP["weight_decay"]}, {"params": [vb], "weight_decay": 0.0}],
+                              lr=HP["lr"], betas=(HP["beta1"], HP["beta2"]), eps=HP["eps"])
+
+    def step_loss():
+        lp_, lpa_, hid_ = logps(cfg, params, toks, tgts, case["temp"])
+        return ppo_loss(case, lp_, lpa_, hid_ @ vw + vb, ro["old_lp"], ro["old_values"], ro["adv"], ro["returns"], mask)[0]
+
+    losses, norms = [], []
+    for s in range(STEPS):
+        opt_p.zero_grad()
+        opt_v.zero_grad()
+        loss_s = step_loss()
+        loss_s.backward()
+        losses.append(loss_s.item())
+        norms.append(torch.nn.utils.clip_grad_norm_(list(params.values()), HP["grad_clip"]).item())
+        torch.nn.utils.clip_grad_norm_([vw, vb], HP["grad_clip"])
+        for o in (opt_p, opt_v):
+            for g in o.param_groups:
+                g["lr"] = schedule(s)
+            o.step()
+    with torch.no_grad():
+        final = step_loss().item()
+    bad = [s for s in range(STEPS) if not (abs(c["losses"][s] - losses[s]) <= 1e-3 * abs(losses[s]) + 1e-6
+                                           and abs(c["grad_norms"][s] - norms[s]) <= 1e-3 * abs(norms[s]) + 1e-7)]
+    for s in bad:
+        print(f"  step {s + 1}: loss {c['losses'][s]:.7g} vs {losses[s]:.7g}, grad norm {c['grad_norms'][s]:.7g} vs {norms[s]:.7g}")
+    check(not bad, f"{tag}: {STEPS} AdamW steps (policy and value head): losses {losses[0]:.4f} -> {losses[-1]:.4f} and "
+          f"gradient norms agree with torch.optim.AdamW to 1e-3")
+    vt = torch.cat([vw.detach(), vb.detach()])
+    verr = (torch.tensor(c["v_final"], dtype=torch.float64) - vt).abs().max().item()
+    check(verr <= 1e-3 * vt.abs().max().item() and abs(c["final_loss"] - final) <= 1e-3 * abs(final) + 1e-6,
+          f"{tag}: after {STEPS} steps the value head (max err {verr:.2e}) and the loss ({c['final_loss']:.6g} vs "
+          f"{final:.6g}) agree")
+    want = []
+    for kl in (0.5, 5.5, 6.0, 7.0, 30.0):
+        ctl = AdaptiveKLController(0.2, 6.0, 10000)
+        ctl.update(kl, 64)
+        want.append(ctl.value)
+    check(all(abs(a - b) <= 1e-12 for a, b in zip(c["adaptive_kl"], want)),
+          f"{tag}: adaptive KL coefficient as TRL's AdaptiveKLController ({', '.join(f'{v:.6f}' for v in want)})")
     check(metrics["policy/clipfrac_avg"] > 0 and metrics["val/clipfrac_avg"] > 0,
           f"{tag}: both clippings engage on this rollout (policy {metrics['policy/clipfrac_avg']:.2f}, value "
           f"{metrics['val/clipfrac_avg']:.2f})")
