@@ -53,7 +53,7 @@ int rollout_store_sink(void *ctx, const rollout_record *r, rlhf_error *err) {
     if (rc) return rlhf_error_prefix(err, "storing a rollout: ");
     cJSON *o = cJSON_CreateObject(), *ro = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "strategy", "sample");
-    cJSON_AddNumberToObject(o, "temperature", r->temperature);
+    cJSON_AddNumberToObject(o, "temperature", round(r->temperature * 1e6) / 1e6); /* as given, not the float's digits */
     cJSON_AddNumberToObject(o, "max_new_tokens", r->max_new_tokens);
     cJSON_AddStringToObject(ro, "trainer", rs->trainer);
     cJSON_AddNumberToObject(ro, "run_id", (double)rs->run_id);

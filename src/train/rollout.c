@@ -163,7 +163,7 @@ int rollout_prompts_encode(const model_bundle *b, const char *const *prompts, si
         tok_ids ids = {0};
         rc = tok_encode(b->tok, text, strlen(text), (add_bos ? TOK_ENCODE_ADD_BOS : 0) | (rq.chat ? TOK_ENCODE_ALLOW_SPECIAL : 0),
                         &ids, err);
-        free(text);
+        v[i].text = text;
         if (rc) break;
         if (ids.n == 0) {
             tok_ids_free(&ids);
@@ -184,7 +184,10 @@ int rollout_prompts_encode(const model_bundle *b, const char *const *prompts, si
 
 void rollout_prompts_free(rollout_ids *ids, size_t n) {
     if (!ids) return;
-    for (size_t i = 0; i < n; i++) free(ids[i].ids);
+    for (size_t i = 0; i < n; i++) {
+        free(ids[i].ids);
+        free(ids[i].text);
+    }
     free(ids);
 }
 
@@ -247,7 +250,7 @@ int rollout_make(const model_bundle *b, const rollout_ids *prompt_ids, const cha
                 rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for rollouts");
                 break;
             }
-            ptexts[row] = prompt_texts[idx[j]];
+            ptexts[row] = s->use_rm ? ps->text : prompt_texts[idx[j]]; /* see rollout.h */
             /* prompt + completion; targets on the completion (EOS included) */
             const int len = ps->n + cd->n_ids - 1;
             int32_t *tok = rb->tokens + (size_t)row * T, *tg = rb->targets + (size_t)row * T;
@@ -296,7 +299,7 @@ int rollout_eval_greedy(const model_bundle *b, const rollout_ids *prompt_ids, co
         char *txt = cd->text ? strndup(cd->text, cd->text_stop) : strdup("");
         const int eos = cd->finish != GEN_FINISH_LENGTH;
         double r = 0;
-        const char *pt = prompt_texts[idx[i]], *ct = txt;
+        const char *pt = s->use_rm ? ps->text : prompt_texts[idx[i]], *ct = txt;
         rc = txt ? rollout_score(s, &pt, &ct, &eos, 1, &r, err) : rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
         free(txt);
         gen_result_free(&gr);

@@ -5,9 +5,12 @@
  *   - a built-in programmatic reward (reward_fn: the task-world verifier, contains:TEXT), or
  *   - a reward model: a score-head directory as `rlhf reward train` writes it
  *     (*ForSequenceClassification, num_labels 1, or its LoRA adapter: score_model_load). It
- *     scores the text it was trained on, the user prompt followed by the completion, encoded
- *     by its own tokenizer (so a policy and a reward model need not share one), read at the
- *     last token; a text longer than its context keeps its last tokens (the score reads the end);
+ *     scores the prompt as the policy saw it (rendered through the policy's chat template when
+ *     it has one: what the REPL stores as a prompt's text and `rlhf reward train --db` trains
+ *     on; the plain prompt otherwise) followed by the completion, encoded by its own tokenizer
+ *     (so a policy and a reward model need not share one), read at the last token; a text
+ *     longer than its context keeps its last tokens (the score reads the end). A reward_fn
+ *     (the verifier) reads the user prompt as given;
  * minus missing_eos_penalty for a completion that hit the length limit without EOS (TRL's
  * missing_eos_penalty). A sink callback sees every scored completion (the command stores them in
  * the database as generations). The engine's part knows nothing of SQLite. */
@@ -58,6 +61,7 @@ int rollout_score(rollout_scorer *s, const char *const *prompts, const char *con
 typedef struct {
     int32_t *ids;
     int n;
+    char *text;  /* the prompt as the policy sees it (rendered through its chat template) */
 } rollout_ids;
 
 /* Renders each prompt as a user turn through b's chat template (when it has one) and encodes it:
