@@ -63,6 +63,13 @@ static volatile sig_atomic_t g_stop;
 static const char *const shown[] = {"logps/chosen", "logps/rejected", "rewards/chosen", "rewards/rejected",
                                     "rewards/margins", "kl"};
 
+/* A float setting as the user wrote it (0.1, not 0.10000000149011612). */
+static double as_given(float x) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%g", (double)x);
+    return strtod(buf, NULL);
+}
+
 /* "pairs" when the first non-blank line has "chosen" and no "label", else "kto". */
 static int guess_format(const char *path, const char **format) {
     rlhf_error err = {0};
@@ -237,13 +244,24 @@ int cmd_kto(int argc, char **argv) {
 
     run_log rl;
     memset(&rl, 0, sizeof rl);
-    char config[512];
-    snprintf(config, sizeof config, "{\"loss_type\":\"%s\",\"beta\":%g,\"desirable_weight\":%g,\"undesirable_weight\":%g,"
-             "\"lr\":%g,\"batch\":%d,\"examples\":%zu,\"desirable\":%zu,\"ref\":\"%s\"}", kto_loss_type_name(p.kto.loss_type),
-             p.kto.beta, p.kto.desirable_weight, p.kto.undesirable_weight, f.lr, f.batch, texts.n, n_d,
-             p.ref_dir ? p.ref_dir : f.model);
+    /* the run's configuration, built as JSON (paths may hold any character) */
+    cJSON *cfg = cJSON_CreateObject();
+    cJSON_AddStringToObject(cfg, "loss_type", kto_loss_type_name(p.kto.loss_type));
+    cJSON_AddNumberToObject(cfg, "beta", as_given(p.kto.beta));
+    cJSON_AddNumberToObject(cfg, "desirable_weight", as_given(p.kto.desirable_weight));
+    cJSON_AddNumberToObject(cfg, "undesirable_weight", as_given(p.kto.undesirable_weight));
+    cJSON_AddNumberToObject(cfg, "lr", f.lr);
+    cJSON_AddNumberToObject(cfg, "batch", f.batch);
+    cJSON_AddNumberToObject(cfg, "examples", (double)texts.n);
+    cJSON_AddNumberToObject(cfg, "desirable", (double)n_d);
+    cJSON_AddStringToObject(cfg, "data", p.data_desc);
+    cJSON_AddStringToObject(cfg, "ref", p.ref_dir ? p.ref_dir : f.model);
+    char *config = cJSON_PrintUnformatted(cfg);
+    cJSON_Delete(cfg);
     run_log_params rlp = {"kto", f.runs_db ? f.runs_db : f.db, f.json_log, 0, f.model, config};
-    if (run_log_open(&rl, &rlp)) {
+    rc = run_log_open(&rl, &rlp);
+    free(config);
+    if (rc) {
         sft_texts_free(&texts);
         free(des);
         return 1;

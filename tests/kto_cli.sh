@@ -101,8 +101,9 @@ check "LoRA: exit 0 and a PEFT adapter saved" '[ $? -eq 0 ] && [ -f out-lora/ada
 learned "LoRA (merged)" lora-merged
 check "a full run saved a model directory" '[ -f out-seed1/model.safetensors ] && [ -f out-seed1/config.json ]'
 check "the first run computed the reference log-probabilities" 'grep -q "computed and cached" seed1.log'
-run seed1 --seed 1
+run seed1 --seed 1 --json-log seed1.jsonl
 check "a second run on the same data reads them from the cache" 'grep -q "read from the cache" seed1.log'
+check "--json-log has the steps' metrics under TRL's names" 'grep -q "\"rewards/chosen\"" seed1.jsonl && grep -q "\"eval_kl\"" seed1.jsonl'
 check "runs recorded with TRL's metric names" \
   '[ "$(/usr/bin/python3 -c "import sqlite3; c = sqlite3.connect(\"runs.db\"); print(c.execute(\"select count(*) from runs where kind = '"'"'kto'"'"' and status = '"'"'done'"'"'\").fetchone()[0], c.execute(\"select count(distinct name) from metrics where name in ('"'"'rewards/chosen'"'"', '"'"'eval_rewards/margins'"'"', '"'"'kl'"'"', '"'"'eval_logps/rejected'"'"')\").fetchone()[0])")" = "6 4" ]'
 
