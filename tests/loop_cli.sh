@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# rlhf loop at CI size on the default model (models/default), families spell, sequence and
-# count_letter: 300 val-split prompts x 4 candidates ranked by the oracle, a reward model, DPO
+# rlhf loop at CI size on the default model (models/default), families count_letter, sequence
+# and sentiment: 300 val-split prompts x 4 candidates ranked by the oracle, a reward model, DPO
 # and GRPO with the verifier from the SFT model, each evaluated on 100 test prompts per family.
 # Asserts (numbers measured over seeds 1-3 are in README.md, "The closed loop"):
 #  - every stage is a stored run (eval x3, reward, dpo, grpo) in OUT/r1/feedback.db; the table,
 #    OUT/loop.svg and OUT/summary.json are written; rows of methods not run say so;
-#  - the reward model ranks held-out pairs (oracle rankings of test-split prompts) >= RM_MIN;
-#  - the unwanted-behaviour rate (rambling, rude, never ends) of GRPO is below the SFT model's
-#    (DPO's is printed; it was above the SFT model's for one of three seeds);
-#  - held-out accuracy: DPO and GRPO each >= SFT - ACC_SLACK (they do not beat the SFT model by
-#    a margin outside seed-to-seed noise at this size; see README);
-#  - resume: a loop stopped by Ctrl-C during DPO, run again, skips the finished stages and ends
-#    with the same table; bad flags and other settings in the same OUT exit 2.
+#  - the reward model ranks held-out pairs (oracle rankings of test-split prompts) >= 60%;
+#  - the unwanted-behaviour rate (rambling, rude, never ends) of DPO and GRPO is below the SFT
+#    model's (5.0% -> 0-1.7% over seeds 1-3);
+#  - held-out accuracy: DPO and GRPO each >= the SFT model's + 2 points (measured over seeds 1-3:
+#    DPO +3.3/+3.3/+3.7, GRPO +3.7/+5.0/+4.0: seed-to-seed sd 0.2 and 0.7 points);
+#  - resume: a loop stopped by Ctrl-C while the reward model trains, run again, skips the
+#    finished stages and ends with the same table; bad flags and other settings in the same OUT exit 2.
 # Usage: loop_cli.sh RLHF_EXE SOURCE_DIR [SEED]
 set -u
 rlhf=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
@@ -23,16 +23,16 @@ check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/rlhf-loop-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 RM_MIN=${RM_MIN:-0.60}
-ACC_SLACK=${ACC_SLACK:-0.06}
-ci=(--model "$d" --families spell,sequence,count_letter --prompts 300 --candidates 4 --heldout 60 --eval-n 100
-    --dpo-steps 100 --dpo-lr 5e-5 --rm-steps 100 --rm-lr 1e-4 --grpo-steps 60 --grpo-lr 1e-4
+ACC_MARGIN=${ACC_MARGIN:-0.02}
+ci=(--model "$d" --families count_letter,sequence,sentiment --prompts 300 --candidates 4 --heldout 60 --eval-n 100
+    --dpo-steps 150 --dpo-lr 5e-5 --rm-steps 100 --rm-lr 1e-4 --grpo-steps 150 --grpo-lr 1e-4
     --methods dpo,grpo-verifier --seed "$seed")
 
-# resume: Ctrl-C while DPO trains, then the same command again
+# resume: Ctrl-C while the reward model trains, then the same command again
 "$rlhf" loop "${ci[@]}" --out "$tmp/L" > "$tmp/first.out" 2> "$tmp/first.err" &
 pid=$!
 for _ in $(seq 1200); do
-  grep -q "r1/dpo .*running" "$tmp/first.out" 2>/dev/null && break
+  grep -q "r1/reward .*running" "$tmp/first.out" 2>/dev/null && break
   kill -0 $pid 2>/dev/null || break
   sleep 0.25
 done
@@ -40,16 +40,16 @@ sleep 2
 kill -INT -- -$pid 2>/dev/null || kill -INT $pid
 pkill -INT -P $pid 2>/dev/null
 wait $pid; rc=$?
-check "Ctrl-C during DPO: the loop stops with 130 and says how to resume ($rc)" \
+check "Ctrl-C during the reward model: the loop stops with 130 and says how to resume ($rc)" \
   '[ $rc -eq 130 ] && grep -q "resume" "$tmp/first.err"'
 "$rlhf" loop "${ci[@]}" --out "$tmp/L" > "$tmp/out" 2> "$tmp/err"; rc=$?
 check "the same command again finishes ($rc)" '[ $rc -eq 0 ]'
-check "finished stages are skipped, DPO runs again" \
-  'grep -q "r1/annotate .*done before" "$tmp/out" && grep -q "r1/reward .*done before" "$tmp/out" && grep -q "r1/dpo .*running" "$tmp/out"'
+check "finished stages are skipped, the reward model trains again" \
+  'grep -q "r1/annotate .*done before" "$tmp/out" && grep -q "r1/eval-sft .*done before" "$tmp/out" && grep -q "r1/reward .*running" "$tmp/out"'
 sed -n '/^model /,$p' "$tmp/out"
-/usr/bin/python3 - "$tmp/L" "$RM_MIN" "$ACC_SLACK" <<'PY' || fail=1
+/usr/bin/python3 - "$tmp/L" "$RM_MIN" "$ACC_MARGIN" <<'PY' || fail=1
 import json, sqlite3, sys, os
-out, rm_min, slack = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+out, rm_min, margin = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 ok = True
 def check(what, cond):
     global ok
@@ -68,11 +68,10 @@ check("the oracle's rankings are in the round's database",
       db.execute("select count(*) from rankings r join annotators a on a.id = r.annotator_id where a.name = 'oracle'").fetchone()[0] == 300)
 rm = s["reward_models"][0]["heldout_accuracy"]
 check(f"reward model held-out ranking accuracy {rm:.3f} >= {rm_min}", rm >= rm_min)
-check(f"GRPO (verifier): unwanted rate {grpo['unwanted']:.3f} < SFT's {sft['unwanted']:.3f} (DPO's: {dpo['unwanted']:.3f}, "
-      "not asserted: above the SFT model's for one of three seeds)", grpo["unwanted"] < sft["unwanted"])
 for name, r in (("DPO", dpo), ("GRPO (verifier)", grpo)):
-    check(f"{name}: held-out accuracy {r['accuracy']:.3f} vs SFT {sft['accuracy']:.3f} (>= SFT - {slack}); KL {r['kl']:.4f}",
-          r["accuracy"] >= sft["accuracy"] - slack and r["kl"] > 0)
+    check(f"{name}: unwanted rate {r['unwanted']:.3f} < SFT's {sft['unwanted']:.3f}", r["unwanted"] < sft["unwanted"])
+    check(f"{name}: held-out accuracy {r['accuracy']:.3f} >= SFT {sft['accuracy']:.3f} + {margin} (KL {r['kl']:.4f})",
+          r["accuracy"] >= sft["accuracy"] + margin and r["kl"] > 0)
 svg = open(f"{out}/loop.svg").read()
 check("loop.svg charts every row", svg.startswith("<svg") and all(m in svg for m in rows))
 sys.exit(0 if ok else 1)
