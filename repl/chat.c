@@ -82,7 +82,7 @@ static const chat_command g_table[] = {
      CHAT_COMPLETE_FILE, NULL},
     {"export", "/export [--format trl|hh|sft] FILE.jsonl", "export preference pairs or SFT data (atomic write)",
      chat_cmd_export, CHAT_COMPLETE_FILE, NULL},
-    {"train", "/train sft|dpo|grpo|rloo|reward [--out DIR] [FLAGS]", "train on the stored feedback and load the result",
+    {"train", "/train sft|dpo|kto|reward|ppo|grpo|rloo [--out DIR] [FLAGS]", "train on the stored feedback and load the result",
      chat_cmd_train, CHAT_COMPLETE_WORDS, "sft dpo grpo rloo reward ppo kto"},
     {"runs", "/runs", "training runs recorded in the database", chat_cmd_runs, CHAT_COMPLETE_NONE, NULL},
     {"run", "/run show ID", "one run's metrics as a chart", chat_cmd_run, CHAT_COMPLETE_WORDS, "show"},
@@ -312,6 +312,7 @@ void chat_session_free(chat_session *s) {
     free(s->model_path);
     free(s->model_name);
     free(s->adapter_path);
+    free(s->reward_path);
     free(s->db_path);
     free(s->annotator);
     free(s->guideline_version);

@@ -61,6 +61,7 @@ typedef struct chat_session {
     /* the store (opened on first use) */
     store *db;
     char *db_path;
+    char *reward_path;       /* the reward model the last /train reward made (ppo/grpo use it), or NULL */
     char *annotator, *guideline_version, *guideline_text, *comment;
 
     /* decoding */

@@ -46,15 +46,18 @@ static int dir_has(const char *dir, const char *name) {
     return ok;
 }
 
+static int has_word(const chat_input *in, const char *w) {
+    for (int i = 1; i < in->n_words; i++)
+        if (strcmp(in->words[i], w) == 0) return 1;
+    return 0;
+}
+
 int chat_cmd_train(chat_session *s, const chat_input *in) {
     static const char *const kinds[] = {"sft", "dpo", "grpo", "rloo", "reward", "ppo", "kto"};
     const char *k = in->n_words ? in->words[0] : "";
     int known = 0;
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) known |= strcmp(k, kinds[i]) == 0;
     if (!known) return chat_fail(s, RLHF_ERR_INVALID, "usage: /train sft|dpo|grpo|rloo|reward|ppo|kto [--out DIR] [FLAGS]");
-    if (strcmp(k, "ppo") == 0)
-        return chat_fail(s, RLHF_ERR_UNSUPPORTED, "/train %s: not implemented yet in this build of rlhf.c (sft, dpo, kto, "
-                                                  "grpo, rloo and reward are)", k);
     if (!s->loaded || !s->model_path) return chat_fail(s, RLHF_ERR_INVALID, "/train: load a model first (/model load PATH)");
     int rc = chat_store_open(s);
     if (rc) return rc;
@@ -83,17 +86,21 @@ int chat_cmd_train(chat_session *s, const chat_input *in) {
     if (strcmp(k, "reward") == 0) argv[n++] = "train";
     argv[n++] = "--model";
     argv[n++] = s->model_path;
-    int grpo = strcmp(k, "grpo") == 0 || strcmp(k, "rloo") == 0;
-    if (!grpo) { /* GRPO reads its prompts from --prompts; the database only records the run */
-        argv[n++] = "--db";
-        argv[n++] = s->db_path;
-    } else {
-        argv[n++] = "--runs-db";
-        argv[n++] = s->db_path;
+    /* The online trainers (grpo, rloo, ppo) take the session's stored prompts unless --prompts names
+     * a file; then the database only records the run and its rollouts. */
+    int online = strcmp(k, "grpo") == 0 || strcmp(k, "rloo") == 0 || strcmp(k, "ppo") == 0;
+    argv[n++] = online && has_word(in, "--prompts") ? "--runs-db" : "--db";
+    argv[n++] = s->db_path;
+    /* Their reward: --reward DIR or --reward-fn NAME as given, else the session's last /train reward. */
+    if (online && !has_word(in, "--reward") && !has_word(in, "--reward-fn")) {
+        if (!s->reward_path)
+            return chat_fail(s, RLHF_ERR_INVALID,
+                             "/train %s: needs a reward: --reward RM_DIR, %s/train reward first (its model is then used)", k,
+                             strcmp(k, "ppo") == 0 ? "" : "--reward-fn toy|contains:TEXT, or ");
+        argv[n++] = "--reward";
+        argv[n++] = s->reward_path;
     }
-    int out_given = 0;
-    for (int i = 1; i < in->n_words; i++) out_given |= strcmp(in->words[i], "--out") == 0;
-    if (!out_given) {
+    if (!has_word(in, "--out")) {
         argv[n++] = "--out";
         argv[n++] = (char *)out;
     }
@@ -106,7 +113,12 @@ int chat_cmd_train(chat_session *s, const chat_input *in) {
     if (st == 130) return chat_fail(s, RLHF_ERR_INTERRUPTED, "/train %s: stopped; what it saved is in %s", k, out);
     if (st != 0) return chat_fail(s, RLHF_ERR_INVALID, "/train %s: the trainer exited with status %d (its message is above)", k, st);
     if (strcmp(k, "reward") == 0) {
-        out_printf("reward model saved to %s (score with: rlhf score --model %s ...)\n", out, out);
+        char *keep = strdup(out);
+        if (!keep) return chat_fail(s, RLHF_ERR_NOMEM, "out of memory");
+        free(s->reward_path);
+        s->reward_path = keep;
+        out_printf("reward model saved to %s; /train ppo|grpo|rloo use it unless given --reward (score with: rlhf score "
+                   "--model %s ...)\n", out, out);
         return 0;
     }
     /* load what was trained: a PEFT adapter on the current base, or a model directory */

@@ -2,7 +2,7 @@
 # The REPL's /train and /run show on a scripted session: the stored feedback (pairs and
 # demonstrations imported into the database) trains through the same `rlhf` subcommands a user
 # types, the result is loaded back into the session, the runs are listed and charted, and
-# trainers that do not exist yet say so; /train kto trains on ratings made in the session.
+# a trainer missing what it needs says so; /train kto trains on ratings made in the session.
 # Usage: repl_train.sh RLHF_EXE
 set -u
 rlhf=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
@@ -34,6 +34,8 @@ cat > session.txt <<'S'
 /runs
 /run show 1
 /train ppo
+/train reward --steps 4 --lr 1e-3 --batch 4 --out rm-out
+/train ppo --steps 2 --batch 4 --max-new-tokens 6 --out ppo-out
 /train nonsense
 S
 "$rlhf" chat --model llama --db fb.db --script session.txt > out.txt 2>&1; rc=$?
@@ -43,7 +45,11 @@ check "/model info shows the DPO model" 'grep -q "^path: dpo-out" out.txt'
 check "/train sft trained from the loaded DPO model" 'grep -q "running: rlhf sft --model dpo-out --db fb.db .*--out sft-out" out.txt && [ -f sft-out/model.safetensors ]'
 check "/runs lists both runs" 'grep -E -q "#1 +dpo +done" out.txt && grep -E -q "#2 +sft +done" out.txt'
 check "/run show 1 charts the DPO run" 'grep -q "rewards/accuracies" out.txt'
-check "/train ppo says it is not implemented" 'grep -q "/train ppo: not implemented yet" out.txt'
+check "/train ppo without a reward model says what it needs" 'grep -q "/train ppo: needs a reward: --reward RM_DIR, /train reward first" out.txt'
+check "/train reward remembers its model for ppo" 'grep -q "reward model saved to rm-out; /train ppo|grpo|rloo use it" out.txt && [ -f rm-out/model.safetensors ]'
+check "/train ppo trains on the session's stored prompts with that reward model and loads the policy" \
+  'grep -q "running: rlhf ppo --model sft-out --db fb.db --reward rm-out .*--out ppo-out" out.txt && grep -q "loaded the trained model from ppo-out" out.txt && [ -f ppo-out/model.safetensors ]'
+check "its rollouts are stored in the session database" '[ "$(sqlite3 fb.db "SELECT count(*) FROM generations WHERE json_extract(decoding_json, '"'"'\$.rollout.reward'"'"') IS NOT NULL" 2>/dev/null || /usr/bin/python3 -c "import sqlite3;print(sqlite3.connect('"'"'fb.db'"'"').execute('"'"'SELECT count(*) FROM generations WHERE json_extract(decoding_json, \"\$.rollout.reward\") IS NOT NULL'"'"').fetchone()[0])")" -gt 0 ]'
 check "/train nonsense gets the usage" 'grep -q "usage: /train" out.txt'
 [ $fail -eq 0 ] || cat out.txt
 
