@@ -3,7 +3,7 @@
  * SFT model -> oracle rankings of its candidates on val-split prompts (rlhf annotate --oracle;
  * the SFT model learnt the train split's prompts, the test split is kept for evaluation) -> a reward model
  * (rlhf reward train --db) -> DPO (rlhf dpo --db), GRPO with the verifier as reward
- * (rlhf grpo --reward-fn toy), GRPO with the reward model and PPO when this build has them —
+ * (rlhf grpo --reward-fn toy), GRPO with the reward model (rlhf grpo --reward) and PPO (rlhf ppo) —
  * each from the same SFT model — -> rlhf eval of every model on held-out test prompts, KL to the
  * SFT model included -> one table and an SVG chart. Round 2 (--rounds 2) ranks the candidates of
  * round 1's DPO model and trains DPO again from it.
@@ -180,41 +180,6 @@ static int stage_run(loop_ctx *L, const char *name, char **argv, const char *cle
         else out_error("loop: %s failed (exit %d); its output is in %s", name, st, log);
     }
     return state_save(L) ? 1 : 0;
-}
-
-/* ---- what this build can do ---- */
-
-/* Runs `rlhf CMD --help` into a buffer (stdout and stderr) and returns it (caller frees). */
-static char *help_of(const char *cmd) {
-    char tmpl[] = "/tmp/rlhf-loop-help-XXXXXX";
-    int fd = mkstemp(tmpl);
-    if (fd < 0) return NULL;
-    close(fd);
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int o = open(tmpl, O_WRONLY);
-        if (o < 0) _exit(126);
-        dup2(o, STDOUT_FILENO), dup2(o, STDERR_FILENO);
-        execv("/proc/self/exe", (char *[]){"rlhf", (char *)cmd, "--help", NULL});
-        _exit(127);
-    }
-    int status;
-    while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-    char *text = NULL;
-    size_t len;
-    file_read_all(tmpl, &text, &len, NULL);
-    remove(tmpl);
-    return text;
-}
-
-/* GRPO takes a reward model when its help documents --reward RM_DIR; PPO exists when its help
- * does not say it is not implemented. Nothing is assumed: a missing command is "not available". */
-static void detect(int *grpo_rm, int *ppo) {
-    char *g = help_of("grpo"), *p = help_of("ppo");
-    *grpo_rm = g && strstr(g, "--reward RM_DIR") && !strstr(g, "Not yet: --reward");
-    *ppo = p && strstr(p, "usage:") && !strstr(p, "not implemented");
-    free(g), free(p);
 }
 
 /* ---- the table ---- */
@@ -432,7 +397,7 @@ static int finish_partial(const char *partial, const char *final) {
     return 1;
 }
 
-static int round_run(loop_ctx *L, int r, const int *fams, int nf, int grpo_rm, int ppo) {
+static int round_run(loop_ctx *L, int r, const int *fams, int nf) {
     char dir[LOOP_PATH], db[LOOP_PATH], partial[LOOP_PATH], held[LOOP_PATH], heldp[LOOP_PATH], rm[LOOP_PATH],
         dpo[LOOP_PATH], grpo[LOOP_PATH], grpo_r[LOOP_PATH], ppo_d[LOOP_PATH], prompts[LOOP_PATH], name[64], first[32],
         nheld[32], seed[32];
@@ -512,18 +477,19 @@ static int round_run(loop_ctx *L, int r, const int *fams, int nf, int grpo_rm, i
         STAGE("reward-heldout", NULL, 1);
     }
     /* 5. DPO from the policy of this round, on its rankings */
-    if (!method_on("dpo")) goto done;
-    av_reset(a);
-    av_add(a, "rlhf"), av_add(a, "dpo"), av_add(a, "--model"), av_add(a, policy), av_add(a, "--db"), av_add(a, db);
-    av_add(a, "--out"), av_add(a, dpo), av_add(a, "--steps"), av_add(a, opt(O_DPO_STEPS));
-    av_add(a, "--lr"), av_add(a, opt(O_DPO_LR)), av_add(a, "--beta"), av_add(a, opt(O_DPO_BETA));
-    av_add(a, "--rpo-alpha"), av_add(a, opt(O_RPO)), av_add(a, "--seed"), av_add(a, seed);
-    av_add(a, "--eval-every"), av_add(a, "0"), av_add(a, "--save-every"), av_add(a, "0");
-    STAGE("dpo", dpo, 0);
-    snprintf(name, sizeof name, "r%d/dpo", r);
-    if (stage_done(L, name)) {
-        snprintf(name, sizeof name, "r%d/eval-dpo", r);
-        if ((rc = eval_stage(L, a, name, dpo, db))) goto done;
+    if (method_on("dpo")) {
+        av_reset(a);
+        av_add(a, "rlhf"), av_add(a, "dpo"), av_add(a, "--model"), av_add(a, policy), av_add(a, "--db"), av_add(a, db);
+        av_add(a, "--out"), av_add(a, dpo), av_add(a, "--steps"), av_add(a, opt(O_DPO_STEPS));
+        av_add(a, "--lr"), av_add(a, opt(O_DPO_LR)), av_add(a, "--beta"), av_add(a, opt(O_DPO_BETA));
+        av_add(a, "--rpo-alpha"), av_add(a, opt(O_RPO)), av_add(a, "--seed"), av_add(a, seed);
+        av_add(a, "--eval-every"), av_add(a, "0"), av_add(a, "--save-every"), av_add(a, "0");
+        STAGE("dpo", dpo, 0);
+        snprintf(name, sizeof name, "r%d/dpo", r);
+        if (stage_done(L, name)) {
+            snprintf(name, sizeof name, "r%d/eval-dpo", r);
+            if ((rc = eval_stage(L, a, name, dpo, db))) goto done;
+        }
     }
     if (r > 1) goto done; /* round 2 retrains the preference learner only */
     /* 6. GRPO with the verifier, GRPO with the reward model, PPO: from the SFT model */
@@ -535,7 +501,7 @@ static int round_run(loop_ctx *L, int r, const int *fams, int nf, int grpo_rm, i
     for (int m = 0; m < 3; m++) {
         static const char *const stage_names[] = {"grpo-verifier", "grpo-rm", "ppo"};
         static const char *const eval_names[] = {"eval-grpo-verifier", "eval-grpo-rm", "eval-ppo"};
-        if ((m == 1 && !grpo_rm) || (m == 2 && !ppo) || !method_on(stage_names[m])) continue;
+        if (!method_on(stage_names[m])) continue;
         const char *dir_m = m == 0 ? grpo : m == 1 ? grpo_r : ppo_d;
         av_reset(a);
         av_add(a, "rlhf"), av_add(a, m == 2 ? "ppo" : "grpo"), av_add(a, "--model"), av_add(a, L->model);
@@ -566,8 +532,8 @@ static int print_help(void) {
         "its candidates for --prompts val-split prompts ranked by the oracle (rlhf annotate --oracle;\n"
         "the SFT data is the train split, the evaluation the test split) -> a reward model (rlhf reward\n"
         "train --db) -> DPO (rlhf dpo --db), GRPO with the verifier (rlhf grpo --reward-fn toy), GRPO\n"
-        "with the reward model and PPO when this build has them (otherwise their rows say \"not\n"
-        "available\"), each from the SFT model -> rlhf eval of every model on --eval-n test prompts per\n"
+        "with the reward model (rlhf grpo --reward) and PPO (rlhf ppo; --methods picks among them),\n"
+        "each from the SFT model -> rlhf eval of every model on --eval-n test prompts per\n"
         "family, with the KL to the SFT model -> one table (per-family accuracy, wrong / rambling /\n"
         "rude / never-ending / unwanted rates, KL, wall time of each stage), OUT/loop.svg and\n"
         "OUT/summary.json. --rounds 2 ranks round 1's DPO model's candidates and trains DPO again\n"
@@ -676,8 +642,6 @@ int cmd_loop(int argc, char **argv) {
         cJSON_AddItemToObject(L.state, "config", cfg);
         cJSON_AddObjectToObject(L.state, "stages");
     }
-    int grpo_rm = 0, ppo = 0;
-    detect(&grpo_rm, &ppo);
     struct sigaction old;
     run_log_sigint_catch(&L.stop, &old);
     int rc = state_save(&L);
@@ -688,7 +652,7 @@ int cmd_loop(int argc, char **argv) {
             out_error("loop: round %d needs round %d's DPO model, which did not finish", r, r - 1);
             break;
         }
-        rc = round_run(&L, r, fams, nf, grpo_rm, ppo);
+        rc = round_run(&L, r, fams, nf);
     }
     run_log_sigint_restore(&old);
     if (rc == STAGE_STOPPED) {
@@ -700,9 +664,8 @@ int cmd_loop(int argc, char **argv) {
         {"SFT", NULL, "r1/eval-sft", 1, NULL},
         {"DPO", "r1/dpo", "r1/eval-dpo", 1, NULL},
         {"GRPO (verifier)", "r1/grpo-verifier", "r1/eval-grpo-verifier", 1, NULL},
-        {"GRPO (reward model)", "r1/grpo-rm", "r1/eval-grpo-rm", grpo_rm,
-         "not available (rlhf grpo takes no --reward RM_DIR in this build)"},
-        {"PPO", "r1/ppo", "r1/eval-ppo", ppo, "not available (rlhf ppo is not implemented in this build)"},
+        {"GRPO (reward model)", "r1/grpo-rm", "r1/eval-grpo-rm", 1, NULL},
+        {"PPO", "r1/ppo", "r1/eval-ppo", 1, NULL},
         {"DPO round 2", "r2/dpo", "r2/eval-dpo", 1, NULL},
     };
     int n_rows = L.rounds == 2 ? 6 : 5;
