@@ -13,6 +13,7 @@
 # writes nothing.
 # Usage: dpo_cli.sh RLHF_EXE
 set -u
+signal_at_step=$(cd "$(dirname "$0")" && pwd)/signal_at_step.py  # kills a run the moment its log reaches a step
 rlhf=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 export OMP_NUM_THREADS=2
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/rlhf-dpo-XXXXXX")
@@ -101,7 +102,6 @@ check "runs recorded with TRL's metric names and the warning" \
   '[ "$(/usr/bin/python3 -c "import sqlite3; c = sqlite3.connect(\"runs.db\"); print(c.execute(\"select count(*) from runs where kind = '"'"'dpo'"'"'\").fetchone()[0], c.execute(\"select count(distinct name) from metrics where name in ('"'"'rewards/accuracies'"'"', '"'"'eval_rewards/margins'"'"')\").fetchone()[0], c.execute(\"select count(*) from run_warnings where code = '"'"'dpo/accuracies_pinned'"'"'\").fetchone()[0] >= 1)")" = "6 2 True" ]'
 
 # --resume after kill -9 reproduces an uninterrupted run (one thread)
-wait_step() { for _ in $(seq 6000); do grep -q "\"event\":\"step\",\"step\":$2," "$1" 2>/dev/null && return 0; sleep 0.01; done; return 1; }
 field() { grep "\"event\":\"step\",\"step\":$2," "$1" | tail -1 | sed -n "s|.*\"$3\":\([^,}]*\).*|\1|p"; }
 for kind in full lora; do
   extra=(); files=(model.safetensors training_state.bin)
@@ -111,8 +111,7 @@ for kind in full lora; do
   "${one[@]}" "${args[@]}" --out "A-$kind" --json-log "A-$kind.jsonl" > "A-$kind.log" 2>&1
   "${one[@]}" "${args[@]}" --out "B-$kind" --json-log "B-$kind.jsonl" > "B-$kind.log" 2>&1 &
   pid=$!
-  wait_step "B-$kind.jsonl" 35
-  kill -9 $pid; wait $pid 2>/dev/null; rc=$?
+  /usr/bin/python3 "$signal_at_step" "B-$kind.jsonl" 35 $pid KILL; wait $pid 2>/dev/null; rc=$?
   check "$kind: kill -9 stopped the run mid-way (exit $rc, last step $(grep -c '"event":"step"' "B-$kind.jsonl"))" \
     '[ $rc -eq 137 ] && ! grep -q "\"step\":80," "B-$kind.jsonl"'
   "${one[@]}" --out "B-$kind" --resume --json-log "B-$kind.jsonl" > "R-$kind.log" 2>&1; rc=$?

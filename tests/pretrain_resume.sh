@@ -7,6 +7,7 @@
 # command (exit 2 for bad usage, 1 for bad files), each naming the flag or file.
 # Usage: pretrain_resume.sh RLHF_EXE TRAIN_STEPS_EXE   (RLHF_SHARED_DATA: the shared data dir)
 set -u
+signal_at_step=$(cd "$(dirname "$0")" && pwd)/signal_at_step.py  # kills a run the moment its log reaches a step
 rlhf=$1
 mk=$2
 data=${RLHF_SHARED_DATA:-../shared/data}/tinyshakespeare/input.txt
@@ -20,14 +21,6 @@ check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
 N=120
 common=(--data "$data" --steps $N --batch 8 --context 64 --save-every 20 --eval-every 40 --lr 3e-3 --warmup 10)
 
-# Waits (up to 60 s) until the JSON log has reached step $2.
-wait_step() {
-  for _ in $(seq 6000); do
-    grep -q "\"event\":\"step\",\"step\":$2," "$1" 2>/dev/null && return 0
-    sleep 0.01
-  done
-  return 1
-}
 # The value of field $3 on the last log line of step $2.
 field() { grep "\"event\":\"step\",\"step\":$2," "$1" | tail -1 | sed -n "s/.*\"$3\":\([^,}]*\).*/\1/p"; }
 
@@ -45,8 +38,7 @@ for fam in gpt2 llama; do
   "$rlhf" pretrain --model "$tmp/$fam-init" "${common[@]}" --out "$tmp/$fam-B" --json-log "$tmp/$fam-B.log" \
     >"$tmp/$fam-B.out" 2>/dev/null &
   pid=$!
-  wait_step "$tmp/$fam-B.log" 30
-  kill -INT $pid
+  /usr/bin/python3 "$signal_at_step" "$tmp/$fam-B.log" 30 $pid INT
   wait $pid
   rc=$?
   check "$fam: SIGINT stops the run with exit 130 (got $rc)" '[ $rc -eq 130 ]'
@@ -60,8 +52,7 @@ for fam in gpt2 llama; do
   "$rlhf" pretrain --model "$tmp/$fam-init" "${common[@]}" --out "$tmp/$fam-C" --json-log "$tmp/$fam-C.log" \
     >/dev/null 2>&1 &
   pid=$!
-  wait_step "$tmp/$fam-C.log" 45
-  kill -9 $pid
+  /usr/bin/python3 "$signal_at_step" "$tmp/$fam-C.log" 45 $pid KILL
   wait $pid 2>/dev/null
   rc=$?
   check "$fam: SIGKILL killed the run mid-way (exit $rc)" '[ $rc -eq 137 ]'

@@ -6,6 +6,7 @@
 # exits 1 with a message naming the file and line or the reason, and writes nothing.
 # Usage: sft_cli.sh RLHF_EXE
 set -u
+signal_at_step=$(cd "$(dirname "$0")" && pwd)/signal_at_step.py  # kills a run the moment its log reaches a step
 rlhf=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/rlhf-sft-XXXXXX")
@@ -36,13 +37,6 @@ check "models with a BPE tokenizer made" '[ -f llama/tokenizer.json ] && [ -f gp
 
 # The value of field $3 on the last log line of step $2.
 field() { grep "\"event\":\"step\",\"step\":$2," "$1" | tail -1 | sed -n "s/.*\"$3\":\([^,}]*\).*/\1/p"; }
-wait_step() {
-  for _ in $(seq 6000); do
-    grep -q "\"event\":\"step\",\"step\":$2," "$1" 2>/dev/null && return 0
-    sleep 0.01
-  done
-  return 1
-}
 
 N=60
 for kind in full lora; do
@@ -54,8 +48,7 @@ for kind in full lora; do
   check "$kind: uninterrupted run succeeds" '[ $? -eq 0 ]'
   "$rlhf" sft "${common[@]}" --out $kind-C --json-log $kind-C.log >/dev/null 2>&1 &
   pid=$!
-  wait_step $kind-C.log 23
-  kill -9 $pid
+  /usr/bin/python3 "$signal_at_step" $kind-C.log 23 $pid KILL
   wait $pid 2>/dev/null
   rc=$?
   check "$kind: SIGKILL killed the run mid-way (exit $rc)" '[ $rc -eq 137 ] && ! grep -q "\"step\":$N," $kind-C.log'
