@@ -100,13 +100,13 @@ static void progress(const train_progress *pg, void *ctx) {
 
 /* ---- the reference cache in the feedback database ---- */
 
-static store_ref_logp *store_rows(const dpo_ref_row *rows, size_t n) {
+static store_ref_logp *store_rows(const pref_ref_row *rows, size_t n) {
     store_ref_logp *s = calloc(n ? n : 1, sizeof *s);
     for (size_t i = 0; s && i < n; i++) s[i] = (store_ref_logp){rows[i].ids, rows[i].mask, (size_t)rows[i].len, rows[i].logp, 0};
     return s;
 }
 
-static int cache_get(void *ctx, const char *fp, dpo_ref_row *rows, size_t n, rlhf_error *err) {
+static int cache_get(void *ctx, const char *fp, pref_ref_row *rows, size_t n, rlhf_error *err) {
     store_ref_logp *s = store_rows(rows, n);
     if (!s) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory reading the reference cache");
     int rc = store_ref_logps_get(ctx, fp, s, n, err);
@@ -118,7 +118,7 @@ static int cache_get(void *ctx, const char *fp, dpo_ref_row *rows, size_t n, rlh
     return rc;
 }
 
-static int cache_put(void *ctx, const char *fp, const dpo_ref_row *rows, size_t n, rlhf_error *err) {
+static int cache_put(void *ctx, const char *fp, const pref_ref_row *rows, size_t n, rlhf_error *err) {
     store_ref_logp *s = store_rows(rows, n);
     if (!s) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory writing the reference cache");
     int rc = store_ref_logps_put(ctx, fp, s, n, err);
@@ -164,7 +164,6 @@ int cmd_dpo(int argc, char **argv) {
     dpo_run_params p;
     dpo_run_params_defaults(&p);
     const char *format = NULL, *dpo_flag = NULL;
-    int truncate = -1;
     for (int i = 1; i < argc; i++) {
         int r = trainer_flags_parse(&f, argc, argv, &i, dpo_usage);
         if (r == TRAINER_FLAGS_ERROR) return 2;
@@ -172,17 +171,13 @@ int cmd_dpo(int argc, char **argv) {
         const char *a = argv[i];
         char name[32];
         const char *v;
-        if (strncmp(a, "--", 2) != 0) {
-            out_error("unexpected argument '%s'", a);
-            out_error("usage: %s", dpo_usage);
-            return 2;
-        }
-        if (trainer_flag_value(argc, argv, &i, name, sizeof name, &v, dpo_usage)) return 2;
+        if (trainer_flag_own(argc, argv, &i, name, sizeof name, &v, dpo_usage)) return 2;
         double d;
         rlhf_error err = {0};
         if (strcmp(name, "--format") != 0) dpo_flag = a;
-        if (strcmp(name, "--ref") == 0) p.ref_dir = v;
-        else if (strcmp(name, "--format") == 0) format = v;
+        if ((r = trainer_flags_pref_parse(&p.c, name, v)) == TRAINER_FLAGS_ERROR) return 2;
+        if (r == TRAINER_FLAGS_TAKEN) continue;
+        if (strcmp(name, "--format") == 0) format = v;
         else if (strcmp(name, "--loss-type") == 0) {
             if (dpo_loss_type_parse(v, &p.dpo.loss_type, &err)) {
                 out_error("--loss-type: %s", err.msg);
@@ -197,12 +192,6 @@ int cmd_dpo(int argc, char **argv) {
         } else if (strcmp(name, "--rpo-alpha") == 0) {
             if (trainer_flag_double("--rpo-alpha", v, 0, 1e9, &d, dpo_usage)) return 2;
             p.dpo.rpo_alpha = (float)d;
-        } else if (strcmp(name, "--truncate") == 0) {
-            truncate = sft_truncate_parse(v);
-            if (truncate < 0) {
-                out_error("--truncate: expected keep_start, keep_end or error, got '%s'", v);
-                return 2;
-            }
         } else {
             out_error("unknown flag '%s'", a);
             out_error("usage: %s", dpo_usage);
@@ -232,27 +221,9 @@ int cmd_dpo(int argc, char **argv) {
     char desc[4200];
     if (f.db) snprintf(desc, sizeof desc, "db:%s", f.db);
     else snprintf(desc, sizeof desc, "%s", f.data);
-    p.model_dir = f.model;
+    trainer_flags_pref(&f, desc, &p.c);
     p.pairs = &pairs;
-    p.data_desc = desc;
     p.data_format = format;
-    p.out_dir = f.out;
-    p.steps = f.resume && !(f.given & TRAINER_FLAG_STEPS) ? 0 : f.steps;
-    p.epochs = f.epochs;
-    p.train.batch = f.batch;
-    p.train.accum = f.accum;
-    trainer_flags_optim(&f, &p.train.optim);
-    int max_given = 0;
-    for (int i = 1; i < argc; i++)
-        if (strncmp(argv[i], "--max-length", 12) == 0) max_given = 1;
-    p.max_length = max_given ? f.max_length : 0;
-    p.truncate = truncate >= 0 ? (sft_truncate)truncate : SFT_TRUNCATE_KEEP_START;
-    p.val_fraction = f.val_fraction;
-    p.seed = f.seed;
-    p.eval_every = f.resume && !(f.given & TRAINER_FLAG_EVAL_EVERY) ? -1 : f.eval_every;
-    p.save_every = f.resume && !(f.given & TRAINER_FLAG_SAVE_EVERY) ? -1 : f.save_every;
-    p.resume = f.resume;
-    trainer_flags_lora(&f, &p.lora);
 
     run_log rl;
     memset(&rl, 0, sizeof rl);
@@ -262,7 +233,7 @@ int cmd_dpo(int argc, char **argv) {
     if (saved) model_name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(saved, "model"));
     snprintf(config, sizeof config, "{\"loss_type\":\"%s\",\"beta\":%g,\"label_smoothing\":%g,\"rpo_alpha\":%g,\"lr\":%g,"
              "\"batch\":%d,\"pairs\":%zu,\"ref\":\"%s\"}", dpo_loss_type_name(p.dpo.loss_type), p.dpo.beta,
-             p.dpo.label_smoothing, p.dpo.rpo_alpha, f.lr, f.batch, pairs.n, p.ref_dir ? p.ref_dir : f.model);
+             p.dpo.label_smoothing, p.dpo.rpo_alpha, f.lr, f.batch, pairs.n, p.c.ref_dir ? p.c.ref_dir : f.model);
     const char *cache_db = f.runs_db ? f.runs_db : f.db;
     run_log_params rlp = {"dpo", cache_db, f.json_log, f.resume, model_name, saved_config ? saved_config : config};
     if (run_log_open(&rl, &rlp)) {
@@ -271,14 +242,14 @@ int cmd_dpo(int argc, char **argv) {
         cJSON_Delete(saved);
         return 1;
     }
-    dpo_ref_cache cache = {cache_get, cache_put, rl.db};
-    if (rl.db) p.ref_cache = &cache;
+    pref_ref_cache cache = {cache_get, cache_put, rl.db};
+    if (rl.db) p.c.ref_cache = &cache;
     progress_ctx pc = {.rl = &rl};
     health_init(&pc.h, HEALTH_DPO, NULL);
     g_stop = 0;
-    p.stop = &g_stop;
-    p.progress = progress;
-    p.progress_ctx = &pc;
+    p.c.stop = &g_stop;
+    p.c.progress = progress;
+    p.c.progress_ctx = &pc;
     struct sigaction old;
     run_log_sigint_catch(&g_stop, &old);
     dpo_summary s;
@@ -299,7 +270,7 @@ static int report(run_log *rl, const trainer_flags *fl, const char *cache_db, in
                   const dpo_summary *sp, const progress_ctx *pcp) {
     if (sp->ref_cached + sp->ref_computed > 0)
         out_printf("reference log-probs: %zu cached, %zu computed (%s%s%s)\n", sp->ref_cached, sp->ref_computed,
-                   rl->db ? "database " : fl->out, rl->db ? cache_db : "/", rl->db ? "" : DPO_REF_CACHE_FILE);
+                   rl->db ? "database " : fl->out, rl->db ? cache_db : "/", rl->db ? "" : PREF_REF_CACHE_FILE);
     if (rc == RLHF_ERR_INTERRUPTED) {
         run_log_finish(rl, "stopped", fl->out);
         out_fail(err);

@@ -143,7 +143,7 @@ int cmd_kto(int argc, char **argv) {
     kto_run_params p;
     kto_run_params_defaults(&p);
     const char *format = NULL;
-    int truncate = -1, with_pairs = 0;
+    int with_pairs = 0;
     for (int i = 1; i < argc; i++) {
         int r = trainer_flags_parse(&f, argc, argv, &i, kto_usage);
         if (r == TRAINER_FLAGS_ERROR) return 2;
@@ -155,16 +155,12 @@ int cmd_kto(int argc, char **argv) {
         }
         char name[32];
         const char *v;
-        if (strncmp(a, "--", 2) != 0) {
-            out_error("unexpected argument '%s'", a);
-            out_error("usage: %s", kto_usage);
-            return 2;
-        }
-        if (trainer_flag_value(argc, argv, &i, name, sizeof name, &v, kto_usage)) return 2;
+        if (trainer_flag_own(argc, argv, &i, name, sizeof name, &v, kto_usage)) return 2;
         double d;
         rlhf_error err = {0};
-        if (strcmp(name, "--ref") == 0) p.ref_dir = v;
-        else if (strcmp(name, "--format") == 0) format = v;
+        if ((r = trainer_flags_pref_parse(&p.c, name, v)) == TRAINER_FLAGS_ERROR) return 2;
+        if (r == TRAINER_FLAGS_TAKEN) continue;
+        if (strcmp(name, "--format") == 0) format = v;
         else if (strcmp(name, "--loss-type") == 0) {
             if (kto_loss_type_parse(v, &p.kto.loss_type, &err)) {
                 out_error("--loss-type: %s", err.msg);
@@ -179,12 +175,6 @@ int cmd_kto(int argc, char **argv) {
         } else if (strcmp(name, "--undesirable-weight") == 0) {
             if (trainer_flag_double("--undesirable-weight", v, 1e-9, 1e9, &d, kto_usage)) return 2;
             p.kto.undesirable_weight = (float)d;
-        } else if (strcmp(name, "--truncate") == 0) {
-            truncate = sft_truncate_parse(v);
-            if (truncate < 0) {
-                out_error("--truncate: expected keep_start, keep_end or error, got '%s'", v);
-                return 2;
-            }
         } else {
             out_error("unknown flag '%s'", a);
             out_error("usage: %s", kto_usage);
@@ -221,26 +211,9 @@ int cmd_kto(int argc, char **argv) {
             out_error("warning: %zu desirable and %zu undesirable examples: TRL advises --desirable-weight in [%.2f, %.2f] "
                       "or --undesirable-weight in [%.2f, %.2f] (not both)", n_d, n_u, d_lo, d_hi, u_lo, u_hi);
     }
-    p.model_dir = f.model;
+    trainer_flags_pref(&f, f.data ? f.data : f.db, &p.c);
     p.texts = &texts;
     p.desirable = des;
-    p.data_desc = f.data ? f.data : f.db;
-    p.out_dir = f.out;
-    p.steps = f.steps;
-    p.epochs = f.epochs;
-    p.train.batch = f.batch;
-    p.train.accum = f.accum;
-    trainer_flags_optim(&f, &p.train.optim);
-    int max_given = 0;
-    for (int i = 1; i < argc; i++)
-        if (strncmp(argv[i], "--max-length", 12) == 0) max_given = 1;
-    p.max_length = max_given ? f.max_length : 0;
-    p.truncate = truncate >= 0 ? (sft_truncate)truncate : SFT_TRUNCATE_KEEP_START;
-    p.val_fraction = f.val_fraction;
-    p.seed = f.seed;
-    p.eval_every = f.eval_every;
-    p.save_every = f.save_every;
-    trainer_flags_lora(&f, &p.lora);
 
     run_log rl;
     memset(&rl, 0, sizeof rl);
@@ -254,8 +227,8 @@ int cmd_kto(int argc, char **argv) {
     cJSON_AddNumberToObject(cfg, "batch", f.batch);
     cJSON_AddNumberToObject(cfg, "examples", (double)texts.n);
     cJSON_AddNumberToObject(cfg, "desirable", (double)n_d);
-    cJSON_AddStringToObject(cfg, "data", p.data_desc);
-    cJSON_AddStringToObject(cfg, "ref", p.ref_dir ? p.ref_dir : f.model);
+    cJSON_AddStringToObject(cfg, "data", p.c.data_desc);
+    cJSON_AddStringToObject(cfg, "ref", p.c.ref_dir ? p.c.ref_dir : f.model);
     char *config = cJSON_PrintUnformatted(cfg);
     cJSON_Delete(cfg);
     run_log_params rlp = {"kto", f.runs_db ? f.runs_db : f.db, f.json_log, 0, f.model, config};
@@ -267,9 +240,9 @@ int cmd_kto(int argc, char **argv) {
         return 1;
     }
     g_stop = 0;
-    p.stop = &g_stop;
-    p.progress = run_log_progress;
-    p.progress_ctx = &rl;
+    p.c.stop = &g_stop;
+    p.c.progress = run_log_progress;
+    p.c.progress_ctx = &rl;
     struct sigaction old;
     run_log_sigint_catch(&g_stop, &old);
     kto_summary s;
@@ -296,7 +269,7 @@ int cmd_kto(int argc, char **argv) {
                "by --max-length): %ld steps in %s (%.0f tok/s); reference log-probabilities %s\n",
                kto_loss_type_name(p.kto.loss_type), p.kto.beta, s.n_examples, s.n_desirable, s.n_undesirable, s.n_train,
                s.n_val, s.n_dropped, s.steps_done, el, s.tokens_per_s,
-               s.ref_cached ? "read from the cache" : "computed and cached");
+               s.ref_computed == 0 ? "read from the cache" : "computed and cached");
     const int n_shown = (int)(sizeof shown / sizeof *shown);
     if (before.n) run_log_print_metrics("held out before", &before, shown, n_shown);
     if (s.final_val.n) run_log_print_metrics("held out after ", &s.final_val, shown, n_shown);

@@ -61,7 +61,7 @@ static const flag_spec g_flags[] = {
     {"--grad-clip", FLAG_DOUBLE, OFF(grad_clip), 0, 1e9, TRAINER_FLAG_SHAPE, "C", "clip the global gradient norm; 0 disables"},
     {"--batch", FLAG_INT, OFF(batch), 1, 1 << 20, TRAINER_FLAG_SHAPE, "B", "examples per micro-batch"},
     {"--accum", FLAG_INT, OFF(accum), 1, 1 << 20, TRAINER_FLAG_SHAPE, "N", "micro-batches per optimizer step"},
-    {"--max-length", FLAG_INT, OFF(max_length), 2, 1 << 24, TRAINER_FLAG_SHAPE, "T", "tokens per example, clamped to the model's context"},
+    {"--max-length", FLAG_INT, OFF(max_length), 2, 1 << 24, TRAINER_FLAG_SHAPE | TRAINER_FLAG_MAX_LENGTH, "T", "tokens per example, clamped to the model's context"},
     {"--val-fraction", FLAG_DOUBLE, OFF(val_fraction), 0, 0.9, TRAINER_FLAG_SHAPE, "F", "share of the examples held out for evaluation"},
     {"--seed", FLAG_U64, OFF(seed), 0, 0, TRAINER_FLAG_SHAPE, "S", "seed of the split, the shuffling and LoRA's initialisation"},
     {"--eval-every", FLAG_LONG, OFF(eval_every), 0, 1e12, TRAINER_FLAG_EVAL_EVERY, "N", "evaluate every N steps and at the end; 0: only at the end"},
@@ -279,4 +279,45 @@ int trainer_flags_check(const trainer_flags *f, int data_required, const char *u
         return TRAINER_FLAGS_ERROR;
     }
     return 0;
+}
+
+int trainer_flag_own(int argc, char **argv, int *i, char *name, size_t size, const char **value, const char *usage) {
+    if (strncmp(argv[*i], "--", 2) != 0) {
+        out_error("unexpected argument '%s'", argv[*i]);
+        return usage_line(usage);
+    }
+    return trainer_flag_value(argc, argv, i, name, size, value, usage);
+}
+
+int trainer_flags_pref_parse(pref_common_params *c, const char *name, const char *value) {
+    if (strcmp(name, "--ref") == 0) {
+        c->ref_dir = value;
+        return TRAINER_FLAGS_TAKEN;
+    }
+    if (strcmp(name, "--truncate") != 0) return TRAINER_FLAGS_NOT_MINE;
+    const int t = sft_truncate_parse(value);
+    if (t < 0) {
+        out_error("--truncate: expected keep_start, keep_end or error, got '%s'", value);
+        return TRAINER_FLAGS_ERROR;
+    }
+    c->truncate = (sft_truncate)t;
+    return TRAINER_FLAGS_TAKEN;
+}
+
+void trainer_flags_pref(const trainer_flags *f, const char *data_desc, pref_common_params *c) {
+    c->model_dir = f->model;
+    c->data_desc = data_desc;
+    c->out_dir = f->out;
+    c->steps = f->resume && !(f->given & TRAINER_FLAG_STEPS) ? 0 : f->steps;
+    c->epochs = f->epochs;
+    c->train.batch = f->batch;
+    c->train.accum = f->accum;
+    trainer_flags_optim(f, &c->train.optim);
+    c->max_length = f->given & TRAINER_FLAG_MAX_LENGTH ? f->max_length : 0;
+    c->val_fraction = f->val_fraction;
+    c->seed = f->seed;
+    c->eval_every = f->resume && !(f->given & TRAINER_FLAG_EVAL_EVERY) ? -1 : f->eval_every;
+    c->save_every = f->resume && !(f->given & TRAINER_FLAG_SAVE_EVERY) ? -1 : f->save_every;
+    c->resume = f->resume;
+    trainer_flags_lora(f, &c->lora);
 }

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "src/model/lora.h"
+#include "src/train/pref_run.h"
 #include "src/train/optim.h"
 
 typedef struct {
@@ -56,6 +57,7 @@ enum {
                                           with --resume): lr, batch, seed, ... */
     TRAINER_FLAG_EVAL_EVERY = 1u << 4,
     TRAINER_FLAG_SAVE_EVERY = 1u << 5,
+    TRAINER_FLAG_MAX_LENGTH = 1u << 6,
 };
 
 /* TRL-like defaults (transformers' TrainingArguments as SFTConfig sets them): 3 epochs, lr 2e-5,
@@ -99,5 +101,21 @@ long trainer_flags_total_steps(const trainer_flags *f, long n_train);
  * or both of --data/--db on a fresh run (data_required), --min-lr above --lr, numbers-changing
  * flags with --resume. */
 int trainer_flags_check(const trainer_flags *f, int data_required, const char *usage);
+
+/* A command's own flag at argv[*i]: *name and *value split as trainer_flag_value does. Anything
+ * not starting with "--" prints "unexpected argument" + usage and returns 2. */
+int trainer_flag_own(int argc, char **argv, int *i, char *name, size_t size, const char **value, const char *usage);
+
+/* ---- the offline preference trainers (dpo, kto): pref_common_params ---- */
+
+/* Their shared own flags: --ref DIR and --truncate keep_start|keep_end|error. Returns
+ * TRAINER_FLAGS_TAKEN (set in c), TRAINER_FLAGS_NOT_MINE, or TRAINER_FLAGS_ERROR (printed). */
+int trainer_flags_pref_parse(pref_common_params *c, const char *name, const char *value);
+/* The common settings these flags describe into c (whose ref_dir and truncate the command's
+ * parse set): model, out, data source description (data_desc, which the caller keeps), steps
+ * (with --resume and no --steps: 0, the saved value), epochs, batch, accum, optimizer,
+ * max_length (0 unless --max-length: the model's context, clamped), val_fraction, seed,
+ * eval/save_every (with --resume and no flag: -1, the saved values), LoRA, resume. */
+void trainer_flags_pref(const trainer_flags *f, const char *data_desc, pref_common_params *c);
 
 #endif

@@ -28,6 +28,7 @@
 #include "src/model/model.h"
 #include "src/train/dataset.h"
 #include "src/train/loop.h"
+#include "src/train/pref_run.h"
 #include "src/train/sft.h"
 
 typedef enum { DPO_LOSS_SIGMOID = 0, DPO_LOSS_IPO, DPO_LOSS_HINGE, DPO_LOSS_ROBUST } dpo_loss_type;
@@ -73,12 +74,9 @@ int dpo_row_logps(model *m, model_acts *a, const train_batch *b, double *out, rl
  * The reference log-probabilities of every row are computed before training by the reference
  * model: the starting policy (with LoRA: the base with no adapter, the same weights), or
  * ref_dir's model (same tokenizer, checked; loaded, used and freed, so never two models in
- * memory while training). They are cached, keyed by the reference's fingerprint
- * (dpo_ref_fingerprint: its configuration and weights) and each row's exact ids and loss mask:
- *   - with a ref_cache (the caller's: the repl keeps it in the feedback database), row by row,
- *     so a second run computes none and changed data computes only the rows not seen before;
- *   - without one, in out_dir/DPO_REF_CACHE_FILE, all rows or none (keyed by the fingerprint and
- *     the encoded data), which serves --resume.
+ * memory while training), and cached (pref_ref_logps: in the caller's row cache, so a second
+ * run computes none and changed data computes only the pairs not seen before, or in
+ * out_dir/PREF_REF_CACHE_FILE, which serves --resume).
  *
  * Micro-batches hold `batch` pairs (2 * batch rows), padded to their longest row; pairs are split
  * once (seeded) into train / held-out, and drawn per epoch in a seeded permutation of (seed,
@@ -88,54 +86,16 @@ int dpo_row_logps(model *m, model_acts *a, const train_batch *b, double *out, rl
  * configuration, so `resume` continues bit-identically (one thread) with the saved settings;
  * resuming needs the same data (hash checked) and the same reference (fingerprint checked). */
 #define DPO_STATE_FILE "training_state.bin"
-#define DPO_REF_CACHE_FILE "ref_logps.bin"
-
-/* One row of the reference pass as a cache sees it. */
-typedef struct {
-    const int32_t *ids;  /* the row: prompt + reply + EOS */
-    const uint8_t *mask; /* (len) 1 where the id is scored (the reply and EOS) */
-    int len;
-    double logp;         /* sum of log p(id) over the masked ids, under the reference */
-    int found;           /* get: set to 1 for rows the cache held (logp filled) */
-} dpo_ref_row;
-
-/* A row-level cache of reference log-probabilities, provided by the caller. */
-typedef struct {
-    int (*get)(void *ctx, const char *fingerprint, dpo_ref_row *rows, size_t n, rlhf_error *err);
-    int (*put)(void *ctx, const char *fingerprint, const dpo_ref_row *rows, size_t n, rlhf_error *err);
-    void *ctx;
-} dpo_ref_cache;
-
-/* A stable identity of a model's numbers: a 128-bit hash (hex, 32 characters + NUL) of the
- * configuration fields that change the logits and of every parameter. */
-void dpo_ref_fingerprint(const model *m, char out[33]);
 
 typedef struct {
-    const char *model_dir;       /* the starting policy (resume: NULL takes the saved one) */
-    const char *ref_dir;         /* NULL: the starting policy is the reference */
+    pref_common_params c;        /* model, reference, out, training settings, resume, callbacks */
     const pref_dataset *pairs;   /* borrowed */
-    const char *data_desc;       /* where the pairs came from (messages, the run's record) */
     const char *data_format;     /* the caller's note of how they were read (saved, may be NULL) */
-    const char *out_dir;
-    const dpo_ref_cache *ref_cache; /* NULL: out_dir/DPO_REF_CACHE_FILE */
     dpo_params dpo;
-    train_params train;          /* batch = pairs per micro-batch, accum, optim (context set here) */
-    long steps, epochs;          /* steps <= 0: epochs over the training pairs (resume: saved) */
-    int max_length;              /* ids per row; <= 0: the model's context */
-    sft_truncate truncate;
-    double val_fraction;
-    uint64_t seed;
-    long eval_every, save_every; /* resume: < 0 takes the saved values */
-    lora_params lora;            /* rank 0: full fine-tuning */
-    int resume;                  /* 1: continue the run in out_dir (its saved settings win) */
-    volatile sig_atomic_t *stop;
-    train_progress_fn progress;
-    void *progress_ctx;
 } dpo_run_params;
 
-/* TRL's DPOConfig where it has one: beta 0.1, sigmoid, lr 1e-6, batch 8 pairs, 3 epochs,
- * max_length 1024 (clamped to the context), keep_start; val_fraction 0.1, seed 42, eval every
- * 100, save every 500. */
+/* The common defaults (pref_common_params_defaults: TRL's DPOConfig) and TRL's DPO loss:
+ * beta 0.1, sigmoid. */
 void dpo_run_params_defaults(dpo_run_params *p);
 
 /* The settings a run in out_dir was started with (for a resuming caller that must load the same

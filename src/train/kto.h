@@ -35,6 +35,7 @@
 #include "src/model/model.h"
 #include "src/train/dataset.h"
 #include "src/train/loop.h"
+#include "src/train/pref_run.h"
 #include "src/train/sft.h"
 
 typedef enum { KTO_LOSS_KTO = 0, KTO_LOSS_APO_ZERO_UNPAIRED } kto_loss_type;
@@ -96,39 +97,26 @@ int kto_texts_from_dataset(sft_texts *t, uint8_t **desirable, const kto_dataset 
  * pair each prompt with the previous example's completion (the first with the last): TRL's
  * _get_kl_dataset on a batched map. The pairing is fixed for the run, so the reference
  * log-probabilities of both rows are computed once, before training (by the starting policy,
- * or ref_dir's model loaded and freed; with LoRA the base with the adapter off) and cached in
- * out_dir/ref_logps.bin (ref_cache.h). An example whose completion does not survive truncation
- * is dropped and counted. Output: a model directory, or a PEFT adapter with LoRA. No --resume
+ * or ref_dir's model loaded and freed; with LoRA the base with the adapter off) and cached as
+ * DPO's are (pref_ref_logps: the caller's row cache, or out_dir/PREF_REF_CACHE_FILE). An
+ * example whose completion does not survive truncation is dropped and counted. Output: a model directory, or a PEFT adapter with LoRA. No --resume
  * yet: a run that stops keeps its last checkpoint. */
 typedef struct {
-    const char *model_dir;
-    const char *ref_dir;         /* NULL: the starting policy is the reference */
+    pref_common_params c;        /* model, reference, out, training settings, callbacks; batch =
+                                    examples per micro-batch (>= 2 with the KTO loss) */
     const sft_texts *texts;      /* borrowed: the examples */
     const uint8_t *desirable;    /* (texts->n) borrowed: 1 thumbs up, 0 thumbs down */
-    const char *data_desc;       /* where the examples came from (messages) */
-    const char *out_dir;
     kto_params kto;
-    train_params train;          /* batch = examples per micro-batch (>= 2 with the KTO loss) */
-    long steps, epochs;          /* steps <= 0: epochs over the training examples */
-    int max_length;              /* ids per row; <= 0: the model's context */
-    sft_truncate truncate;
-    double val_fraction;
-    uint64_t seed;
-    long eval_every, save_every;
-    lora_params lora;            /* rank 0: full fine-tuning */
-    volatile sig_atomic_t *stop;
-    train_progress_fn progress;
-    void *progress_ctx;
 } kto_run_params;
 
-/* TRL's KTOConfig: beta 0.1, weights 1, lr 1e-6 (transformers' default 5e-5 is for SFT),
- * batch 8, 3 epochs, max_length 1024 (clamped to the context); val_fraction 0.1, seed 42. */
+/* The common defaults (pref_common_params_defaults: TRL's KTOConfig) and TRL's KTO loss: beta
+ * 0.1, weights 1. */
 void kto_run_params_defaults(kto_run_params *p);
 
 typedef struct {
     size_t n_examples, n_desirable, n_undesirable; /* kept after truncation */
     size_t n_train, n_val, n_dropped;
-    int ref_cached;
+    size_t ref_cached, ref_computed;               /* reference log-probabilities (rows) read / computed */
     long steps_done, total_steps;
     double first_val_loss, final_val_loss, final_loss, tokens_per_s, elapsed_s;
     train_head_out first_val, final_val;

@@ -15,24 +15,8 @@
 
 void kto_run_params_defaults(kto_run_params *p) {
     memset(p, 0, sizeof *p);
+    pref_common_params_defaults(&p->c);
     kto_params_defaults(&p->kto);
-    train_params_defaults(&p->train);
-    p->train.batch = 8;
-    p->train.accum = 1;
-    p->train.optim.lr = 1e-6f;
-    p->train.optim.min_lr = 0.0f;
-    p->train.optim.warmup_steps = 0;
-    p->train.optim.weight_decay = 0.0f;
-    p->train.optim.grad_clip = 1.0f;
-    p->epochs = 3;
-    p->max_length = 1024;
-    p->truncate = SFT_TRUNCATE_KEEP_START;
-    p->val_fraction = 0.1;
-    p->seed = 42;
-    p->eval_every = 100;
-    p->save_every = 500;
-    lora_params_defaults(&p->lora);
-    p->lora.rank = 0;
 }
 
 /* ---- data ---- */
@@ -174,43 +158,14 @@ typedef struct {
     const double *ref;            /* (2 n) reference log-probabilities: main rows, then KL rows */
     const uint8_t *des;           /* (n) per kept example */
     size_t n;                     /* kept examples */
-    size_t *train, n_train, *val, n_val;
-    size_t *perm;                 /* (n_train) the permutation of perm_epoch */
-    long perm_epoch;
-    int batch, accum;
     int32_t pad;
-    uint64_t seed;
     kto_head *h;                  /* gets each micro-batch's labels */
 } kto_source;
-
-static size_t example_at(kto_source *s, uint64_t c) {
-    long epoch = (long)(c / s->n_train);
-    if (epoch != s->perm_epoch) {
-        rng_t r;
-        rng_seed(&r, s->seed * 0x9e3779b97f4a7c15ull + (uint64_t)epoch + 1);
-        memcpy(s->perm, s->train, s->n_train * sizeof *s->perm);
-        for (size_t i = s->n_train; i > 1; i--) {
-            size_t j = (size_t)rng_below(&r, i), tmp = s->perm[i - 1];
-            s->perm[i - 1] = s->perm[j];
-            s->perm[j] = tmp;
-        }
-        s->perm_epoch = epoch;
-    }
-    return s->perm[c % s->n_train];
-}
 
 /* Row `row` of b from example k's main (kl = 0) or KL row, padded to b->T. */
 static void put_row(const kto_source *s, size_t k, int kl, int row, train_batch *b) {
     const sft_encoded *e = kl ? s->kl : s->main;
-    const int32_t *ids = e->ids + e->start[k];
-    const uint8_t *loss = e->loss + e->start[k];
-    const int len = e->len[k], T = b->T;
-    for (int t = 0; t < T; t++) {
-        b->tokens[(size_t)row * T + t] = t < len - 1 ? ids[t] : s->pad;
-        b->targets[(size_t)row * T + t] = t < len - 1 && loss[t + 1] ? ids[t + 1] : -1;
-    }
-    b->labels[row] = (float)s->ref[kl ? s->n + k : k];
-    b->lengths[row] = len - 1;
+    pref_put_row(b, row, e->ids + e->start[k], e->loss + e->start[k], e->len[k], s->pad, (float)s->ref[kl ? s->n + k : k]);
 }
 
 /* The KL rows of examples idx[0..n) into the head, padded to their longest. */
@@ -227,7 +182,8 @@ static void put_kl_rows(const kto_source *s, const size_t *idx, int n) {
 }
 
 /* Examples idx[0..n) into b (their rows) and the head (their labels and KL rows). */
-static void fill_examples(const kto_source *s, const size_t *idx, int n, train_batch *b) {
+static void fill_examples(void *ctx, const size_t *idx, int n, train_batch *b) {
+    const kto_source *s = ctx;
     int T = 1;
     for (int q = 0; q < n; q++)
         if (s->main->len[idx[q]] - 1 > T) T = s->main->len[idx[q]] - 1;
@@ -240,66 +196,27 @@ static void fill_examples(const kto_source *s, const size_t *idx, int n, train_b
     if (s->kl) put_kl_rows(s, idx, n);
 }
 
-static int fill_train(void *ctx, long step, int micro, rng_t *rng, train_batch *b, rlhf_error *err) {
-    (void)rng;
-    (void)err;
-    kto_source *s = ctx;
-    size_t idx[512];
-    uint64_t c0 = ((uint64_t)step * (uint64_t)s->accum + (uint64_t)micro) * (uint64_t)s->batch;
-    for (int k = 0; k < s->batch; k++) idx[k] = example_at(s, c0 + (uint64_t)k);
-    fill_examples(s, idx, s->batch, b);
-    return RLHF_OK;
-}
-
-static int fill_val(void *ctx, int i, train_batch *b, rlhf_error *err) {
-    (void)err;
-    kto_source *s = ctx;
-    size_t from = (size_t)i * (size_t)s->batch;
-    int n = (int)(s->n_val - from < (size_t)s->batch ? s->n_val - from : (size_t)s->batch);
-    fill_examples(s, s->val + from, n, b);
-    return RLHF_OK;
-}
-
 /* The reference's log-probability of every row (main rows, then KL rows) into out (2 n). */
-static int ref_pass(model *m, const kto_source *s, int rows_cap, int T, double *out, rlhf_error *err) {
-    model_acts a = {0};
-    train_batch b = {0};
-    double *lp = malloc((size_t)rows_cap * sizeof *lp);
-    int rc = model_acts_init(&a, &m->config, rows_cap, T, err);
-    if (!rc) rc = train_batch_alloc(&b, rows_cap, T, err);
-    if (!rc && !lp) rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for the reference pass");
-    kto_source one = *s;
-    for (int kl = 0; kl < (s->kl ? 2 : 1) && !rc; kl++)
-        for (size_t k0 = 0; k0 < s->n && !rc; k0 += (size_t)rows_cap) {
-            const int n = (int)(s->n - k0 < (size_t)rows_cap ? s->n - k0 : (size_t)rows_cap);
-            int longest = 1;
-            for (int q = 0; q < n; q++) {
-                const int len = (kl ? s->kl : s->main)->len[k0 + (size_t)q] - 1;
-                if (len > longest) longest = len;
-            }
-            b.B = n;
-            b.T = longest;
-            one.ref = out; /* put_row reads a label we do not need yet */
-            for (int q = 0; q < n; q++) put_row(&one, k0 + (size_t)q, kl, q, &b);
-            rc = dpo_row_logps(m, &a, &b, lp, err);
-            for (int q = 0; !rc && q < n; q++) out[(kl ? s->n : 0) + k0 + (size_t)q] = lp[q];
-        }
-    free(lp);
-    train_batch_free(&b);
-    model_acts_free(&a);
-    return rc;
-}
-
-/* Seeded shuffle of 0..n-1. */
-static void shuffled(size_t *order, size_t n, uint64_t seed) {
-    rng_t r;
-    rng_seed(&r, seed);
-    for (size_t i = 0; i < n; i++) order[i] = i;
-    for (size_t i = n; i > 1; i--) {
-        size_t j = (size_t)rng_below(&r, i), tmp = order[i - 1];
-        order[i - 1] = order[j];
-        order[j] = tmp;
+static int reference_logps(const kto_run_params *p, model *refm, const kto_source *s, double *out, kto_summary *sum,
+                           rlhf_error *err) {
+    const size_t n_rows = s->kl ? 2 * s->n : s->n;
+    pref_ref_row *rows = calloc(n_rows, sizeof *rows);
+    if (!rows) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for the reference cache");
+    for (size_t i = 0; i < n_rows; i++) {
+        const sft_encoded *e = i < s->n ? s->main : s->kl;
+        const size_t k = i < s->n ? i : i - s->n;
+        rows[i] = (pref_ref_row){e->ids + e->start[k], e->loss + e->start[k], e->len[k], 0, 0};
     }
+    char fp[33];
+    pref_ref_fingerprint(refm, fp);
+    const uint64_t data_hash = sft_encoded_hash(s->main) ^ (s->kl ? sft_encoded_hash(s->kl) * 0xff51afd7ed558ccdull : 0);
+    pref_ref_counts counts;
+    int rc = pref_ref_logps(&p->c, refm, fp, data_hash, rows, n_rows, 1, p->c.train.batch, s->pad, &counts, err);
+    for (size_t i = 0; !rc && i < n_rows; i++) out[i] = rows[i].logp;
+    sum->ref_cached = counts.cached;
+    sum->ref_computed = counts.computed;
+    free(rows);
+    return rc;
 }
 
 /* TRL's KL pairing of a split: chunks of `batch` in order, each example with the previous one's
@@ -313,31 +230,32 @@ static void kl_partners(const size_t *list, size_t n, int batch, size_t *partner
 
 int kto_run(const kto_run_params *pin, kto_summary *sum, rlhf_error *err) {
     kto_run_params p = *pin;
+    pref_common_params *c = &p.c;
     kto_summary local;
     if (!sum) sum = &local;
     memset(sum, 0, sizeof *sum);
     sum->first_val_loss = sum->final_val_loss = sum->final_loss = NAN;
-    model_bundle b = {0};
-    model ref = {0};
+    model_bundle b = {0}, ref = {0};
     kto_head h = {0};
     sft_texts view = {0}, kl_texts = {0};
     sft_encoded enc = {0}, enc_kl = {0};
-    kto_source src = {0};
+    kto_source ks = {0};
+    pref_source src = {0};
     size_t *kept = NULL, *order = NULL, *partner = NULL;
     uint8_t *des = NULL;
     double *ref_lp = NULL;
     int rc;
-    if (!p.out_dir || !*p.out_dir) return rlhf_errorf(err, RLHF_ERR_INVALID, "no output directory given (--out)");
+    if (!c->out_dir || !*c->out_dir) return rlhf_errorf(err, RLHF_ERR_INVALID, "no output directory given (--out)");
     if (!p.texts || p.texts->n == 0 || !p.desirable) return rlhf_errorf(err, RLHF_ERR_INVALID, "no examples to train on");
     if ((rc = kto_params_validate(&p.kto, err))) return rc;
     const int with_kl = kto_uses_kl(&p.kto);
-    if (p.train.batch < 1 + with_kl || p.train.batch > 256)
-        return rlhf_errorf(err, RLHF_ERR_INVALID, "--batch must be %d..256 examples (got %d)%s", 1 + with_kl, p.train.batch,
+    if (c->train.batch < 1 + with_kl || c->train.batch > 256)
+        return rlhf_errorf(err, RLHF_ERR_INVALID, "--batch must be %d..256 examples (got %d)%s", 1 + with_kl, c->train.batch,
                            with_kl ? ": the KL estimate needs another example's completion in the batch" : "");
 
     int32_t eos;
-    if ((rc = pref_policy_load(&b, p.model_dir, "KTO", &eos, err))) goto done;
-    if (p.max_length <= 0 || p.max_length > b.m.config.context) p.max_length = b.m.config.context;
+    if ((rc = pref_policy_load(&b, c->model_dir, "KTO", &eos, err))) goto done;
+    if (c->max_length <= 0 || c->max_length > b.m.config.context) c->max_length = b.m.config.context;
 
     /* ---- rows: each example's text, numbered so encoded rows map back to examples: a file's
      * lines when they are all known (unique and increasing), else the examples' indices ---- */
@@ -353,8 +271,8 @@ int kto_run(const kto_run_params *pin, kto_summary *sum, rlhf_error *err) {
         view.items[i] = p.texts->items[i]; /* borrowed strings: only the array is ours */
         if (!use_lines) view.items[i].line = (long)i + 1;
     }
-    sft_encoder ec = {b.tok, b.chat_template, b.bos_token, b.eos_token, b.add_bos, eos, p.max_length, p.truncate};
-    const char *desc = p.data_desc ? p.data_desc : "examples";
+    sft_encoder ec = {b.tok, b.chat_template, b.bos_token, b.eos_token, b.add_bos, eos, c->max_length, c->truncate};
+    const char *desc = c->data_desc ? c->data_desc : "examples";
     rc = sft_encode(&enc, &view, &ec, desc, err);
     if (rc) goto done;
     size_t n = 0;
@@ -376,7 +294,7 @@ int kto_run(const kto_run_params *pin, kto_summary *sum, rlhf_error *err) {
     sum->n_examples = n;
     sum->n_dropped = n_in - n;
     if (n == 0) {
-        rc = rlhf_errorf(err, RLHF_ERR_INVALID, "no example keeps its completion within %d tokens (%zu dropped)", p.max_length,
+        rc = rlhf_errorf(err, RLHF_ERR_INVALID, "no example keeps its completion within %d tokens (%zu dropped)", c->max_length,
                          sum->n_dropped);
         goto done;
     }
@@ -384,13 +302,10 @@ int kto_run(const kto_run_params *pin, kto_summary *sum, rlhf_error *err) {
     order = malloc(n * sizeof *order);
     partner = malloc(n * sizeof *partner);
     if (!order || !partner) goto nomem;
-    shuffled(order, n, p.seed);
-    size_t n_val = (size_t)llround((double)n * p.val_fraction);
-    if (p.val_fraction > 0 && n_val == 0 && n >= 2) n_val = 1;
-    if (n_val >= n) n_val = n - 1;
+    const size_t n_val = pref_split(order, n, c->val_fraction, c->seed);
     const size_t n_train = n - n_val;
-    kl_partners(order, n_train, p.train.batch, partner);
-    kl_partners(order + n_train, n_val, p.train.batch, partner);
+    kl_partners(order, n_train, c->train.batch, partner);
+    kl_partners(order + n_train, n_val, c->train.batch, partner);
     if (with_kl) {
         kl_texts.items = calloc(n, sizeof *kl_texts.items);
         if (!kl_texts.items) goto nomem;
@@ -404,60 +319,48 @@ int kto_run(const kto_run_params *pin, kto_summary *sum, rlhf_error *err) {
             while (k < enc_kl.n && enc_kl.line[k] == enc.line[k]) k++;
             rc = rlhf_errorf(err, RLHF_ERR_INVALID, "%s:%ld: the KL row (this prompt with another example's completion) "
                              "keeps no completion token within %d tokens; raise --max-length or shorten the prompt",
-                             desc, enc.line[k], p.max_length);
+                             desc, enc.line[k], c->max_length);
             goto done;
         }
     }
-    src.main = &enc;
-    src.kl = with_kl ? &enc_kl : NULL;
-    src.des = des;
-    src.n = n;
-    src.train = order;
-    src.n_train = n_train;
+    ks.main = &enc;
+    ks.kl = with_kl ? &enc_kl : NULL;
+    ks.des = des;
+    ks.n = n;
+    ks.pad = tok_pad_id(b.tok) >= 0 ? tok_pad_id(b.tok) : eos;
+    ks.h = &h;
     src.val = order + n_train;
     src.n_val = n_val;
-    src.perm = malloc(n_train * sizeof *src.perm);
-    src.perm_epoch = -1;
-    src.batch = p.train.batch;
-    src.accum = p.train.accum < 1 ? 1 : p.train.accum;
-    src.pad = tok_pad_id(b.tok) >= 0 ? tok_pad_id(b.tok) : eos;
-    src.seed = p.seed;
-    src.h = &h;
-    if (!src.perm) goto nomem;
+    src.fill = fill_examples;
+    src.ctx = &ks;
+    if ((rc = pref_order_init(&src.order, order, n_train, c->train.batch, c->train.accum, c->seed, err))) goto done;
     sum->n_train = n_train;
     sum->n_val = n_val;
     int longest = 2;
     for (size_t k = 0; k < n; k++) {
         if (enc.len[k] > longest) longest = enc.len[k];
-        if (src.kl && enc_kl.len[k] > longest) longest = enc_kl.len[k];
+        if (ks.kl && enc_kl.len[k] > longest) longest = enc_kl.len[k];
     }
     const int T = longest - 1;
 
     /* ---- the reference pass (cached) ---- */
     ref_lp = calloc(2 * n, sizeof *ref_lp);
     if (!ref_lp) goto nomem;
-    src.ref = ref_lp;
-    const model *refm;
-    if ((rc = pref_reference(&ref, &refm, p.ref_dir, &b.m, err))) goto done;
-    const uint64_t hashes[2] = {sft_encoded_hash(&enc), src.kl ? sft_encoded_hash(&enc_kl) : 0};
-    const uint64_t key = pref_ref_cache_key(refm, hashes, 2);
-    sum->ref_cached = pref_ref_cache_read(p.out_dir, key, 2 * n, ref_lp);
-    if (!sum->ref_cached) {
-        if ((rc = ref_pass((model *)refm, &src, p.train.batch, T, ref_lp, err))) goto done;
-        if ((rc = pref_ref_cache_write(p.out_dir, key, 2 * n, ref_lp, err))) goto done;
-    }
-    model_free(&ref); /* never two models while training */
+    ks.ref = ref_lp;
+    model *refm;
+    if ((rc = pref_reference(&ref, &refm, c->ref_dir, &b, "KTO", err))) goto done;
+    if ((rc = reference_logps(&p, refm, &ks, ref_lp, sum, err))) goto done;
+    model_bundle_free(&ref); /* never two models while training */
 
     /* ---- the trainer ---- */
-    pref_train_params tp = {p.model_dir, p.out_dir, p.train, 0, p.eval_every, p.save_every, p.seed, p.lora,
-                            p.stop, p.progress, p.progress_ctx};
-    tp.steps = pref_total_steps(p.steps, p.epochs, n_train, p.train.batch, src.accum);
+    pref_train_params tp = {c->model_dir, c->out_dir, c->train, 0, c->eval_every, c->save_every, c->seed, c->lora,
+                            c->stop, c->progress, c->progress_ctx};
+    tp.steps = pref_total_steps(c->steps, c->epochs, n_train, c->train.batch, src.order.accum);
     sum->total_steps = tp.steps;
-    tp.train.accum = src.accum;
+    tp.train.accum = src.order.accum;
     tp.train.context = T;
     if ((rc = kto_head_init(&h, &p.kto, &b.m.config, tp.train.batch, T, err))) goto done;
-    const train_data data = {.fill = fill_train, .fill_val = fill_val,
-                             .n_val = (int)((n_val + (size_t)src.batch - 1) / (size_t)src.batch), .ctx = &src};
+    const train_data data = pref_source_data(&src);
     train_loop_summary ls;
     rc = pref_train_run(&tp, &b, kto_train_head(&h), data, &ls, err);
     sum->steps_done = ls.steps_done;
@@ -472,14 +375,14 @@ nomem:
     rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory setting up the KTO run");
 done:
     free(view.items);
-    free(src.perm);
+    pref_order_free(&src.order);
     free(order);
     free(partner);
     free(kept);
     free(des);
     free(ref_lp);
     kto_head_free(&h);
-    model_free(&ref);
+    model_bundle_free(&ref);
     model_bundle_free(&b);
     sft_encoded_free(&enc);
     sft_encoded_free(&enc_kl);

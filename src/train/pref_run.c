@@ -1,6 +1,7 @@
 /* pref_run.c — the pieces the offline preference runs share (see pref_run.h). */
 #include "src/train/pref_run.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,30 @@
 
 #include "src/core/fileio.h"
 #include "src/core/rng.h"
+#include "src/train/dpo.h"
+
+void pref_common_params_defaults(pref_common_params *p) {
+    memset(p, 0, sizeof *p);
+    train_params_defaults(&p->train);
+    p->train.batch = 8;
+    p->train.accum = 1;
+    p->train.optim.lr = 1e-6f;
+    p->train.optim.min_lr = 0.0f;
+    p->train.optim.warmup_steps = 0;
+    p->train.optim.weight_decay = 0.0f;
+    p->train.optim.grad_clip = 1.0f;
+    p->epochs = 3;
+    p->max_length = 1024;
+    p->truncate = SFT_TRUNCATE_KEEP_START;
+    p->val_fraction = 0.1;
+    p->seed = 42;
+    p->eval_every = 100;
+    p->save_every = 500;
+    lora_params_defaults(&p->lora);
+    p->lora.rank = 0;
+}
+
+/* ---- models ---- */
 
 int pref_policy_load(model_bundle *b, const char *dir, const char *what, int32_t *eos, rlhf_error *err) {
     int rc = model_bundle_load(b, dir, err);
@@ -26,50 +51,206 @@ int pref_policy_load(model_bundle *b, const char *dir, const char *what, int32_t
     return rc;
 }
 
-int pref_reference(model *ref, const model **out, const char *ref_dir, const model *policy, rlhf_error *err) {
-    *out = policy;
-    if (!ref_dir) return RLHF_OK;
-    int rc = model_load_weights(ref, ref_dir, err);
-    if (rc) return rc;
-    if (ref->config.vocab_size != policy->config.vocab_size) {
-        rc = rlhf_errorf(err, RLHF_ERR_SHAPE, "%s: the reference's vocabulary (%d) is not the policy's (%d)", ref_dir,
-                         ref->config.vocab_size, policy->config.vocab_size);
-        model_free(ref);
-        return rc;
+/* The reference model of --ref: a causal LM reading the same token ids as the policy. */
+static int check_ref(const model_bundle *r, const char *dir, const model_bundle *policy, const char *what, rlhf_error *err) {
+    if (r->m.config.num_labels > 0)
+        return rlhf_errorf(err, RLHF_ERR_INVALID, "%s: the reference is a sequence classifier, not a language model", dir);
+    if (r->m.config.vocab_size != policy->m.config.vocab_size)
+        return rlhf_errorf(err, RLHF_ERR_SHAPE,
+                           "%s: the reference's vocabulary (%d ids) is not the policy's (%d): %s compares "
+                           "log-probabilities of the same token ids, so both need the same tokenizer",
+                           dir, r->m.config.vocab_size, policy->m.config.vocab_size, what);
+    if (!r->tok) return RLHF_OK; /* nothing more to compare: the ids are the policy's */
+    int n = tok_vocab_size(policy->tok);
+    if (tok_vocab_size(r->tok) != n)
+        return rlhf_errorf(err, RLHF_ERR_INVALID, "%s: the reference's tokenizer has %d ids, the policy's %d: not the same tokenizer",
+                           dir, tok_vocab_size(r->tok), n);
+    for (int32_t id = 0; id < n; id++) {
+        const char *a = tok_piece(r->tok, id), *b = tok_piece(policy->tok, id);
+        if ((a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0))
+            return rlhf_errorf(err, RLHF_ERR_INVALID,
+                               "%s: the reference's tokenizer differs from the policy's at id %d (\"%s\" vs \"%s\"): "
+                               "not the same tokenizer",
+                               dir, id, a ? a : "(none)", b ? b : "(none)");
     }
-    *out = ref;
     return RLHF_OK;
 }
 
-/* ---- the reference cache: "REF1" (u32), key (u64), count (u64), count doubles; host byte
- * order (the cache belongs to the machine that wrote it) ---- */
+int pref_reference(model_bundle *ref, model **out, const char *ref_dir, model_bundle *policy, const char *what,
+                   rlhf_error *err) {
+    *out = &policy->m;
+    if (!ref_dir) return RLHF_OK;
+    int rc = model_bundle_load(ref, ref_dir, err);
+    if (!rc) rc = check_ref(ref, ref_dir, policy, what, err);
+    if (rc) {
+        model_bundle_free(ref);
+        return rc;
+    }
+    *out = &ref->m;
+    return RLHF_OK;
+}
 
+void pref_ref_fingerprint(const model *m, char out[33]) {
+    const model_config *c = &m->config;
+    /* the fields that change the logits, as fixed-width words (no struct padding hashed) */
+    uint64_t cfg[12] = {(uint64_t)c->family,      (uint64_t)c->n_layers,   (uint64_t)c->dim,
+                        (uint64_t)c->n_heads,     (uint64_t)c->n_kv_heads, (uint64_t)c->ffn_dim,
+                        (uint64_t)c->vocab_size,  (uint64_t)c->context,    (uint64_t)c->tied_embeddings,
+                        (uint64_t)c->rope_layout, 0,                       (uint64_t)m->n_floats};
+    uint32_t eps, theta;
+    memcpy(&eps, &c->norm_eps, 4);
+    memcpy(&theta, &c->rope_theta, 4);
+    cfg[10] = (uint64_t)eps << 32 | theta;
+    /* two independent 64-bit hashes: FNV-1a over words, and a multiply-rotate mix */
+    uint64_t h1 = train_hash(cfg, sizeof cfg), h2 = 0x9e3779b97f4a7c15ull;
+    h1 ^= train_hash(m->params, m->n_floats * sizeof(float));
+    const unsigned char *bytes = (const unsigned char *)m->params;
+    const size_t nb = m->n_floats * sizeof(float);
+    for (size_t i = 0; i < 12; i++) h2 = ((h2 ^ cfg[i]) * 0xff51afd7ed558ccdull) ^ (h2 >> 29);
+    for (size_t i = 0; i + 8 <= nb; i += 8) {
+        uint64_t w;
+        memcpy(&w, bytes + i, 8);
+        h2 = (h2 ^ (w * 0xc4ceb9fe1a85ec53ull));
+        h2 = (h2 << 31 | h2 >> 33) * 0x87c37b91114253d5ull;
+    }
+    for (size_t i = nb & ~(size_t)7; i < nb; i++) h2 = (h2 ^ bytes[i]) * 0x100000001b3ull;
+    snprintf(out, 33, "%016" PRIx64 "%016" PRIx64, h1, h2);
+}
+
+/* ---- the data ---- */
+
+size_t pref_split(size_t *order, size_t n, double val_fraction, uint64_t seed) {
+    rng_t r;
+    rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) order[i] = i;
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)rng_below(&r, i), tmp = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = tmp;
+    }
+    size_t n_val = (size_t)llround((double)n * val_fraction);
+    if (val_fraction > 0 && n_val == 0 && n >= 2) n_val = 1;
+    if (n > 0 && n_val >= n) n_val = n - 1;
+    return n_val;
+}
+
+int pref_order_init(pref_order *o, const size_t *train, size_t n_train, int batch, int accum, uint64_t seed,
+                    rlhf_error *err) {
+    memset(o, 0, sizeof *o);
+    o->train = train;
+    o->n_train = n_train;
+    o->perm_epoch = -1;
+    o->batch = batch;
+    o->accum = accum < 1 ? 1 : accum;
+    o->seed = seed;
+    o->perm = malloc((n_train ? n_train : 1) * sizeof *o->perm);
+    return o->perm ? RLHF_OK : rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for the data order");
+}
+
+void pref_order_free(pref_order *o) {
+    free(o->perm);
+    o->perm = NULL;
+}
+
+static size_t order_at(pref_order *o, uint64_t c) {
+    long epoch = (long)(c / o->n_train);
+    if (epoch != o->perm_epoch) {
+        rng_t r;
+        rng_seed(&r, o->seed * 0x9e3779b97f4a7c15ull + (uint64_t)epoch + 1);
+        memcpy(o->perm, o->train, o->n_train * sizeof *o->perm);
+        for (size_t i = o->n_train; i > 1; i--) {
+            size_t j = (size_t)rng_below(&r, i), tmp = o->perm[i - 1];
+            o->perm[i - 1] = o->perm[j];
+            o->perm[j] = tmp;
+        }
+        o->perm_epoch = epoch;
+    }
+    return o->perm[c % o->n_train];
+}
+
+void pref_order_batch(pref_order *o, long step, int micro, size_t *idx) {
+    const uint64_t c0 = ((uint64_t)step * (uint64_t)o->accum + (uint64_t)micro) * (uint64_t)o->batch;
+    for (int k = 0; k < o->batch; k++) idx[k] = order_at(o, c0 + (uint64_t)k);
+}
+
+static int source_fill_train(void *ctx, long step, int micro, rng_t *rng, train_batch *b, rlhf_error *err) {
+    (void)rng;
+    (void)err;
+    pref_source *s = ctx;
+    size_t idx[1024];
+    pref_order_batch(&s->order, step, micro, idx);
+    s->fill(s->ctx, idx, s->order.batch, b);
+    return RLHF_OK;
+}
+
+static int source_fill_val(void *ctx, int i, train_batch *b, rlhf_error *err) {
+    (void)err;
+    pref_source *s = ctx;
+    const size_t from = (size_t)i * (size_t)s->order.batch;
+    const int n = (int)(s->n_val - from < (size_t)s->order.batch ? s->n_val - from : (size_t)s->order.batch);
+    s->fill(s->ctx, s->val + from, n, b);
+    return RLHF_OK;
+}
+
+train_data pref_source_data(pref_source *s) {
+    const size_t per = (size_t)(s->order.batch < 1 ? 1 : s->order.batch);
+    return (train_data){.fill = source_fill_train, .fill_val = source_fill_val, .n_val = (int)((s->n_val + per - 1) / per),
+                        .ctx = s};
+}
+
+void pref_put_row(train_batch *b, int row, const int32_t *ids, const uint8_t *mask, int len, int32_t pad, float label) {
+    const int T = b->T;
+    for (int t = 0; t < T; t++) {
+        b->tokens[(size_t)row * T + t] = t < len - 1 ? ids[t] : pad;
+        b->targets[(size_t)row * T + t] = t < len - 1 && mask[t + 1] ? ids[t + 1] : -1;
+    }
+    b->labels[row] = label;
+    b->lengths[row] = len - 1;
+}
+
+/* ---- the reference pass ---- */
+
+/* Log-probabilities of rows[which[0..n)] under m, rows_cap rows a batch, into their logp. */
+static int ref_pass(model *m, pref_ref_row *rows, const size_t *which, size_t n, int rows_cap, int32_t pad,
+                    rlhf_error *err) {
+    int longest = 2;
+    for (size_t k = 0; k < n; k++)
+        if (rows[which[k]].len > longest) longest = rows[which[k]].len;
+    model_acts a = {0};
+    train_batch b = {0};
+    double *lp = malloc((size_t)rows_cap * sizeof *lp);
+    int rc = model_acts_init(&a, &m->config, rows_cap, longest - 1, err);
+    if (!rc) rc = train_batch_alloc(&b, rows_cap, longest - 1, err);
+    if (!rc && !lp) rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for the reference pass");
+    for (size_t k0 = 0; !rc && k0 < n; k0 += (size_t)rows_cap) {
+        const int nb = (int)(n - k0 < (size_t)rows_cap ? n - k0 : (size_t)rows_cap);
+        int T = 1;
+        for (int q = 0; q < nb; q++)
+            if (rows[which[k0 + (size_t)q]].len - 1 > T) T = rows[which[k0 + (size_t)q]].len - 1;
+        b.B = nb;
+        b.T = T;
+        for (int q = 0; q < nb; q++) {
+            const pref_ref_row *r = &rows[which[k0 + (size_t)q]];
+            pref_put_row(&b, q, r->ids, r->mask, r->len, pad, 0.0f);
+        }
+        rc = dpo_row_logps(m, &a, &b, lp, err);
+        for (int q = 0; !rc && q < nb; q++) rows[which[k0 + (size_t)q]].logp = lp[q];
+    }
+    free(lp);
+    train_batch_free(&b);
+    model_acts_free(&a);
+    return rc;
+}
+
+/* the cache file: "REF1" (u32), key (u64), count (u64), count doubles; host byte order (the
+ * cache belongs to the machine that wrote it) */
 #define REF_CACHE_MAGIC 0x52454631u
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
-    return h;
-}
-
-uint64_t pref_ref_cache_key(const model *ref, const uint64_t *data_hashes, int n) {
-    uint64_t key = fnv(1469598103934665603ull, ref->params, ref->n_floats * sizeof(float));
-    for (int i = 0; i < n; i++) key = fnv(key, &data_hashes[i], sizeof data_hashes[i]);
-    return key;
-}
-
-static char *cache_path(const char *out_dir) {
-    size_t n = strlen(out_dir) + sizeof "/ref_logps.bin";
-    char *s = malloc(n);
-    if (s) snprintf(s, n, "%s/ref_logps.bin", out_dir);
-    return s;
-}
-
-int pref_ref_cache_read(const char *out_dir, uint64_t key, size_t n, double *out) {
-    char *path = cache_path(out_dir), *buf = NULL;
+static int ref_file_read(const char *path, uint64_t key, size_t n, pref_ref_row *rows) {
+    char *buf = NULL;
     size_t len = 0;
     rlhf_error e = {0};
-    int ok = path && file_exists(path) && !file_read_all(path, &buf, &len, &e) && len == 20 + n * sizeof(double);
+    int ok = file_exists(path) && !file_read_all(path, &buf, &len, &e) && len == 20 + n * sizeof(double);
     if (ok) {
         uint32_t magic;
         uint64_t k, cnt;
@@ -78,28 +259,71 @@ int pref_ref_cache_read(const char *out_dir, uint64_t key, size_t n, double *out
         memcpy(&cnt, buf + 12, 8);
         ok = magic == REF_CACHE_MAGIC && k == key && cnt == n;
     }
-    if (ok) memcpy(out, buf + 20, n * sizeof(double));
+    for (size_t i = 0; ok && i < n; i++) {
+        memcpy(&rows[i].logp, buf + 20 + i * sizeof(double), sizeof(double));
+        rows[i].found = 1;
+    }
     free(buf);
-    free(path);
     return ok;
 }
 
-int pref_ref_cache_write(const char *out_dir, uint64_t key, size_t n, const double *v, rlhf_error *err) {
+static int ref_file_write(const char *out_dir, const char *path, uint64_t key, size_t n, const pref_ref_row *rows,
+                          rlhf_error *err) {
     int rc = file_mkdir_p(out_dir, err);
     if (rc) return rc;
     const size_t len = 20 + n * sizeof(double);
-    char *path = cache_path(out_dir), *buf = malloc(len);
-    if (!path || !buf) rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for the reference cache");
-    if (!rc) {
-        const uint32_t magic = REF_CACHE_MAGIC;
-        const uint64_t cnt = n;
-        memcpy(buf, &magic, 4);
-        memcpy(buf + 4, &key, 8);
-        memcpy(buf + 12, &cnt, 8);
-        memcpy(buf + 20, v, n * sizeof(double));
-        rc = file_write_atomic(path, buf, len, err);
-    }
+    char *buf = malloc(len);
+    if (!buf) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for the reference cache");
+    const uint32_t magic = REF_CACHE_MAGIC;
+    const uint64_t cnt = n;
+    memcpy(buf, &magic, 4);
+    memcpy(buf + 4, &key, 8);
+    memcpy(buf + 12, &cnt, 8);
+    for (size_t i = 0; i < n; i++) memcpy(buf + 20 + i * sizeof(double), &rows[i].logp, sizeof(double));
+    rc = file_write_atomic(path, buf, len, err);
     free(buf);
+    return rc;
+}
+
+int pref_ref_logps(const pref_common_params *p, model *ref, const char *fp, uint64_t data_hash, pref_ref_row *rows,
+                   size_t n, int group, int rows_cap, int32_t pad, pref_ref_counts *counts, rlhf_error *err) {
+    counts->cached = counts->computed = 0;
+    size_t *missing = malloc((n ? n : 1) * sizeof *missing);
+    char *path = NULL;
+    int rc = RLHF_OK;
+    if (!missing) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for the reference cache");
+    for (size_t i = 0; i < n; i++) rows[i].found = 0, rows[i].logp = 0;
+    const uint64_t file_key = train_hash(fp, strlen(fp)) ^ (data_hash * 0x9e3779b97f4a7c15ull);
+    if (p->ref_cache) {
+        rc = p->ref_cache->get(p->ref_cache->ctx, fp, rows, n, err);
+    } else {
+        const size_t len = strlen(p->out_dir) + sizeof PREF_REF_CACHE_FILE + 2;
+        if (!(path = malloc(len))) rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+        else snprintf(path, len, "%s/%s", p->out_dir, PREF_REF_CACHE_FILE);
+        if (path) ref_file_read(path, file_key, n, rows);
+    }
+    size_t n_missing = 0;
+    for (size_t g = 0; !rc && g < n; g += (size_t)group) {
+        int whole = 1;
+        for (size_t i = g; i < g + (size_t)group && i < n; i++) whole &= rows[i].found;
+        for (size_t i = g; !whole && i < g + (size_t)group && i < n; i++) missing[n_missing++] = i;
+    }
+    counts->computed = n_missing;
+    counts->cached = n - n_missing;
+    if (!rc && n_missing > 0) rc = ref_pass(ref, rows, missing, n_missing, rows_cap, pad, err);
+    if (!rc && n_missing > 0) {
+        if (p->ref_cache) {
+            /* only what was computed: rows the cache holds stay as they are */
+            pref_ref_row *put = malloc(n_missing * sizeof *put);
+            if (!put) rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for the reference cache");
+            for (size_t k = 0; put && k < n_missing; k++) put[k] = rows[missing[k]];
+            if (put) rc = p->ref_cache->put(p->ref_cache->ctx, fp, put, n_missing, err);
+            free(put);
+        } else {
+            rc = ref_file_write(p->out_dir, path, file_key, n, rows, err);
+        }
+    }
+    free(missing);
     free(path);
     return rc;
 }
