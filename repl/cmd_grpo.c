@@ -23,7 +23,7 @@ static const char *const grpo_usage =
     "[--steps N] [--lr LR] [--missing-eos-penalty P] "
     "[--num-generations G] [--prompts-per-step P] [--max-new-tokens N] [--temperature T] [--epsilon E] "
     "[--epsilon-high E] [--beta B] [--loss-type grpo|bnpo|dr_grpo|dapo] [--scale-rewards group|batch|none] "
-    "[--iterations N] [--json-log FILE] [--runs-db FILE]";
+    "[--iterations N] [--lora-rank R ...] [--json-log FILE] [--runs-db FILE]";
 
 static const char *const grpo_help =
     "Online policy optimisation with sampled groups: for each prompt the current policy samples G\n"
@@ -49,7 +49,11 @@ static const char *const grpo_help =
     "(policy, seed, decoding settings, and the reward in decoding_json's \"rollout\"), to rank in the REPL.\n"
     "Metrics (TRL's names): reward, reward_std, frac_reward_zero_std, completions/mean_length,\n"
     "completions/clipped_ratio, clip_ratio/region_mean, entropy, kl (with --beta).\n"
-    "Not yet: LoRA, --resume.";
+    "LoRA (--lora-rank R, --lora-alpha, --lora-dropout, --lora-targets): only a fresh adapter trains;\n"
+    "rollouts sample from it merged into a copy of the targeted matrices (restored after each batch),\n"
+    "the reference (--beta) is the base with the adapter off, and OUT is a PEFT adapter directory\n"
+    "(unmerged: rlhf generate --model OUT, rlhf model merge).\n"
+    "Not yet: --resume.";
 
 int cmd_grpo(int argc, char **argv) {
     const int rloo = strcmp(argv[0], "rloo") == 0;
@@ -160,9 +164,9 @@ int cmd_grpo(int argc, char **argv) {
         snprintf(config, sizeof config,
                  "{\"advantage\":\"%s\",\"reward_fn\":\"%s\",\"num_generations\":%d,\"prompts_per_step\":%d,"
                  "\"max_new_tokens\":%d,\"epsilon\":%g,\"epsilon_high\":%g,\"beta\":%g,\"loss_type\":\"%s\",\"lr\":%g,"
-                 "\"missing_eos_penalty\":%g}",
+                 "\"missing_eos_penalty\":%g,\"lora_rank\":%d}",
                  rloo ? "rloo" : "grpo", reward_spec ? reward_spec : reward_model, p.num_generations, p.prompts_per_step, p.max_new_tokens,
-                 p.grpo.epsilon, p.grpo.epsilon_high, p.grpo.beta, grpo_loss_agg_name(p.grpo.loss_agg), f.lr, p.missing_eos_penalty);
+                 p.grpo.epsilon, p.grpo.epsilon_high, p.grpo.beta, grpo_loss_agg_name(p.grpo.loss_agg), f.lr, p.missing_eos_penalty, p.lora.rank);
         rollout_session ss;
         rc = rollout_session_open(&ss, rloo ? "rloo" : "grpo", db_path, f.json_log, f.model, config,
                                   (const char *const *)prompts, n_prompts, reward_spec ? reward_spec : reward_model,

@@ -20,7 +20,7 @@ static const char *const ppo_usage =
     "[--accum N] [--num-mini-batches M] [--ppo-epochs E] [--num-generations G] [--max-new-tokens N] "
     "[--temperature T] [--kl-coef C] [--kl-estimator k1|k3] [--target-kl KL] [--kl-horizon H] [--cliprange E] "
     "[--cliprange-value E] [--vf-coef C] [--gamma G] [--lam L] [--no-whiten] [--missing-eos-penalty P] "
-    "[--eval-samples K] "
+    "[--eval-samples K] [--value-head FILE] [--lora-rank R ...] "
     "[--json-log FILE] [--runs-db FILE]";
 
 static const char *const ppo_help =
@@ -40,7 +40,14 @@ static const char *const ppo_help =
     "starting at zero), unlike TRL's separate value model initialised from the reward model: on a\n"
     "small CPU that model would double every forward and backward and the optimizer's memory; the\n"
     "value loss reaches the body, weighted by --vf-coef (0.1) as in TRL's older shared-body design.\n"
-    "The value head is not saved (the output is the policy).\n"
+    "The value head is saved beside the policy as OUT/value_head.safetensors (TRL's names\n"
+    "v_head.summary.weight (1, hidden) and v_head.summary.bias); --value-head FILE starts a later run\n"
+    "from a saved one instead of zero.\n"
+    "LoRA (--lora-rank R, --lora-alpha, --lora-dropout, --lora-targets): only a fresh adapter and the\n"
+    "value head train (the body is frozen; both losses reach the adapter through it); rollouts sample\n"
+    "from the adapter merged into a copy of the targeted matrices (restored after each batch); the\n"
+    "reference is the base with the adapter off (no second model); OUT is a PEFT adapter directory\n"
+    "(unmerged: rlhf generate --model OUT, rlhf model merge) plus the value head.\n"
     "KL coefficient: fixed (--kl-coef, TRL's 0.05), or adaptive with --target-kl KL (TRL's\n"
     "AdaptiveKLController: after each batch coef *= 1 + clip(kl/target - 1, -0.2, 0.2) x n/horizon).\n"
     "\n"
@@ -54,7 +61,7 @@ static const char *const ppo_help =
     "policy/approxkl_avg, policy/entropy_avg, loss/policy_avg, loss/value_avg, val/clipfrac_avg,\n"
     "val/ratio, val/num_eos_tokens. With --runs-db FILE (or --db FILE) every rollout is stored there as a\n"
     "generation of its prompt (seed, decoding settings, reward) to rank in the REPL.\n"
-    "Not yet: LoRA (the decoder samples from plain weights), --resume.\n"
+    "Not yet: --resume.\n"
     "\n"
     "PPO defaults (TRL's PPOConfig): --ppo-epochs 4, --num-mini-batches 1, --num-generations 1,\n"
     "--max-new-tokens 53, --temperature 0.7, --kl-coef 0.05, --kl-estimator k1, --target-kl 0 (fixed),\n"
@@ -131,6 +138,7 @@ int cmd_ppo(int argc, char **argv) {
         if (done) continue;
         if (strcmp(name, "--prompts") == 0) prompts_path = v;
         else if (strcmp(name, "--reward") == 0) reward_model = v;
+        else if (strcmp(name, "--value-head") == 0) p.value_head = v;
         else if (strcmp(name, "--kl-estimator") == 0) {
             if (ppo_kl_estimator_parse(v, &p.kl_estimator, &err)) return out_error("--kl-estimator: %s", err.msg), 2;
         } else {
@@ -153,11 +161,6 @@ int cmd_ppo(int argc, char **argv) {
         out_error("ppo: --resume is not implemented yet (a stopped run keeps its last checkpoint in --out)");
         return 2;
     }
-    if (f.lora_rank > 0) {
-        out_error("ppo: LoRA is not implemented yet: the decoder samples from plain weights (train fully, or merge an "
-                  "adapter first with rlhf model merge)");
-        return 2;
-    }
     const char *db_path = f.runs_db ? f.runs_db : f.db; /* --db records the run and its rollouts */
     char **prompts = NULL;
     size_t n_prompts = 0;
@@ -175,18 +178,19 @@ int cmd_ppo(int argc, char **argv) {
         p.val_fraction = f.val_fraction;
         p.seed = f.seed;
         p.save_every = f.save_every;
+        trainer_flags_lora(&f, &p.lora);
         char config[2048];
         snprintf(config, sizeof config,
                  "{\"reward_model\":\"%s\",\"batch\":%d,\"accum\":%d,\"num_mini_batches\":%d,\"ppo_epochs\":%d,"
                  "\"num_generations\":%d,\"max_new_tokens\":%d,\"temperature\":%g,\"kl_coef\":%g,\"kl_estimator\":\"%s\","
                  "\"target_kl\":%g,\"kl_horizon\":%g,\"cliprange\":%g,\"cliprange_value\":%g,\"vf_coef\":%g,"
                  "\"gamma\":%g,\"lam\":%g,\"whiten_advantages\":%s,\"missing_eos_penalty\":%g,\"lr\":%g,\"steps\":%ld,"
-                 "\"seed\":%llu,\"value_head\":\"shared body\"}",
+                 "\"seed\":%llu,\"value_head\":\"shared body\",\"lora_rank\":%d}",
                  reward_model, p.batch, p.accum, p.num_mini_batches, p.ppo_epochs, p.num_generations, p.max_new_tokens,
                  p.ppo.temperature, p.kl_coef, p.kl_estimator == PPO_KL_K1 ? "k1" : "k3", p.target_kl, p.kl_horizon,
                  p.ppo.cliprange, p.ppo.cliprange_value, p.ppo.vf_coef, p.gamma, p.lam,
                  p.whiten_advantages ? "true" : "false", p.missing_eos_penalty, f.lr, p.steps,
-                 (unsigned long long)p.seed);
+                 (unsigned long long)p.seed, p.lora.rank);
         rollout_session ss;
         rc = rollout_session_open(&ss, "ppo", db_path, f.json_log, f.model, config, (const char *const *)prompts, n_prompts,
                                   reward_model, HEALTH_PPO | HEALTH_ROLLOUT | HEALTH_REWARD_MODEL);

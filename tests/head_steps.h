@@ -1,8 +1,9 @@
 /* head_steps.h — the common part of the reference step helpers of the training heads
  * (dpo_steps.c, grpo_steps.c): given a model, its trainer, a head and a data source whose
  * micro-batch (0, 0) is fixed,
- *   1. one forward + head + backward on micro-batch (0, 0): the loss and every parameter's
- *      gradient go to OUT/grads.safetensors ("loss", "grad.NAME");
+ *   1. one forward + head + backward on micro-batch (0, 0): the loss and every trained tensor's
+ *      gradient (the model's, or an attached LoRA adapter's under PEFT's names) go to
+ *      OUT/grads.safetensors ("loss", "grad.NAME");
  *   2. S optimizer steps through train_loop_run;
  *   3. stdout: {"losses", "lrs", "grad_norms", "metrics" (of step 1), "first_loss",
  *      "final_loss" (micro-batch (0, 0) after the last step)}. */
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 
 #include "src/formats/safetensors.h"
+#include "src/model/lora.h"
 #include "src/model/model.h"
 #include "src/train/loop.h"
 #include "src/train/train.h"
@@ -35,8 +37,11 @@ static void head_steps_progress(const train_progress *p, void *ctx) {
 static int head_steps_run(model *m, train *t, train_head head, train_data data, train_batch *buf, int S, const char *out,
                           rlhf_error *err) {
     double *log = calloc((size_t)S * 3, sizeof *log);
-    safetensors_entry *ents = calloc((size_t)m->n_tensors + 1, sizeof *ents);
-    char (*names)[MODEL_TENSOR_NAME_MAX + 8] = calloc((size_t)m->n_tensors, sizeof *names);
+    /* the trained tensors: the model's, or an attached LoRA adapter's */
+    const model_tensor *tt = m->lora ? m->lora->tensors : m->tensors;
+    const int ntt = m->lora ? m->lora->n_tensors : m->n_tensors;
+    safetensors_entry *ents = calloc((size_t)ntt + 1, sizeof *ents);
+    char (*names)[MODEL_TENSOR_NAME_MAX + 8] = calloc((size_t)ntt, sizeof *names);
     float loss_f = 0;
     char path[4096];
     int rc = log && ents && names ? RLHF_OK : rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
@@ -44,7 +49,7 @@ static int head_steps_run(model *m, train *t, train_head head, train_data data, 
     const float *dl = NULL, *dh = NULL;
     if (!rc) rc = data.fill(data.ctx, 0, 0, NULL, buf, err);
     if (!rc) {
-        model_zero_grads(m);
+        train_zero_grads(t);
         rc = model_forward(m, &t->acts, buf->tokens, buf->B, buf->T, err);
     }
     if (!rc) rc = head.loss(head.self, m, &t->acts, buf, 1, &dl, &dh, &ho, err);
@@ -52,14 +57,14 @@ static int head_steps_run(model *m, train *t, train_head head, train_data data, 
     if (!rc) {
         loss_f = (float)ho.loss;
         ents[0] = (safetensors_entry){.name = "loss", .dtype = SAFETENSORS_DTYPE_F32, .ndim = 1, .shape = {1}, .data = &loss_f};
-        for (int i = 0; i < m->n_tensors; i++) {
-            const model_tensor *mt = &m->tensors[i];
+        for (int i = 0; i < ntt; i++) {
+            const model_tensor *mt = &tt[i];
             snprintf(names[i], sizeof names[i], "grad.%s", mt->name);
             ents[1 + i] = (safetensors_entry){.name = names[i], .dtype = SAFETENSORS_DTYPE_F32, .ndim = mt->ndim,
-                                               .shape = {mt->shape[0], mt->shape[1]}, .data = m->grads + mt->offset};
+                                               .shape = {mt->shape[0], mt->shape[1]}, .data = t->grads + mt->offset};
         }
         snprintf(path, sizeof path, "%s/grads.safetensors", out);
-        rc = safetensors_write(path, ents, m->n_tensors + 1, err);
+        rc = safetensors_write(path, ents, ntt + 1, err);
     }
     head_steps_log pc = {.log = log, .S = S};
     if (!rc) {

@@ -2,7 +2,12 @@
  *
  * Usage: ppo_steps (model shape as tests/step_args.h) --batch B --seq T [--kl-estimator k1|k3]
  *        [--kl-coef C] [--gamma G] [--lam L] [--cliprange E] [--cliprange-value E] [--vf-coef C]
- *        [--temperature T] [--no-whiten] --seed N --out DIR
+ *        [--temperature T] [--no-whiten] [--lora-rank R --lora-alpha A --lora-targets LIST]
+ *        --seed N --out DIR
+ *
+ * With --lora-rank the trained policy is a LoRA adapter on DIR/policy (tests/lora_steps.h: B
+ * random, saved to DIR/adapter), the reference is the base with the adapter off (no DIR/ref), and
+ * the dumped gradients are the adapter's (PEFT names) and the value head's.
  *
  * Makes a random policy (DIR/policy), a different random reference (DIR/ref) and a random value
  * head; draws B completion rows (prompt then completion, ids 1..V-1, padded with 0, targets only
@@ -30,6 +35,7 @@
 #include "src/train/ppo.h"
 #include "src/train/train.h"
 #include "tests/head_steps.h"
+#include "tests/lora_steps.h"
 #include "tests/step_args.h"
 
 /* The fixed micro-batch at every step (PPO's epochs over one minibatch): the head's per-position
@@ -78,7 +84,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "ppo_steps: %s\n", err.msg);
         return 2;
     }
+    lora_params lrp;
+    lora_steps_args(argc, argv, &lrp);
     model m = {0}, ref = {0};
+    lora lo = {0};
     train t = {0};
     ppo_head h = {0};
     const size_t bt = (size_t)B * T;
@@ -93,14 +102,16 @@ int main(int argc, char **argv) {
     rng_seed(&rng, seed);
     int rc = tokens && targets && fl && scores && kl_sum ? RLHF_OK : rlhf_errorf(&err, RLHF_ERR_NOMEM, "out of memory");
     if (!rc) rc = model_init(&m, &c, &err);
-    if (!rc) rc = model_init(&ref, &c, &err);
+    if (!rc && lrp.rank == 0) rc = model_init(&ref, &c, &err);
     if (rc) goto done;
     model_init_random(&m, &rng);
-    model_init_random(&ref, &rng);
     snprintf(path, sizeof path, "%s/policy", out);
     if ((rc = checkpoint_save(&m, path, &err))) goto done;
-    snprintf(path, sizeof path, "%s/ref", out);
-    if ((rc = checkpoint_save(&ref, path, &err))) goto done;
+    if (lrp.rank == 0) {
+        model_init_random(&ref, &rng);
+        snprintf(path, sizeof path, "%s/ref", out);
+        if ((rc = checkpoint_save(&ref, path, &err))) goto done;
+    }
     for (int r = 0; r < B; r++) {
         const int np = 1 + (int)rng_below(&rng, (uint64_t)(T / 2));
         const int len = r == 0 ? T : np + 1 + (int)rng_below(&rng, (uint64_t)(T - np));
@@ -110,13 +121,18 @@ int main(int argc, char **argv) {
             targets[(size_t)r * T + k] = k + 1 >= np && k + 1 < len ? tokens[(size_t)r * T + k + 1] : -1;
         scores[r] = 2.0 * rng_float(&rng) - 1.0;
     }
-    if ((rc = train_init(&t, &m, &tp, &err))) goto done;
+    if (lrp.rank > 0) rc = lora_steps_init(&m, &lo, &lrp, &rng, out, &t, &tp, &err);
+    else rc = train_init(&t, &m, &tp, &err);
+    if (rc) goto done;
     if ((rc = ppo_head_init(&h, &pp, &m, B, T, &tp.optim, 1, &err))) goto done;
     for (int i = 0; i <= C; i++) h.vparams[i] = (float)(0.4 * rng_float(&rng) - 0.2);
     /* the rollout: the policy's own log-probabilities and values, perturbed; the reference's */
     if ((rc = rollout_token_logps(&m, &t.acts, tokens, targets, B, T, pp.temperature, old_lp, &err))) goto done;
     ppo_head_values(&h, &t.acts, targets, B, T, old_v);
-    if ((rc = rollout_token_logps(&ref, &t.acts, tokens, targets, B, T, pp.temperature, ref_lp, &err))) goto done;
+    if (lrp.rank > 0) lora_set_enabled(&lo, 0); /* the reference: the base with the adapter off */
+    rc = rollout_token_logps(lrp.rank > 0 ? &m : &ref, &t.acts, tokens, targets, B, T, pp.temperature, ref_lp, &err);
+    if (lrp.rank > 0) lora_set_enabled(&lo, 1);
+    if (rc) goto done;
     for (size_t i = 0; i < bt; i++)
         if (targets[i] >= 0) {
             old_lp[i] += (float)(0.6 * rng_float(&rng) - 0.3);
@@ -130,7 +146,7 @@ int main(int argc, char **argv) {
     memcpy(h.returns, returns, bt * sizeof(float));
     ppo_head_set_rollout_metrics(&h, 0.5, 1.0, -0.1, 0.3, 0.2, 2, kl_coef);
     /* one forward + head + backward */
-    model_zero_grads(&m);
+    train_zero_grads(&t);
     train_batch b = {.B = B, .T = T, .tokens = tokens, .targets = targets};
     train_head_out ho = {0};
     const float *dl = NULL, *dh = NULL;
@@ -166,24 +182,26 @@ int main(int argc, char **argv) {
         if ((rc = safetensors_write(path, e, 12, &err))) goto done;
     }
     {
-        safetensors_entry *e = calloc((size_t)m.n_tensors + 3, sizeof *e);
-        char (*names)[MODEL_TENSOR_NAME_MAX + 8] = calloc((size_t)m.n_tensors, sizeof *names);
+        const model_tensor *tt = lrp.rank > 0 ? lo.tensors : m.tensors;
+        const int ntt = lrp.rank > 0 ? lo.n_tensors : m.n_tensors;
+        safetensors_entry *e = calloc((size_t)ntt + 3, sizeof *e);
+        char (*names)[MODEL_TENSOR_NAME_MAX + 8] = calloc((size_t)ntt, sizeof *names);
         float loss_f = (float)ho.loss;
         if (!e || !names) rc = rlhf_errorf(&err, RLHF_ERR_NOMEM, "out of memory");
         if (!rc) {
             e[0] = (safetensors_entry){.name = "loss", .dtype = SAFETENSORS_DTYPE_F32, .ndim = 1, .shape = {1}, .data = &loss_f};
-            for (int i = 0; i < m.n_tensors; i++) {
-                const model_tensor *mt = &m.tensors[i];
+            for (int i = 0; i < ntt; i++) {
+                const model_tensor *mt = &tt[i];
                 snprintf(names[i], sizeof names[i], "grad.%s", mt->name);
                 e[1 + i] = (safetensors_entry){.name = names[i], .dtype = SAFETENSORS_DTYPE_F32, .ndim = mt->ndim,
-                                               .shape = {mt->shape[0], mt->shape[1]}, .data = m.grads + mt->offset};
+                                               .shape = {mt->shape[0], mt->shape[1]}, .data = t.grads + mt->offset};
             }
-            e[1 + m.n_tensors] = (safetensors_entry){.name = "grad.v_head.weight", .dtype = SAFETENSORS_DTYPE_F32,
-                                                     .ndim = 1, .shape = {C}, .data = h.vgrads};
-            e[2 + m.n_tensors] = (safetensors_entry){.name = "grad.v_head.bias", .dtype = SAFETENSORS_DTYPE_F32, .ndim = 1,
-                                                     .shape = {1}, .data = h.vgrads + C};
+            e[1 + ntt] = (safetensors_entry){.name = "grad.v_head.weight", .dtype = SAFETENSORS_DTYPE_F32,
+                                             .ndim = 1, .shape = {C}, .data = h.vgrads};
+            e[2 + ntt] = (safetensors_entry){.name = "grad.v_head.bias", .dtype = SAFETENSORS_DTYPE_F32, .ndim = 1,
+                                             .shape = {1}, .data = h.vgrads + C};
             snprintf(path, sizeof path, "%s/grads.safetensors", out);
-            rc = safetensors_write(path, e, m.n_tensors + 3, &err);
+            rc = safetensors_write(path, e, ntt + 3, &err);
         }
         free(e);
         free(names);
@@ -238,6 +256,8 @@ done:
     if (rc) fprintf(stderr, "ppo_steps: %s\n", err.msg);
     ppo_head_free(&h);
     train_free(&t);
+    if (m.lora) lora_detach(&m);
+    lora_free(&lo);
     model_free(&m);
     model_free(&ref);
     free(tokens);

@@ -470,6 +470,36 @@ int lora_merge(const lora *lo, model *m, rlhf_error *err) {
     return RLHF_OK;
 }
 
+/* Each (layer, slot) weight matrix a site sits on, once: lora_merge's whole footprint on the base. */
+static size_t merged_matrix_floats(const lora *lo, const model_config *c, int layer, lora_slot slot) {
+    const int first = lo->slot_first[layer][slot];
+    return first < 0 ? 0 : (size_t)lo->sites[first].in * (size_t)slot_width(c, slot);
+}
+
+size_t lora_merge_floats(const lora *lo) {
+    size_t n = 0;
+    for (int l = 0; l < lo->base.n_layers; l++)
+        for (int s = 0; s < LORA_SLOT_COUNT; s++) n += merged_matrix_floats(lo, &lo->base, l, (lora_slot)s);
+    return n;
+}
+
+static void base_copy(const lora *lo, model *m, float *save, int restore) {
+    size_t at = 0;
+    for (int l = 0; l < lo->base.n_layers; l++)
+        for (int s = 0; s < LORA_SLOT_COUNT; s++) {
+            const size_t n = merged_matrix_floats(lo, &m->config, l, (lora_slot)s);
+            if (!n) continue;
+            float *W = slot_weight(m, l, (lora_slot)s);
+            if (restore) memcpy(W, save + at, n * sizeof(float));
+            else memcpy(save + at, W, n * sizeof(float));
+            at += n;
+        }
+}
+
+void lora_base_save(const lora *lo, const model *m, float *save) { base_copy(lo, (model *)m, save, 0); }
+
+void lora_base_restore(const lora *lo, model *m, const float *save) { base_copy(lo, m, (float *)save, 1); }
+
 /* ---- files ---- */
 
 static char *path_join(const char *dir, const char *name) {

@@ -141,6 +141,14 @@ const model_tensor *lora_find_tensor(const lora *lo, const char *name);
  * (RLHF_ERR_SHAPE otherwise). lo is only read; m must not have lo attached (asserted). */
 int lora_merge(const lora *lo, model *m, rlhf_error *err);
 
+/* The base floats lora_merge writes: every (layer, slot) weight matrix a site sits on, once.
+ * lora_base_save copies them out of m into save (lora_merge_floats(lo) floats) and
+ * lora_base_restore puts them back bit for bit, so a merge for sampling (the online trainers'
+ * rollouts: the decoder reads plain weights) is undone exactly, with no second full model. */
+size_t lora_merge_floats(const lora *lo);
+void lora_base_save(const lora *lo, const model *m, float *save);
+void lora_base_restore(const lora *lo, model *m, const float *save);
+
 /* An extra trained tensor saved with the adapter (PEFT's modules_to_save), e.g. a score head. */
 typedef struct {
     const char *name;   /* Hugging Face name inside the model, e.g. "score.weight" */

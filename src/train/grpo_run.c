@@ -76,8 +76,10 @@ static int make_rollouts(rollout_ctx *c, long step, rlhf_error *err) {
             idx[j] = rollout_order_at(&c->su->order, ((uint64_t)rollout * p->accum + (uint64_t)mb) * P + (uint64_t)j);
             seeds[j] = p->seed ^ ((uint64_t)rollout * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)(mb * P + j) << 32);
         }
+        if ((rc = rollout_sample_begin(c->su, err))) break;
         rc = rollout_make(&c->su->b, c->su->prompt_ids, p->prompts, idx, P, &g, seeds, &c->su->scorer, p->sink, p->sink_ctx, step,
                           &c->rb, err);
+        rollout_sample_end(c->su);
         if (rc) break;
         const double *rewards = c->rb.rewards;
         const int maxT = c->rb.maxT;
@@ -101,9 +103,15 @@ static int make_rollouts(rollout_ctx *c, long step, rlhf_error *err) {
         }
         c->mb_T[mb] = maxT;
         /* the sampling policy's log-probabilities, by the training forward pass */
+        rollout_measure(c->su, 1); /* without LoRA dropout */
         rc = grpo_token_logps(&c->su->b.m, &c->t->acts, tok, tg, R, maxT, c->old_lp + (size_t)mb * R * T, err);
-        if (!rc && p->grpo.beta > 0)
-            rc = grpo_token_logps(c->ref, &c->t->acts, tok, tg, R, maxT, c->ref_lp + (size_t)mb * R * T, err);
+        if (!rc && p->grpo.beta > 0) { /* with LoRA the reference is the base: the adapter off */
+            rollout_reference(c->su, 1);
+            rc = grpo_token_logps(c->ref ? c->ref : &c->su->b.m, &c->t->acts, tok, tg, R, maxT,
+                                  c->ref_lp + (size_t)mb * R * T, err);
+            rollout_reference(c->su, 0);
+        }
+        rollout_measure(c->su, 0);
     }
     if (!rc) {
         double mean = sum / n_all, var = n_all > 1 ? (sum2 - n_all * mean * mean) / (n_all - 1) : 0;
@@ -142,9 +150,12 @@ static int fill(void *vctx, long step, int micro, rng_t *rng, train_batch *b, rl
 
 /* Mean reward of greedy completions of the held-out prompts. */
 static int eval_val(rollout_ctx *c, double *out, rlhf_error *err) {
-    return rollout_eval_greedy(&c->su->b, c->su->prompt_ids, c->p->prompts, c->su->val_idx, c->su->n_val, c->p->max_new_tokens,
-                               &c->su->scorer,
-                               out, err);
+    int rc = rollout_sample_begin(c->su, err);
+    if (!rc)
+        rc = rollout_eval_greedy(&c->su->b, c->su->prompt_ids, c->p->prompts, c->su->val_idx, c->su->n_val,
+                                 c->p->max_new_tokens, &c->su->scorer, out, err);
+    rollout_sample_end(c->su);
+    return rc;
 }
 
 int grpo_run(const grpo_run_params *p, grpo_summary *sum, rlhf_error *err) {
@@ -158,10 +169,6 @@ int grpo_run(const grpo_run_params *p, grpo_summary *sum, rlhf_error *err) {
         return rlhf_errorf(err, RLHF_ERR_INVALID, "--num-generations must be 2..256 (a group needs two completions to compare)");
     if (p->prompts_per_step < 1 || p->accum < 1 || p->iterations < 1 || p->max_new_tokens < 1 || p->steps < 1)
         return rlhf_errorf(err, RLHF_ERR_INVALID, "prompts per step, accum, iterations, max new tokens and steps must be >= 1");
-    if (p->lora.rank > 0)
-        return rlhf_errorf(err, RLHF_ERR_UNSUPPORTED,
-                           "GRPO with a LoRA adapter is not implemented yet: the decoder samples from plain weights "
-                           "(train fully, or merge an adapter first with rlhf model merge)");
     model ref = {0};
     train t = {0};
     grpo_head h = {0};
@@ -198,12 +205,12 @@ int grpo_run(const grpo_run_params *p, grpo_summary *sum, rlhf_error *err) {
     tp.optim = p->optim;
     tp.optim.total_steps = p->steps;
     if ((rc = optim_params_validate(&tp.optim, err))) goto done;
-    if (p->grpo.beta > 0) { /* the reference: a snapshot of the starting weights */
+    if (p->grpo.beta > 0 && p->lora.rank <= 0) { /* the reference: a snapshot of the starting weights */
         if ((rc = model_init(&ref, &su.b.m.config, err))) goto done;
         memcpy(ref.params, su.b.m.params, su.b.m.n_floats * sizeof(float));
         c.ref = &ref;
     }
-    if ((rc = train_init(&t, &su.b.m, &tp, err))) goto done;
+    if ((rc = rollout_train_init(&su, &t, &tp, &p->lora, p->seed, err))) goto done;
     c.t = &t;
     grpo_params gpar = p->grpo;
     gpar.max_completion = p->max_new_tokens;
@@ -211,8 +218,11 @@ int grpo_run(const grpo_run_params *p, grpo_summary *sum, rlhf_error *err) {
     c.h = &h;
     if ((rc = eval_val(&c, &sum->val_reward_before, err))) goto done;
     if ((rc = file_mkdir_p(p->out_dir, err))) goto done;
-    const rollout_loop_params rlp = {p->steps,    p->save_every, p->seed,     &su.b,
-                                     p->out_dir,  p->stop,       p->progress, p->progress_ctx};
+    rollout_loop_params rlp;
+    rollout_loop_params_init(&rlp, &su, p->model_dir, p->out_dir, p->steps, p->save_every, p->seed);
+    rlp.stop = p->stop;
+    rlp.progress = p->progress;
+    rlp.progress_ctx = p->progress_ctx;
     rc = rollout_loop_run(&t, grpo_train_head(&h), (train_data){.fill = fill, .ctx = &c}, &rlp, &sum->steps_done, &sum->elapsed_s,
                           err);
     sum->first_reward = c.first_reward;

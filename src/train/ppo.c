@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "src/formats/safetensors.h"
+
 void ppo_params_defaults(ppo_params *p) {
     p->cliprange = 0.2f;
     p->cliprange_value = 0.2f;
@@ -279,4 +281,32 @@ double ppo_adaptive_kl(double kl_coef, double kl, double target, double n_episod
     double e = kl / target - 1.0;
     e = e < -0.2 ? -0.2 : e > 0.2 ? 0.2 : e;
     return kl_coef * (1.0 + e * n_episodes / horizon);
+}
+
+/* TRL's AutoModelForCausalLMWithValueHead names: v_head.summary.weight (1, C), .bias (1). */
+int ppo_head_save(const ppo_head *h, const char *path, rlhf_error *err) {
+    const safetensors_entry e[2] = {
+        {.name = "v_head.summary.weight", .dtype = SAFETENSORS_DTYPE_F32, .ndim = 2, .shape = {1, h->C}, .data = h->vparams},
+        {.name = "v_head.summary.bias", .dtype = SAFETENSORS_DTYPE_F32, .ndim = 1, .shape = {1}, .data = h->vparams + h->C},
+    };
+    for (int i = 0; i <= h->C; i++)
+        if (!isfinite(h->vparams[i]))
+            return rlhf_errorf(err, RLHF_ERR_NUMERIC, "%s: value head entry %d is %g", path, i, (double)h->vparams[i]);
+    return safetensors_write(path, e, 2, err);
+}
+
+int ppo_head_load(ppo_head *h, const char *path, rlhf_error *err) {
+    safetensors_file *f = NULL;
+    int rc = safetensors_open(&f, path, err);
+    if (rc) return rc;
+    const safetensors_tensor *w = safetensors_find(f, "v_head.summary.weight");
+    const safetensors_tensor *b = safetensors_find(f, "v_head.summary.bias");
+    if (!w || !b) rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: no v_head.summary.weight and v_head.summary.bias", path);
+    else if (w->numel != (size_t)h->C || b->numel != 1)
+        rc = rlhf_errorf(err, RLHF_ERR_SHAPE, "%s: a value head of %zu inputs, but the policy's hidden size is %d", path,
+                         w->numel, h->C);
+    if (!rc) rc = safetensors_read_f32(f, w, h->vparams, (size_t)h->C, err);
+    if (!rc) rc = safetensors_read_f32(f, b, h->vparams + h->C, 1, err);
+    safetensors_close(&f);
+    return rc;
 }

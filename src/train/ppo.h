@@ -13,8 +13,10 @@
  * vf_coef (0.1, TRL's default), which is what that design relied on. The head's C + 1 floats
  * have their own AdamW (same learning-rate schedule and clipping threshold as the policy,
  * clipped on their own), stepped when the next step begins (ppo_head_set_step, before any value
- * is read) and once more by ppo_head_flush; they start at zero (values 0), and are not saved (the output
- * is the policy).
+ * is read) and once more by ppo_head_flush; they start at zero (values 0, or a saved head:
+ * ppo_run_params.value_head) and are saved beside the policy (PPO_VALUE_HEAD_FILE).
+ * With LoRA the body is frozen: the adapter (which the policy and value losses both reach
+ * through the shared body) and the value head are what trains.
  *
  * Per rollout batch (ppo_rollout_advantages), over completion positions (targets >= 0) of rows
  * whose log-probabilities lp (policy), ref (reference) and values v come from the training
@@ -94,6 +96,12 @@ train_head ppo_train_head(ppo_head *h);
 int ppo_head_set_step(ppo_head *h, long step, rlhf_error *err);
 /* Applies a pending value-head step (after the loop's last step). */
 int ppo_head_flush(ppo_head *h, rlhf_error *err);
+/* The value head as a safetensors file (PPO_VALUE_HEAD_FILE in the output directory), TRL's
+ * AutoModelForCausalLMWithValueHead names: v_head.summary.weight (1, C) and v_head.summary.bias
+ * (1). Loading checks the hidden size and replaces the head's parameters (not its optimizer). */
+#define PPO_VALUE_HEAD_FILE "value_head.safetensors"
+int ppo_head_save(const ppo_head *h, const char *path, rlhf_error *err);
+int ppo_head_load(ppo_head *h, const char *path, rlhf_error *err);
 /* Values of a forward's rows (B, T) on a: v[b,t] = w . hidden[b,t] + c (0 where targets < 0). */
 void ppo_head_values(const ppo_head *h, const model_acts *a, const int32_t *targets, int B, int T, float *values);
 void ppo_head_set_rollout_metrics(ppo_head *h, double kl, double entropy, double non_score, double scores,
@@ -138,6 +146,10 @@ typedef struct {
                                      the temperature, scored before and after (0: greedy only) */
     uint64_t seed;
     long save_every;
+    lora_params lora;             /* rank 0: full fine-tuning; else a fresh adapter (seeded by
+                                     seed), saved unmerged; the reference is the base with the
+                                     adapter off; the adapter and the value head train */
+    const char *value_head;       /* a saved PPO_VALUE_HEAD_FILE to start the value head from, or NULL */
     volatile sig_atomic_t *stop;
     train_progress_fn progress;
     void *progress_ctx;

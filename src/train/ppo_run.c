@@ -39,6 +39,8 @@ void ppo_run_params_defaults(ppo_run_params *p) {
     p->eval_samples = 4;
     p->seed = 42;
     p->save_every = 500;
+    lora_params_defaults(&p->lora);
+    p->lora.rank = 0;
 }
 
 typedef struct {
@@ -96,9 +98,12 @@ static int make_rollout(ppo_ctx *c, long ro, long step, rlhf_error *err) {
         seeds[j] = p->seed ^ ((uint64_t)ro * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)j << 32);
     }
     const rollout_gen g = {p->ppo.temperature, p->max_new_tokens, G};
-    if (!rc)
+    if (!rc) rc = rollout_sample_begin(c->su, err);
+    if (!rc) {
         rc = rollout_make(&c->su->b, c->su->prompt_ids, p->prompts, idx, P, &g, seeds, &c->su->scorer, p->sink, p->sink_ctx, step, &c->rb,
                           err);
+        rollout_sample_end(c->su);
+    }
     free(idx);
     free(seeds);
     if (rc) return rc;
@@ -107,8 +112,16 @@ static int make_rollout(ppo_ctx *c, long ro, long step, rlhf_error *err) {
     memset(c->lp, 0, cells * sizeof(float));
     memset(c->values, 0, cells * sizeof(float));
     memset(c->ref_lp, 0, cells * sizeof(float));
-    if ((rc = rollout_forward(c, &c->su->b.m, c->lp, c->values, err))) return rc;
-    if ((rc = rollout_forward(c, c->ref, c->ref_lp, NULL, err))) return rc;
+    /* measured without LoRA dropout; with LoRA the reference is the base with the adapter off */
+    rollout_measure(c->su, 1);
+    rc = rollout_forward(c, &c->su->b.m, c->lp, c->values, err);
+    if (!rc) {
+        rollout_reference(c->su, 1);
+        rc = rollout_forward(c, c->ref ? c->ref : &c->su->b.m, c->ref_lp, NULL, err);
+        rollout_reference(c->su, 0);
+    }
+    rollout_measure(c->su, 0);
+    if (rc) return rc;
     ppo_rollout_advantages(c->lp, c->ref_lp, c->values, c->rb.targets, c->rb.rewards, c->rows, c->T, p->kl_estimator,
                            c->kl_coef, p->gamma, p->lam, p->whiten_advantages, c->rewards, c->adv, c->returns, c->kl_sum);
     double kl = 0, ent = 0, score = 0, score2 = 0;
@@ -183,13 +196,31 @@ static int fill(void *vctx, long step, int micro, rng_t *rng, train_batch *b, rl
  * before and after training). */
 static int eval_val(ppo_ctx *c, double *greedy, double *sampled, rlhf_error *err) {
     const ppo_run_params *p = c->p;
-    const rollout_setup *su = c->su;
-    int rc = rollout_eval_greedy(&su->b, su->prompt_ids, p->prompts, su->val_idx, su->n_val, p->max_new_tokens,
+    rollout_setup *su = c->su;
+    int rc = rollout_sample_begin(su, err);
+    if (!rc)
+        rc = rollout_eval_greedy(&su->b, su->prompt_ids, p->prompts, su->val_idx, su->n_val, p->max_new_tokens,
                                  &c->su->scorer, greedy, err);
-    if (rc || p->eval_samples < 1) return rc;
-    const rollout_gen g = {p->ppo.temperature, p->max_new_tokens, p->eval_samples};
-    return rollout_eval_sampled(&su->b, su->prompt_ids, p->prompts, su->val_idx, su->n_val, &g, p->seed ^ 0xe7a1ull,
-                                &c->su->scorer, sampled, err);
+    if (!rc && p->eval_samples >= 1) {
+        const rollout_gen g = {p->ppo.temperature, p->max_new_tokens, p->eval_samples};
+        rc = rollout_eval_sampled(&su->b, su->prompt_ids, p->prompts, su->val_idx, su->n_val, &g, p->seed ^ 0xe7a1ull,
+                                  &c->su->scorer, sampled, err);
+    }
+    rollout_sample_end(su);
+    return rc;
+}
+
+/* After the policy (or adapter) of a checkpoint: the value head, its pending step applied first
+ * (the same update the next step would apply before reading a value). */
+static int save_value_head(void *vctx, long step, const rng_t *rng, rlhf_error *err) {
+    (void)step;
+    (void)rng;
+    ppo_ctx *c = vctx;
+    int rc = ppo_head_flush(c->h, err);
+    char path[4096];
+    if (!rc && (size_t)snprintf(path, sizeof path, "%s/%s", c->p->out_dir, PPO_VALUE_HEAD_FILE) >= sizeof path)
+        rc = rlhf_errorf(err, RLHF_ERR_INVALID, "output path too long");
+    return rc ? rc : ppo_head_save(c->h, path, err);
 }
 
 int ppo_run(const ppo_run_params *p, ppo_summary *sum, rlhf_error *err) {
@@ -261,18 +292,26 @@ int ppo_run(const ppo_run_params *p, ppo_summary *sum, rlhf_error *err) {
     tp.optim = p->optim;
     tp.optim.total_steps = p->steps;
     if ((rc = optim_params_validate(&tp.optim, err))) goto done;
-    /* the reference: a snapshot of the starting weights */
-    if ((rc = model_init(&ref, &su.b.m.config, err))) goto done;
-    memcpy(ref.params, su.b.m.params, su.b.m.n_floats * sizeof(float));
-    c.ref = &ref;
-    if ((rc = train_init(&t, &su.b.m, &tp, err))) goto done;
+    /* the reference: a snapshot of the starting weights, or with LoRA the base (adapter off) */
+    if (p->lora.rank <= 0) {
+        if ((rc = model_init(&ref, &su.b.m.config, err))) goto done;
+        memcpy(ref.params, su.b.m.params, su.b.m.n_floats * sizeof(float));
+        c.ref = &ref;
+    }
+    if ((rc = rollout_train_init(&su, &t, &tp, &p->lora, p->seed, err))) goto done;
     c.t = &t;
     if ((rc = ppo_head_init(&h, &p->ppo, &su.b.m, p->batch, c.T, &tp.optim, p->accum, err))) goto done;
     c.h = &h;
+    if (p->value_head && (rc = ppo_head_load(&h, p->value_head, err))) goto done;
     if ((rc = eval_val(&c, &sum->val_reward_before, &sum->val_sampled_before, err))) goto done;
     if ((rc = file_mkdir_p(p->out_dir, err))) goto done;
-    const rollout_loop_params rlp = {p->steps,    p->save_every, p->seed,     &su.b,
-                                     p->out_dir,  p->stop,       p->progress, p->progress_ctx};
+    rollout_loop_params rlp;
+    rollout_loop_params_init(&rlp, &su, p->model_dir, p->out_dir, p->steps, p->save_every, p->seed);
+    rlp.save_extra = save_value_head;
+    rlp.save_extra_ctx = &c;
+    rlp.stop = p->stop;
+    rlp.progress = p->progress;
+    rlp.progress_ctx = p->progress_ctx;
     rc = rollout_loop_run(&t, ppo_train_head(&h), (train_data){.fill = fill, .ctx = &c}, &rlp, &sum->steps_done, &sum->elapsed_s,
                           err);
     if (!rc) rc = ppo_head_flush(&h, err);

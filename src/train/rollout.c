@@ -388,11 +388,28 @@ size_t rollout_order_at(rollout_order *o, uint64_t k) {
     return o->perm[k % o->n_train];
 }
 
-static int save_bundle(void *ctx, long step, const rng_t *rng, rlhf_error *err) {
-    (void)step;
-    (void)rng;
+static int save_policy(void *ctx, long step, const rng_t *rng, rlhf_error *err) {
     const rollout_loop_params *lp = ctx;
-    return model_bundle_save(lp->b, lp->out_dir, err);
+    int rc;
+    if (lp->lo) {
+        lora_save_info info = {lp->model_dir, "CAUSAL_LM"};
+        rc = lora_save(lp->lo, lp->out_dir, &info, NULL, 0, err);
+    } else {
+        rc = model_bundle_save(lp->b, lp->out_dir, err);
+    }
+    return rc || !lp->save_extra ? rc : lp->save_extra(lp->save_extra_ctx, step, rng, err);
+}
+
+void rollout_loop_params_init(rollout_loop_params *lp, rollout_setup *su, const char *model_dir, const char *out_dir,
+                              long steps, long save_every, uint64_t seed) {
+    memset(lp, 0, sizeof *lp);
+    lp->steps = steps;
+    lp->save_every = save_every;
+    lp->seed = seed;
+    lp->b = &su->b;
+    lp->lo = su->use_lora ? &su->lo : NULL;
+    lp->model_dir = model_dir;
+    lp->out_dir = out_dir;
 }
 
 int rollout_loop_run(train *t, train_head head, train_data data, const rollout_loop_params *rp, long *steps_done,
@@ -404,13 +421,15 @@ int rollout_loop_run(train *t, train_head head, train_data data, const rollout_l
     lp.data = data;
     lp.steps = rp->steps;
     lp.save_every = rp->save_every;
-    rng_seed(&lp.rng, rp->seed);
-    lp.save = save_bundle;
+    lp.start_step = rp->start_step;
+    if (rp->start_step > 0) lp.rng = rp->start_rng;
+    else rng_seed(&lp.rng, rp->seed);
+    lp.save = save_policy;
     lp.save_ctx = (void *)rp;
     lp.stop = rp->stop;
     lp.progress = rp->progress;
     lp.progress_ctx = rp->progress_ctx;
-    lp.saved_step = -1;
+    lp.saved_step = rp->start_step > 0 ? rp->start_step : -1;
     train_loop_summary ls;
     int rc = train_loop_run(&lp, &ls, err);
     *steps_done = ls.steps_done;
@@ -419,6 +438,47 @@ int rollout_loop_run(train *t, train_head head, train_data data, const rollout_l
         rc = rlhf_errorf(err, RLHF_ERR_INTERRUPTED, "interrupted at step %ld of %ld; the last checkpoint is in %s",
                          ls.steps_done, rp->steps, rp->out_dir);
     return rc;
+}
+
+int rollout_train_init(rollout_setup *s, train *t, const train_params *tp, const lora_params *lp, uint64_t seed,
+                       rlhf_error *err) {
+    if (!lp || lp->rank <= 0) return train_init(t, &s->b.m, tp, err);
+    lora_params l = *lp;
+    if (!l.targets) l.targets = s->b.m.config.family == MODEL_FAMILY_GPT2 ? "c_attn" : "q_proj,v_proj";
+    rng_t init;
+    rng_seed(&init, seed);
+    int rc = lora_init(&s->lo, &s->b.m, &l, &init, err);
+    if (rc) return rc;
+    s->use_lora = 1;
+    s->base_saved = malloc((lora_merge_floats(&s->lo) ? lora_merge_floats(&s->lo) : 1) * sizeof(float));
+    if (!s->base_saved) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for the LoRA sampling copy");
+    lora_attach(&s->lo, &s->b.m);
+    return train_init_lora(t, &s->b.m, &s->lo, tp, err);
+}
+
+int rollout_sample_begin(rollout_setup *s, rlhf_error *err) {
+    if (!s->use_lora || s->merged) return RLHF_OK;
+    lora_detach(&s->b.m);
+    lora_base_save(&s->lo, &s->b.m, s->base_saved);
+    int rc = lora_merge(&s->lo, &s->b.m, err);
+    s->merged = 1;
+    if (rc) rollout_sample_end(s);
+    return rc;
+}
+
+void rollout_sample_end(rollout_setup *s) {
+    if (!s->use_lora || !s->merged) return;
+    lora_base_restore(&s->lo, &s->b.m, s->base_saved);
+    lora_attach(&s->lo, &s->b.m);
+    s->merged = 0;
+}
+
+void rollout_reference(rollout_setup *s, int on) {
+    if (s->use_lora) lora_set_enabled(&s->lo, !on);
+}
+
+void rollout_measure(rollout_setup *s, int on) {
+    if (s->use_lora) lora_set_training(&s->lo, !on);
 }
 
 int rollout_setup_open(rollout_setup *s, const char *model_dir, const reward_fn *fn, const char *reward_model,
@@ -449,6 +509,10 @@ int rollout_setup_open(rollout_setup *s, const char *model_dir, const reward_fn 
 }
 
 void rollout_setup_close(rollout_setup *s) {
+    rollout_sample_end(s);
+    if (s->b.m.lora) lora_detach(&s->b.m);
+    lora_free(&s->lo);
+    free(s->base_saved);
     rollout_prompts_free(s->prompt_ids, s->n_prompts);
     rollout_scorer_free(&s->scorer);
     rollout_order_free(&s->order);

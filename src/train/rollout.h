@@ -23,6 +23,7 @@
 
 #include "src/core/error.h"
 #include "src/formats/model_load.h"
+#include "src/model/lora.h"
 #include "src/model/model.h"
 #include "src/train/loop.h"
 #include "src/train/train.h"
@@ -138,6 +139,12 @@ typedef struct {
  * encoded, the train/held-out split (score_split) and the training prompts' order. */
 typedef struct {
     model_bundle b;
+    /* LoRA (rollout_train_init with a rank): the adapter attached to b.m, and while the decoder
+     * samples (rollout_sample_begin .. _end) the targeted base matrices saved aside. */
+    lora lo;
+    int use_lora;
+    float *base_saved;        /* (lora_merge_floats(&lo)) */
+    int merged;
     rollout_scorer scorer;
     rollout_ids *prompt_ids;  /* (n_prompts) */
     size_t n_prompts;
@@ -154,6 +161,31 @@ int rollout_setup_open(rollout_setup *s, const char *model_dir, const reward_fn 
                        double val_fraction, uint64_t seed, rlhf_error *err);
 void rollout_setup_close(rollout_setup *s);
 
+/* The trainer over s's policy: full weights (lp NULL or rank 0), or a fresh LoRA adapter
+ * (PEFT's initialisation drawn from `seed`; lp->targets NULL: the family's PEFT default)
+ * attached to s->b.m with only the adapter trained (train_init_lora). */
+int rollout_train_init(rollout_setup *s, train *t, const train_params *tp, const lora_params *lp, uint64_t seed,
+                       rlhf_error *err);
+
+/* The policy the decoder samples from. The decoder reads plain weights, so with an adapter
+ * rollout_sample_begin detaches it, saves the targeted base matrices (lora_base_save) and merges
+ * the adapter into them; rollout_sample_end restores them bit for bit and attaches it again.
+ * Why merge rather than teach the decoder LoRA: its step kernels are row-independent dot
+ * products (a candidate's logits do not depend on the batch), and a LoRA path would need its own
+ * such kernels in every slot of prefill and step; a merge is one rank-r product per target per
+ * rollout batch plus a copy of the targeted matrices (no per-token work, no allocation, no
+ * second model), and sampling then runs at the plain model's speed. The merged weights round
+ * differently from the unmerged forward by float32 rounding only; the trainers take the old
+ * log-probabilities from the training forward anyway. No-ops without an adapter. */
+int rollout_sample_begin(rollout_setup *s, rlhf_error *err);
+void rollout_sample_end(rollout_setup *s);
+/* The reference policy for KL terms: with an adapter, the base with the adapter off
+ * (lora_set_enabled; no second model); without one the caller keeps a snapshot. `on` 1 switches
+ * the adapter off, 0 back on. Also the forward passes that measure a rollout (old log-probs,
+ * values, reference) run without LoRA dropout: rollout_measure(s, 1) / (s, 0) around them. */
+void rollout_reference(rollout_setup *s, int on);
+void rollout_measure(rollout_setup *s, int on);
+
 /* Entropy of softmax(x) over V logits (in double). */
 double rollout_entropy(const float *x, int V);
 
@@ -162,19 +194,29 @@ void rollout_order_free(rollout_order *o);
 /* The k-th training prompt of the run. */
 size_t rollout_order_at(rollout_order *o, uint64_t k);
 
-/* The online trainers' loop: steps optimizer steps of head over data on t (from step 0, data
- * rng seeded with seed), the policy bundle b saved to out_dir every save_every steps and at the
- * end (atomic files). An interruption is RLHF_ERR_INTERRUPTED with a message naming the last
+/* The online trainers' loop: steps optimizer steps of head over data on t (from start_step; from
+ * step 0 the data rng is seeded with seed), the policy (bundle b, or the adapter lo) saved to
+ * out_dir every save_every steps and at the end (atomic files), then save_extra. An interruption is RLHF_ERR_INTERRUPTED with a message naming the last
  * checkpoint. *steps_done and *elapsed_s are set as far as the run got. */
 typedef struct {
     long steps, save_every;
     uint64_t seed;
     model_bundle *b;
+    const lora *lo;              /* non-NULL: the adapter is what is saved (PEFT, unmerged) */
+    const char *model_dir;       /* the base, named in a saved adapter's config */
     const char *out_dir;
+    train_save_fn save_extra;    /* may be NULL: writes more of a checkpoint after the policy */
+    void *save_extra_ctx;
+    long start_step;             /* resume: steps already done, with the loop's rng */
+    rng_t start_rng;
     volatile sig_atomic_t *stop;
     train_progress_fn progress;
     void *progress_ctx;
 } rollout_loop_params;
+/* Zeroes lp and sets what comes from the run's set-up: the policy of su (its adapter when it
+ * trains one), the base and output directories, steps, checkpoint interval and seed. */
+void rollout_loop_params_init(rollout_loop_params *lp, rollout_setup *su, const char *model_dir, const char *out_dir,
+                              long steps, long save_every, uint64_t seed);
 int rollout_loop_run(train *t, train_head head, train_data data, const rollout_loop_params *lp, long *steps_done,
                      double *elapsed_s, rlhf_error *err);
 

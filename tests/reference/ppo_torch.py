@@ -19,8 +19,9 @@ metrics (clip fractions, approx KL, entropy, ratio), and the adaptive KL coeffic
 against TRL's AdaptiveKLController; then 10 AdamW steps on that micro-batch (the value head
 with its own optimizer, stepped before the next step reads a value): per-step losses and policy
 gradient norms, the final value head and loss, within 1e-3.
-PPO here trains the full policy: like GRPO it has no LoRA path yet (the decoder samples from
-plain weights), so there is no LoRA case.
+With LoRA (the cases named "lora"): the policy is the base plus ppo_steps's adapter (B random)
+through lora_torch.py's layer, the reference is the base with the adapter off, and the trained
+tensors whose gradients and AdamW steps are checked are the adapter's and the value head's.
 
 Usage: ppo_torch.py PPO_STEPS_EXE
 """
@@ -34,6 +35,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_model as tm  # noqa: E402
+from lora_torch import lora_params  # noqa: E402
 from test_train_torch import HP, STEPS, decays, schedule  # noqa: E402
 
 GPT2 = ["--family", "gpt2", "--layers", "2", "--dim", "32", "--heads", "4", "--ffn", "128", "--vocab", "61",
@@ -49,6 +51,11 @@ CASES = [
          vf=0.1, temp=0.9, whiten=False, B=6, T=10),
     dict(name="llama gqa k1 tight clips", args=LLAMA, est="k1", kl_coef=0.05, gamma=0.99, lam=0.95, clip=0.05,
          clipv=0.05, vf=1.0, temp=0.7, whiten=True, B=5, T=11),
+    dict(name="gpt2 lora c_attn,c_fc k1", args=GPT2, est="k1", kl_coef=0.1, gamma=1.0, lam=0.95, clip=0.2, clipv=0.2,
+         vf=0.5, temp=0.7, whiten=True, B=4, T=12, lora=dict(r=4, alpha=8, targets=["c_attn", "c_fc"])),
+    dict(name="llama gqa lora all-linear k3", args=LLAMA, est="k3", kl_coef=0.2, gamma=0.9, lam=0.8, clip=0.1,
+         clipv=0.1, vf=0.5, temp=1.0, whiten=True, B=4, T=12,
+         lora=dict(r=2, alpha=6, targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])),
 ]
 
 failures = []
@@ -140,10 +147,26 @@ def run_case(exe, case, tmp):
            "--weight-decay", str(HP["weight_decay"]), "--grad-clip", str(HP["grad_clip"])]
     if not case["whiten"]:
         cmd.append("--no-whiten")
+    lora = case.get("lora")
+    if lora:
+        cmd += ["--lora-rank", str(lora["r"]), "--lora-alpha", str(lora["alpha"]), "--lora-targets", ",".join(lora["targets"])]
     c = json.loads(subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout)
     cfg = tm.config_from_hf(json.load(open(os.path.join(out, "policy", "config.json"))))
-    params = {k: v.double().requires_grad_() for k, v in tm.st_read(os.path.join(out, "policy", "model.safetensors")).items()}
-    refp = {k: v.double() for k, v in tm.st_read(os.path.join(out, "ref", "model.safetensors")).items()}
+    base = {k: v.double() for k, v in tm.st_read(os.path.join(out, "policy", "model.safetensors")).items()}
+    if lora:
+        # the trained tensors: the adapter's; the policy is the base plus the adapter, the reference the base
+        params = {k: v.double().requires_grad_() for k, v in
+                  tm.st_read(os.path.join(out, "adapter", "adapter_model.safetensors")).items()}
+
+        def policy():
+            return lora_params(cfg, base, params, lora["alpha"] / lora["r"])
+        refp = base
+    else:
+        params = {k: v.clone().requires_grad_() for k, v in base.items()}
+
+        def policy():
+            return params
+        refp = {k: v.double() for k, v in tm.st_read(os.path.join(out, "ref", "model.safetensors")).items()}
     ro = {k: v.double() for k, v in tm.st_read(os.path.join(out, "rollout.safetensors")).items()}
     toks, tgts = ro["tokens"].long(), ro["targets"].long()
     mask = (tgts >= 0).double()
@@ -162,7 +185,7 @@ def run_case(exe, case, tmp):
         err = (mine - theirs).abs().max().item()
         check(err <= 1e-5 * scale + 1e-7, f"{tag}: {name} agree (max err {err:.2e}, max |value| {scale:.3g})")
 
-    lp, lpa, hidden = logps(cfg, params, toks, tgts, case["temp"])
+    lp, lpa, hidden = logps(cfg, policy(), toks, tgts, case["temp"])
     values = hidden @ vw + vb
     loss, metrics = ppo_loss(case, lp, lpa, values, ro["old_lp"], ro["old_values"], ro["adv"], ro["returns"], mask)
     loss.backward()
@@ -179,8 +202,10 @@ def run_case(exe, case, tmp):
         worst = max(worst, err / scale if scale > 0 else err)
         if not err <= 1e-3 * scale + 1e-12:
             check(False, f"{tag}: gradient of {name}: max err {err:.3g} vs max |grad| {scale:.3g}")
-    check(worst <= 1e-3, f"{tag}: all {len(grads)} gradients (policy and value head) within 1e-3 of their largest "
-          f"value (worst {worst:.2e})")
+    check(worst <= 1e-3, f"{tag}: all {len(grads)} gradients ({'adapter' if lora else 'policy'} and value head) within "
+          f"1e-3 of their largest value (worst {worst:.2e})")
+    check(sorted(k for k in dump if k != "loss") == sorted(f"grad.{n}" for n in grads),
+          f"{tag}: exactly the trained tensors' gradients are dumped ({len(grads)})")
     bad = [n for n, v in metrics.items() if n not in c["metrics"] or abs(c["metrics"][n] - v) > 1e-4 * (1 + abs(v))]
     check(not bad, f"{tag}: metrics agree ({', '.join(f'{n} {v:.4f}' for n, v in sorted(metrics.items()))})"
           f"{' BAD: ' + str(bad) + ' ' + str(c['metrics']) if bad else ''}")
@@ -195,7 +220,7 @@ def run_case(exe, case, tmp):
                               lr=HP["lr"], betas=(HP["beta1"], HP["beta2"]), eps=HP["eps"])
 
     def step_loss():
-        lp_, lpa_, hid_ = logps(cfg, params, toks, tgts, case["temp"])
+        lp_, lpa_, hid_ = logps(cfg, policy(), toks, tgts, case["temp"])
         return ppo_loss(case, lp_, lpa_, hid_ @ vw + vb, ro["old_lp"], ro["old_values"], ro["adv"], ro["returns"], mask)[0]
 
     losses, norms = [], []
