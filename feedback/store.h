@@ -418,7 +418,7 @@ int store_prompt_generations_each(store *s, int64_t prompt_id, store_prompt_gene
 
 /* ---- what training runs keep for themselves (feedback/store_train.c) ---- */
 
-/* DPO's reference log-probabilities, cached across runs: one value per (reference model
+/* The preference trainers' (DPO, KTO) reference log-probabilities, cached across runs: one value per (reference model
  * fingerprint, exact token ids and loss mask of a row). A hit requires the very same ids and
  * mask (they are stored and compared), so a hash collision can never feed a wrong value. */
 typedef struct {

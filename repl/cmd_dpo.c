@@ -14,6 +14,7 @@
 #include "repl/default_model.h"
 #include "repl/out.h"
 #include "repl/pairs_load.h"
+#include "repl/ref_cache.h"
 #include "repl/run_log.h"
 #include "repl/trainer_flags.h"
 #include "src/train/dpo.h"
@@ -96,34 +97,6 @@ static void progress(const train_progress *pg, void *ctx) {
     health_warning w[4];
     int n = health_observe(&pc->h, pg->step, &pg->train, w, 4);
     for (int i = 0; i < n; i++) run_log_warning(pc->rl, w[i].step, w[i].code, w[i].text);
-}
-
-/* ---- the reference cache in the feedback database ---- */
-
-static store_ref_logp *store_rows(const pref_ref_row *rows, size_t n) {
-    store_ref_logp *s = calloc(n ? n : 1, sizeof *s);
-    for (size_t i = 0; s && i < n; i++) s[i] = (store_ref_logp){rows[i].ids, rows[i].mask, (size_t)rows[i].len, rows[i].logp, 0};
-    return s;
-}
-
-static int cache_get(void *ctx, const char *fp, pref_ref_row *rows, size_t n, rlhf_error *err) {
-    store_ref_logp *s = store_rows(rows, n);
-    if (!s) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory reading the reference cache");
-    int rc = store_ref_logps_get(ctx, fp, s, n, err);
-    for (size_t i = 0; !rc && i < n; i++) {
-        rows[i].found = s[i].found;
-        if (s[i].found) rows[i].logp = s[i].logp;
-    }
-    free(s);
-    return rc;
-}
-
-static int cache_put(void *ctx, const char *fp, const pref_ref_row *rows, size_t n, rlhf_error *err) {
-    store_ref_logp *s = store_rows(rows, n);
-    if (!s) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory writing the reference cache");
-    int rc = store_ref_logps_put(ctx, fp, s, n, err);
-    free(s);
-    return rc;
 }
 
 /* The saved run of --out DIR --resume: its data source (unless --data/--db were given again)
@@ -242,7 +215,7 @@ int cmd_dpo(int argc, char **argv) {
         cJSON_Delete(saved);
         return 1;
     }
-    pref_ref_cache cache = {cache_get, cache_put, rl.db};
+    pref_ref_cache cache = ref_cache_in_store(rl.db);
     if (rl.db) p.c.ref_cache = &cache;
     progress_ctx pc = {.rl = &rl};
     health_init(&pc.h, HEALTH_DPO, NULL);
@@ -268,9 +241,7 @@ int cmd_dpo(int argc, char **argv) {
 /* Ends the run's record and prints the outcome; returns the exit status. */
 static int report(run_log *rl, const trainer_flags *fl, const char *cache_db, int rc, const rlhf_error *err,
                   const dpo_summary *sp, const progress_ctx *pcp) {
-    if (sp->ref_cached + sp->ref_computed > 0)
-        out_printf("reference log-probs: %zu cached, %zu computed (%s%s%s)\n", sp->ref_cached, sp->ref_computed,
-                   rl->db ? "database " : fl->out, rl->db ? cache_db : "/", rl->db ? "" : PREF_REF_CACHE_FILE);
+    ref_cache_print(sp->ref_cached, sp->ref_computed, rl->db ? cache_db : NULL, fl->out);
     if (rc == RLHF_ERR_INTERRUPTED) {
         run_log_finish(rl, "stopped", fl->out);
         out_fail(err);

@@ -14,6 +14,7 @@
 #include "repl/default_model.h"
 #include "repl/out.h"
 #include "repl/pairs_load.h"
+#include "repl/ref_cache.h"
 #include "repl/run_log.h"
 #include "repl/trainer_flags.h"
 #include "src/core/fileio.h"
@@ -50,8 +51,11 @@ static const char *const kto_help =
     "The KL estimate z_ref is TRL's: each prompt with the previous example's completion within\n"
     "chunks of --batch examples (fixed for the run), mean(policy - reference log-probability),\n"
     "detached, clamped at 0; --batch must be at least 2. The reference log-probabilities of every\n"
-    "row are computed once before training and cached in OUT/ref_logps.bin (a second run on the\n"
-    "same data and reference computes none).\n"
+    "row (examples and KL rows) are computed once before training and cached as rlhf dpo's, keyed\n"
+    "by the reference's fingerprint and each row's exact token ids: with --db FILE (or --runs-db\n"
+    "FILE) in that database, row by row (a second run on the same data computes none; another seed\n"
+    "computes only its new KL rows), with --data alone in OUT/ref_logps.bin (all rows or none).\n"
+    "The run prints \"reference log-probs: N cached, M computed\".\n"
     "Metrics (TRL's names, training and eval_): loss, rewards/chosen, rewards/rejected,\n"
     "rewards/margins, logps/chosen, logps/rejected, kl, count/chosen, count/rejected.\n"
     "Output: a model directory, or with --lora-rank a PEFT adapter directory. Not yet: --resume\n"
@@ -231,7 +235,8 @@ int cmd_kto(int argc, char **argv) {
     cJSON_AddStringToObject(cfg, "ref", p.c.ref_dir ? p.c.ref_dir : f.model);
     char *config = cJSON_PrintUnformatted(cfg);
     cJSON_Delete(cfg);
-    run_log_params rlp = {"kto", f.runs_db ? f.runs_db : f.db, f.json_log, 0, f.model, config};
+    const char *cache_db = f.runs_db ? f.runs_db : f.db;
+    run_log_params rlp = {"kto", cache_db, f.json_log, 0, f.model, config};
     rc = run_log_open(&rl, &rlp);
     free(config);
     if (rc) {
@@ -239,6 +244,8 @@ int cmd_kto(int argc, char **argv) {
         free(des);
         return 1;
     }
+    pref_ref_cache cache = ref_cache_in_store(rl.db);
+    if (rl.db) p.c.ref_cache = &cache;
     g_stop = 0;
     p.c.stop = &g_stop;
     p.c.progress = run_log_progress;
@@ -252,6 +259,7 @@ int cmd_kto(int argc, char **argv) {
     out_progress_end();
     sft_texts_free(&texts);
     free(des);
+    ref_cache_print(s.ref_cached, s.ref_computed, rl.db ? cache_db : NULL, f.out);
     if (rc == RLHF_ERR_INTERRUPTED) {
         run_log_finish(&rl, "stopped", f.out);
         out_fail(&err);
@@ -266,10 +274,9 @@ int cmd_kto(int argc, char **argv) {
     char el[32];
     run_log_duration(el, sizeof el, s.elapsed_s);
     out_printf("KTO (%s, beta %g) on %zu examples (%zu desirable, %zu undesirable; %zu train, %zu held out; %zu dropped "
-               "by --max-length): %ld steps in %s (%.0f tok/s); reference log-probabilities %s\n",
+               "by --max-length): %ld steps in %s (%.0f tok/s)\n",
                kto_loss_type_name(p.kto.loss_type), p.kto.beta, s.n_examples, s.n_desirable, s.n_undesirable, s.n_train,
-               s.n_val, s.n_dropped, s.steps_done, el, s.tokens_per_s,
-               s.ref_computed == 0 ? "read from the cache" : "computed and cached");
+               s.n_val, s.n_dropped, s.steps_done, el, s.tokens_per_s);
     const int n_shown = (int)(sizeof shown / sizeof *shown);
     if (before.n) run_log_print_metrics("held out before", &before, shown, n_shown);
     if (s.final_val.n) run_log_print_metrics("held out after ", &s.final_val, shown, n_shown);

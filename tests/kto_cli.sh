@@ -5,7 +5,8 @@
 # never appear in the training data, the log-probability of each reply's tokens after its
 # prompt): KTO must raise the mean log-probability of the desirable replies and lower that of the
 # undesirable ones, for 3 seeds, apo_zero_unpaired and a LoRA adapter (merged with rlhf model
-# merge). Also: the reference pass is cached, preference pairs train unpaired, the database's
+# merge). Also: the reference pass is cached (in the runs database: a second run computes none;
+# without one in OUT), preference pairs train unpaired, the database's
 # ratings become examples (4-5 desirable, 1-2 undesirable, 3 left out, a flag undesirable), the
 # run is recorded with TRL's metric names, bad input exits 1 naming the line and writes nothing.
 # Usage: kto_cli.sh RLHF_EXE
@@ -85,6 +86,7 @@ learned() { # name, model dir
   check "$1: the desirable replies' held-out log-probability rose by > 1 nat" "awk -v a=$g0 -v b='${g1:-0}' 'BEGIN { exit !(b > a + 1) }'"
   check "$1: the undesirable replies' held-out log-probability fell by > 1 nat" "awk -v a=$b0 -v b='${b1:-0}' 'BEGIN { exit !(b < a - 1) }'"
 }
+refline() { grep -o "reference log-probs: [0-9]* cached, [0-9]* computed ([^)]*)" "$1"; }
 for seed in 1 2 3; do
   run "seed$seed" --seed "$seed"; rc=$?
   check "seed $seed: exit 0" "[ $rc -eq 0 ]" || cat "seed$seed.log"
@@ -100,9 +102,20 @@ check "LoRA: exit 0 and a PEFT adapter saved" '[ $? -eq 0 ] && [ -f out-lora/ada
 "$rlhf" model merge --model llama --adapter out-lora --out lora-merged >/dev/null
 learned "LoRA (merged)" lora-merged
 check "a full run saved a model directory" '[ -f out-seed1/model.safetensors ] && [ -f out-seed1/config.json ]'
-check "the first run computed the reference log-probabilities" 'grep -q "computed and cached" seed1.log'
-run seed1 --seed 1 --json-log seed1.jsonl
-check "a second run on the same data reads them from the cache" 'grep -q "read from the cache" seed1.log'
+# the reference cache in the runs database: 200 example rows and 200 KL rows
+check "the first run computed every reference log-prob ($(refline seed1.log))" \
+  'refline seed1.log | grep -qx "reference log-probs: 0 cached, 400 computed (database runs.db)"'
+read -r c2 n2 < <(refline seed2.log | sed 's/reference log-probs: \([0-9]*\) cached, \([0-9]*\) computed.*/\1 \2/')
+check "seed 2 reuses the examples' rows and computes its own KL rows (another split pairs them otherwise: $(refline seed2.log))" \
+  '[ "${c2:-0}" -ge 200 ] && [ "${n2:-0}" -ge 1 ] && [ $((c2 + n2)) -eq 400 ]'
+check "apo_zero_unpaired (no KL rows) and LoRA (the base is the reference) compute none ($(refline apo.log); $(refline lora.log))" \
+  'refline apo.log | grep -qx "reference log-probs: 200 cached, 0 computed (database runs.db)" &&
+   refline lora.log | grep -qx "reference log-probs: 400 cached, 0 computed (database runs.db)"'
+run seed1b --seed 1 --json-log seed1.jsonl
+check "a second run on the same data computes none ($(refline seed1b.log))" \
+  'refline seed1b.log | grep -qx "reference log-probs: 400 cached, 0 computed (database runs.db)"'
+check "... and trains the same (held-out metrics after, to 4 decimals)" \
+  '[ -n "$(grep "^held out after" seed1.log)" ] && [ "$(grep "^held out after" seed1b.log)" = "$(grep "^held out after" seed1.log)" ]'
 check "--json-log has the steps' metrics under TRL's names" 'grep -q "\"rewards/chosen\"" seed1.jsonl && grep -q "\"eval_kl\"" seed1.jsonl'
 check "runs recorded with TRL's metric names" \
   '[ "$(/usr/bin/python3 -c "import sqlite3; c = sqlite3.connect(\"runs.db\"); print(c.execute(\"select count(*) from runs where kind = '"'"'kto'"'"' and status = '"'"'done'"'"'\").fetchone()[0], c.execute(\"select count(distinct name) from metrics where name in ('"'"'rewards/chosen'"'"', '"'"'eval_rewards/margins'"'"', '"'"'kl'"'"', '"'"'eval_logps/rejected'"'"')\").fetchone()[0])")" = "6 4" ]'
@@ -125,6 +138,8 @@ with open("chat.jsonl", "w") as f:
 PY
 "$rlhf" kto --model llama --data chat.jsonl --out out-chat --steps 2 --batch 4 > chat.log 2>&1; rc=$?
 check "conversational lines train (21 examples, 11 desirable)" '[ $rc -eq 0 ] && grep -q "on 21 examples (11 desirable, 10 undesirable" chat.log' || cat chat.log
+check "without a database the cache is OUT/ref_logps.bin ($(refline chat.log))" \
+  '[ -f out-chat/ref_logps.bin ] && refline chat.log | grep -qx "reference log-probs: 0 cached, 42 computed (out-chat/ref_logps.bin)"'
 printf '{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}], "label": true}\n' > msgs.jsonl
 "$rlhf" kto --model llama --data msgs.jsonl --out out-bad > msgs.log 2>&1; rc=$?
 check "a messages line: exit 1, refused by line" '[ $rc -eq 1 ] && grep -q "msgs.jsonl:1: KTO lines need" msgs.log && [ ! -e out-bad ]'
@@ -134,7 +149,12 @@ check "a messages line: exit 1, refused by line" '[ $rc -eq 1 ] && grep -q "msgs
 "$rlhf" kto --model llama --db fb.db --out out-db --steps 2 --batch 8 > db0.log 2>&1; rc=$?
 check "a database without ratings: exit 1, says so, writes nothing" '[ $rc -eq 1 ] && grep -q "holds no KTO examples" db0.log && [ ! -e out-db ]' || cat db0.log
 "$rlhf" kto --model llama --db fb.db --with-pairs --out out-db --steps 2 --batch 8 > db1.log 2>&1; rc=$?
-check "--db --with-pairs: the pairs' sides, 400 examples" '[ $rc -eq 0 ] && grep -q "on 400 examples (200 desirable, 200 undesirable" db1.log' || cat db1.log
+check "--db --with-pairs: the pairs' sides, 400 examples, reference cached in the database ($(refline db1.log))" \
+  '[ $rc -eq 0 ] && grep -q "on 400 examples (200 desirable, 200 undesirable" db1.log &&
+   refline db1.log | grep -qx "reference log-probs: 0 cached, 800 computed (database fb.db)"' || cat db1.log
+"$rlhf" kto --model llama --db fb.db --with-pairs --out out-db2 --steps 2 --batch 8 > db2.log 2>&1; rc=$?
+check "a second --db run computes none ($(refline db2.log))" \
+  '[ $rc -eq 0 ] && refline db2.log | grep -qx "reference log-probs: 800 cached, 0 computed (database fb.db)"'
 
 # bad input: named by line, exit 1, nothing written
 printf '{"prompt": "x", "completion": "a", "label": true}\n\n{"prompt": "y", "completion": "b", "label": "yes"}\n' > bad.jsonl
