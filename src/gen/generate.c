@@ -54,6 +54,7 @@ static inline float dot_fixed(const float *restrict a, const float *restrict b, 
 
 #define COL_BLOCK 64
 #define ROW_LANES 32
+_Static_assert(ROW_LANES == 32, "dot_row_tail folds exactly 32 partial sums");
 
 /* The dot products of one weight row with two input rows, and with one: each row's sum is
  * the same sequence of operations in both (ROW_LANES interleaved fmaf partial sums, added left
@@ -64,8 +65,13 @@ static inline float dot_fixed(const float *restrict a, const float *restrict b, 
  * vectorises; a left-to-right scalar chain of ROW_LANES dependent adds would cost more than
  * the products themselves at the model widths we decode with. */
 static inline float dot_row_tail(float *acc, const float *restrict a, const float *restrict w, int i, int n) {
-    for (int half = ROW_LANES / 2; half >= 1; half /= 2)
-        for (int k = 0; k < half; k++) acc[k] += acc[k + half];
+    /* the same tree written out: as a loop over `half`, GCC kept dot_row4's four accumulator
+     * arrays on the stack and folded them with scalar adds chained through memory */
+    for (int k = 0; k < 16; k++) acc[k] += acc[k + 16];
+    for (int k = 0; k < 8; k++) acc[k] += acc[k + 8];
+    for (int k = 0; k < 4; k++) acc[k] += acc[k + 4];
+    for (int k = 0; k < 2; k++) acc[k] += acc[k + 2];
+    acc[0] += acc[1];
     float s = acc[0];
     for (; i < n; i++) s = fmaf(a[i], w[i], s);
     return s;
