@@ -99,28 +99,6 @@ static void progress(const train_progress *pg, void *ctx) {
     for (int i = 0; i < n; i++) run_log_warning(pc->rl, w[i].step, w[i].code, w[i].text);
 }
 
-/* The saved run of --out DIR --resume: its data source (unless --data/--db were given again)
- * and format. *saved is the parsed configuration (the strings point into it). */
-static int resume_source(trainer_flags *f, const char **format, cJSON **saved) {
-    char *json = NULL;
-    rlhf_error err = {0};
-    if (dpo_saved_run(f->out, &json, &err)) return out_fail(&err);
-    *saved = cJSON_Parse(json);
-    free(json);
-    const char *data = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(*saved, "data"));
-    const char *fmt = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(*saved, "format"));
-    if (!data) {
-        out_error("%s/%s: the saved run does not say what data it trained on", f->out, DPO_STATE_FILE);
-        return 1;
-    }
-    if (!f->data && !f->db) {
-        if (strncmp(data, "db:", 3) == 0) f->db = data + 3;
-        else f->data = data;
-    }
-    if (!*format && fmt && *fmt) *format = fmt;
-    return 0;
-}
-
 static int report(run_log *rl, const trainer_flags *fl, const char *cache_db, int rc, const rlhf_error *err,
                   const dpo_summary *sp, const progress_ctx *pcp);
 
@@ -179,7 +157,7 @@ int cmd_dpo(int argc, char **argv) {
     if (trainer_flags_check(&f, 1, dpo_usage)) return 2;
     cJSON *saved = NULL;
     if (f.resume) {
-        int rc = resume_source(&f, &format, &saved);
+        int rc = trainer_flags_pref_resume(&f, &format, &saved);
         if (rc) {
             cJSON_Delete(saved);
             return rc;
@@ -196,7 +174,7 @@ int cmd_dpo(int argc, char **argv) {
     else snprintf(desc, sizeof desc, "%s", f.data);
     trainer_flags_pref(&f, desc, &p.c);
     p.pairs = &pairs;
-    p.data_format = format;
+    p.c.data_format = format;
 
     run_log rl;
     memset(&rl, 0, sizeof rl);

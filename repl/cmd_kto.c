@@ -24,7 +24,8 @@ static const char *const kto_usage =
     "rlhf kto --model DIR (--data FILE.jsonl | --db FILE [--with-pairs]) --out DIR [--ref DIR] "
     "[--loss-type kto|apo_zero_unpaired] [--beta B] [--desirable-weight W] [--undesirable-weight W] "
     "[--format kto|pairs] [--truncate keep_start|keep_end|error] [--epochs N | --steps N] [--lr LR] [--batch N] "
-    "[--lora-rank R ...] [--json-log FILE] [--runs-db FILE]";
+    "[--lora-rank R ...] [--json-log FILE] [--runs-db FILE]\n"
+    "       rlhf kto --out DIR --resume [--steps N] [--db FILE | --data FILE.jsonl] [--runs-db FILE]";
 
 static const char *const kto_help =
     "Kahneman-Tversky optimisation: unpaired judgements (a thumbs up or down per reply) train the\n"
@@ -58,8 +59,13 @@ static const char *const kto_help =
     "The run prints \"reference log-probs: N cached, M computed\".\n"
     "Metrics (TRL's names, training and eval_): loss, rewards/chosen, rewards/rejected,\n"
     "rewards/margins, logps/chosen, logps/rejected, kl, count/chosen, count/rejected.\n"
-    "Output: a model directory, or with --lora-rank a PEFT adapter directory. Not yet: --resume\n"
-    "(a stopped run keeps its last checkpoint, every --save-every steps).";
+    "\n"
+    "--resume continues the run in --out exactly (bit-identical with one thread) from its last\n"
+    "checkpoint (every --save-every steps, and Ctrl-C saves one): the saved model, data, reference\n"
+    "and settings are used; the same examples and labels must be readable (checked by hash) and the\n"
+    "reference's weights unchanged (checked by fingerprint). Only --steps, --eval-every,\n"
+    "--save-every, --data/--db, --runs-db and --json-log may be given with it.\n"
+    "Output: a model directory, or with --lora-rank a PEFT adapter directory, plus training_state.bin.";
 
 static volatile sig_atomic_t g_stop;
 
@@ -91,14 +97,16 @@ static int guess_format(const char *path, const char **format) {
     return 0;
 }
 
-/* The examples as texts and labels; prints what is wrong and returns the exit status. */
-static int load_examples(const trainer_flags *f, const char *format, int with_pairs, sft_texts *texts, uint8_t **des) {
+/* The examples as texts and labels (*format: the data file's, guessed when NULL); prints what is
+ * wrong and returns the exit status. */
+static int load_examples(const trainer_flags *f, const char **format_io, int with_pairs, sft_texts *texts, uint8_t **des) {
     rlhf_error err = {0};
     kto_dataset kd;
     kto_dataset_init(&kd);
     int rc = 0;
     if (f->data) {
-        if (!format && guess_format(f->data, &format)) return 1;
+        if (!*format_io && guess_format(f->data, format_io)) return 1;
+        const char *format = *format_io;
         if (strcmp(format, "kto") == 0) {
             if (kto_texts_read_jsonl(texts, des, f->data, &err)) return out_fail(&err);
             goto loaded;
@@ -134,6 +142,8 @@ loaded:
     return 0;
 }
 
+static int report(run_log *rl, const trainer_flags *f, int rc, const rlhf_error *err, const kto_summary *sp);
+
 int cmd_kto(int argc, char **argv) {
     trainer_flags f;
     trainer_flags_defaults(&f);
@@ -146,7 +156,7 @@ int cmd_kto(int argc, char **argv) {
     }
     kto_run_params p;
     kto_run_params_defaults(&p);
-    const char *format = NULL;
+    const char *format = NULL, *kto_flag = NULL;
     int with_pairs = 0;
     for (int i = 1; i < argc; i++) {
         int r = trainer_flags_parse(&f, argc, argv, &i, kto_usage);
@@ -155,6 +165,7 @@ int cmd_kto(int argc, char **argv) {
         const char *a = argv[i];
         if (strcmp(a, "--with-pairs") == 0) {
             with_pairs = 1;
+            kto_flag = a;
             continue;
         }
         char name[32];
@@ -162,6 +173,7 @@ int cmd_kto(int argc, char **argv) {
         if (trainer_flag_own(argc, argv, &i, name, sizeof name, &v, kto_usage)) return 2;
         double d;
         rlhf_error err = {0};
+        if (strcmp(name, "--format") != 0) kto_flag = a;
         if ((r = trainer_flags_pref_parse(&p.c, name, v)) == TRAINER_FLAGS_ERROR) return 2;
         if (r == TRAINER_FLAGS_TAKEN) continue;
         if (strcmp(name, "--format") == 0) format = v;
@@ -185,20 +197,33 @@ int cmd_kto(int argc, char **argv) {
             return 2;
         }
     }
-    if (!f.model) f.model = default_model_path(); /* the built-in default model, when there is one */
-    if (trainer_flags_check(&f, 1, kto_usage)) return 2;
-    if (f.resume) {
-        out_error("rlhf kto: --resume is not implemented yet (a stopped run keeps its last checkpoint in --out)");
+    if (f.resume && kto_flag) {
+        out_error("--resume continues the saved run with its own settings: %s cannot be given with it", kto_flag);
         return 2;
     }
+    if (!f.model && !f.resume) f.model = default_model_path(); /* the built-in default model, when there is one */
+    if (trainer_flags_check(&f, 1, kto_usage)) return 2;
     if (with_pairs && !f.db) {
         out_error("--with-pairs reads the database's pairs (--db); for a file of pairs use --data with --format pairs");
         return 2;
     }
+    cJSON *saved = NULL;
+    if (f.resume) {
+        int rc = trainer_flags_pref_resume(&f, &format, &saved);
+        if (!rc && format && strcmp(format, "with-pairs") == 0) with_pairs = 1;
+        if (!rc && f.db) format = NULL;
+        if (rc) {
+            cJSON_Delete(saved);
+            return rc;
+        }
+    }
     sft_texts texts;
     uint8_t *des = NULL;
-    int rc = load_examples(&f, format, with_pairs, &texts, &des);
-    if (rc) return rc;
+    int rc = load_examples(&f, &format, with_pairs, &texts, &des);
+    if (rc) {
+        cJSON_Delete(saved);
+        return rc;
+    }
     size_t n_d = 0;
     for (size_t i = 0; i < texts.n; i++) n_d += des[i];
     const size_t n_u = texts.n - n_d;
@@ -215,7 +240,11 @@ int cmd_kto(int argc, char **argv) {
             out_error("warning: %zu desirable and %zu undesirable examples: TRL advises --desirable-weight in [%.2f, %.2f] "
                       "or --undesirable-weight in [%.2f, %.2f] (not both)", n_d, n_u, d_lo, d_hi, u_lo, u_hi);
     }
-    trainer_flags_pref(&f, f.data ? f.data : f.db, &p.c);
+    char desc[4200];
+    if (f.db) snprintf(desc, sizeof desc, "db:%s", f.db);
+    else snprintf(desc, sizeof desc, "%s", f.data);
+    trainer_flags_pref(&f, desc, &p.c);
+    p.c.data_format = f.db ? (with_pairs ? "with-pairs" : NULL) : format;
     p.texts = &texts;
     p.desirable = des;
 
@@ -233,15 +262,16 @@ int cmd_kto(int argc, char **argv) {
     cJSON_AddNumberToObject(cfg, "desirable", (double)n_d);
     cJSON_AddStringToObject(cfg, "data", p.c.data_desc);
     cJSON_AddStringToObject(cfg, "ref", p.c.ref_dir ? p.c.ref_dir : f.model);
-    char *config = cJSON_PrintUnformatted(cfg);
+    char *config = cJSON_PrintUnformatted(saved ? saved : cfg);
     cJSON_Delete(cfg);
     const char *cache_db = f.runs_db ? f.runs_db : f.db;
-    run_log_params rlp = {"kto", cache_db, f.json_log, 0, f.model, config};
+    run_log_params rlp = {"kto", cache_db, f.json_log, f.resume, f.model, config};
     rc = run_log_open(&rl, &rlp);
     free(config);
     if (rc) {
         sft_texts_free(&texts);
         free(des);
+        cJSON_Delete(saved);
         return 1;
     }
     pref_ref_cache cache = ref_cache_in_store(rl.db);
@@ -260,28 +290,37 @@ int cmd_kto(int argc, char **argv) {
     sft_texts_free(&texts);
     free(des);
     ref_cache_print(s.ref_cached, s.ref_computed, rl.db ? cache_db : NULL, f.out);
+    rc = report(&rl, &f, rc, &err, &s);
+    cJSON_Delete(saved); /* last: f's model and data may point into it */
+    return rc;
+}
+
+/* Ends the run's record and prints the outcome; returns the exit status. */
+static int report(run_log *rl, const trainer_flags *f, int rc, const rlhf_error *err, const kto_summary *sp) {
+    const kto_summary s = *sp;
     if (rc == RLHF_ERR_INTERRUPTED) {
-        run_log_finish(&rl, "stopped", f.out);
-        out_fail(&err);
+        run_log_finish(rl, "stopped", f->out);
+        out_fail(err);
+        out_printf("continue with: rlhf kto --out %s --resume\n", f->out);
         return 130;
     }
     if (rc) {
-        run_log_finish(&rl, "failed", NULL);
-        return out_fail(&err);
+        run_log_finish(rl, "failed", NULL);
+        return out_fail(err);
     }
-    const train_head_out before = rl.first_val;
-    run_log_finish(&rl, "done", f.out);
+    const train_head_out before = rl->first_val;
+    run_log_finish(rl, "done", f->out);
     char el[32];
     run_log_duration(el, sizeof el, s.elapsed_s);
     out_printf("KTO (%s, beta %g) on %zu examples (%zu desirable, %zu undesirable; %zu train, %zu held out; %zu dropped "
-               "by --max-length): %ld steps in %s (%.0f tok/s)\n",
-               kto_loss_type_name(p.kto.loss_type), p.kto.beta, s.n_examples, s.n_desirable, s.n_undesirable, s.n_train,
-               s.n_val, s.n_dropped, s.steps_done, el, s.tokens_per_s);
+               "by --max-length): steps %ld-%ld of %ld in %s (%.0f tok/s)\n",
+               kto_loss_type_name(s.kto.loss_type), s.kto.beta, s.n_examples, s.n_desirable, s.n_undesirable, s.n_train,
+               s.n_val, s.n_dropped, s.start_step, s.steps_done, s.total_steps, el, s.tokens_per_s);
     const int n_shown = (int)(sizeof shown / sizeof *shown);
     if (before.n) run_log_print_metrics("held out before", &before, shown, n_shown);
     if (s.final_val.n) run_log_print_metrics("held out after ", &s.final_val, shown, n_shown);
     out_printf("final training loss %.4f", s.final_loss);
     if (!isnan(s.final_val_loss)) out_printf(", eval loss %.4f (was %.4f)", s.final_val_loss, s.first_val_loss);
-    out_printf("\nsaved %s\n", f.out);
+    out_printf("\nsaved %s\n", f->out);
     return 0;
 }

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "repl/out.h"
 
 void trainer_flags_defaults(trainer_flags *f) {
@@ -320,4 +322,27 @@ void trainer_flags_pref(const trainer_flags *f, const char *data_desc, pref_comm
     c->save_every = f->resume && !(f->given & TRAINER_FLAG_SAVE_EVERY) ? -1 : f->save_every;
     c->resume = f->resume;
     trainer_flags_lora(f, &c->lora);
+}
+
+int trainer_flags_pref_resume(trainer_flags *f, const char **format, cJSON **saved) {
+    char *json = NULL;
+    rlhf_error err = {0};
+    *saved = NULL;
+    if (pref_saved_run(f->out, &json, &err)) return out_fail(&err);
+    *saved = cJSON_Parse(json);
+    free(json);
+    const char *data = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(*saved, "data"));
+    const char *fmt = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(*saved, "format"));
+    const char *model = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(*saved, "model"));
+    if (!data || !*data) {
+        out_error("%s/%s: the saved run does not say what data it trained on", f->out, PREF_STATE_FILE);
+        return 1;
+    }
+    if (!f->data && !f->db) {
+        if (strncmp(data, "db:", 3) == 0) f->db = data + 3;
+        else f->data = data;
+    }
+    if (!*format && fmt && *fmt) *format = fmt;
+    if (!f->model && model && *model) f->model = model;
+    return 0;
 }

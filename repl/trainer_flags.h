@@ -15,6 +15,8 @@
 
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
 #include "src/model/lora.h"
 #include "src/train/pref_run.h"
 #include "src/train/optim.h"
@@ -117,5 +119,10 @@ int trainer_flags_pref_parse(pref_common_params *c, const char *name, const char
  * max_length (0 unless --max-length: the model's context, clamped), val_fraction, seed,
  * eval/save_every (with --resume and no flag: -1, the saved values), LoRA, resume. */
 void trainer_flags_pref(const trainer_flags *f, const char *data_desc, pref_common_params *c);
+/* --out DIR --resume: the saved run's model and data source into f (the data unless --data/--db
+ * were given again; "db:FILE" is a database) and its data format into *format (unless given).
+ * *saved = the parsed configuration (the caller deletes it last: f's strings point into it).
+ * Prints what is wrong and returns the exit status, 0 when all is well. */
+int trainer_flags_pref_resume(trainer_flags *f, const char **format, cJSON **saved);
 
 #endif

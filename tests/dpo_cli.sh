@@ -14,6 +14,7 @@
 # Usage: dpo_cli.sh RLHF_EXE
 set -u
 signal_at_step=$(cd "$(dirname "$0")" && pwd)/signal_at_step.py  # kills a run the moment its log reaches a step
+. "$(dirname "$0")/pref_resume.sh"  # resume_matches: kill -9, --resume, compare with an uninterrupted run
 rlhf=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 export OMP_NUM_THREADS=2
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/rlhf-dpo-XXXXXX")
@@ -102,28 +103,9 @@ check "runs recorded with TRL's metric names and the warning" \
   '[ "$(/usr/bin/python3 -c "import sqlite3; c = sqlite3.connect(\"runs.db\"); print(c.execute(\"select count(*) from runs where kind = '"'"'dpo'"'"'\").fetchone()[0], c.execute(\"select count(distinct name) from metrics where name in ('"'"'rewards/accuracies'"'"', '"'"'eval_rewards/margins'"'"')\").fetchone()[0], c.execute(\"select count(*) from run_warnings where code = '"'"'dpo/accuracies_pinned'"'"'\").fetchone()[0] >= 1)")" = "6 2 True" ]'
 
 # --resume after kill -9 reproduces an uninterrupted run (one thread)
-field() { grep "\"event\":\"step\",\"step\":$2," "$1" | tail -1 | sed -n "s|.*\"$3\":\([^,}]*\).*|\1|p"; }
 for kind in full lora; do
-  extra=(); files=(model.safetensors training_state.bin)
-  [ $kind = lora ] && extra=(--lora-rank 4 --lora-alpha 8 --lora-dropout 0.1) && files=(adapter_model.safetensors training_state.bin)
-  one=(env OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "$rlhf" dpo)
-  args=(--model llama --data pairs.jsonl --steps 80 --lr 1e-3 --batch 4 --save-every 10 --eval-every 20 --seed 5 "${extra[@]}")
-  "${one[@]}" "${args[@]}" --out "A-$kind" --json-log "A-$kind.jsonl" > "A-$kind.log" 2>&1
-  "${one[@]}" "${args[@]}" --out "B-$kind" --json-log "B-$kind.jsonl" > "B-$kind.log" 2>&1 &
-  pid=$!
-  /usr/bin/python3 "$signal_at_step" "B-$kind.jsonl" 35 $pid KILL; wait $pid 2>/dev/null; rc=$?
-  check "$kind: kill -9 stopped the run mid-way (exit $rc, last step $(grep -c '"event":"step"' "B-$kind.jsonl"))" \
-    '[ $rc -eq 137 ] && ! grep -q "\"step\":80," "B-$kind.jsonl"'
-  "${one[@]}" --out "B-$kind" --resume --json-log "B-$kind.jsonl" > "R-$kind.log" 2>&1; rc=$?
-  check "$kind: --resume exits 0 and reads the cached reference ($(refline "R-$kind.log"))" \
-    '[ $rc -eq 0 ] && refline "R-$kind.log" | grep -qx "reference log-probs: 320 cached, 0 computed" && grep -q "steps [1-9][0-9]*-80 of 80" "R-$kind.log"'
-  a=$(field "A-$kind.jsonl" 80 loss); b=$(field "B-$kind.jsonl" 80 loss)
-  ea=$(field "A-$kind.jsonl" 80 eval_rewards/margins); eb=$(field "B-$kind.jsonl" 80 eval_rewards/margins)
-  check "$kind: the loss at step 80 is identical to the uninterrupted run's ($a vs $b; eval margin $ea vs $eb)" \
-    '[ -n "$a" ] && [ "$a" = "$b" ] && [ -n "$ea" ] && [ "$ea" = "$eb" ]'
-  for fl in "${files[@]}"; do
-    check "$kind: final $fl identical byte for byte" 'cmp -s "A-$kind/$fl" "B-$kind/$fl"'
-  done
+  resume_matches dpo $kind 80 35 "reference log-probs: 320 cached, 0 computed" \
+    --model llama --data pairs.jsonl --lr 1e-3 --batch 4 --save-every 10 --eval-every 20 --seed 5
 done
 # pairs from the database: the cache is that database; a finished run continues to more steps
 "$rlhf" db import --db fb.db --format trl changed.jsonl > /dev/null 2>&1

@@ -8,9 +8,13 @@
 # merge). Also: the reference pass is cached (in the runs database: a second run computes none;
 # without one in OUT), preference pairs train unpaired, the database's
 # ratings become examples (4-5 desirable, 1-2 undesirable, 3 left out, a flag undesirable), the
-# run is recorded with TRL's metric names, bad input exits 1 naming the line and writes nothing.
+# run is recorded with TRL's metric names, --resume after kill -9 ends bit-identical to an
+# uninterrupted run (one thread; full and LoRA) and refuses other data or settings, bad input
+# exits 1 naming the line and writes nothing.
 # Usage: kto_cli.sh RLHF_EXE
 set -u
+signal_at_step=$(cd "$(dirname "$0")" && pwd)/signal_at_step.py  # kills a run the moment its log reaches a step
+. "$(dirname "$0")/pref_resume.sh"  # resume_matches: kill -9, --resume, compare with an uninterrupted run
 rlhf=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 export OMP_NUM_THREADS=2 RLHF_DEFAULT_MODEL=
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/rlhf-kto-XXXXXX")
@@ -155,6 +159,32 @@ check "--db --with-pairs: the pairs' sides, 400 examples, reference cached in th
 "$rlhf" kto --model llama --db fb.db --with-pairs --out out-db2 --steps 2 --batch 8 > db2.log 2>&1; rc=$?
 check "a second --db run computes none ($(refline db2.log))" \
   '[ $rc -eq 0 ] && refline db2.log | grep -qx "reference log-probs: 800 cached, 0 computed (database fb.db)"'
+
+"$rlhf" kto --out out-db2 --resume --steps 4 > db3.log 2>&1; rc=$?
+check "--resume of a --db --with-pairs run reads the same database's examples ($(refline db3.log))" \
+  '[ $rc -eq 0 ] && grep -q "on 400 examples (200 desirable, 200 undesirable.*steps 2-4 of 4" db3.log &&
+   refline db3.log | grep -qx "reference log-probs: 800 cached, 0 computed (database fb.db)"' || cat db3.log
+
+# --resume after kill -9 reproduces an uninterrupted run (one thread), full and LoRA; without a
+# database the reference comes back from OUT/ref_logps.bin
+for kind in full lora; do
+  resume_matches kto $kind 40 17 "reference log-probs: 400 cached, 0 computed (B-$kind/ref_logps.bin)" \
+    --model llama --data train.jsonl --lr 3e-3 --batch 4 --save-every 5 --eval-every 20 --seed 5
+done
+"$rlhf" kto --model llama --data train.jsonl --out A-full --steps 2 > again.log 2>&1; rc=$?
+check "a fresh run into a directory holding a run: exit 1 suggesting --resume" '[ $rc -eq 1 ] && grep -q -- "--resume" again.log'
+"$rlhf" kto --out A-full --resume --beta 0.5 > rb.log 2>&1; rc=$?
+check "--resume with a KTO setting: exit 2 naming it" '[ $rc -eq 2 ] && grep -q -- "--beta cannot be given" rb.log'
+"$rlhf" kto --out A-full --resume --lr 1e-2 > rl.log 2>&1; rc=$?
+check "--resume with a training setting: exit 2" '[ $rc -eq 2 ] && grep -q -- "--resume continues the saved run" rl.log'
+head -100 train.jsonl > half.jsonl
+"$rlhf" kto --out A-full --resume --data half.jsonl > rd.log 2>&1; rc=$?
+check "--resume on other data: exit 1 saying so" '[ $rc -eq 1 ] && grep -q "not what the run in A-full was trained on" rd.log'
+sed '1s/"label": true/"label": XX/; 1s/"label": false/"label": true/; 1s/"label": XX/"label": false/' train.jsonl > flipped.jsonl
+"$rlhf" kto --out A-full --resume --data flipped.jsonl > rf.log 2>&1; rc=$?
+check "--resume with one label flipped: exit 1 saying so" '[ $rc -eq 1 ] && grep -q "not what the run in A-full was trained on" rf.log'
+"$rlhf" kto --out llama --resume > rn.log 2>&1; rc=$?
+check "--resume without a training state: exit 1 naming the file" '[ $rc -eq 1 ] && grep -q "training_state.bin" rn.log'
 
 # bad input: named by line, exit 1, nothing written
 printf '{"prompt": "x", "completion": "a", "label": true}\n\n{"prompt": "y", "completion": "b", "label": "yes"}\n' > bad.jsonl

@@ -80,28 +80,20 @@ int dpo_row_logps(model *m, model_acts *a, const train_batch *b, double *out, rl
  *
  * Micro-batches hold `batch` pairs (2 * batch rows), padded to their longest row; pairs are split
  * once (seeded) into train / held-out, and drawn per epoch in a seeded permutation of (seed,
- * epoch), so the batches of a step are a function of the step. Checkpoints (every save_every
- * steps and at the end) write the model directory (or the PEFT adapter with LoRA) and
- * DPO_STATE_FILE: the trained buffer, AdamW moments, the loop's rng, the data hash and the run's
- * configuration, so `resume` continues bit-identically (one thread) with the saved settings;
- * resuming needs the same data (hash checked) and the same reference (fingerprint checked). */
-#define DPO_STATE_FILE "training_state.bin"
+ * epoch), so the batches of a step are a function of the step. Checkpoints and `resume` are
+ * pref_run.h's (PREF_STATE_FILE; the saved run holds the loss type, beta, label_smoothing and
+ * rpo_alpha, and the data's format): bit-identical continuation (one thread) with the saved
+ * settings, the same data (hash checked) and reference (fingerprint checked). */
 
 typedef struct {
     pref_common_params c;        /* model, reference, out, training settings, resume, callbacks */
     const pref_dataset *pairs;   /* borrowed */
-    const char *data_format;     /* the caller's note of how they were read (saved, may be NULL) */
     dpo_params dpo;
 } dpo_run_params;
 
 /* The common defaults (pref_common_params_defaults: TRL's DPOConfig) and TRL's DPO loss:
  * beta 0.1, sigmoid. */
 void dpo_run_params_defaults(dpo_run_params *p);
-
-/* The settings a run in out_dir was started with (for a resuming caller that must load the same
- * data before dpo_run): *run_json is the saved configuration (free()), with "data", "format",
- * "model", "ref" and the training settings. */
-int dpo_saved_run(const char *out_dir, char **run_json, rlhf_error *err);
 
 typedef struct {
     size_t n_pairs, n_train, n_val, n_dropped; /* pairs kept, split, dropped by truncation */

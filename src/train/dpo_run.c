@@ -111,173 +111,6 @@ static int reference_logps(const dpo_run_params *p, model *refm, const pair_sour
     return rc;
 }
 
-/* ---- the run's configuration (saved in the training state; resume reads it back) ---- */
-
-enum { F_INT, F_LONG, F_FLOAT, F_DOUBLE };
-typedef struct {
-    const char *name;
-    int kind;
-    size_t off;
-} run_field;
-#define RUN_FIELD(name, kind, member) {name, kind, offsetof(dpo_run_params, member)}
-static const run_field k_run_fields[] = {
-    RUN_FIELD("beta", F_FLOAT, dpo.beta),
-    RUN_FIELD("label_smoothing", F_FLOAT, dpo.label_smoothing),
-    RUN_FIELD("rpo_alpha", F_FLOAT, dpo.rpo_alpha),
-    RUN_FIELD("steps", F_LONG, c.steps),
-    RUN_FIELD("epochs", F_LONG, c.epochs),
-    RUN_FIELD("batch", F_INT, c.train.batch),
-    RUN_FIELD("accum", F_INT, c.train.accum),
-    RUN_FIELD("max_length", F_INT, c.max_length),
-    RUN_FIELD("lr", F_FLOAT, c.train.optim.lr),
-    RUN_FIELD("min_lr", F_FLOAT, c.train.optim.min_lr),
-    RUN_FIELD("warmup", F_LONG, c.train.optim.warmup_steps),
-    RUN_FIELD("beta1", F_FLOAT, c.train.optim.beta1),
-    RUN_FIELD("beta2", F_FLOAT, c.train.optim.beta2),
-    RUN_FIELD("eps", F_FLOAT, c.train.optim.eps),
-    RUN_FIELD("weight_decay", F_FLOAT, c.train.optim.weight_decay),
-    RUN_FIELD("grad_clip", F_FLOAT, c.train.optim.grad_clip),
-    RUN_FIELD("val_fraction", F_DOUBLE, c.val_fraction),
-    RUN_FIELD("eval_every", F_LONG, c.eval_every),
-    RUN_FIELD("save_every", F_LONG, c.save_every),
-    RUN_FIELD("lora_rank", F_INT, c.lora.rank),
-    RUN_FIELD("lora_alpha", F_FLOAT, c.lora.alpha),
-    RUN_FIELD("lora_dropout", F_FLOAT, c.lora.dropout),
-};
-
-static double field_get(const dpo_run_params *p, const run_field *f) {
-    const char *at = (const char *)p + f->off;
-    switch (f->kind) {
-    case F_INT: return *(const int *)(const void *)at;
-    case F_LONG: return (double)*(const long *)(const void *)at;
-    case F_FLOAT: return *(const float *)(const void *)at; /* exact as a double: reads back the same float */
-    default: return *(const double *)(const void *)at;
-    }
-}
-
-static void field_set(dpo_run_params *p, const run_field *f, double v) {
-    char *at = (char *)p + f->off;
-    switch (f->kind) {
-    case F_INT: *(int *)(void *)at = (int)v; break;
-    case F_LONG: *(long *)(void *)at = (long)v; break;
-    case F_FLOAT: *(float *)(void *)at = (float)v; break;
-    default: *(double *)(void *)at = v; break;
-    }
-}
-
-static void add_str(cJSON *o, const char *name, const char *v) { cJSON_AddStringToObject(o, name, v ? v : ""); }
-
-static char *run_to_json(const dpo_run_params *p, const char *fp, const rng_t *lora_rng) {
-    cJSON *r = cJSON_CreateObject();
-    if (!r) return NULL;
-    add_str(r, "model", p->c.model_dir);
-    add_str(r, "ref", p->c.ref_dir);
-    add_str(r, "data", p->c.data_desc);
-    add_str(r, "format", p->data_format);
-    add_str(r, "ref_fingerprint", fp);
-    add_str(r, "loss_type", dpo_loss_type_name(p->dpo.loss_type));
-    add_str(r, "truncate", sft_truncate_name(p->c.truncate));
-    add_str(r, "lora_targets", p->c.lora.targets);
-    char buf[24];
-    snprintf(buf, sizeof buf, "%" PRIu64, p->c.seed);
-    add_str(r, "seed", buf);
-    for (size_t i = 0; i < sizeof k_run_fields / sizeof *k_run_fields; i++)
-        cJSON_AddNumberToObject(r, k_run_fields[i].name, field_get(p, &k_run_fields[i]));
-    cJSON *a = cJSON_AddArrayToObject(r, "lora_rng");
-    for (int i = 0; a && lora_rng && i < 4; i++) {
-        snprintf(buf, sizeof buf, "%016" PRIx64, lora_rng->s[i]);
-        cJSON_AddItemToArray(a, cJSON_CreateString(buf));
-    }
-    char *s = cJSON_PrintUnformatted(r);
-    cJSON_Delete(r);
-    return s;
-}
-
-/* The saved settings into p (strings point into r, which the caller keeps). The caller's steps
- * (> 0), eval_every and save_every (>= 0) win over the saved ones. */
-static int run_from_json(dpo_run_params *p, const cJSON *r, const char *path, char fp[33], rng_t *lora_rng,
-                         int *have_lora_rng, rlhf_error *err) {
-    const long steps = p->c.steps, eval_every = p->c.eval_every, save_every = p->c.save_every;
-    for (size_t i = 0; i < sizeof k_run_fields / sizeof *k_run_fields; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, k_run_fields[i].name);
-        if (!cJSON_IsNumber(v))
-            return rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: the saved run has no number \"%s\"", path, k_run_fields[i].name);
-        field_set(p, &k_run_fields[i], v->valuedouble);
-    }
-    const char *names[] = {"model", "ref", "data", "format", "ref_fingerprint", "loss_type", "truncate", "lora_targets", "seed"};
-    const char *v[9];
-    for (int i = 0; i < 9; i++)
-        if (!(v[i] = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, names[i]))))
-            return rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: the saved run has no string \"%s\"", path, names[i]);
-    p->c.model_dir = v[0];
-    p->c.ref_dir = *v[1] ? v[1] : NULL;
-    p->c.data_desc = v[2];
-    p->data_format = *v[3] ? v[3] : NULL;
-    snprintf(fp, 33, "%s", v[4]);
-    int rc = dpo_loss_type_parse(v[5], &p->dpo.loss_type, err);
-    if (rc) return rc;
-    if (sft_truncate_parse(v[6]) < 0) return rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: bad saved truncate \"%s\"", path, v[6]);
-    p->c.truncate = (sft_truncate)sft_truncate_parse(v[6]);
-    p->c.lora.targets = *v[7] ? v[7] : NULL;
-    p->c.seed = strtoull(v[8], NULL, 10);
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(r, "lora_rng");
-    *have_lora_rng = cJSON_GetArraySize(a) == 4;
-    for (int i = 0; *have_lora_rng && i < 4; i++) {
-        const char *h = cJSON_GetStringValue(cJSON_GetArrayItem(a, i));
-        if (!h) return rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: the saved LoRA rng is malformed", path);
-        lora_rng->s[i] = strtoull(h, NULL, 16);
-    }
-    if (steps > 0) p->c.steps = steps;
-    if (eval_every >= 0) p->c.eval_every = eval_every;
-    if (save_every >= 0) p->c.save_every = save_every;
-    return RLHF_OK;
-}
-
-static char *path_in(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *s = malloc(n);
-    if (s) snprintf(s, n, "%s/%s", dir, name);
-    return s;
-}
-
-/* The state file's header (the run's settings, data hash, step), or a message saying there is none. */
-static int read_state(const char *path, train_state_info *info, rlhf_error *err) {
-    if (!file_exists(path))
-        return rlhf_errorf(err, RLHF_ERR_NOT_FOUND, "%s: no training state to resume (run without --resume first)", path);
-    return train_state_read_info(path, info, err);
-}
-
-int dpo_saved_run(const char *out_dir, char **run_json, rlhf_error *err) {
-    *run_json = NULL;
-    char *path = path_in(out_dir, DPO_STATE_FILE);
-    if (!path) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
-    train_state_info info = {0};
-    int rc = read_state(path, &info, err);
-    if (!rc) *run_json = info.run_json;
-    free(path);
-    return rc;
-}
-
-/* ---- checkpoints ---- */
-
-typedef struct {
-    const dpo_run_params *p;
-    model_bundle *b;
-    lora *lo;
-    train *t;
-    const char *state_path, *fp;
-    uint64_t data_hash;
-} saver;
-
-static int save_checkpoint(void *ctx, long step, const rng_t *rng, rlhf_error *err) {
-    saver *s = ctx;
-    train_state_info info = {step, *rng, s->data_hash, 0, run_to_json(s->p, s->fp, s->lo ? &s->lo->rng : NULL)};
-    if (!info.run_json) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory saving the run");
-    int rc = sft_checkpoint_save(s->p->c.out_dir, s->p->c.model_dir, s->b, s->lo, s->t, s->state_path, &info, err);
-    free(info.run_json);
-    return rc;
-}
-
 /* ---- the run ---- */
 
 int dpo_run(const dpo_run_params *pin, dpo_summary *sum, rlhf_error *err) {
@@ -288,37 +121,22 @@ int dpo_run(const dpo_run_params *pin, dpo_summary *sum, rlhf_error *err) {
     memset(sum, 0, sizeof *sum);
     sum->first_val_loss = sum->final_val_loss = sum->final_loss = NAN;
     model_bundle b = {0}, ref = {0};
-    lora lo = {0};
-    train t = {0};
     dpo_head h = {0};
     sft_texts texts = {0};
     sft_encoded enc = {0};
     pair_source ps = {0};
     pref_source src = {0};
-    train_state_info info = {0};
-    cJSON *saved = NULL;
+    pref_state st = {0};
     size_t *pair_row = NULL, *order = NULL;
     double *ref_lp = NULL;
-    char *state_path = NULL, saved_fp[33] = "";
-    rng_t lora_rng;
-    int have_lora_rng = 0, rc;
-    if (!c->out_dir || !*c->out_dir) return rlhf_errorf(err, RLHF_ERR_INVALID, "no output directory given (--out)");
+    int rc;
     if (!p.pairs || p.pairs->n == 0) return rlhf_errorf(err, RLHF_ERR_INVALID, "no preference pairs to train on");
-    state_path = path_in(c->out_dir, DPO_STATE_FILE);
-    if (!state_path) goto nomem;
-    if (c->resume) {
-        if ((rc = read_state(state_path, &info, err))) goto done;
-        if (!(saved = cJSON_Parse(info.run_json))) {
-            rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: the saved run is not valid JSON", state_path);
-            goto done;
-        }
-        if ((rc = run_from_json(&p, saved, state_path, saved_fp, &lora_rng, &have_lora_rng, err))) goto done;
-    } else if (file_exists(state_path)) {
-        rc = rlhf_errorf(err, RLHF_ERR_INVALID,
-                         "%s already holds a training run (%s); pass --resume to continue it or choose another --out",
-                         c->out_dir, DPO_STATE_FILE);
-        goto done;
-    }
+    const char *loss_name = dpo_loss_type_name(p.dpo.loss_type);
+    pref_setting own_values[] = {{"beta", &p.dpo.beta}, {"label_smoothing", &p.dpo.label_smoothing},
+                                 {"rpo_alpha", &p.dpo.rpo_alpha}};
+    const pref_own own = {&loss_name, own_values, 3};
+    if ((rc = pref_state_open(&st, c, &own, err))) goto done;
+    if ((rc = dpo_loss_type_parse(loss_name, &p.dpo.loss_type, err))) goto done;
     if ((rc = dpo_params_validate(&p.dpo, err))) goto done;
     sum->dpo = p.dpo;
     if (c->train.batch < 1 || c->train.batch > 512) {
@@ -331,20 +149,12 @@ int dpo_run(const dpo_run_params *pin, dpo_summary *sum, rlhf_error *err) {
     int32_t eos;
     if ((rc = pref_policy_load(&b, c->model_dir, "DPO", &eos, err))) goto done;
     if (c->max_length <= 0 || c->max_length > b.m.config.context) c->max_length = b.m.config.context;
-    if (c->lora.rank > 0 && !c->lora.targets)
-        c->lora.targets = b.m.config.family == MODEL_FAMILY_GPT2 ? "c_attn" : "q_proj,v_proj";
 
     /* ---- rows ---- */
     if ((rc = texts_from_pairs(&texts, p.pairs, err))) goto done;
     sft_encoder ec = {b.tok, b.chat_template, b.bos_token, b.eos_token, b.add_bos, eos, c->max_length, c->truncate};
     if ((rc = sft_encode(&enc, &texts, &ec, c->data_desc ? c->data_desc : "pairs", err))) goto done;
     const uint64_t data_hash = sft_encoded_hash(&enc);
-    if (c->resume && data_hash != info.data_hash) {
-        rc = rlhf_errorf(err, RLHF_ERR_INVALID,
-                         "%s: these pairs (as encoded) are not what the run in %s was trained on; resume with the same data",
-                         c->data_desc ? c->data_desc : "pairs", c->out_dir);
-        goto done;
-    }
     pair_row = malloc((enc.n + 1) * sizeof *pair_row);
     if (!pair_row) goto nomem;
     size_t n_pairs = 0;
@@ -388,13 +198,7 @@ int dpo_run(const dpo_run_params *pin, dpo_summary *sum, rlhf_error *err) {
     model *refm;
     if ((rc = pref_reference(&ref, &refm, c->ref_dir, &b, "DPO", err))) goto done;
     pref_ref_fingerprint(refm, sum->ref_fingerprint);
-    if (c->resume && strcmp(saved_fp, sum->ref_fingerprint) != 0) {
-        rc = rlhf_errorf(err, RLHF_ERR_INVALID,
-                         "%s: the reference model's weights are not those the run in %s started with (fingerprint %s, "
-                         "saved %s); resuming would change the objective",
-                         c->ref_dir ? c->ref_dir : c->model_dir, c->out_dir, sum->ref_fingerprint, saved_fp);
-        goto done;
-    }
+    if ((rc = pref_state_check(&st, c, data_hash, sum->ref_fingerprint, "pairs", err))) goto done;
     if ((rc = reference_logps(&p, refm, &ps, n_pairs, sum->ref_fingerprint, ref_lp, sum, err))) goto done;
     model_bundle_free(&ref); /* never two models while training */
 
@@ -403,55 +207,13 @@ int dpo_run(const dpo_run_params *pin, dpo_summary *sum, rlhf_error *err) {
     if (c->eval_every < 0) c->eval_every = 100;
     if (c->save_every < 0) c->save_every = 500;
     sum->total_steps = c->steps;
-    train_params tp = c->train; /* c->train keeps pairs per micro-batch (saved); tp counts rows */
-    tp.batch = 2 * c->train.batch;
-    tp.accum = src.order.accum;
-    tp.context = T;
-    tp.optim.total_steps = c->steps;
-    if ((rc = optim_params_validate(&tp.optim, err))) goto done;
-    if (c->lora.rank > 0) {
-        rng_t init;
-        rng_seed(&init, c->seed);
-        if ((rc = lora_init(&lo, &b.m, &c->lora, &init, err))) goto done;
-        if (have_lora_rng) lo.rng = lora_rng;
-        lora_attach(&lo, &b.m);
-        rc = train_init_lora(&t, &b.m, &lo, &tp, err);
-    } else {
-        rc = train_init(&t, &b.m, &tp, err);
-    }
-    if (rc) goto done;
-    if ((rc = dpo_head_init(&h, &p.dpo, tp.batch, T, err))) goto done;
-    long step = 0;
-    rng_t loop_rng;
-    rng_seed(&loop_rng, c->seed);
-    if (c->resume) {
-        train_state_info full = {0};
-        if ((rc = train_state_load(state_path, &t, &full, err))) goto done;
-        free(full.run_json);
-        loop_rng = full.rng;
-        step = full.step;
-    }
-    sum->start_step = sum->steps_done = step;
-    if ((rc = file_mkdir_p(c->out_dir, err))) goto done;
-    saver sv = {&p, &b, c->lora.rank > 0 ? &lo : NULL, &t, state_path, sum->ref_fingerprint, data_hash};
-    train_loop_params lp;
-    memset(&lp, 0, sizeof lp);
-    lp.t = &t;
-    lp.head = dpo_train_head(&h);
-    lp.data = pref_source_data(&src);
-    lp.start_step = step;
-    lp.steps = c->steps;
-    lp.eval_every = c->eval_every;
-    lp.save_every = c->save_every;
-    lp.rng = loop_rng;
-    lp.save = save_checkpoint;
-    lp.save_ctx = &sv;
-    lp.stop = c->stop;
-    lp.progress = c->progress;
-    lp.progress_ctx = c->progress_ctx;
-    lp.saved_step = c->resume ? step : -1;
+    pref_train_params tp = {c, c->train, &st, &own, data_hash, sum->ref_fingerprint};
+    tp.train.batch = 2 * c->train.batch; /* c->train keeps pairs per micro-batch (saved); tp counts rows */
+    tp.train.accum = src.order.accum;
+    tp.train.context = T;
+    if ((rc = dpo_head_init(&h, &p.dpo, tp.train.batch, T, err))) goto done;
     train_loop_summary ls;
-    rc = train_loop_run(&lp, &ls, err);
+    rc = pref_train_run(&tp, &b, dpo_train_head(&h), pref_source_data(&src), &sum->start_step, &ls, err);
     sum->steps_done = ls.steps_done;
     sum->first_val_loss = ls.first_val_loss;
     sum->final_val_loss = ls.final_val_loss;
@@ -459,24 +221,16 @@ int dpo_run(const dpo_run_params *pin, dpo_summary *sum, rlhf_error *err) {
     sum->final_val = ls.final_val;
     sum->tokens_per_s = ls.tokens_per_s;
     sum->elapsed_s = ls.elapsed_s;
-    if (rc == RLHF_ERR_INTERRUPTED)
-        rc = rlhf_errorf(err, RLHF_ERR_INTERRUPTED, "interrupted at step %ld of %ld; the last checkpoint is in %s",
-                         ls.steps_done, c->steps, c->out_dir);
     goto done;
 nomem:
     rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory setting up the DPO run");
 done:
     pref_order_free(&src.order);
+    pref_state_free(&st);
     free(order);
     free(pair_row);
     free(ref_lp);
-    free(state_path);
-    free(info.run_json);
-    cJSON_Delete(saved);
     dpo_head_free(&h);
-    train_free(&t);
-    if (b.m.lora) lora_detach(&b.m);
-    lora_free(&lo);
     model_bundle_free(&ref);
     model_bundle_free(&b);
     sft_encoded_free(&enc);

@@ -99,8 +99,10 @@ int kto_texts_from_dataset(sft_texts *t, uint8_t **desirable, const kto_dataset 
  * log-probabilities of both rows are computed once, before training (by the starting policy,
  * or ref_dir's model loaded and freed; with LoRA the base with the adapter off) and cached as
  * DPO's are (pref_ref_logps: the caller's row cache, or out_dir/PREF_REF_CACHE_FILE). An
- * example whose completion does not survive truncation is dropped and counted. Output: a model directory, or a PEFT adapter with LoRA. No --resume
- * yet: a run that stops keeps its last checkpoint. */
+ * example whose completion does not survive truncation is dropped and counted. Output: a model
+ * directory, or a PEFT adapter with LoRA, and pref_run.h's training state: `resume` continues
+ * the run bit-identically (one thread) with its saved settings (loss type, beta, both weights,
+ * ...), the same examples and labels (hash checked) and the same reference (fingerprint). */
 typedef struct {
     pref_common_params c;        /* model, reference, out, training settings, callbacks; batch =
                                     examples per micro-batch (>= 2 with the KTO loss) */
@@ -117,7 +119,8 @@ typedef struct {
     size_t n_examples, n_desirable, n_undesirable; /* kept after truncation */
     size_t n_train, n_val, n_dropped;
     size_t ref_cached, ref_computed;               /* reference log-probabilities (rows) read / computed */
-    long steps_done, total_steps;
+    kto_params kto;                                /* the loss as run (the saved one on resume) */
+    long start_step, steps_done, total_steps;
     double first_val_loss, final_val_loss, final_loss, tokens_per_s, elapsed_s;
     train_head_out first_val, final_val;
 } kto_summary;

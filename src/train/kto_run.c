@@ -197,8 +197,8 @@ static void fill_examples(void *ctx, const size_t *idx, int n, train_batch *b) {
 }
 
 /* The reference's log-probability of every row (main rows, then KL rows) into out (2 n). */
-static int reference_logps(const kto_run_params *p, model *refm, const kto_source *s, double *out, kto_summary *sum,
-                           rlhf_error *err) {
+static int reference_logps(const kto_run_params *p, model *refm, const kto_source *s, const char *fp, uint64_t data_hash,
+                           double *out, kto_summary *sum, rlhf_error *err) {
     const size_t n_rows = s->kl ? 2 * s->n : s->n;
     pref_ref_row *rows = calloc(n_rows, sizeof *rows);
     if (!rows) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for the reference cache");
@@ -207,9 +207,6 @@ static int reference_logps(const kto_run_params *p, model *refm, const kto_sourc
         const size_t k = i < s->n ? i : i - s->n;
         rows[i] = (pref_ref_row){e->ids + e->start[k], e->loss + e->start[k], e->len[k], 0, 0};
     }
-    char fp[33];
-    pref_ref_fingerprint(refm, fp);
-    const uint64_t data_hash = sft_encoded_hash(s->main) ^ (s->kl ? sft_encoded_hash(s->kl) * 0xff51afd7ed558ccdull : 0);
     pref_ref_counts counts;
     int rc = pref_ref_logps(&p->c, refm, fp, data_hash, rows, n_rows, 1, p->c.train.batch, s->pad, &counts, err);
     for (size_t i = 0; !rc && i < n_rows; i++) out[i] = rows[i].logp;
@@ -241,17 +238,26 @@ int kto_run(const kto_run_params *pin, kto_summary *sum, rlhf_error *err) {
     sft_encoded enc = {0}, enc_kl = {0};
     kto_source ks = {0};
     pref_source src = {0};
+    pref_state st = {0};
     size_t *kept = NULL, *order = NULL, *partner = NULL;
     uint8_t *des = NULL;
     double *ref_lp = NULL;
     int rc;
-    if (!c->out_dir || !*c->out_dir) return rlhf_errorf(err, RLHF_ERR_INVALID, "no output directory given (--out)");
     if (!p.texts || p.texts->n == 0 || !p.desirable) return rlhf_errorf(err, RLHF_ERR_INVALID, "no examples to train on");
-    if ((rc = kto_params_validate(&p.kto, err))) return rc;
+    const char *loss_name = kto_loss_type_name(p.kto.loss_type);
+    pref_setting own_values[] = {{"beta", &p.kto.beta}, {"desirable_weight", &p.kto.desirable_weight},
+                                 {"undesirable_weight", &p.kto.undesirable_weight}};
+    const pref_own own = {&loss_name, own_values, 3};
+    if ((rc = pref_state_open(&st, c, &own, err))) goto done;
+    if ((rc = kto_loss_type_parse(loss_name, &p.kto.loss_type, err))) goto done;
+    if ((rc = kto_params_validate(&p.kto, err))) goto done;
+    sum->kto = p.kto;
     const int with_kl = kto_uses_kl(&p.kto);
-    if (c->train.batch < 1 + with_kl || c->train.batch > 256)
-        return rlhf_errorf(err, RLHF_ERR_INVALID, "--batch must be %d..256 examples (got %d)%s", 1 + with_kl, c->train.batch,
-                           with_kl ? ": the KL estimate needs another example's completion in the batch" : "");
+    if (c->train.batch < 1 + with_kl || c->train.batch > 256) {
+        rc = rlhf_errorf(err, RLHF_ERR_INVALID, "--batch must be %d..256 examples (got %d)%s", 1 + with_kl, c->train.batch,
+                         with_kl ? ": the KL estimate needs another example's completion in the batch" : "");
+        goto done;
+    }
 
     int32_t eos;
     if ((rc = pref_policy_load(&b, c->model_dir, "KTO", &eos, err))) goto done;
@@ -349,20 +355,26 @@ int kto_run(const kto_run_params *pin, kto_summary *sum, rlhf_error *err) {
     ks.ref = ref_lp;
     model *refm;
     if ((rc = pref_reference(&ref, &refm, c->ref_dir, &b, "KTO", err))) goto done;
-    if ((rc = reference_logps(&p, refm, &ks, ref_lp, sum, err))) goto done;
+    /* the data as trained on: both rows' ids and masks, and the labels */
+    const uint64_t data_hash = sft_encoded_hash(&enc) ^ (ks.kl ? sft_encoded_hash(&enc_kl) * 0xff51afd7ed558ccdull : 0) ^
+                               train_hash(des, n) * 0xc4ceb9fe1a85ec53ull;
+    char fp[33];
+    pref_ref_fingerprint(refm, fp);
+    if ((rc = pref_state_check(&st, c, data_hash, fp, "examples", err))) goto done;
+    if ((rc = reference_logps(&p, refm, &ks, fp, data_hash, ref_lp, sum, err))) goto done;
     model_bundle_free(&ref); /* never two models while training */
 
     /* ---- the trainer ---- */
-    pref_train_params tp = {c->model_dir, c->out_dir, c->train, 0, c->eval_every, c->save_every, c->seed, c->lora,
-                            c->stop, c->progress, c->progress_ctx};
-    tp.steps = pref_total_steps(c->steps, c->epochs, n_train, c->train.batch, src.order.accum);
-    sum->total_steps = tp.steps;
+    c->steps = pref_total_steps(c->steps, c->epochs, n_train, c->train.batch, src.order.accum);
+    if (c->eval_every < 0) c->eval_every = 100;
+    if (c->save_every < 0) c->save_every = 500;
+    sum->total_steps = c->steps;
+    pref_train_params tp = {c, c->train, &st, &own, data_hash, fp};
     tp.train.accum = src.order.accum;
     tp.train.context = T;
     if ((rc = kto_head_init(&h, &p.kto, &b.m.config, tp.train.batch, T, err))) goto done;
-    const train_data data = pref_source_data(&src);
     train_loop_summary ls;
-    rc = pref_train_run(&tp, &b, kto_train_head(&h), data, &ls, err);
+    rc = pref_train_run(&tp, &b, kto_train_head(&h), pref_source_data(&src), &sum->start_step, &ls, err);
     sum->steps_done = ls.steps_done;
     sum->first_val_loss = ls.first_val_loss;
     sum->final_val_loss = ls.final_val_loss;
@@ -374,6 +386,7 @@ int kto_run(const kto_run_params *pin, kto_summary *sum, rlhf_error *err) {
 nomem:
     rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory setting up the KTO run");
 done:
+    pref_state_free(&st);
     free(view.items);
     pref_order_free(&src.order);
     free(order);

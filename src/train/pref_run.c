@@ -1,7 +1,9 @@
 /* pref_run.c — the pieces the offline preference runs share (see pref_run.h). */
 #include "src/train/pref_run.h"
 
+#include <cjson/cJSON.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -328,6 +330,196 @@ int pref_ref_logps(const pref_common_params *p, model *ref, const char *fp, uint
     return rc;
 }
 
+/* ---- the run's configuration (saved in the training state; resume reads it back) ---- */
+
+enum { F_INT, F_LONG, F_FLOAT, F_DOUBLE };
+typedef struct {
+    const char *name;
+    int kind;
+    size_t off;
+} run_field;
+#define RUN_FIELD(name, kind, member) {name, kind, offsetof(pref_common_params, member)}
+static const run_field k_run_fields[] = {
+    RUN_FIELD("steps", F_LONG, steps),
+    RUN_FIELD("epochs", F_LONG, epochs),
+    RUN_FIELD("batch", F_INT, train.batch),
+    RUN_FIELD("accum", F_INT, train.accum),
+    RUN_FIELD("max_length", F_INT, max_length),
+    RUN_FIELD("lr", F_FLOAT, train.optim.lr),
+    RUN_FIELD("min_lr", F_FLOAT, train.optim.min_lr),
+    RUN_FIELD("warmup", F_LONG, train.optim.warmup_steps),
+    RUN_FIELD("beta1", F_FLOAT, train.optim.beta1),
+    RUN_FIELD("beta2", F_FLOAT, train.optim.beta2),
+    RUN_FIELD("eps", F_FLOAT, train.optim.eps),
+    RUN_FIELD("weight_decay", F_FLOAT, train.optim.weight_decay),
+    RUN_FIELD("grad_clip", F_FLOAT, train.optim.grad_clip),
+    RUN_FIELD("val_fraction", F_DOUBLE, val_fraction),
+    RUN_FIELD("eval_every", F_LONG, eval_every),
+    RUN_FIELD("save_every", F_LONG, save_every),
+    RUN_FIELD("lora_rank", F_INT, lora.rank),
+    RUN_FIELD("lora_alpha", F_FLOAT, lora.alpha),
+    RUN_FIELD("lora_dropout", F_FLOAT, lora.dropout),
+};
+#define N_RUN_FIELDS (sizeof k_run_fields / sizeof *k_run_fields)
+
+static double field_get(const pref_common_params *c, const run_field *f) {
+    const char *at = (const char *)c + f->off;
+    switch (f->kind) {
+    case F_INT: return *(const int *)(const void *)at;
+    case F_LONG: return (double)*(const long *)(const void *)at;
+    case F_FLOAT: return *(const float *)(const void *)at; /* exact as a double: reads back the same float */
+    default: return *(const double *)(const void *)at;
+    }
+}
+
+static void field_set(pref_common_params *c, const run_field *f, double v) {
+    char *at = (char *)c + f->off;
+    switch (f->kind) {
+    case F_INT: *(int *)(void *)at = (int)v; break;
+    case F_LONG: *(long *)(void *)at = (long)v; break;
+    case F_FLOAT: *(float *)(void *)at = (float)v; break;
+    default: *(double *)(void *)at = v; break;
+    }
+}
+
+static void add_str(cJSON *o, const char *name, const char *v) { cJSON_AddStringToObject(o, name, v ? v : ""); }
+
+static char *run_to_json(const pref_common_params *c, const pref_own *own, const char *fp, const rng_t *lora_rng) {
+    cJSON *r = cJSON_CreateObject();
+    if (!r) return NULL;
+    add_str(r, "model", c->model_dir);
+    add_str(r, "ref", c->ref_dir);
+    add_str(r, "data", c->data_desc);
+    add_str(r, "format", c->data_format);
+    add_str(r, "ref_fingerprint", fp);
+    add_str(r, "loss_type", *own->loss_type);
+    add_str(r, "truncate", sft_truncate_name(c->truncate));
+    add_str(r, "lora_targets", c->lora.targets);
+    char buf[24];
+    snprintf(buf, sizeof buf, "%" PRIu64, c->seed);
+    add_str(r, "seed", buf);
+    for (int i = 0; i < own->n; i++) cJSON_AddNumberToObject(r, own->values[i].name, *own->values[i].value);
+    for (size_t i = 0; i < N_RUN_FIELDS; i++) cJSON_AddNumberToObject(r, k_run_fields[i].name, field_get(c, &k_run_fields[i]));
+    cJSON *a = cJSON_AddArrayToObject(r, "lora_rng");
+    for (int i = 0; a && lora_rng && i < 4; i++) {
+        snprintf(buf, sizeof buf, "%016" PRIx64, lora_rng->s[i]);
+        cJSON_AddItemToArray(a, cJSON_CreateString(buf));
+    }
+    char *s = cJSON_PrintUnformatted(r);
+    cJSON_Delete(r);
+    return s;
+}
+
+/* The saved settings into c and own (strings point into r, which st keeps). */
+static int run_from_json(pref_state *st, pref_common_params *c, const pref_own *own, const cJSON *r, rlhf_error *err) {
+    const char *path = st->path;
+    const long steps = c->steps, eval_every = c->eval_every, save_every = c->save_every;
+    for (int i = 0; i < own->n; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, own->values[i].name);
+        if (!cJSON_IsNumber(v))
+            return rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: the saved run has no number \"%s\"", path, own->values[i].name);
+        *own->values[i].value = (float)v->valuedouble;
+    }
+    for (size_t i = 0; i < N_RUN_FIELDS; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, k_run_fields[i].name);
+        if (!cJSON_IsNumber(v))
+            return rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: the saved run has no number \"%s\"", path, k_run_fields[i].name);
+        field_set(c, &k_run_fields[i], v->valuedouble);
+    }
+    const char *names[] = {"model", "ref", "data", "format", "ref_fingerprint", "loss_type", "truncate", "lora_targets", "seed"};
+    const char *v[9];
+    for (int i = 0; i < 9; i++)
+        if (!(v[i] = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, names[i]))))
+            return rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: the saved run has no string \"%s\"", path, names[i]);
+    c->model_dir = v[0];
+    c->ref_dir = *v[1] ? v[1] : NULL;
+    c->data_desc = v[2];
+    c->data_format = *v[3] ? v[3] : NULL;
+    snprintf(st->fp, sizeof st->fp, "%s", v[4]);
+    *own->loss_type = v[5];
+    if (sft_truncate_parse(v[6]) < 0) return rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: bad saved truncate \"%s\"", path, v[6]);
+    c->truncate = (sft_truncate)sft_truncate_parse(v[6]);
+    c->lora.targets = *v[7] ? v[7] : NULL;
+    c->seed = strtoull(v[8], NULL, 10);
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(r, "lora_rng");
+    st->have_lora_rng = cJSON_GetArraySize(a) == 4;
+    for (int i = 0; st->have_lora_rng && i < 4; i++) {
+        const char *h = cJSON_GetStringValue(cJSON_GetArrayItem(a, i));
+        if (!h) return rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: the saved LoRA rng is malformed", path);
+        st->lora_rng.s[i] = strtoull(h, NULL, 16);
+    }
+    if (steps > 0) c->steps = steps;
+    if (eval_every >= 0) c->eval_every = eval_every;
+    if (save_every >= 0) c->save_every = save_every;
+    return RLHF_OK;
+}
+
+static char *path_in(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *s = malloc(n);
+    if (s) snprintf(s, n, "%s/%s", dir, name);
+    return s;
+}
+
+/* The state file's header (the run's settings, data hash, step), or a message saying there is none. */
+static int read_state(const char *path, train_state_info *info, rlhf_error *err) {
+    if (!file_exists(path))
+        return rlhf_errorf(err, RLHF_ERR_NOT_FOUND, "%s: no training state to resume (run without --resume first)", path);
+    return train_state_read_info(path, info, err);
+}
+
+int pref_saved_run(const char *out_dir, char **run_json, rlhf_error *err) {
+    *run_json = NULL;
+    char *path = path_in(out_dir, PREF_STATE_FILE);
+    if (!path) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+    train_state_info info = {0};
+    int rc = read_state(path, &info, err);
+    if (!rc) *run_json = info.run_json;
+    free(path);
+    return rc;
+}
+
+int pref_state_open(pref_state *st, pref_common_params *c, const pref_own *own, rlhf_error *err) {
+    memset(st, 0, sizeof *st);
+    if (!c->out_dir || !*c->out_dir) return rlhf_errorf(err, RLHF_ERR_INVALID, "no output directory given (--out)");
+    if (!(st->path = path_in(c->out_dir, PREF_STATE_FILE))) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+    if (!c->resume) {
+        if (file_exists(st->path))
+            return rlhf_errorf(err, RLHF_ERR_INVALID,
+                               "%s already holds a training run (%s); pass --resume to continue it or choose another --out",
+                               c->out_dir, PREF_STATE_FILE);
+        return RLHF_OK;
+    }
+    int rc = read_state(st->path, &st->info, err);
+    if (rc) return rc;
+    cJSON *saved = cJSON_Parse(st->info.run_json);
+    st->saved = saved;
+    if (!saved) return rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: the saved run is not valid JSON", st->path);
+    return run_from_json(st, c, own, saved, err);
+}
+
+int pref_state_check(const pref_state *st, const pref_common_params *c, uint64_t data_hash, const char *fp,
+                     const char *what, rlhf_error *err) {
+    if (!c->resume) return RLHF_OK;
+    if (data_hash != st->info.data_hash)
+        return rlhf_errorf(err, RLHF_ERR_INVALID,
+                           "%s: these %s (as encoded) are not what the run in %s was trained on; resume with the same data",
+                           c->data_desc ? c->data_desc : what, what, c->out_dir);
+    if (strcmp(fp, st->fp) != 0)
+        return rlhf_errorf(err, RLHF_ERR_INVALID,
+                           "%s: the reference model's weights are not those the run in %s started with (fingerprint %s, "
+                           "saved %s); resuming would change the objective",
+                           c->ref_dir ? c->ref_dir : c->model_dir, c->out_dir, fp, st->fp);
+    return RLHF_OK;
+}
+
+void pref_state_free(pref_state *st) {
+    free(st->path);
+    free(st->info.run_json);
+    cJSON_Delete(st->saved);
+    memset(st, 0, sizeof *st);
+}
+
 long pref_total_steps(long steps, long epochs, size_t n_train, int batch, int accum) {
     if (steps > 0) return steps;
     const long per_step = (long)batch * (accum < 1 ? 1 : accum);
@@ -339,61 +531,76 @@ long pref_total_steps(long steps, long epochs, size_t n_train, int batch, int ac
 
 typedef struct {
     const pref_train_params *p;
+    const pref_common_params *c; /* with the LoRA targets the adapter was made with */
     model_bundle *b;
     lora *lo;
+    train *t;
 } saver;
 
-static int save_model(void *ctx, long step, const rng_t *rng, rlhf_error *err) {
-    (void)step;
-    (void)rng;
+static int save_checkpoint(void *ctx, long step, const rng_t *rng, rlhf_error *err) {
     saver *s = ctx;
-    if (s->lo) {
-        lora_save_info info = {s->p->model_dir, "CAUSAL_LM"};
-        return lora_save(s->lo, s->p->out_dir, &info, NULL, 0, err);
-    }
-    return model_bundle_save(s->b, s->p->out_dir, err);
+    train_state_info info = {step, *rng, s->p->data_hash, 0, run_to_json(s->c, s->p->own, s->p->fp, s->lo ? &s->lo->rng : NULL)};
+    if (!info.run_json) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory saving the run");
+    int rc = sft_checkpoint_save(s->c->out_dir, s->c->model_dir, s->b, s->lo, s->t, s->p->state->path, &info, err);
+    free(info.run_json);
+    return rc;
 }
 
-int pref_train_run(const pref_train_params *p, model_bundle *b, train_head head, train_data data, train_loop_summary *ls,
-                   rlhf_error *err) {
+int pref_train_run(const pref_train_params *p, model_bundle *b, train_head head, train_data data, long *start_step,
+                   train_loop_summary *ls, rlhf_error *err) {
     memset(ls, 0, sizeof *ls);
     ls->first_val_loss = ls->final_val_loss = ls->final_loss = NAN;
+    pref_common_params c = *p->c;
+    if (c.lora.rank > 0 && !c.lora.targets)
+        c.lora.targets = b->m.config.family == MODEL_FAMILY_GPT2 ? "c_attn" : "q_proj,v_proj";
+    const int resume = c.resume;
     train_params tp = p->train;
-    tp.optim.total_steps = p->steps;
+    tp.optim.total_steps = c.steps;
     lora lo = {0};
     train t = {0};
     int rc = optim_params_validate(&tp.optim, err);
-    if (!rc && p->lora.rank > 0) {
+    if (!rc && c.lora.rank > 0) {
         rng_t init;
-        rng_seed(&init, p->seed);
-        if (!(rc = lora_init(&lo, &b->m, &p->lora, &init, err))) {
+        rng_seed(&init, c.seed);
+        if (!(rc = lora_init(&lo, &b->m, &c.lora, &init, err))) {
+            if (resume && p->state->have_lora_rng) lo.rng = p->state->lora_rng;
             lora_attach(&lo, &b->m);
             rc = train_init_lora(&t, &b->m, &lo, &tp, err);
         }
     } else if (!rc) {
         rc = train_init(&t, &b->m, &tp, err);
     }
+    train_loop_params lp;
+    memset(&lp, 0, sizeof lp);
+    rng_seed(&lp.rng, c.seed);
+    if (!rc && resume) {
+        train_state_info full = {0};
+        if (!(rc = train_state_load(p->state->path, &t, &full, err))) {
+            lp.rng = full.rng;
+            lp.start_step = full.step;
+        }
+        free(full.run_json);
+    }
+    *start_step = ls->steps_done = lp.start_step;
+    if (!rc) rc = file_mkdir_p(c.out_dir, err);
     if (!rc) {
-        saver sv = {p, b, p->lora.rank > 0 ? &lo : NULL};
-        train_loop_params lp;
-        memset(&lp, 0, sizeof lp);
+        saver sv = {p, &c, b, c.lora.rank > 0 ? &lo : NULL, &t};
         lp.t = &t;
         lp.head = head;
         lp.data = data;
-        lp.steps = p->steps;
-        lp.eval_every = p->eval_every;
-        lp.save_every = p->save_every;
-        rng_seed(&lp.rng, p->seed);
-        lp.save = save_model;
+        lp.steps = c.steps;
+        lp.eval_every = c.eval_every;
+        lp.save_every = c.save_every;
+        lp.save = save_checkpoint;
         lp.save_ctx = &sv;
-        lp.stop = p->stop;
-        lp.progress = p->progress;
-        lp.progress_ctx = p->progress_ctx;
-        lp.saved_step = -1;
+        lp.stop = c.stop;
+        lp.progress = c.progress;
+        lp.progress_ctx = c.progress_ctx;
+        lp.saved_step = resume ? lp.start_step : -1;
         rc = train_loop_run(&lp, ls, err);
         if (rc == RLHF_ERR_INTERRUPTED)
             rc = rlhf_errorf(err, RLHF_ERR_INTERRUPTED, "interrupted at step %ld of %ld; the last checkpoint is in %s",
-                             ls->steps_done, p->steps, p->out_dir);
+                             ls->steps_done, c.steps, c.out_dir);
     }
     train_free(&t);
     if (b->m.lora) lora_detach(&b->m);

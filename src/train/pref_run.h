@@ -57,6 +57,7 @@ typedef struct {
     const char *model_dir;       /* the starting policy (resume: NULL takes the saved one) */
     const char *ref_dir;         /* NULL: the starting policy is the reference */
     const char *data_desc;       /* where the data came from (messages, the run's record) */
+    const char *data_format;     /* the caller's note of how it was read (saved, may be NULL) */
     const char *out_dir;
     const pref_ref_cache *ref_cache; /* NULL: out_dir/PREF_REF_CACHE_FILE */
     train_params train;          /* batch = pairs / examples per micro-batch, accum, optim */
@@ -142,27 +143,70 @@ typedef struct {
 int pref_ref_logps(const pref_common_params *p, model *ref, const char *fp, uint64_t data_hash, pref_ref_row *rows,
                    size_t n, int group, int rows_cap, int32_t pad, pref_ref_counts *counts, rlhf_error *err);
 
+/* ---- the run's state: checkpoints and exact resume ----
+ *
+ * Checkpoints (every save_every steps, at the end, on Ctrl-C) write the model directory (or the
+ * PEFT adapter with LoRA) and PREF_STATE_FILE: the trained buffer, AdamW moments, the loop's rng,
+ * the data hash and the run's configuration as JSON (model, reference and its fingerprint, data
+ * source and format, the trainer's loss and settings, optimizer, LoRA and its dropout rng). A
+ * resumed run takes those settings (only steps, eval_every and save_every may change), needs the
+ * same encoded data (hash checked) and reference (fingerprint checked), and since batches are a
+ * function of (seed, step) continues bit-identically (one thread). */
+#define PREF_STATE_FILE "training_state.bin"
+
+/* One of a trainer's own float settings saved with the run (beta, ...). */
+typedef struct {
+    const char *name;
+    float *value;
+} pref_setting;
+
+/* A trainer's own settings, saved and (on resume) read back through these pointers. */
+typedef struct {
+    const char **loss_type;   /* the loss's name (resume: points into the saved run) */
+    pref_setting *values;
+    int n;
+} pref_own;
+
+typedef struct {
+    char *path;            /* out_dir/PREF_STATE_FILE */
+    train_state_info info; /* resume: step, rng, data hash and the run's JSON */
+    void *saved;           /* resume: the parsed run (cJSON); strings of c and own point into it */
+    char fp[33];           /* resume: the saved reference fingerprint */
+    rng_t lora_rng;        /* resume: the adapters' dropout rng, when have_lora_rng */
+    int have_lora_rng;
+} pref_state;
+
+/* A fresh run (c->resume 0): refuses no out_dir and an out_dir that holds a run. Resume: reads the state's
+ * header and puts the saved settings into c and own (the caller's steps > 0 and eval_every,
+ * save_every >= 0 win). pref_state_free in every case. */
+int pref_state_open(pref_state *st, pref_common_params *c, const pref_own *own, rlhf_error *err);
+/* Resume only (else 0): the data (as encoded; `what` names it) and the reference are the saved ones. */
+int pref_state_check(const pref_state *st, const pref_common_params *c, uint64_t data_hash, const char *fp,
+                     const char *what, rlhf_error *err);
+void pref_state_free(pref_state *st);
+/* The configuration of the run saved in out_dir (*run_json: JSON with "data", "format", "model",
+ * "ref" and the settings; free()), for a resuming caller that must load the same data first. */
+int pref_saved_run(const char *out_dir, char **run_json, rlhf_error *err);
+
 /* ---- training ---- */
 
 /* Optimizer steps: steps when > 0, else epochs (at least 1) x ceil(n_train / (batch x accum)). */
 long pref_total_steps(long steps, long epochs, size_t n_train, int batch, int accum);
 
 typedef struct {
-    const char *model_dir;       /* named in a saved adapter */
-    const char *out_dir;
-    train_params train;          /* batch = rows, accum, context set; optim (total_steps set here) */
-    long steps, eval_every, save_every;
-    uint64_t seed;               /* the adapter's initialisation and the loop's rng */
-    lora_params lora;            /* rank 0: full fine-tuning */
-    volatile sig_atomic_t *stop;
-    train_progress_fn progress;
-    void *progress_ctx;
+    const pref_common_params *c; /* steps > 0, eval_every and save_every >= 0 */
+    train_params train;          /* rows per micro-batch, accum, context; optim (total_steps set here) */
+    pref_state *state;           /* where checkpoints go; on resume where the run continues */
+    const pref_own *own;         /* saved with each checkpoint */
+    uint64_t data_hash;
+    const char *fp;              /* the reference's fingerprint */
 } pref_train_params;
 
-/* Trains b's model with head and data for p->steps steps, saving every save_every and at the
- * end. Returns 0, RLHF_ERR_INTERRUPTED (the message says where the checkpoint is) or an error;
- * *ls is filled as far as the run got. b's model is left without the adapter. */
-int pref_train_run(const pref_train_params *p, model_bundle *b, train_head head, train_data data, train_loop_summary *ls,
-                   rlhf_error *err);
+/* Trains b's model (full, or a fresh LoRA adapter seeded by c->seed, on resume the saved one)
+ * with head and data from step 0 or the saved step to c->steps. Returns 0,
+ * RLHF_ERR_INTERRUPTED (the message says where the checkpoint is) or an error; *ls is filled as
+ * far as the run got, *start_step is where it began. b's model is left without the adapter. */
+int pref_train_run(const pref_train_params *p, model_bundle *b, train_head head, train_data data, long *start_step,
+                   train_loop_summary *ls, rlhf_error *err);
 
 #endif
