@@ -23,7 +23,7 @@ static const char *const grpo_usage =
     "[--steps N] [--lr LR] [--missing-eos-penalty P] "
     "[--num-generations G] [--prompts-per-step P] [--max-new-tokens N] [--temperature T] [--epsilon E] "
     "[--epsilon-high E] [--beta B] [--loss-type grpo|bnpo|dr_grpo|dapo] [--scale-rewards group|batch|none] "
-    "[--iterations N] [--lora-rank R ...] [--json-log FILE] [--runs-db FILE]";
+    "[--iterations N] [--lora-rank R ...] [--save-every N] [--resume] [--json-log FILE] [--runs-db FILE]";
 
 static const char *const grpo_help =
     "Online policy optimisation with sampled groups: for each prompt the current policy samples G\n"
@@ -53,7 +53,11 @@ static const char *const grpo_help =
     "rollouts sample from it merged into a copy of the targeted matrices (restored after each batch),\n"
     "the reference (--beta) is the base with the adapter off, and OUT is a PEFT adapter directory\n"
     "(unmerged: rlhf generate --model OUT, rlhf model merge).\n"
-    "Not yet: --resume.";
+    "Checkpoints (every --save-every steps, at the end and on Ctrl-C) also write OUT/training_state.bin:\n"
+    "the policy or adapter, AdamW moments, step and the current rollout batch. The same command with\n"
+    "--resume continues the run exactly (bit-identical with one thread); other settings, prompts,\n"
+    "starting model or reward are refused, naming what differs. A fresh run refuses an OUT that\n"
+    "holds a training state.";
 
 int cmd_grpo(int argc, char **argv) {
     const int rloo = strcmp(argv[0], "rloo") == 0;
@@ -138,10 +142,6 @@ int cmd_grpo(int argc, char **argv) {
         return 2;
     }
     const char *db_path = f.runs_db ? f.runs_db : f.db; /* --db also records the run and its rollouts */
-    if (f.resume) {
-        out_error("%s: --resume is not implemented yet (a stopped run keeps its last checkpoint in --out)", argv[0]);
-        return 2;
-    }
     rlhf_error err = {0};
     if (reward_spec && reward_fn_parse(reward_spec, &p.reward, &err)) return out_error("--reward-fn: %s", err.msg), 2;
     p.reward_model = reward_model;
@@ -159,6 +159,7 @@ int cmd_grpo(int argc, char **argv) {
         p.val_fraction = f.val_fraction;
         p.seed = f.seed;
         p.save_every = f.save_every;
+        p.resume = f.resume;
         trainer_flags_lora(&f, &p.lora);
         char config[1536];
         snprintf(config, sizeof config,
@@ -179,6 +180,7 @@ int cmd_grpo(int argc, char **argv) {
             if (rc < 0) {
                 rc = 0;
                 char el[32];
+                if (s.start_step > 0) out_printf("resumed from the checkpoint of step %ld\n", s.start_step);
                 run_log_duration(el, sizeof el, s.elapsed_s);
                 out_printf("%s on %zu prompts (%zu held out), %d completions each: %ld steps in %s; sampled reward "
                            "%.3f (first step) -> %.3f (last step)\n",

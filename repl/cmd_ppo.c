@@ -20,7 +20,7 @@ static const char *const ppo_usage =
     "[--accum N] [--num-mini-batches M] [--ppo-epochs E] [--num-generations G] [--max-new-tokens N] "
     "[--temperature T] [--kl-coef C] [--kl-estimator k1|k3] [--target-kl KL] [--kl-horizon H] [--cliprange E] "
     "[--cliprange-value E] [--vf-coef C] [--gamma G] [--lam L] [--no-whiten] [--missing-eos-penalty P] "
-    "[--eval-samples K] [--value-head FILE] [--lora-rank R ...] "
+    "[--eval-samples K] [--value-head FILE] [--lora-rank R ...] [--save-every N] [--resume] "
     "[--json-log FILE] [--runs-db FILE]";
 
 static const char *const ppo_help =
@@ -61,7 +61,11 @@ static const char *const ppo_help =
     "policy/approxkl_avg, policy/entropy_avg, loss/policy_avg, loss/value_avg, val/clipfrac_avg,\n"
     "val/ratio, val/num_eos_tokens. With --runs-db FILE (or --db FILE) every rollout is stored there as a\n"
     "generation of its prompt (seed, decoding settings, reward) to rank in the REPL.\n"
-    "Not yet: --resume.\n"
+    "Checkpoints (every --save-every steps, at the end and on Ctrl-C) also write OUT/training_state.bin:\n"
+    "the policy or adapter, AdamW moments, step, the current rollout batch, the value head and its\n"
+    "optimizer, the adaptive KL coefficient. The same command with --resume continues the run exactly\n"
+    "(bit-identical with one thread); other settings, prompts, starting model or reward model are\n"
+    "refused, naming what differs. A fresh run refuses an OUT that holds a training state.\n"
     "\n"
     "PPO defaults (TRL's PPOConfig): --ppo-epochs 4, --num-mini-batches 1, --num-generations 1,\n"
     "--max-new-tokens 53, --temperature 0.7, --kl-coef 0.05, --kl-estimator k1, --target-kl 0 (fixed),\n"
@@ -157,10 +161,6 @@ int cmd_ppo(int argc, char **argv) {
         out_error("ppo: prompts come from --prompts FILE.jsonl (--data is not read by this trainer)");
         return 2;
     }
-    if (f.resume) {
-        out_error("ppo: --resume is not implemented yet (a stopped run keeps its last checkpoint in --out)");
-        return 2;
-    }
     const char *db_path = f.runs_db ? f.runs_db : f.db; /* --db records the run and its rollouts */
     char **prompts = NULL;
     size_t n_prompts = 0;
@@ -178,6 +178,7 @@ int cmd_ppo(int argc, char **argv) {
         p.val_fraction = f.val_fraction;
         p.seed = f.seed;
         p.save_every = f.save_every;
+        p.resume = f.resume;
         trainer_flags_lora(&f, &p.lora);
         char config[2048];
         snprintf(config, sizeof config,
@@ -203,6 +204,7 @@ int cmd_ppo(int argc, char **argv) {
             if (rc < 0) {
                 rc = 0;
                 char el[32];
+                if (s.start_step > 0) out_printf("resumed from the checkpoint of step %ld\n", s.start_step);
                 run_log_duration(el, sizeof el, s.elapsed_s);
                 out_printf("PPO on %zu prompts (%zu held out): %ld steps over %ld rollout batches in %s\n", s.n_train,
                            s.n_val, s.steps_done, s.rollouts, el);

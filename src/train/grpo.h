@@ -101,6 +101,7 @@ typedef struct {
     uint64_t seed;
     long save_every;
     lora_params lora;
+    int resume;                  /* continue the run in out_dir exactly (same settings, refused otherwise) */
     volatile sig_atomic_t *stop;
     train_progress_fn progress;
     void *progress_ctx;
@@ -115,6 +116,7 @@ typedef struct {
     long steps_done;
     double val_reward_before, val_reward_after; /* mean greedy reward on held-out prompts */
     double first_reward, last_reward;           /* mean sampled reward of the first/last step */
+    long start_step;                            /* > 0: resumed from this step */
     double elapsed_s;
 } grpo_summary;
 

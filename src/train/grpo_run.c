@@ -158,6 +158,52 @@ static int eval_val(rollout_ctx *c, double *out, rlhf_error *err) {
     return rc;
 }
 
+/* What the next steps read that a step does not rebuild (see rollout.h, exact resume). */
+static int state_io(void *vctx, rollout_blob *b) {
+    rollout_ctx *c = vctx;
+    const size_t A = (size_t)c->p->accum, cells = A * c->R * c->T;
+    rollout_blob_io(b, c->tokens, cells * sizeof *c->tokens);
+    rollout_blob_io(b, c->targets, cells * sizeof *c->targets);
+    rollout_blob_io(b, c->labels, A * c->R * sizeof *c->labels);
+    rollout_blob_io(b, c->old_lp, cells * sizeof *c->old_lp);
+    if (c->ref_lp) rollout_blob_io(b, c->ref_lp, cells * sizeof *c->ref_lp);
+    rollout_blob_io(b, c->mb_T, A * sizeof *c->mb_T);
+    rollout_blob_io(b, &c->rollout_step, sizeof c->rollout_step);
+    rollout_blob_io(b, &c->first_reward, sizeof c->first_reward);
+    rollout_blob_io(b, &c->last_reward, sizeof c->last_reward);
+    rollout_blob_io(b, &c->have_first, sizeof c->have_first);
+    rollout_blob_io(b, c->h->rollout, sizeof c->h->rollout);
+    rollout_blob_io(b, &c->h->have_rollout, sizeof c->h->have_rollout);
+    if (c->su->use_lora) rollout_blob_io(b, &c->su->lo.rng, sizeof c->su->lo.rng);
+    return RLHF_OK;
+}
+
+/* The run's settings as recorded in its training state. */
+static char *settings_json(const grpo_run_params *p, const rollout_setup *su) {
+    rollout_setting set[ROLLOUT_COMMON_SETTINGS + 20];
+    char seed[24];
+    int n = rollout_common_settings(set, &p->optim, &p->lora, p->seed, seed);
+    const rollout_setting v[] = {
+        {"trainer", 0, p->advantage == GRPO_ADV_RLOO ? "rloo" : "grpo"},
+        {"steps", (double)p->steps, NULL},
+        {"scale_rewards", p->scale, NULL},
+        {"loss_type", 0, grpo_loss_agg_name(p->grpo.loss_agg)},
+        {"epsilon", p->grpo.epsilon, NULL},
+        {"epsilon_high", p->grpo.epsilon_high, NULL},
+        {"beta", p->grpo.beta, NULL},
+        {"missing_eos_penalty", p->missing_eos_penalty, NULL},
+        {"num_generations", p->num_generations, NULL},
+        {"prompts_per_step", p->prompts_per_step, NULL},
+        {"accum", p->accum, NULL},
+        {"iterations", p->iterations, NULL},
+        {"max_new_tokens", p->max_new_tokens, NULL},
+        {"temperature", p->temperature, NULL},
+        {"val_fraction", p->val_fraction, NULL},
+    };
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++) set[n++] = v[i];
+    return rollout_run_json(su, set, n);
+}
+
 int grpo_run(const grpo_run_params *p, grpo_summary *sum, rlhf_error *err) {
     grpo_summary local;
     if (!sum) sum = &local;
@@ -183,6 +229,11 @@ int grpo_run(const grpo_run_params *p, grpo_summary *sum, rlhf_error *err) {
     c.su = &su;
     sum->n_train = su.n_train;
     sum->n_val = su.n_val;
+    long start_step = 0;
+    rng_t start_rng;
+    char *run_json = settings_json(p, &su);
+    if (!run_json) goto nomem;
+    if ((rc = rollout_resume_check(p->out_dir, p->resume, run_json, &start_step, &start_rng, err))) goto done;
     c.R = p->prompts_per_step * p->num_generations;
     c.T = su.T;
     if ((rc = rollout_batch_init(&c.rb, c.R, c.T, err))) goto done;
@@ -216,10 +267,18 @@ int grpo_run(const grpo_run_params *p, grpo_summary *sum, rlhf_error *err) {
     gpar.max_completion = p->max_new_tokens;
     if ((rc = grpo_head_init(&h, &gpar, c.R, c.T, err))) goto done;
     c.h = &h;
+    /* the held-out "before" from the starting weights, also on resume (loaded after it) */
     if ((rc = eval_val(&c, &sum->val_reward_before, err))) goto done;
+    if (p->resume && (rc = rollout_resume_load(p->out_dir, &t, state_io, &c, err))) goto done;
+    sum->start_step = start_step;
     if ((rc = file_mkdir_p(p->out_dir, err))) goto done;
     rollout_loop_params rlp;
     rollout_loop_params_init(&rlp, &su, p->model_dir, p->out_dir, p->steps, p->save_every, p->seed);
+    rlp.save_extra_ctx = &c;
+    rlp.run_json = run_json;
+    rlp.state_io = state_io;
+    rlp.start_step = start_step;
+    rlp.start_rng = start_rng;
     rlp.stop = p->stop;
     rlp.progress = p->progress;
     rlp.progress_ctx = p->progress_ctx;
@@ -233,6 +292,7 @@ int grpo_run(const grpo_run_params *p, grpo_summary *sum, rlhf_error *err) {
 nomem:
     rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory setting up the GRPO run");
 done:
+    free(run_json);
     rollout_batch_free(&c.rb);
     free(c.tokens);
     free(c.targets);

@@ -150,6 +150,7 @@ typedef struct {
                                      seed), saved unmerged; the reference is the base with the
                                      adapter off; the adapter and the value head train */
     const char *value_head;       /* a saved PPO_VALUE_HEAD_FILE to start the value head from, or NULL */
+    int resume;                   /* continue the run in out_dir exactly (same settings, refused otherwise) */
     volatile sig_atomic_t *stop;
     train_progress_fn progress;
     void *progress_ctx;
@@ -168,6 +169,7 @@ typedef struct {
     double first_kl, last_kl;                   /* objective/kl of the first / last rollout */
     double max_kl;                              /* the largest objective/kl of any rollout */
     double kl_coef;                             /* at the end */
+    long start_step;                            /* > 0: resumed from this step */
     double elapsed_s;
 } ppo_summary;
 

@@ -223,6 +223,69 @@ static int save_value_head(void *vctx, long step, const rng_t *rng, rlhf_error *
     return rc ? rc : ppo_head_save(c->h, path, err);
 }
 
+/* What the next steps read that a step does not rebuild (see rollout.h, exact resume). */
+static int state_io(void *vctx, rollout_blob *b) {
+    ppo_ctx *c = vctx;
+    ppo_head *h = c->h;
+    ppo_summary *s = c->sum;
+    const size_t rows = (size_t)c->rows, cells = rows * c->T;
+    rollout_blob_io(b, h->vparams, ((size_t)h->C + 1) * sizeof(float));
+    rollout_blob_optim(b, &h->vopt);
+    rollout_blob_io(b, h->rollout, sizeof h->rollout);
+    rollout_blob_io(b, &h->have_rollout, sizeof h->have_rollout);
+    rollout_blob_io(b, &c->kl_coef, sizeof c->kl_coef);
+    rollout_blob_io(b, &c->rollout_id, sizeof c->rollout_id);
+    rollout_blob_io(b, c->rb.tokens, cells * sizeof(int32_t));
+    rollout_blob_io(b, c->rb.targets, cells * sizeof(int32_t));
+    rollout_blob_io(b, c->rb.len, rows * sizeof(int));
+    rollout_blob_io(b, c->rb.n_comp, rows * sizeof(int));
+    rollout_blob_io(b, c->rb.eos, rows * sizeof(int));
+    rollout_blob_io(b, c->rb.rewards, rows * sizeof(double));
+    rollout_blob_io(b, c->rb.prompt, rows * sizeof(size_t));
+    rollout_blob_io(b, &c->rb.maxT, sizeof c->rb.maxT);
+    float *arrays[4] = {c->lp, c->values, c->adv, c->returns};
+    for (int i = 0; i < 4; i++) rollout_blob_io(b, arrays[i], cells * sizeof(float));
+    double *sums[6] = {&s->first_score, &s->last_score, &s->first_kl, &s->last_kl, &s->max_kl, &s->kl_coef};
+    for (int i = 0; i < 6; i++) rollout_blob_io(b, sums[i], sizeof(double));
+    rollout_blob_io(b, &s->rollouts, sizeof s->rollouts);
+    if (c->su->use_lora) rollout_blob_io(b, &c->su->lo.rng, sizeof c->su->lo.rng);
+    return RLHF_OK;
+}
+
+/* The run's settings as recorded in its training state. */
+static char *settings_json(const ppo_run_params *p, const rollout_setup *su) {
+    rollout_setting set[ROLLOUT_COMMON_SETTINGS + 24];
+    char seed[24];
+    int n = rollout_common_settings(set, &p->optim, &p->lora, p->seed, seed);
+    const rollout_setting v[] = {
+        {"trainer", 0, "ppo"},
+        {"steps", (double)p->steps, NULL},
+        {"batch", p->batch, NULL},
+        {"accum", p->accum, NULL},
+        {"num_mini_batches", p->num_mini_batches, NULL},
+        {"ppo_epochs", p->ppo_epochs, NULL},
+        {"num_generations", p->num_generations, NULL},
+        {"max_new_tokens", p->max_new_tokens, NULL},
+        {"temperature", p->ppo.temperature, NULL},
+        {"cliprange", p->ppo.cliprange, NULL},
+        {"cliprange_value", p->ppo.cliprange_value, NULL},
+        {"vf_coef", p->ppo.vf_coef, NULL},
+        {"kl_estimator", p->kl_estimator, NULL},
+        {"kl_coef", p->kl_coef, NULL},
+        {"target_kl", p->target_kl, NULL},
+        {"kl_horizon", p->kl_horizon, NULL},
+        {"gamma", p->gamma, NULL},
+        {"lam", p->lam, NULL},
+        {"whiten_advantages", p->whiten_advantages, NULL},
+        {"missing_eos_penalty", p->missing_eos_penalty, NULL},
+        {"val_fraction", p->val_fraction, NULL},
+        {"eval_samples", p->eval_samples, NULL},
+        {"value_head", 0, p->value_head ? p->value_head : ""},
+    };
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++) set[n++] = v[i];
+    return rollout_run_json(su, set, n);
+}
+
 int ppo_run(const ppo_run_params *p, ppo_summary *sum, rlhf_error *err) {
     ppo_summary local;
     if (!sum) sum = &local;
@@ -263,6 +326,14 @@ int ppo_run(const ppo_run_params *p, ppo_summary *sum, rlhf_error *err) {
     c.su = &su;
     sum->n_train = su.n_train;
     sum->n_val = su.n_val;
+    long start_step = 0;
+    rng_t start_rng;
+    char *run_json = settings_json(p, &su);
+    if (!run_json) {
+        rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory setting up the PPO run");
+        goto done;
+    }
+    if ((rc = rollout_resume_check(p->out_dir, p->resume, run_json, &start_step, &start_rng, err))) goto done;
     c.rows = rows;
     c.T = su.T;
     const size_t cells = (size_t)rows * c.T;
@@ -303,12 +374,19 @@ int ppo_run(const ppo_run_params *p, ppo_summary *sum, rlhf_error *err) {
     if ((rc = ppo_head_init(&h, &p->ppo, &su.b.m, p->batch, c.T, &tp.optim, p->accum, err))) goto done;
     c.h = &h;
     if (p->value_head && (rc = ppo_head_load(&h, p->value_head, err))) goto done;
+    /* the held-out "before" from the starting weights, also on resume (loaded after it) */
     if ((rc = eval_val(&c, &sum->val_reward_before, &sum->val_sampled_before, err))) goto done;
+    if (p->resume && (rc = rollout_resume_load(p->out_dir, &t, state_io, &c, err))) goto done;
+    sum->start_step = start_step;
     if ((rc = file_mkdir_p(p->out_dir, err))) goto done;
     rollout_loop_params rlp;
     rollout_loop_params_init(&rlp, &su, p->model_dir, p->out_dir, p->steps, p->save_every, p->seed);
     rlp.save_extra = save_value_head;
     rlp.save_extra_ctx = &c;
+    rlp.run_json = run_json;
+    rlp.state_io = state_io;
+    rlp.start_step = start_step;
+    rlp.start_rng = start_rng;
     rlp.stop = p->stop;
     rlp.progress = p->progress;
     rlp.progress_ctx = p->progress_ctx;
@@ -317,6 +395,7 @@ int ppo_run(const ppo_run_params *p, ppo_summary *sum, rlhf_error *err) {
     if (!rc) rc = ppo_head_flush(&h, err);
     if (!rc) rc = eval_val(&c, &sum->val_reward_after, &sum->val_sampled_after, err);
 done:
+    free(run_json);
     rollout_batch_free(&c.rb);
     free(c.lp);
     free(c.ref_lp);

@@ -2,11 +2,14 @@
  * rollout.h). */
 #include "src/train/rollout.h"
 
+#include <cJSON.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "src/core/fileio.h"
 #include "src/core/rng.h"
 #include "src/gen/generate.h"
 #include "src/gen/prompt.h"
@@ -388,8 +391,165 @@ size_t rollout_order_at(rollout_order *o, uint64_t k) {
     return o->perm[k % o->n_train];
 }
 
+/* ---- exact resume ---- */
+
+void rollout_blob_io(rollout_blob *b, void *data, size_t bytes) {
+    if (b->bad || !bytes) return;
+    if (b->writing ? fwrite(data, 1, bytes, b->fp) != bytes : fread(data, 1, bytes, b->fp) != bytes) b->bad = 1;
+}
+
+void rollout_blob_optim(rollout_blob *b, optim *o) {
+    rlhf_error e = {0};
+    if (!b->bad && (b->writing ? optim_write(o, b->fp, "state", &e) : optim_read(o, b->fp, "state", &e))) b->bad = 1;
+}
+
+int rollout_common_settings(rollout_setting *set, const optim_params *o, const lora_params *l, uint64_t seed,
+                            char seed_buf[24]) {
+    snprintf(seed_buf, 24, "%" PRIu64, seed);
+    const int lora = l && l->rank > 0;
+    const rollout_setting v[ROLLOUT_COMMON_SETTINGS] = {
+        {"lr", o->lr, NULL},
+        {"min_lr", o->min_lr, NULL},
+        {"warmup", (double)o->warmup_steps, NULL},
+        {"beta1", o->beta1, NULL},
+        {"beta2", o->beta2, NULL},
+        {"eps", o->eps, NULL},
+        {"weight_decay", o->weight_decay, NULL},
+        {"grad_clip", o->grad_clip, NULL},
+        {"seed", 0, seed_buf},
+        {"lora_rank", lora ? l->rank : 0, NULL},
+        {"lora_alpha", lora ? l->alpha : 0, NULL},
+        {"lora_dropout", lora ? l->dropout : 0, NULL},
+        {"lora_rslora", lora ? l->use_rslora : 0, NULL},
+        {"lora_targets", 0, lora && l->targets ? l->targets : ""},
+    };
+    memcpy(set, v, sizeof v);
+    return ROLLOUT_COMMON_SETTINGS;
+}
+
+static char *state_path(const char *out_dir) {
+    const size_t n = strlen(out_dir) + sizeof ROLLOUT_STATE_FILE + 1;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", out_dir, ROLLOUT_STATE_FILE);
+    return p;
+}
+
+static void add_hex(cJSON *o, const char *name, uint64_t h) {
+    char buf[24];
+    snprintf(buf, sizeof buf, "%016" PRIx64, h);
+    cJSON_AddStringToObject(o, name, buf);
+}
+
+char *rollout_run_json(const rollout_setup *s, const rollout_setting *set, int n) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < s->n_prompts; i++)
+        h = (h ^ train_hash(s->prompt_ids[i].ids, (size_t)s->prompt_ids[i].n * sizeof(int32_t))) * 0x100000001b3ull;
+    add_hex(o, "data", h);
+    add_hex(o, "model", train_hash(s->b.m.params, s->b.m.n_floats * sizeof(float)));
+    add_hex(o, "reward", s->scorer.use_rm ? train_hash(s->scorer.rm.m.params, s->scorer.rm.m.n_floats * sizeof(float))
+                                          : train_hash(&s->scorer.fn, sizeof s->scorer.fn));
+    for (int i = 0; i < n; i++) {
+        if (set[i].str) cJSON_AddStringToObject(o, set[i].name, set[i].str);
+        else cJSON_AddNumberToObject(o, set[i].name, set[i].num);
+    }
+    char *js = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return js;
+}
+
+/* The first setting of `saved` whose value differs in `now` (or is missing from it), as a message. */
+static int settings_differ(const cJSON *saved, const cJSON *now, char *msg, size_t size) {
+    const cJSON *a;
+    cJSON_ArrayForEach(a, saved) {
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(now, a->string);
+        char *va = cJSON_PrintUnformatted(a), *vb = b ? cJSON_PrintUnformatted(b) : NULL;
+        const int differ = !b || !va || !vb || strcmp(va, vb) != 0;
+        if (differ) {
+            const char *what = !strcmp(a->string, "data")     ? " (the prompts as encoded)"
+                               : !strcmp(a->string, "model")  ? " (the starting model's weights)"
+                               : !strcmp(a->string, "reward") ? " (the reward model's weights or reward function)"
+                                                              : "";
+            snprintf(msg, size, "%s%s was %s, now %s", a->string, what, va ? va : "?", vb ? vb : "(not set)");
+        }
+        free(va);
+        free(vb);
+        if (differ) return 1;
+    }
+    return 0;
+}
+
+int rollout_resume_check(const char *out_dir, int resume, const char *run_json, long *start_step, rng_t *start_rng,
+                         rlhf_error *err) {
+    *start_step = 0;
+    char *path = state_path(out_dir);
+    if (!path) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+    int rc = RLHF_OK;
+    if (!resume) {
+        if (file_exists(path))
+            rc = rlhf_errorf(err, RLHF_ERR_INVALID,
+                             "%s already holds a training run (%s); pass --resume to continue it or choose another --out",
+                             out_dir, ROLLOUT_STATE_FILE);
+        free(path);
+        return rc;
+    }
+    if (!file_exists(path)) {
+        rc = rlhf_errorf(err, RLHF_ERR_NOT_FOUND, "%s: no training state to resume (run without --resume first)", path);
+        free(path);
+        return rc;
+    }
+    train_state_info info;
+    rc = train_state_read_info(path, &info, err);
+    if (!rc) {
+        cJSON *saved = cJSON_Parse(info.run_json), *now = cJSON_Parse(run_json);
+        char msg[512];
+        if (!saved || !now) rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: the saved run's settings are not valid JSON", path);
+        else if (settings_differ(saved, now, msg, sizeof msg) || settings_differ(now, saved, msg, sizeof msg))
+            rc = rlhf_errorf(err, RLHF_ERR_INVALID,
+                             "--resume: the run in %s was started with other settings or data: %s; resume with the "
+                             "command line that started it (or choose another --out)",
+                             out_dir, msg);
+        cJSON_Delete(saved);
+        cJSON_Delete(now);
+        *start_step = info.step;
+        *start_rng = info.rng;
+        free(info.run_json);
+    }
+    free(path);
+    return rc;
+}
+
+int rollout_resume_load(const char *out_dir, train *t, rollout_state_io_fn io, void *ctx, rlhf_error *err) {
+    char *path = state_path(out_dir);
+    if (!path) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+    train_state_info info;
+    void *extra = NULL;
+    size_t n = 0;
+    int rc = train_state_load_extra(path, t, &info, &extra, &n, err);
+    if (!rc) {
+        free(info.run_json);
+        rollout_blob b = {0};
+        b.fp = n ? fmemopen(extra, n, "rb") : NULL;
+        if (!b.fp) rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: the trainer's state block is missing", path);
+        if (!rc && io) rc = io(ctx, &b);
+        if (!rc && (b.bad || fgetc(b.fp) != EOF))
+            rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: the trainer's state block does not fit this run", path);
+        if (b.fp) fclose(b.fp);
+    }
+    free(extra);
+    free(path);
+    return rc;
+}
+
+typedef struct {
+    const rollout_loop_params *p;
+    const train *t;
+} saver;
+
 static int save_policy(void *ctx, long step, const rng_t *rng, rlhf_error *err) {
-    const rollout_loop_params *lp = ctx;
+    const saver *sv = ctx;
+    const rollout_loop_params *lp = sv->p;
     int rc;
     if (lp->lo) {
         lora_save_info info = {lp->model_dir, "CAUSAL_LM"};
@@ -397,7 +557,27 @@ static int save_policy(void *ctx, long step, const rng_t *rng, rlhf_error *err) 
     } else {
         rc = model_bundle_save(lp->b, lp->out_dir, err);
     }
-    return rc || !lp->save_extra ? rc : lp->save_extra(lp->save_extra_ctx, step, rng, err);
+    if (!rc && lp->save_extra) rc = lp->save_extra(lp->save_extra_ctx, step, rng, err);
+    if (rc || !lp->run_json) return rc;
+    /* the training state last: whatever state file is on disk matches the files written before it */
+    rollout_blob b = {0};
+    b.writing = 1;
+    b.fp = open_memstream(&b.buf, &b.len);
+    if (!b.fp) return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory saving the training state");
+    if (lp->state_io) rc = lp->state_io(lp->save_extra_ctx, &b);
+    if (fclose(b.fp) || b.bad) rc = rc ? rc : rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory saving the training state");
+    char *path = rc ? NULL : state_path(lp->out_dir);
+    if (!rc && !path) rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+    if (!rc) {
+        char *run = strdup(lp->run_json);
+        train_state_info info = {step, *rng, 0, 0, run};
+        rc = run ? train_state_save_extra(path, sv->t, &info, b.buf, b.len, err)
+                 : rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+        free(run);
+    }
+    free(path);
+    free(b.buf);
+    return rc;
 }
 
 void rollout_loop_params_init(rollout_loop_params *lp, rollout_setup *su, const char *model_dir, const char *out_dir,
@@ -424,8 +604,9 @@ int rollout_loop_run(train *t, train_head head, train_data data, const rollout_l
     lp.start_step = rp->start_step;
     if (rp->start_step > 0) lp.rng = rp->start_rng;
     else rng_seed(&lp.rng, rp->seed);
+    saver sv = {rp, t};
     lp.save = save_policy;
-    lp.save_ctx = (void *)rp;
+    lp.save_ctx = &sv;
     lp.stop = rp->stop;
     lp.progress = rp->progress;
     lp.progress_ctx = rp->progress_ctx;

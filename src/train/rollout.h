@@ -20,12 +20,14 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "src/core/error.h"
 #include "src/formats/model_load.h"
 #include "src/model/lora.h"
 #include "src/model/model.h"
 #include "src/train/loop.h"
+#include "src/train/optim.h"
 #include "src/train/train.h"
 
 /* ---- built-in programmatic rewards (--reward-fn) ----
@@ -194,9 +196,58 @@ void rollout_order_free(rollout_order *o);
 /* The k-th training prompt of the run. */
 size_t rollout_order_at(rollout_order *o, uint64_t k);
 
+/* ---- exact resume ----
+ * An online run keeps OUT/training_state.bin (train_state_save_extra) at every checkpoint: the
+ * trained buffer (model or adapter) and its AdamW moments, the step and the loop's rng, the
+ * run's settings as JSON (with hashes of the prompts, the starting weights and the reward
+ * model), and the trainer's own block: what its next steps read that a step does not rebuild
+ * (the current rollout batch and its log-probabilities, values and advantages, PPO's value head
+ * and its AdamW, the adaptive KL coefficient, LoRA's dropout rng, the metrics so far). Rollouts
+ * are functions of (seed, rollout index) and the weights, so with one thread a resumed run
+ * replays the uninterrupted one exactly. */
+#define ROLLOUT_STATE_FILE "training_state.bin"
+
+/* The trainer's block, one function for both directions: the trainer lists its arrays once
+ * (rollout_blob_io on each, in order) and the same code writes or reads them. */
+typedef struct {
+    FILE *fp;
+    char *buf;        /* writing: the bytes (open_memstream) */
+    size_t len;
+    int writing, bad;
+} rollout_blob;
+void rollout_blob_io(rollout_blob *b, void *data, size_t bytes);
+/* An optimizer's moments and step (optim_write / optim_read). */
+void rollout_blob_optim(rollout_blob *b, optim *o);
+typedef int (*rollout_state_io_fn)(void *ctx, rollout_blob *b);
+
+/* One setting of the run, recorded in the state and compared on --resume. */
+typedef struct {
+    const char *name;
+    double num;       /* when str is NULL */
+    const char *str;
+} rollout_setting;
+/* The settings every online run shares (optimizer, LoRA, seed) into set (room for
+ * ROLLOUT_COMMON_SETTINGS; seed_buf holds the seed's text); returns how many. */
+#define ROLLOUT_COMMON_SETTINGS 14
+int rollout_common_settings(rollout_setting *set, const optim_params *o, const lora_params *l, uint64_t seed,
+                            char seed_buf[24]);
+/* The settings (and "data": the hash of the prompts as encoded, "model": of the starting
+ * weights, "reward": of the reward model's, as 16-digit hex) as a JSON object; NULL when out of
+ * memory. free() it. */
+char *rollout_run_json(const rollout_setup *s, const rollout_setting *set, int n);
+/* Before any training: on a fresh run (resume 0) OUT must not hold a training state (pass
+ * --resume or another --out); on --resume it must, and its settings must equal run_json's
+ * (the message names the first that differs and both values); *start_step and *start_rng get
+ * where the saved run stood. */
+int rollout_resume_check(const char *out_dir, int resume, const char *run_json, long *start_step, rng_t *start_rng,
+                         rlhf_error *err);
+/* Loads the state into t (trained buffer and optimizer) and the trainer's block through io. */
+int rollout_resume_load(const char *out_dir, train *t, rollout_state_io_fn io, void *ctx, rlhf_error *err);
+
 /* The online trainers' loop: steps optimizer steps of head over data on t (from start_step; from
  * step 0 the data rng is seeded with seed), the policy (bundle b, or the adapter lo) saved to
- * out_dir every save_every steps and at the end (atomic files), then save_extra. An interruption is RLHF_ERR_INTERRUPTED with a message naming the last
+ * out_dir every save_every steps and at the end (atomic files), then save_extra, then the
+ * training state (ROLLOUT_STATE_FILE) with run_json and state_io's block. An interruption is RLHF_ERR_INTERRUPTED with a message naming the last
  * checkpoint. *steps_done and *elapsed_s are set as far as the run got. */
 typedef struct {
     long steps, save_every;
@@ -209,6 +260,8 @@ typedef struct {
     void *save_extra_ctx;
     long start_step;             /* resume: steps already done, with the loop's rng */
     rng_t start_rng;
+    const char *run_json;        /* the settings saved in the training state (rollout_run_json) */
+    rollout_state_io_fn state_io;/* writes the trainer's block (ctx: save_extra_ctx); NULL: none */
     volatile sig_atomic_t *stop;
     train_progress_fn progress;
     void *progress_ctx;

@@ -143,6 +143,7 @@ uint64_t train_hash(const void *data, size_t bytes) {
 #define STATE_MAGIC "RLHFTRN1"
 #define STATE_END "RLHFEND1"
 #define STATE_PARAMS "RLHFPARM"
+#define STATE_EXTRA "RLHFXTRA"
 
 static cJSON *hex_u64(uint64_t x) {
     char buf[24];
@@ -159,6 +160,11 @@ static int parse_hex_u64(const cJSON *item, uint64_t *out) {
 }
 
 int train_state_save(const char *path, const train *t, const train_state_info *info, rlhf_error *err) {
+    return train_state_save_extra(path, t, info, NULL, 0, err);
+}
+
+int train_state_save_extra(const char *path, const train *t, const train_state_info *info, const void *extra, size_t n,
+                           rlhf_error *err) {
     cJSON *root = cJSON_CreateObject();
     cJSON *rng = cJSON_CreateArray();
     char *json = NULL;
@@ -196,6 +202,11 @@ int train_state_save(const char *path, const train *t, const train_state_info *i
     }
     rc = optim_write(&t->opt, fa.fp, path, err);
     if (rc) goto done;
+    uint64_t nx = n;
+    if (n && (fwrite(STATE_EXTRA, 1, 8, fa.fp) != 8 || fwrite(&nx, 8, 1, fa.fp) != 1 || fwrite(extra, 1, n, fa.fp) != n)) {
+        rc = rlhf_errorf(err, RLHF_ERR_IO, "%s: writing the trainer's state failed", path);
+        goto done;
+    }
     if (fwrite(STATE_END, 1, 8, fa.fp) != 8) {
         rc = rlhf_errorf(err, RLHF_ERR_IO, "%s: write failed", path);
         goto done;
@@ -277,6 +288,16 @@ int train_state_read_info(const char *path, train_state_info *info, rlhf_error *
 }
 
 int train_state_load(const char *path, train *t, train_state_info *info, rlhf_error *err) {
+    void *extra = NULL;
+    size_t n = 0;
+    int rc = train_state_load_extra(path, t, info, &extra, &n, err);
+    free(extra);
+    return rc;
+}
+
+int train_state_load_extra(const char *path, train *t, train_state_info *info, void **extra, size_t *n, rlhf_error *err) {
+    *extra = NULL;
+    *n = 0;
     memset(info, 0, sizeof *info);
     FILE *fp = fopen(path, "rb");
     if (!fp) return rlhf_errorf(err, RLHF_ERR_IO, "%s: cannot open the training state", path);
@@ -308,12 +329,26 @@ int train_state_load(const char *path, train *t, train_state_info *info, rlhf_er
                          info->step, t->opt.step);
         goto done;
     }
-    if (fread(magic, 1, 8, fp) != 8 || memcmp(magic, STATE_END, 8) != 0 || fgetc(fp) != EOF)
+    if (fread(magic, 1, 8, fp) != 8) memset(magic, 0, 8);
+    if (memcmp(magic, STATE_EXTRA, 8) == 0) {
+        uint64_t nx;
+        if (fread(&nx, 8, 1, fp) != 1 || nx > (1ull << 40) || !(*extra = malloc(nx ? (size_t)nx : 1)) ||
+            fread(*extra, 1, (size_t)nx, fp) != (size_t)nx) {
+            rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: the trainer's state block is truncated", path);
+            goto done;
+        }
+        *n = (size_t)nx;
+        if (fread(magic, 1, 8, fp) != 8) memset(magic, 0, 8);
+    }
+    if (memcmp(magic, STATE_END, 8) != 0 || fgetc(fp) != EOF)
         rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: training state is truncated or has trailing bytes", path);
 done:
     if (rc) {
         free(info->run_json);
         info->run_json = NULL;
+        free(*extra);
+        *extra = NULL;
+        *n = 0;
     }
     fclose(fp);
     return rc;

@@ -10,7 +10,7 @@
  * is self-sufficient for resuming: the parameters themselves, the AdamW moments and step, the
  * data sampler's rng_t, a hash of the data, and the run's configuration as JSON:
  *   "RLHFTRN1" | u64 json_bytes | JSON | "RLHFPARM" u64 n | n floats | optimizer block
- *   (optim_write) | "RLHFEND1"
+ *   (optim_write) | ["RLHFXTRA" u64 n | n bytes] | "RLHFEND1"
  * The JSON holds {"step", "rng": [4 hex u64], "data_hash", "params_hash", "run": {...}}. Keeping
  * the parameters in the same file (not only in model.safetensors) costs one more copy on disk but
  * means no crash between writing two files can pair parameters of one step with moments of
@@ -94,6 +94,11 @@ typedef struct {
 /* Writes t->params (the trained buffer), t->opt and info atomically to path (info->params_hash is computed
  * here, whatever the caller set). info->run_json may be NULL ({} is written). */
 int train_state_save(const char *path, const train *t, const train_state_info *info, rlhf_error *err);
+/* The same with the trainer's own state beyond the loop's (an online trainer's current rollout
+ * batch, a value head and its optimizer, ...): n opaque bytes kept after the optimizer block
+ * (none when n is 0). */
+int train_state_save_extra(const char *path, const train *t, const train_state_info *info, const void *extra, size_t n,
+                           rlhf_error *err);
 /* Reads only the header of a state file (step, rng, hashes, run configuration) so a resume can
  * set up the run before the optimizer exists. info->run_json is newly allocated. */
 int train_state_read_info(const char *path, train_state_info *info, rlhf_error *err);
@@ -101,5 +106,8 @@ int train_state_read_info(const char *path, train_state_info *info, rlhf_error *
  * the caller frees it). Errors name the file: bad magic, truncation, buffers of another model's
  * size, parameters that do not match their hash. */
 int train_state_load(const char *path, train *t, train_state_info *info, rlhf_error *err);
+/* The same, also returning the trainer's block: *extra newly allocated (free()) and *n its size,
+ * or NULL and 0 when the file has none. */
+int train_state_load_extra(const char *path, train *t, train_state_info *info, void **extra, size_t *n, rlhf_error *err);
 
 #endif
