@@ -3,7 +3,8 @@
 # made of the words "good ..." and the rejected of "bad ...", for prompts of random letters.
 # DPO must raise the held-out preference accuracy (the implicit reward ranks chosen over
 # rejected on pairs it never trained on) from chance to at least 0.9 with a positive margin,
-# for the sigmoid and IPO losses and with a LoRA adapter; the reference log-probabilities are
+# for the sigmoid and IPO losses and with a LoRA adapter, and measured from the saved weights on
+# 32 held-out prompts (tests/pref_heldout.py) for seeds 1-3; the reference log-probabilities are
 # cached in the runs database (a second run computes none, changed data only the new pairs, the
 # IPO and LoRA runs share the first run's reference) or in OUT without one; --ref uses another
 # model and refuses one with another tokenizer; --resume after kill -9 ends bit-identical to an
@@ -14,6 +15,7 @@
 # Usage: dpo_cli.sh RLHF_EXE
 set -u
 signal_at_step=$(cd "$(dirname "$0")" && pwd)/signal_at_step.py  # kills a run the moment its log reaches a step
+heldout_py=$(cd "$(dirname "$0")" && pwd)/pref_heldout.py  # held-out log-probabilities from saved weights
 . "$(dirname "$0")/pref_resume.sh"  # resume_matches: kill -9, --resume, compare with an uninterrupted run
 rlhf=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 export OMP_NUM_THREADS=2
@@ -26,12 +28,22 @@ cd "$tmp" || exit 1
 import json, random
 r = random.Random(5)
 L = "abcdefghij"
+seen = set()
 with open("pairs.jsonl", "w") as f:
     for i in range(160):
         p = "Q: " + " ".join(r.choice(L) * r.randint(1, 3) for _ in range(r.randint(2, 4))) + "\nA:"
+        seen.add(p)
         n = r.randint(1, 3)
         f.write(json.dumps({"prompt": p, "chosen": " good" * n + " .", "rejected": " bad" * n + " ."}) + "\n")
 open("corpus.txt", "w").write(open("pairs.jsonl").read() * 2)
+with open("heldout.jsonl", "w") as f:  # 32 prompts no run trains on
+    while len(seen) < 160 + 32:
+        p = "Q: " + " ".join(r.choice(L) * r.randint(1, 3) for _ in range(r.randint(2, 4))) + "\nA:"
+        if p in seen:
+            continue
+        seen.add(p)
+        n = r.randint(1, 3)
+        f.write(json.dumps({"prompt": p, "good": " good" * n + " .", "bad": " bad" * n + " ."}) + "\n")
 PY
 "$rlhf" tokenizer train --vocab-size 300 --special "<|endoftext|>" corpus.txt --out tok.json >/dev/null 2>&1
 "$rlhf" model new --family llama --layers 2 --dim 32 --heads 4 --kv-heads 2 --vocab 300 --context 64 --seed 1 \
@@ -54,6 +66,19 @@ for cfg in "sigmoid --loss-type sigmoid --beta 0.1" "ipo --loss-type ipo --beta 
   check "$name: held-out accuracy >= 0.9 after (was ${a0:-?})" "awk -v a='${a1:-0}' 'BEGIN { exit !(a >= 0.9) }'"
   check "$name: the margin grew and is positive" "awk -v a='${m0:-0}' -v b='${m1:-0}' 'BEGIN { exit !(b > a && b > 0) }'"
 done
+# the implicit reward measured from the saved weights on 32 held-out prompts, for seeds 1-3 (the
+# sigmoid run above is seed 3; seeds 1 and 2 read its cached reference)
+run s1 --loss-type sigmoid --beta 0.1 --seed 1
+run s2 --loss-type sigmoid --beta 0.1 --seed 2
+accs=""
+for s in 1 2 3; do
+  dir=out-s$s; [ $s = 3 ] && dir=out-sigmoid
+  read -r _ _ ha hm < <(/usr/bin/python3 "$heldout_py" "$rlhf" tok.json heldout.jsonl "$dir" llama)
+  echo "  seed $s: saved weights' held-out implicit-reward accuracy ${ha:-?}, mean margin ${hm:-?} nats (32 prompts)"
+  check "seed $s: implicit-reward accuracy from the saved weights >= 0.9 on held-out prompts" "awk -v a='${ha:-0}' 'BEGIN { exit !(a >= 0.9) }'"
+  accs="$accs ${ha:-0}"
+done
+echo "  held-out accuracy over seeds 1-3:$accs ($(echo $accs | awk '{ m = ($1 + $2 + $3) / 3; v = (($1 - m)^2 + ($2 - m)^2 + ($3 - m)^2) / 2; printf "mean %.3f, sd %.3f", m, sqrt(v) }'))"
 check "full run saved a model directory" '[ -f out-sigmoid/model.safetensors ] && [ -f out-sigmoid/config.json ]'
 check "LoRA run saved a PEFT adapter" '[ -f out-lora/adapter_config.json ] && [ -f out-lora/adapter_model.safetensors ]'
 refline() { grep -o "reference log-probs: [0-9]* cached, [0-9]* computed" "$1"; }
@@ -100,7 +125,7 @@ check "the accuracies-pinned warning is printed" 'grep -q "warning at step [0-9]
 "$rlhf" runs show 1 --db runs.db > show.txt 2>&1
 check "rlhf runs show lists the run's warning" 'grep -q "^warning at step [0-9]* (dpo/accuracies_pinned): rewards/accuracies has been 1.0" show.txt'
 check "runs recorded with TRL's metric names and the warning" \
-  '[ "$(/usr/bin/python3 -c "import sqlite3; c = sqlite3.connect(\"runs.db\"); print(c.execute(\"select count(*) from runs where kind = '"'"'dpo'"'"'\").fetchone()[0], c.execute(\"select count(distinct name) from metrics where name in ('"'"'rewards/accuracies'"'"', '"'"'eval_rewards/margins'"'"')\").fetchone()[0], c.execute(\"select count(*) from run_warnings where code = '"'"'dpo/accuracies_pinned'"'"'\").fetchone()[0] >= 1)")" = "6 2 True" ]'
+  '[ "$(/usr/bin/python3 -c "import sqlite3; c = sqlite3.connect(\"runs.db\"); print(c.execute(\"select count(*) from runs where kind = '"'"'dpo'"'"'\").fetchone()[0], c.execute(\"select count(distinct name) from metrics where name in ('"'"'rewards/accuracies'"'"', '"'"'eval_rewards/margins'"'"')\").fetchone()[0], c.execute(\"select count(*) from run_warnings where code = '"'"'dpo/accuracies_pinned'"'"'\").fetchone()[0] >= 1)")" = "8 2 True" ]'
 
 # --resume after kill -9 reproduces an uninterrupted run (one thread)
 for kind in full lora; do

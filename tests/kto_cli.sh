@@ -14,6 +14,7 @@
 # Usage: kto_cli.sh RLHF_EXE
 set -u
 signal_at_step=$(cd "$(dirname "$0")" && pwd)/signal_at_step.py  # kills a run the moment its log reaches a step
+heldout_py=$(cd "$(dirname "$0")" && pwd)/pref_heldout.py  # held-out log-probabilities from saved weights
 . "$(dirname "$0")/pref_resume.sh"  # resume_matches: kill -9, --resume, compare with an uninterrupted run
 rlhf=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 export OMP_NUM_THREADS=2 RLHF_DEFAULT_MODEL=
@@ -51,33 +52,7 @@ PY
 check "a model with a tokenizer" '[ -f llama/tokenizer.json ]'
 
 # mean log-probability of the good and the bad replies after the held-out prompts, from MODEL's saved weights
-measure() {
-  /usr/bin/python3 - "$rlhf" "$1" <<'PY'
-import json, math, subprocess, sys
-rlhf, model = sys.argv[1], sys.argv[2]
-def ids(text):
-    out = subprocess.run([rlhf, "tokenize", "--tokenizer", "tok.json"], input=text, capture_output=True, text=True, check=True)
-    return [int(x) for x in out.stdout.split()]
-def reply_logp(prompt, reply):
-    p, full = ids(prompt), ids(prompt + reply)
-    assert full[:len(p)] == p, "the prompt's ids are not a prefix"
-    out = subprocess.run([rlhf, "logits", "--model", model, "--tokens", " ".join(map(str, full)), "--json"],
-                         capture_output=True, text=True, check=True)
-    logits = json.loads(out.stdout)["logits"]
-    s = 0.0
-    for t in range(len(p), len(full)):  # token t predicted at position t - 1
-        row = logits[t - 1]
-        m = max(row)
-        s += row[full[t]] - m - math.log(sum(math.exp(x - m) for x in row))
-    return s
-good = bad = 0.0
-rows = [json.loads(l) for l in open("heldout.jsonl")]
-for r in rows:
-    good += reply_logp(r["prompt"], r["good"]) / len(rows)
-    bad += reply_logp(r["prompt"], r["bad"]) / len(rows)
-print(f"{good:.4f} {bad:.4f}")
-PY
-}
+measure() { /usr/bin/python3 "$heldout_py" "$rlhf" tok.json heldout.jsonl "$1"; }
 read -r g0 b0 < <(measure llama)
 echo "  base model: held-out log p(desirable reply) $g0, log p(undesirable reply) $b0"
 run() { # name, extra flags
