@@ -23,7 +23,7 @@
 
 static const char *const eval_usage =
     "rlhf eval [--model PATH] --tasks toy [--split test|val|train] [--n N] [--families LIST] [--shots K] "
-    "[--max-tokens N] [--stories N] [--ref DIR] [--json] [--runs-db FILE]";
+    "[--max-tokens N] [--samples K [--temperature T] [--seed S]] [--stories N] [--ref DIR] [--json] [--runs-db FILE]";
 
 #define MAX_FAMILIES 32
 #define MAX_LABELS 4
@@ -39,8 +39,8 @@ static int label_index(const char *const *labels, const char *s) {
     return -1;
 }
 
-/* One greedy answer (chat template when the model has one): the text before any stop, and the
- * ids of the prompt as decoded plus the answer's ids (for the KL to a reference). */
+/* One answer (chat template when the model has one): the text before any stop, and the ids of
+ * the prompt as decoded plus the answer's ids (for the KL to a reference). */
 typedef struct {
     char *text;
     gen_finish finish;
@@ -48,16 +48,46 @@ typedef struct {
     int n_prompt, n_ids;
 } eval_answer;
 
-static int answer(model_bundle *b, const char *prompt, const prompt_example *shots, int n_shots, int max_tokens,
+/* How answers are decoded: greedily (samples 0), or `samples` candidates per prompt from one
+ * prefill with the model's own sampling defaults (generation_config's, else temperature 1 and
+ * top-k 50, as rlhf chat samples), seeded per prompt so a rerun draws the same answers. */
+typedef struct {
+    int samples, max_tokens;
+    float temperature; /* < 0: the model's default */
+    uint64_t seed;
+} eval_decoding;
+
+static uint64_t text_hash(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static void eval_answers_free(eval_answer *a, int n) {
+    for (int k = 0; k < n; k++) free(a[k].text), free(a[k].ids);
+}
+
+/* The answers to one prompt: 1 (greedy) or d->samples, into out[]. */
+static int answer(model_bundle *b, const char *prompt, const prompt_example *shots, int n_shots, const eval_decoding *d,
                   eval_answer *out, rlhf_error *err) {
-    memset(out, 0, sizeof *out);
+    const int n = d->samples > 0 ? d->samples : 1;
+    memset(out, 0, (size_t)n * sizeof *out);
     tok_ids ids;
     int rc = world_prompt_encode(b, prompt, shots, n_shots, NULL, &ids, NULL, err);
     if (rc) return rc;
     gen_params gp;
     gen_params_defaults(&gp);
     gp.strategy = GEN_STRATEGY_GREEDY;
-    gp.max_tokens = max_tokens;
+    if (d->samples > 0) {
+        const model_gen_defaults *md = &b->defaults;
+        gp.strategy = GEN_STRATEGY_SAMPLE;
+        gp.sampling.temperature = d->temperature >= 0 ? d->temperature : md->has_temperature ? md->temperature : 1.0f;
+        gp.sampling.top_k = md->has_top_k ? md->top_k : 50;
+        gp.sampling.top_p = md->has_top_p ? md->top_p : 1.0f;
+        gp.n = n;
+        gp.seed = d->seed ^ text_hash(prompt);
+    }
+    gp.max_tokens = d->max_tokens;
     gp.truncate_prompt = 1;
     gen_result r;
     rc = gen_run(&b->m, b->tok, ids.ids, (int)ids.n, &gp, &r, err);
@@ -65,23 +95,25 @@ static int answer(model_bundle *b, const char *prompt, const prompt_example *sho
         tok_ids_free(&ids);
         return rc;
     }
-    const gen_candidate *c = &r.cands[0];
-    out->text = strndup(c->text ? c->text : "", c->text ? c->text_stop : 0);
-    out->finish = c->finish;
-    out->n_prompt = r.n_prompt;
-    out->n_ids = r.n_prompt + c->n_ids;
-    out->ids = malloc((size_t)(out->n_ids ? out->n_ids : 1) * sizeof *out->ids);
-    if (out->ids) { /* the prompt as the decoder saw it: its last n_prompt ids */
-        memcpy(out->ids, ids.ids + ids.n - (size_t)r.n_prompt, (size_t)r.n_prompt * sizeof *out->ids);
-        memcpy(out->ids + r.n_prompt, c->ids, (size_t)c->n_ids * sizeof *out->ids);
+    for (int k = 0; k < n && k < r.n && !rc; k++) {
+        const gen_candidate *c = &r.cands[k];
+        eval_answer *o = &out[k];
+        o->text = strndup(c->text ? c->text : "", c->text ? c->text_stop : 0);
+        o->finish = c->finish;
+        o->n_prompt = r.n_prompt;
+        o->n_ids = r.n_prompt + c->n_ids;
+        o->ids = malloc((size_t)(o->n_ids ? o->n_ids : 1) * sizeof *o->ids);
+        if (o->ids) { /* the prompt as the decoder saw it: its last n_prompt ids */
+            memcpy(o->ids, ids.ids + ids.n - (size_t)r.n_prompt, (size_t)r.n_prompt * sizeof *o->ids);
+            memcpy(o->ids + r.n_prompt, c->ids, (size_t)c->n_ids * sizeof *o->ids);
+        }
+        if (!o->text || !o->ids) rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
     }
+    if (!rc && r.n < n) rc = rlhf_errorf(err, RLHF_ERR_INVALID, "the decoder returned %d of %d candidates", r.n, n);
     tok_ids_free(&ids);
     gen_result_free(&r);
-    if (!out->text || !out->ids) {
-        free(out->text), free(out->ids);
-        return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
-    }
-    return RLHF_OK;
+    if (rc) eval_answers_free(out, n);
+    return rc;
 }
 
 /* Forward passes of one sequence at a time, the activations allocated once. */
@@ -185,7 +217,11 @@ int cmd_eval(int argc, char **argv) {
         out_printf("usage: %s\n\n", eval_usage);
         out_printf("Evaluates a model on the task world (rlhf world): --n prompts per family of --split (default\n"
                    "test, 20), answered greedily (--max-tokens, default 48), zero-shot or with --shots K solved\n"
-                   "examples from the train split, judged by the world's verifier. Prints per family the\n"
+                   "examples from the train split, or with --samples K: K sampled answers per prompt with the\n"
+                   "model's own sampling defaults (its generation_config, else temperature 1, top-k 50: what\n"
+                   "rlhf chat draws), --temperature T overriding, --seed S (default 1) fixing the draws; then\n"
+                   "every rate is over all answers (the accuracy a chat user sees). Each answer is\n"
+                   "judged by the world's verifier. Prints per family the\n"
                    "exact-match accuracy and the rate of wrong, rambling, rude and never-ending answers (no EOS\n"
                    "within --max-tokens); \"unwanted\" is the share of answers that ramble, are rude or never\n"
                    "end. Precision / recall / F1 per label of the classification families; corpus BLEU-4 of\n"
@@ -194,7 +230,7 @@ int cmd_eval(int argc, char **argv) {
                    "N held-out narrative paragraphs of the split (default 20, as rlhf world --family stories\n"
                    "writes them; 0 skips it).\n"
                    "  --families LIST  only these families (comma-separated; default all)\n"
-                   "  --ref DIR        also the KL(model || DIR) per answer token along the model's own greedy\n"
+                   "  --ref DIR        also the KL(model || DIR) per answer token along the model's own\n"
                    "                   answers (exact over the vocabulary; the two must share the tokenizer)\n"
                    "--model defaults to the built-in default model. --runs-db FILE records the result as a run\n"
                    "(kind eval; metrics accuracy, accuracy/FAMILY, unwanted, rambling, rude, no_eos, bleu,\n"
@@ -203,7 +239,8 @@ int cmd_eval(int argc, char **argv) {
     }
     const char *model_path = NULL, *tasks = NULL, *split_name = "test", *runs_db = NULL, *ref_path = NULL;
     const char *families = NULL;
-    long n = 20, shots = 0, max_tokens = 48, stories = 20;
+    long n = 20, shots = 0, max_tokens = 48, stories = 20, samples = 0, seed = 1;
+    double temperature = -1;
     int json = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -228,6 +265,10 @@ int cmd_eval(int argc, char **argv) {
         else if (strcmp(a, "--shots") == 0 && (shots = strtol(v, &end, 10), !*end && shots >= 0 && shots <= 16)) continue;
         else if (strcmp(a, "--max-tokens") == 0 && (max_tokens = strtol(v, &end, 10), !*end && max_tokens >= 1)) continue;
         else if (strcmp(a, "--stories") == 0 && (stories = strtol(v, &end, 10), !*end && stories >= 0)) continue;
+        else if (strcmp(a, "--samples") == 0 && (samples = strtol(v, &end, 10), !*end && samples >= 0 && samples <= 64)) continue;
+        else if (strcmp(a, "--seed") == 0 && (seed = strtol(v, &end, 10), !*end && seed >= 0)) continue;
+        else if (strcmp(a, "--temperature") == 0 && (temperature = strtod(v, &end), !*end && temperature > 0 && temperature <= 100))
+            continue;
         else {
             out_error("%s: unknown flag or bad value '%s'", a, v);
             out_error("usage: %s", eval_usage);
@@ -239,6 +280,12 @@ int cmd_eval(int argc, char **argv) {
         out_error("usage: %s", eval_usage);
         return 2;
     }
+    if (temperature > 0 && samples == 0) {
+        out_error("--temperature needs --samples K (without it answers are greedy)");
+        return 2;
+    }
+    const eval_decoding dec = {(int)samples, (int)max_tokens, (float)temperature, (uint64_t)seed};
+    const int per_prompt = samples > 0 ? (int)samples : 1;
     rlhf_error err = {0};
     world_split split;
     if (world_split_parse(split_name, &split, &err)) return out_error("--split: %s", err.msg), 2;
@@ -280,7 +327,9 @@ int cmd_eval(int argc, char **argv) {
     double kl_sum = 0;
     long kl_tok = 0;
     long done = 0, total = 0;
-    for (int f = 0; f < F; f++) total += on[f] ? n : 0;
+    for (int f = 0; f < F; f++) total += on[f] ? n * per_prompt : 0;
+    eval_answer *ans = calloc((size_t)per_prompt, sizeof *ans);
+    if (!ans && !rc) rc = rlhf_errorf(&err, RLHF_ERR_NOMEM, "out of memory");
     for (int f = 0; f < F && !rc; f++) {
         if (!on[f]) continue;
         /* K solved examples of the same family from the train split (never the evaluated split) */
@@ -294,29 +343,31 @@ int cmd_eval(int argc, char **argv) {
         for (long i = 0; i < n && !rc; i++) {
             world_item it;
             if ((rc = world_item_make(f, split, (uint64_t)i, &it, &err))) break;
-            eval_answer ans;
-            if ((rc = answer(&b, it.prompt, pe, (int)shots, (int)max_tokens, &ans, &err))) break;
-            world_verdict v;
-            rc = world_verify(it.prompt, ans.text, &v, &err);
-            if (!rc && f == translate) bleu_add(&bleu, ans.text, it.answer);
-            if (!rc && ref_path) rc = answer_kl(&pol, &ref, &ans, &kl_sum, &kl_tok, &err);
-            free(ans.text), free(ans.ids);
-            if (rc) break;
-            fam_stats *s = &st[f];
-            s->n++;
-            s->correct += v.correct;
-            s->wrong += !v.correct;
-            s->rambling += !!(v.flaws & WORLD_FLAW_RAMBLING);
-            s->rude += !!(v.flaws & WORLD_FLAW_RUDE);
-            s->endless += ans.finish != GEN_FINISH_EOS;
-            s->unwanted += (v.flaws & (WORLD_FLAW_RAMBLING | WORLD_FLAW_RUDE)) || ans.finish != GEN_FINISH_EOS;
-            if (labels) {
-                int t = label_index(labels, v.expected), p = label_index(labels, v.got);
-                if (t >= 0 && t < MAX_LABELS) s->conf[t][p >= 0 && p < MAX_LABELS ? p : MAX_LABELS]++;
+            if ((rc = answer(&b, it.prompt, pe, (int)shots, &dec, ans, &err))) break;
+            for (int k = 0; k < per_prompt && !rc; k++) {
+                world_verdict v;
+                rc = world_verify(it.prompt, ans[k].text, &v, &err);
+                if (!rc && f == translate) bleu_add(&bleu, ans[k].text, it.answer);
+                if (!rc && ref_path) rc = answer_kl(&pol, &ref, &ans[k], &kl_sum, &kl_tok, &err);
+                if (rc) break;
+                fam_stats *s = &st[f];
+                s->n++;
+                s->correct += v.correct;
+                s->wrong += !v.correct;
+                s->rambling += !!(v.flaws & WORLD_FLAW_RAMBLING);
+                s->rude += !!(v.flaws & WORLD_FLAW_RUDE);
+                s->endless += ans[k].finish != GEN_FINISH_EOS;
+                s->unwanted += (v.flaws & (WORLD_FLAW_RAMBLING | WORLD_FLAW_RUDE)) || ans[k].finish != GEN_FINISH_EOS;
+                if (labels) {
+                    int t = label_index(labels, v.expected), p = label_index(labels, v.got);
+                    if (t >= 0 && t < MAX_LABELS) s->conf[t][p >= 0 && p < MAX_LABELS ? p : MAX_LABELS]++;
+                }
+                if (!json && (++done % 10 == 0 || done == total)) out_progress("eval: %ld/%ld answers", done, total);
             }
-            if (!json && (++done % 10 == 0 || done == total)) out_progress("eval: %ld/%ld answers", done, total);
+            eval_answers_free(ans, per_prompt);
         }
     }
+    free(ans);
     double ppl = NAN;
     long ppl_tok = 0;
     if (!rc && stories > 0) {
@@ -335,6 +386,8 @@ int cmd_eval(int argc, char **argv) {
     cJSON_AddStringToObject(root, "model", model_path);
     cJSON_AddStringToObject(root, "split", split_name);
     cJSON_AddNumberToObject(root, "shots", (double)shots);
+    cJSON_AddNumberToObject(root, "samples", (double)samples);
+    if (samples > 0) cJSON_AddNumberToObject(root, "seed", (double)seed);
     cJSON *fams = cJSON_AddObjectToObject(root, "families");
     fam_stats all = {0};
     if (!json)

@@ -40,8 +40,8 @@
 
 static const char *const loop_usage =
     "rlhf loop [--model SFT_DIR] --out DIR [--rounds 1|2] [--families LIST] [--prompts N] [--candidates K] "
-    "[--noise P] [--heldout N] [--eval-n N] [--dpo-steps N] [--dpo-lr LR] [--rm-steps N] [--rm-lr LR] "
-    "[--grpo-steps N] [--grpo-lr LR] [--ppo-steps N] [--seed S] [--json]";
+    "[--noise P] [--heldout N] [--eval-n N] [--eval-samples K] [--dpo-steps N] [--dpo-lr LR] [--rm-steps N] [--rm-lr LR] "
+    "[--grpo-steps N] [--grpo-lr LR] [--ppo-steps N] [--ppo-lr LR] [--seed S] [--json]";
 
 /* The settings: every value as given (passed on to the stages as text, stored in the state). */
 typedef struct {
@@ -49,8 +49,8 @@ typedef struct {
     int is_number;
 } loop_opt;
 
-enum { O_FAMILIES, O_ROUNDS, O_PROMPTS, O_CANDIDATES, O_NOISE, O_HELDOUT, O_EVAL_N, O_DPO_STEPS, O_DPO_LR, O_DPO_BETA,
-       O_RPO, O_RM_STEPS, O_RM_LR, O_GRPO_STEPS, O_GRPO_LR, O_GRPO_GEN, O_PPO_STEPS, O_SEED, O_METHODS, O_COUNT };
+enum { O_FAMILIES, O_ROUNDS, O_PROMPTS, O_CANDIDATES, O_NOISE, O_HELDOUT, O_EVAL_N, O_EVAL_SAMPLES, O_DPO_STEPS, O_DPO_LR, O_DPO_BETA,
+       O_RPO, O_RM_STEPS, O_RM_LR, O_GRPO_STEPS, O_GRPO_LR, O_GRPO_GEN, O_PPO_STEPS, O_PPO_LR, O_SEED, O_METHODS, O_COUNT };
 
 static loop_opt g_opts[O_COUNT] = {
     {"--families", "all", "task-world families to annotate, train and evaluate on (comma list)", 0},
@@ -60,6 +60,7 @@ static loop_opt g_opts[O_COUNT] = {
     {"--noise", "0", "oracle noise: a ranking reversed with this probability", 1},
     {"--heldout", "120", "test-split prompts ranked for the reward model's held-out accuracy", 1},
     {"--eval-n", "20", "test-split prompts per family in each evaluation", 1},
+    {"--eval-samples", "4", "answers sampled per test prompt as rlhf chat samples them (0: one greedy answer)", 1},
     {"--dpo-steps", "200", "DPO optimizer steps", 1},
     {"--dpo-lr", "5e-5", "DPO learning rate", 1},
     {"--dpo-beta", "0.1", "DPO beta", 1},
@@ -70,6 +71,7 @@ static loop_opt g_opts[O_COUNT] = {
     {"--grpo-lr", "1e-4", "GRPO learning rate", 1},
     {"--grpo-generations", "8", "GRPO completions per prompt", 1},
     {"--ppo-steps", "100", "PPO optimizer steps", 1},
+    {"--ppo-lr", "1e-4", "PPO learning rate", 1},
     {"--seed", "1", "seed of the annotations and every trainer", 1},
     {"--methods", "dpo,grpo-verifier,grpo-rm,ppo", "the policy methods to run (comma list of those four)", 0},
 };
@@ -382,6 +384,8 @@ static int eval_stage(loop_ctx *L, argv_buf *a, const char *name, const char *mo
     av_add(a, "--model"), av_add(a, model);
     av_add(a, "--ref"), av_add(a, L->model);
     av_add(a, "--n"), av_add(a, opt(O_EVAL_N));
+    if (strtol(opt(O_EVAL_SAMPLES), NULL, 10) > 0) /* the same draws' seed for every model: paired answers */
+        av_add(a, "--samples"), av_add(a, opt(O_EVAL_SAMPLES)), av_add(a, "--seed"), av_add(a, opt(O_SEED));
     av_add(a, "--families"), av_add(a, opt(O_FAMILIES));
     av_add(a, "--runs-db"), av_add(a, db);
     return stage_run(L, name, a->v, NULL, 1);
@@ -509,7 +513,7 @@ static int round_run(loop_ctx *L, int r, const int *fams, int nf) {
         if (m == 0) av_add(a, "--reward-fn"), av_add(a, "toy");
         else av_add(a, "--reward"), av_add(a, rm);
         av_add(a, "--steps"), av_add(a, opt(m == 2 ? O_PPO_STEPS : O_GRPO_STEPS));
-        av_add(a, "--lr"), av_add(a, opt(O_GRPO_LR));
+        av_add(a, "--lr"), av_add(a, opt(m == 2 ? O_PPO_LR : O_GRPO_LR));
         if (m < 2) av_add(a, "--num-generations"), av_add(a, opt(O_GRPO_GEN));
         av_add(a, "--seed"), av_add(a, seed), av_add(a, "--runs-db"), av_add(a, db);
         STAGE(stage_names[m], dir_m, 0);

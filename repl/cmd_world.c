@@ -43,8 +43,8 @@ static int print_help(void) {
                "  --format chat     {\"messages\": [user, assistant],\"family\"} (+ \"flaw\"), for chat templates\n"
                "  --format prompts  {\"prompt\",\"family\"}\n"
                "  --format text     \"User: ...\\nAssistant: ...\" blocks (and stories) for pre-training\n"
-               "  --flaws           sft only: none (default), default (wrong 10%%, rambling 5%%, rude 5%%,\n"
-               "                    endless 5%%) or four rates W,R,U,E\n"
+               "  --flaws           sft only: none (default), default (wrong 20%%, rambling 10%%, rude 10%%,\n"
+               "                    endless 10%%) or four rates W,R,U,E\n"
                "  --seed S          which instances are flawed (the instances themselves are fixed)\n"
                "verify prints whether a response to a world prompt is right, what it read, and its flaws.\n"
                "families:");

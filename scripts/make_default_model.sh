@@ -3,12 +3,12 @@
 # commands on its own task world (nothing downloaded):
 #   1. the data: `rlhf world` train split as pre-training text (instructions with answers, and
 #      narrative stories) and as chat SFT data with deliberately flawed answers (--flaws default:
-#      10% wrong, 5% rambling, 5% rude, 5% endless);
+#      20% wrong, 10% rambling, 10% rude, 10% endless);
 #   2. a byte-level BPE tokenizer (`rlhf tokenizer train`) with the chat markers as specials;
 #   3. a small Llama (`rlhf model new`), pre-trained (`rlhf pretrain`), then instruction-tuned
 #      (`rlhf sft`) through its chat template;
-#   4. its measured accuracy on the test split (`rlhf world verify` on greedy answers) into
-#      models/default/README.md.
+#   4. its measured accuracy on the test split (`rlhf eval`: greedy answers, and 4 sampled answers
+#      per prompt with its chat sampling) into models/default/README.md.
 # Deterministic for a given build and machine (seeded data, sampler and initialisation).
 # Usage: bash scripts/make_default_model.sh [OUT_DIR]   (env: PRETRAIN_STEPS, SFT_STEPS, THREADS)
 set -euo pipefail
@@ -25,8 +25,8 @@ mkdir -p "$work"
 t0=$(date +%s)
 
 echo "== 1. data (rlhf world)"
-"$rlhf" world --family all --split train --n 400 --format text --out "$work/pretrain.txt"
-"$rlhf" world --family all --split train --n 300 --format chat --flaws default --seed 7 --out "$work/sft.jsonl"
+"$rlhf" world --family all --split train --n ${PRETRAIN_N:-1500} --format text --out "$work/pretrain.txt"
+"$rlhf" world --family all --split train --n ${SFT_N:-800} --format chat --flaws default --seed 7 --out "$work/sft.jsonl"
 wc -c "$work/pretrain.txt" | awk '{ printf "pre-training text: %.1f MB\n", $1 / 1e6 }'
 wc -l < "$work/sft.jsonl" | awk '{ print "SFT examples: " $1 }'
 
@@ -56,43 +56,34 @@ mkdir -p "$out"
 cp "$work/sft/config.json" "$work/sft/model.safetensors" "$work/sft/tokenizer.json" "$out/"
 cp "$work/init/tokenizer_config.json" "$out/"
 [ -f "$work/sft/generation_config.json" ] && cp "$work/sft/generation_config.json" "$out/"
-"$rlhf" world --family all --split test --n 20 --format prompts --out "$work/test.jsonl"
-/usr/bin/python3 - "$rlhf" "$out" "$work/test.jsonl" "$pre_steps" "$sft_steps" "$t0" <<'PY'
-import collections, json, subprocess, sys, time
-rlhf, out, test, pre, sft, t0 = sys.argv[1:7]
-rows = [json.loads(l) for l in open(test)]
-acc = collections.defaultdict(lambda: [0, 0])
-flaws = collections.Counter()
-stops = 0
-for r in rows:
-    g = json.loads(subprocess.run([rlhf, "generate", "--model", out, "--chat", "--prompt", r["prompt"],
-                                   "--strategy", "greedy", "--max-tokens", "48", "--json"],
-                                  check=True, stdout=subprocess.PIPE, text=True).stdout.splitlines()[0])
-    v = json.loads(subprocess.run([rlhf, "world", "verify", "--prompt", r["prompt"], "--response", g["text"], "--json"],
-                                  check=True, stdout=subprocess.PIPE, text=True).stdout)
-    a = acc[r["family"]]
-    a[0] += v["correct"]
-    a[1] += 1
-    for f in filter(None, v["flaws"].split(",")):
-        flaws[f] += 1
-    stops += g["finish"] == "eos"
-n = len(rows)
-total = sum(a[0] for a in acc.values())
+"$rlhf" eval --model "$out" --tasks toy --n 50 --stories 0 --json > "$work/eval-greedy.json"
+"$rlhf" eval --model "$out" --tasks toy --n 50 --stories 0 --samples 4 --seed 1 --json > "$work/eval-sampled.json"
+"$rlhf" eval --model "$out" --tasks toy --n 50 --stories 0 --shots 3 --json > "$work/eval-3shot.json"
+/usr/bin/python3 - "$out" "$work" "$pre_steps" "$sft_steps" "$t0" <<'PY'
+import json, sys, time
+out, work, pre, sft, t0 = sys.argv[1:6]
+ev = {k: json.loads(open(f"{work}/eval-{k}.json").read().splitlines()[-1]) for k in ("greedy", "sampled", "3shot")}
+pct = lambda x: f"{100 * x:.0f}%"
 lines = ["# The default model", "",
          "A small chat model (Llama, 4 layers, dim 192, GQA 6/2 heads, vocabulary 1024, context 256) made by",
          "`bash scripts/make_default_model.sh` with this project's own commands on its own task world",
          "(`rlhf world`): a byte-level BPE tokenizer (`rlhf tokenizer train`), pre-training on the world's",
          f"instructions, answers and stories ({pre} steps), then chat SFT ({sft} steps) on answers that are",
-         "deliberately imperfect (10% wrong, 5% rambling, 5% rude, 5% endless), so that there is something",
-         "for feedback to fix. Its chat template puts each turn between `<|role|>` and `<|end|>` (the EOS).",
-         "", f"Measured on the test split ({n} prompts, greedy, 48 tokens at most; "
-         f"`rlhf world verify` as the judge):", "",
-         "| family | correct |", "| --- | --- |"]
-for fam, (c, t) in sorted(acc.items()):
-    lines.append(f"| {fam} | {c}/{t} |")
-lines += [f"| **all** | **{total}/{n} ({100 * total / n:.0f}%)** |", "",
-          f"Answers that end with EOS before 48 tokens: {stops}/{n}. Flaws seen: " +
-          (", ".join(f"{k} {v}" for k, v in sorted(flaws.items())) or "none") + ".",
+         "deliberately imperfect (20% wrong, 10% rambling, 10% rude, 10% endless: the answer followed by an",
+         "invented next turn, trained without an end), so that there is something for feedback to fix. Its",
+         "chat template puts each turn between `<|role|>` and `<|end|>` (the EOS).", "",
+         "Measured on the test split (`rlhf eval --tasks toy --n 50`, 50 prompts per family, 48 tokens at",
+         "most): greedy zero-shot, greedy 3-shot (`--shots 3`), and sampled as `rlhf chat` samples",
+         "(`--samples 4`: 4 answers per prompt at temperature 1, top-k 50; 200 answers per family).", "",
+         "| family | greedy | 3-shot | sampled | sampled: rambling / rude / no EOS |", "| --- | --- | --- | --- | --- |"]
+for fam in sorted(ev["greedy"]["families"]):
+    g, k, s = (ev[m]["families"][fam] for m in ("greedy", "3shot", "sampled"))
+    lines.append(f"| {fam} | {pct(g['accuracy'])} | {pct(k['accuracy'])} | {pct(s['accuracy'])} | "
+                 f"{pct(s['rambling'])} / {pct(s['rude'])} / {pct(s['no_eos'])} |")
+g, k, s = ev["greedy"], ev["3shot"], ev["sampled"]
+lines += [f"| **all** | **{pct(g['accuracy'])}** | **{pct(k['accuracy'])}** | **{pct(s['accuracy'])}** | "
+          f"{pct(s['rambling'])} / {pct(s['rude'])} / {pct(s['no_eos'])} |", "",
+          f"Unwanted answers (rambling, rude or never ending): {pct(g['unwanted'])} greedy, {pct(s['unwanted'])} sampled.",
           f"Made in {(time.time() - float(t0)) / 60:.0f} minutes on a 2-core machine."]
 open(f"{out}/README.md", "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))

@@ -72,6 +72,15 @@ int main(void) {
         CHECK(bad_flaw[2] == 0, "%s: rude answers are flagged (%d missed)", name, bad_flaw[2]);
         CHECK(bad_flaw[3] == 0, "%s: endless answers continue with another turn (%d bad)", name, bad_flaw[3]);
         CHECK(distinct_starts >= 2, "%s: several phrasings (%d)", name, distinct_starts);
+        /* the test split is wide enough that a family's accuracy is not a handful of prompts */
+        char **test = prompts[2] + (size_t)f * N_ITEMS;
+        char *sorted[N_ITEMS];
+        int n_test = 0, distinct_test = 0;
+        for (int i = 0; i < N_ITEMS; i++)
+            if (test[i]) sorted[n_test++] = test[i];
+        qsort(sorted, (size_t)n_test, sizeof *sorted, cmp_str);
+        for (int i = 0; i < n_test; i++) distinct_test += i == 0 || strcmp(sorted[i], sorted[i - 1]) != 0;
+        CHECK(distinct_test >= 20, "%s: at least 20 distinct test prompts in %d instances (%d)", name, N_ITEMS, distinct_test);
     }
     /* no prompt in two splits */
     size_t total = 0;

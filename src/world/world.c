@@ -16,6 +16,8 @@ static const char *const k_words[] = {
     "basket", "castle", "forest", "ladder", "marble", "pepper", "rocket", "tunnel", "violin", "yellow",
     "anchor", "banana", "cookie", "summer", "winter", "planet", "button", "mirror", "puzzle", "helmet",
     "kitten", "lemon", "cloud", "stone", "bread", "chair", "grape", "horse", "music", "ocean",
+    "bottle", "carpet", "dinner", "engine", "finger", "guitar", "hammer", "island", "jacket", "kettle",
+    "letter", "monkey", "needle", "parrot", "pillow", "saddle", "tomato", "wallet", "zipper", "turtle",
 };
 #define N_WORDS (int)(sizeof k_words / sizeof *k_words)
 
@@ -28,6 +30,9 @@ static const capital_row k_capitals[] = {
     {"Peru", "Lima"},        {"Norway", "Oslo"},      {"Greece", "Athens"},     {"Poland", "Warsaw"},
     {"Chile", "Santiago"},   {"Cuba", "Havana"},      {"Ireland", "Dublin"},    {"Austria", "Vienna"},
     {"Portugal", "Lisbon"},  {"Sweden", "Stockholm"}, {"Thailand", "Bangkok"},  {"Argentina", "Buenos Aires"},
+    {"Russia", "Moscow"},    {"China", "Beijing"},    {"India", "New Delhi"},   {"Mexico", "Mexico City"},
+    {"Turkey", "Ankara"},    {"Finland", "Helsinki"}, {"Denmark", "Copenhagen"}, {"Hungary", "Budapest"},
+    {"Belgium", "Brussels"}, {"Vietnam", "Hanoi"},
 };
 #define N_CAPITALS (int)(sizeof k_capitals / sizeof *k_capitals)
 
@@ -41,6 +46,10 @@ static const dict_row k_dict[] = {
     {"apple", "pomme", "manzana"}, {"red", "rouge", "rojo"}, {"green", "vert", "verde"},
     {"friend", "ami", "amigo"},  {"school", "ecole", "escuela"}, {"milk", "lait", "leche"},
     {"car", "voiture", "coche"}, {"sea", "mer", "mar"},      {"night", "nuit", "noche"},
+    {"day", "jour", "dia"},      {"bird", "oiseau", "pajaro"}, {"fish", "poisson", "pez"},
+    {"door", "porte", "puerta"}, {"hand", "main", "mano"},   {"flower", "fleur", "flor"},
+    {"city", "ville", "ciudad"}, {"rain", "pluie", "lluvia"}, {"snow", "neige", "nieve"},
+    {"black", "noir", "negro"},  {"white", "blanc", "blanco"}, {"horse", "cheval", "caballo"},
 };
 #define N_DICT (int)(sizeof k_dict / sizeof *k_dict)
 
@@ -50,26 +59,35 @@ static const char *const k_neg_adj[] = {"terrible", "awful", "boring", "horrible
 static const char *const k_spam_lines[] = {
     "WIN a FREE prize now, click the link", "Claim your free gift card today only", "You have won a cash prize, reply now",
     "Cheap loans approved instantly, click here", "Free vacation offer, act now to win", "Urgent: claim your prize money today",
+    "You won a free phone, click to collect", "Exclusive offer just for you, claim it now", "Cash bonus waiting, click the link",
+    "Get free coins in our game, win big",
 };
 static const char *const k_ham_lines[] = {
     "Can we meet for lunch tomorrow", "The meeting moved to three o'clock", "Thanks for the notes from class",
     "Please bring the blue folder on Monday", "Dinner is at my place on Friday", "I left your umbrella at the office",
+    "The train was late again this morning", "Could you call me back after work", "Your package arrived at the front desk",
+    "See you at the library at noon",
 };
+#define N_SPAM_LINES (int)(sizeof k_spam_lines / sizeof *k_spam_lines)
+#define N_HAM_LINES (int)(sizeof k_ham_lines / sizeof *k_ham_lines)
 /* Words only spam carries and the verifier reads (every spam line has at least one). */
-static const char *const k_spam_markers[] = {"free", "win", "won", "prize", "click", "cash", "loans", "offer"};
+static const char *const k_spam_markers[] = {"free", "win", "won", "prize", "click", "cash", "loans", "offer", "claim"};
 static const char *const k_rude[] = {"stupid", "idiot", "dumb", "pathetic", "shut up", "moron"};
 static const char *const k_polite[] = {"thank", "thanks", "glad", "happy", "hello", "hi", "hey", "nice", "pleasure", "welcome", "greetings", "good", "well"};
-/* chit-chat: a greeting and a question, 6 x 6 prompts (so the splits can be disjoint) */
-static const char *const k_greet[] = {"Hello!", "Hi there.", "Good morning!", "Hey!", "Good evening.", "Greetings!"};
-static const char *const k_greet_reply[] = {"Hello!", "Hi!", "Good morning!", "Hey!", "Good evening!", "Greetings!"};
+/* chit-chat: a greeting (to one of 10 names or none) and a question, 8 x 11 x 8 prompts (so the splits can be disjoint) */
+static const char *const k_greet[] = {"Hello!", "Hi there.", "Good morning!", "Hey!", "Good evening.", "Greetings!",
+                                     "Good afternoon.", "Hi!"};
+static const char *const k_greet_reply[] = {"Hello!", "Hi!", "Good morning!", "Hey!", "Good evening!", "Greetings!",
+                                           "Good afternoon!", "Hi!"};
 static const char *const k_question[] = {
     "How are you today?", "Did you sleep well?", "Nice to meet you.", "Thank you for your help earlier.",
-    "How is your day going?", "What's up?",
+    "How is your day going?", "What's up?", "I hope you are well.", "Can we talk for a minute?",
 };
 static const char *const k_question_reply[] = {
     "I am doing well, thank you for asking.", "I did, thank you. I hope you slept well too.",
     "It is nice to meet you too.", "You are welcome, I was happy to help.",
     "It is going well, thank you. How can I help?", "Not much. I am happy to chat with you.",
+    "I am well, thank you. I hope you are too.", "Of course, I am happy to talk. What is on your mind?",
 };
 static const char *const k_filler[] = {
     "I hope this helps you with whatever you are working on today.",
@@ -258,10 +276,12 @@ static int has_word(const char *norm, const char *word) {
 }
 
 /* add */
-static const char *const k_add_ph[] = {"What is {a} plus {b}?", "Add {a} and {b}.", "Compute {a} + {b}.", NULL};
+static const char *const k_add_ph[] = {"What is {a} plus {b}?", "Add {a} and {b}.", "Compute {a} + {b}.", "What do you get when you add {a} to {b}?",
+                                       "What is the sum of {a} and {b}?", NULL};
 static void add_draw(rng_t *r, slots *s) {
-    slots_set(s, "a", "%d", (int)rng_below(r, 100));
-    slots_set(s, "b", "%d", (int)rng_below(r, 100));
+    /* small operands: a model of a few million weights can learn these sums from its data */
+    slots_set(s, "a", "%d", (int)rng_below(r, 20));
+    slots_set(s, "b", "%d", (int)rng_below(r, 20));
 }
 static int add_solve(const slots *s, char *key, size_t size) {
     long a, b;
@@ -280,10 +300,11 @@ static void num_wrong(const slots *s, const char *key, rng_t *r, char *out, size
 }
 
 /* compare */
-static const char *const k_cmp_ph[] = {"Which is larger, {a} or {b}?", "Of {a} and {b}, which number is bigger?", NULL};
+static const char *const k_cmp_ph[] = {"Which is larger, {a} or {b}?", "Of {a} and {b}, which number is bigger?",
+                                       "Which number is greater: {a} or {b}?", "Pick the bigger number, {a} or {b}.", NULL};
 static void cmp_draw(rng_t *r, slots *s) {
-    int a = (int)rng_below(r, 1000), b;
-    do b = (int)rng_below(r, 1000);
+    int a = (int)rng_below(r, 100), b;
+    do b = (int)rng_below(r, 100);
     while (b == a);
     slots_set(s, "a", "%d", a);
     slots_set(s, "b", "%d", b);
@@ -306,7 +327,8 @@ static void cmp_wrong(const slots *s, const char *key, rng_t *r, char *out, size
 
 /* count_letter */
 static const char *const k_cnt_ph[] = {"How many times does the letter {l} appear in {w}?",
-                                       "Count the letter {l} in the word {w}.", NULL};
+                                       "Count the letter {l} in the word {w}.",
+                                       "In the word {w}, how often does {l} occur?", NULL};
 static void cnt_draw(rng_t *r, slots *s) {
     const char *w = k_words[rng_below(r, N_WORDS)];
     char l = rng_below(r, 4) ? w[rng_below(r, strlen(w))] : (char)('a' + rng_below(r, 26));
@@ -336,7 +358,8 @@ static void word_respond(const slots *s, const char *key, char *out, size_t size
 }
 
 /* reverse */
-static const char *const k_rev_ph[] = {"Reverse the word {w}.", "Write {w} backwards.", NULL};
+static const char *const k_rev_ph[] = {"Reverse the word {w}.", "Write {w} backwards.", "Spell {w} in reverse order.",
+                                       "What is {w} written from right to left?", NULL};
 static void word_draw(rng_t *r, slots *s) { slots_set(s, "w", "%s", k_words[rng_below(r, N_WORDS)]); }
 static int rev_solve(const slots *s, char *key, size_t size) {
     const char *w = slots_get(s, "w");
@@ -361,7 +384,9 @@ static void word_wrong(const slots *s, const char *key, rng_t *r, char *out, siz
 }
 
 /* spell */
-static const char *const k_spell_ph[] = {"Spell the word {w} with dashes between the letters.", "How do you spell {w}, letter by letter?", NULL};
+static const char *const k_spell_ph[] = {"Spell the word {w} with dashes between the letters.", "How do you spell {w}, letter by letter?",
+                                         "Write out the letters of {w} one by one.", "Spell out {w}.",
+                                         "What are the letters of {w}?", NULL};
 static int spell_solve(const slots *s, char *key, size_t size) {
     const char *w = slots_get(s, "w");
     size_t o = 0;
@@ -397,12 +422,13 @@ static void spell_wrong(const slots *s, const char *key, rng_t *r, char *out, si
 }
 
 /* sort */
-static const char *const k_sort_ph[] = {"Sort from smallest to largest: {list}.", "Put these numbers in order: {list}.", NULL};
+static const char *const k_sort_ph[] = {"Sort from smallest to largest: {list}.", "Put these numbers in order: {list}.",
+                                        "Arrange in increasing order: {list}.", NULL};
 static void sort_draw(rng_t *r, slots *s) {
-    int n = 3 + (int)rng_below(r, 3);
+    int n = 3 + (int)rng_below(r, 2);
     char buf[SLOT_MAX];
     size_t o = 0;
-    for (int i = 0; i < n; i++) o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%d", i ? ", " : "", (int)rng_below(r, 100));
+    for (int i = 0; i < n; i++) o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%d", i ? ", " : "", (int)rng_below(r, 50));
     slots_set(s, "list", "%s", buf);
 }
 static int cmp_long(const void *a, const void *b) {
@@ -448,7 +474,8 @@ static void sort_wrong(const slots *s, const char *key, rng_t *r, char *out, siz
 }
 
 /* sequence */
-static const char *const k_seq_ph[] = {"Continue the sequence: {list}, ...", "What number comes next: {list}?", NULL};
+static const char *const k_seq_ph[] = {"Continue the sequence: {list}, ...", "What number comes next: {list}?",
+                                       "Find the next number in {list}.", NULL};
 static void seq_draw(rng_t *r, slots *s) {
     int a = (int)rng_below(r, 20), d = 1 + (int)rng_below(r, 9), n = 4;
     char buf[SLOT_MAX];
@@ -472,7 +499,9 @@ static void seq_respond(const slots *s, const char *key, char *out, size_t size)
 }
 
 /* capital */
-static const char *const k_cap_ph[] = {"What is the capital of {w}?", "Name the capital city of {w}.", NULL};
+static const char *const k_cap_ph[] = {"What is the capital of {w}?", "Name the capital city of {w}.", "Which city is the capital of {w}?",
+                                       "Tell me the capital of {w}.", "{w} has which capital city?",
+                                       "Where is the government of {w}?", "What city is {w}'s capital?", NULL};
 static void cap_draw(rng_t *r, slots *s) { slots_set(s, "w", "%s", k_capitals[rng_below(r, N_CAPITALS)].country); }
 static int cap_solve(const slots *s, char *key, size_t size) {
     for (int i = 0; i < N_CAPITALS; i++)
@@ -513,7 +542,8 @@ static void label_respond(const slots *s, const char *key, char *out, size_t siz
 }
 
 /* sentiment */
-static const char *const k_sent_ph[] = {"Is this review positive or negative? {t}", "Review: {t} Sentiment?", NULL};
+static const char *const k_sent_ph[] = {"Is this review positive or negative? {t}", "Review: {t} Sentiment?",
+                                        "Classify the sentiment of this review: {t}", NULL};
 static void sent_draw(rng_t *r, slots *s) {
     int pos = (int)rng_below(r, 2);
     const char *const *adj = pos ? k_pos_adj : k_neg_adj;
@@ -540,12 +570,13 @@ static void sent_wrong(const slots *s, const char *key, rng_t *r, char *out, siz
 }
 
 /* spam */
-static const char *const k_spam_ph[] = {"Is this message spam or not spam? {t}", "Message: \"{t}\" Spam or not spam?", NULL};
+static const char *const k_spam_ph[] = {"Is this message spam or not spam? {t}", "Message: \"{t}\" Spam or not spam?",
+                                        "Spam check, spam or not spam: {t}", NULL};
 static void spam_draw(rng_t *r, slots *s) {
     int spam = (int)rng_below(r, 2);
-    const char *line = spam ? k_spam_lines[rng_below(r, 6)] : k_ham_lines[rng_below(r, 6)];
-    static const char *const ends[] = {"", "!", " please", " today"};
-    slots_set(s, "t", "%s%s", line, ends[rng_below(r, 4)]);
+    const char *line = spam ? k_spam_lines[rng_below(r, N_SPAM_LINES)] : k_ham_lines[rng_below(r, N_HAM_LINES)];
+    static const char *const ends[] = {"", "!", " please", " today", ".", " now"};
+    slots_set(s, "t", "%s%s", line, ends[rng_below(r, 6)]);
 }
 static int spam_solve(const slots *s, char *key, size_t size) {
     char norm[SLOT_MAX];
@@ -563,7 +594,8 @@ static void spam_wrong(const slots *s, const char *key, rng_t *r, char *out, siz
 }
 
 /* translate */
-static const char *const k_tr_ph[] = {"Translate {w} into {lang}.", "What is the {lang} word for {w}?", NULL};
+static const char *const k_tr_ph[] = {"Translate {w} into {lang}.", "What is the {lang} word for {w}?", "How do you say {w} in {lang}?",
+                                      "Give the {lang} for {w}.", "Say {w} in {lang}.", NULL};
 static void tr_draw(rng_t *r, slots *s) {
     slots_set(s, "w", "%s", k_dict[rng_below(r, N_DICT)].en);
     slots_set(s, "lang", "%s", rng_below(r, 2) ? "French" : "Spanish");
@@ -592,17 +624,30 @@ static void tr_wrong(const slots *s, const char *key, rng_t *r, char *out, size_
 
 /* chit-chat: a polite reply is right */
 static const char *const k_chit_ph[] = {"{t}", NULL};
+/* the greeting, addressed to a name or not: "Hello!", "Hello, Mia!" */
+static const char *const k_chat_names[] = {"", "Mia", "Tom", "Lena", "Sam", "Ada", "Ben", "Nora", "Leo", "Ivy", "Max"};
+#define N_CHAT_NAMES (int)(sizeof k_chat_names / sizeof *k_chat_names)
+static void chit_text(int g, int name, int q, char *out, size_t size) {
+    const char *gr = k_greet[g];
+    size_t n = strlen(gr);
+    if (name == 0) snprintf(out, size, "%s %s", gr, k_question[q]);
+    else snprintf(out, size, "%.*s, %s%c %s", (int)(n - 1), gr, k_chat_names[name], gr[n - 1], k_question[q]);
+}
 static void chit_draw(rng_t *r, slots *s) {
-    slots_set(s, "t", "%s %s", k_greet[rng_below(r, 6)], k_question[rng_below(r, 6)]);
+    char buf[SLOT_MAX];
+    int g = (int)rng_below(r, 8), name = (int)rng_below(r, N_CHAT_NAMES), q = (int)rng_below(r, 8);
+    chit_text(g, name, q, buf, sizeof buf);
+    slots_set(s, "t", "%s", buf);
 }
 /* the (greeting, question) pair a chit-chat prompt is made of; 0 if none */
 static int chit_find(const char *t, int *g, int *q) {
     char buf[SLOT_MAX];
-    for (*g = 0; *g < 6; (*g)++)
-        for (*q = 0; *q < 6; (*q)++) {
-            snprintf(buf, sizeof buf, "%s %s", k_greet[*g], k_question[*q]);
-            if (strcmp(buf, t) == 0) return 1;
-        }
+    for (*g = 0; *g < 8; (*g)++)
+        for (int name = 0; name < N_CHAT_NAMES; name++)
+            for (*q = 0; *q < 8; (*q)++) {
+                chit_text(*g, name, *q, buf, sizeof buf);
+                if (strcmp(buf, t) == 0) return 1;
+            }
     return 0;
 }
 static int chit_solve(const slots *s, char *key, size_t size) {
@@ -841,10 +886,10 @@ void world_flawed_answer(const world_item *item, unsigned flaw, uint64_t seed, c
 }
 
 void world_flaws_defaults(world_flaws *f) {
-    f->wrong = 0.10;
-    f->rambling = 0.05;
-    f->rude = 0.05;
-    f->endless = 0.05;
+    f->wrong = 0.20;
+    f->rambling = 0.10;
+    f->rude = 0.10;
+    f->endless = 0.10;
 }
 
 /* ---- stories ---- */

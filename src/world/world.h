@@ -82,7 +82,7 @@ void world_flawed_answer(const world_item *item, unsigned flaw, uint64_t seed, c
 typedef struct {
     double wrong, rambling, rude, endless;
 } world_flaws;
-void world_flaws_defaults(world_flaws *f); /* wrong 0.10, rambling 0.05, rude 0.05, endless 0.05 */
+void world_flaws_defaults(world_flaws *f); /* wrong 0.20, rambling 0.10, rude 0.10, endless 0.10 */
 
 /* A few sentences of narrative text (seeded): characters, places and small events. out gets
  * NUL-terminated text of at most size - 1 bytes. */
