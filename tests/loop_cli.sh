@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # rlhf loop at CI size on the default model (models/default), families count_letter, sequence
 # and sentiment: 300 val-split prompts x 4 candidates ranked by the oracle, a reward model, DPO
-# and GRPO with the verifier from the SFT model, each evaluated on 100 test prompts per family.
+# and GRPO with the verifier from the SFT model, each evaluated on 50 test prompts per family x 4
+# answers sampled as rlhf chat samples them (paired draws: the same seeds for every model).
 # Asserts (numbers measured over seeds 1-3 are in README.md, "The closed loop"):
 #  - every stage is a stored run (eval x3, reward, dpo, grpo) in OUT/r1/feedback.db; the table,
 #    OUT/loop.svg and OUT/summary.json are written; rows of methods not run say so;
-#  - the reward model ranks held-out pairs (oracle rankings of test-split prompts) >= 60%;
-#  - the unwanted-behaviour rate (rambling, rude, never ends) of DPO and GRPO is below the SFT
-#    model's (5.0% -> 0-1.7% over seeds 1-3);
-#  - held-out accuracy: DPO and GRPO each >= the SFT model's + 2 points (measured over seeds 1-3:
-#    DPO +3.3/+3.3/+3.7, GRPO +3.7/+5.0/+4.0: seed-to-seed sd 0.2 and 0.7 points);
+#  - the reward model ranks held-out pairs (oracle rankings of test-split prompts) >= RM_MIN;
+#  - the unwanted-behaviour rate (rambling, rude, never ends) of DPO and GRPO is at most half the
+#    SFT model's;
+#  - held-out accuracy: DPO and GRPO each >= the SFT model's + ACC_MARGIN (the numbers over seeds
+#    1-3 and the seed-to-seed spread are in README.md);
 #  - resume: a loop stopped by Ctrl-C while the reward model trains, run again, skips the
 #    finished stages and ends with the same table; bad flags and other settings in the same OUT exit 2.
 # Usage: loop_cli.sh RLHF_EXE SOURCE_DIR [SEED]
@@ -22,10 +23,10 @@ fail=0
 check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/rlhf-loop-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-RM_MIN=${RM_MIN:-0.60}
-ACC_MARGIN=${ACC_MARGIN:-0.02}
-ci=(--model "$d" --families count_letter,sequence,sentiment --prompts 300 --candidates 4 --heldout 60 --eval-n 100
-    --dpo-steps 150 --dpo-lr 5e-5 --rm-steps 100 --rm-lr 1e-4 --grpo-steps 150 --grpo-lr 1e-4
+RM_MIN=${RM_MIN:-0.75}
+ACC_MARGIN=${ACC_MARGIN:-0.06}
+ci=(--model "$d" --families count_letter,sequence,sentiment --prompts 300 --candidates 4 --heldout 60 --eval-n 50
+    --eval-samples 4 --dpo-steps 200 --dpo-lr 1e-4 --rm-steps 300 --rm-lr 1e-4 --grpo-steps 200 --grpo-lr 2e-4
     --methods dpo,grpo-verifier --seed "$seed")
 
 # resume: Ctrl-C while the reward model trains, then the same command again
@@ -69,7 +70,7 @@ check("the oracle's rankings are in the round's database",
 rm = s["reward_models"][0]["heldout_accuracy"]
 check(f"reward model held-out ranking accuracy {rm:.3f} >= {rm_min}", rm >= rm_min)
 for name, r in (("DPO", dpo), ("GRPO (verifier)", grpo)):
-    check(f"{name}: unwanted rate {r['unwanted']:.3f} < SFT's {sft['unwanted']:.3f}", r["unwanted"] < sft["unwanted"])
+    check(f"{name}: unwanted rate {r['unwanted']:.3f} <= half the SFT's {sft['unwanted']:.3f}", r["unwanted"] <= sft["unwanted"] / 2)
     check(f"{name}: held-out accuracy {r['accuracy']:.3f} >= SFT {sft['accuracy']:.3f} + {margin} (KL {r['kl']:.4f})",
           r["accuracy"] >= sft["accuracy"] + margin and r["kl"] > 0)
 svg = open(f"{out}/loop.svg").read()
