@@ -1,8 +1,9 @@
 /* bench_grpo.c — one GRPO iteration timed by phase, for G = 1, 2, 4, 8 completions per prompt on
  * the same P prompts (issue 15: "G = 8 candidates taking at most 2.5x the time of one"):
  *
- *   generation  rollout_make: per prompt one batched gen_run of G sampled candidates from one
- *               prefill (what rlhf grpo runs), rows built from them; its own reward is a
+ *   generation  rollout_make: one gen_run_batch of every prompt's G sampled candidates (each
+ *               prompt prefilled once, all candidates stepping together, finished ones dropping
+ *               out: what rlhf grpo runs), rows built from them; its own reward is a
  *               substring test that costs nothing, so the verifier / reward model is timed apart
  *   scoring     rollout_score on the same completions: the verifier (--reward-fn, default toy) and,
  *               with --reward DIR, the reward model (its own tokenizer, prompt as the policy saw it)
@@ -10,11 +11,11 @@
  *               (grpo_token_logps, as grpo_run computes them) and one optimizer step: forward, the
  *               GRPO head, backward, AdamW (TRL's num_iterations = 1, one micro-batch of P*G rows)
  *
- * Generation ends at EOS as in a real run, so a group waits for its longest candidate: the
- * table prints the tokens generated and the decoding steps (sum over prompts of the group's
- * longest completion). A second measurement, "decoder at fixed length", runs the same gen_run
- * calls with EOS disabled (every candidate max-new-tokens long): the batched decoder's cost of G
- * candidates against one, without the longest-of-G effect.
+ * Generation ends at EOS as in a real run, so the batch runs until its longest candidate ends:
+ * the table prints the tokens generated (row-steps) and the decoding steps (the longest
+ * completion). A second measurement, "decoder at fixed length", runs the same gen_run_batch
+ * call with EOS disabled (every candidate max-new-tokens long): the batched decoder's cost of
+ * P*G rows against P, without the longest-of-G effect.
  *
  * The PASS/FAIL line judges generation (the decoder's batching is what G changes there; scoring
  * and the update do G times the work by construction) and the whole iteration's ratio is
@@ -207,28 +208,39 @@ static void bench_close(bench *B) {
     model_bundle_free(&B->b);
 }
 
-/* The rollout's gen_run calls again with EOS disabled: every candidate max_new tokens long; the
- * total and gen_run's own prefill and decoding-step times (seconds). */
+/* The rollout's gen_run_batch call again with EOS disabled: every candidate max_new tokens long;
+ * the total and the prefill and decoding-step times it reports (seconds). */
 static int decode_fixed(bench *B, int G, phases *ph, rlhf_error *err) {
-    const double t0 = bench_now_s();
-    for (int j = 0; j < B->P; j++) {
-        gen_params gp;
-        gen_params_defaults(&gp);
-        gp.strategy = GEN_STRATEGY_SAMPLE;
-        gp.sampling.temperature = B->temperature;
-        gp.n = G;
-        gp.max_tokens = B->max_new;
-        gp.seed = B->seeds[j];
-        gp.n_eos = 0;
-        gen_result res;
-        int rc = gen_run(&B->b.m, B->b.tok, B->ids[j].ids, B->ids[j].n, &gp, &res, err);
-        if (rc) return rc;
-        ph->fixed_prefill += 1e-3 * res.prefill_ms;
-        ph->fixed_decode += 1e-3 * res.decode_ms;
-        gen_result_free(&res);
+    const int P = B->P;
+    const int32_t **pids = calloc((size_t)P, sizeof *pids);
+    int *plen = calloc((size_t)P, sizeof *plen);
+    gen_result *res = calloc((size_t)P, sizeof *res);
+    if (!pids || !plen || !res) {
+        free(pids);
+        free(plen);
+        free(res);
+        return rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
     }
+    for (int j = 0; j < P; j++) {
+        pids[j] = B->ids[j].ids;
+        plen[j] = B->ids[j].n;
+    }
+    const rollout_gen g = {B->temperature, B->max_new, G};
+    gen_params gp;
+    rollout_gen_params(&g, &gp);
+    gp.n_eos = 0;
+    const double t0 = bench_now_s();
+    int rc = gen_run_batch(&B->b.m, B->b.tok, pids, plen, P, &gp, B->seeds, res, err);
     ph->fixed = bench_now_s() - t0;
-    return RLHF_OK;
+    if (!rc) {
+        for (int j = 0; j < P; j++) ph->fixed_prefill += 1e-3 * res[j].prefill_ms;
+        ph->fixed_decode = 1e-3 * res[0].decode_ms;
+    }
+    for (int j = 0; j < P; j++) gen_result_free(&res[j]);
+    free(pids);
+    free(plen);
+    free(res);
+    return rc;
 }
 
 /* One GRPO iteration with G completions per prompt, timed by phase. */
@@ -244,14 +256,10 @@ static int iteration(bench *B, int G, phases *ph, rlhf_error *err) {
     ph->gen = bench_now_s() - t0;
     if (rc) return rc;
     if (B->cap.n != R) return rlhf_errorf(err, RLHF_ERR_INVALID, "%d completions for %d rows", B->cap.n, R);
-    for (int j = 0; j < P; j++) {
-        int longest = 0;
-        for (int k = 0; k < G; k++) {
-            const int n = B->rb.n_comp[j * G + k];
-            ph->tokens += n;
-            if (n > longest) longest = n;
-        }
-        ph->dec_steps += longest;
+    for (int r = 0; r < R; r++) {
+        const int n = B->rb.n_comp[r];
+        ph->tokens += n;
+        if (n > ph->dec_steps) ph->dec_steps = n; /* one batch: it steps until its longest ends */
     }
     if (B->fixed && (rc = decode_fixed(B, G, ph, err))) return rc;
     /* scoring: the verifier reads the user prompt, a reward model the prompt as the policy saw it */
@@ -404,13 +412,13 @@ int main(int argc, char **argv) {
                p->dec_steps, p->gen, p->tokens / p->gen, p->score_fn, p->score_rm, p->old_lp, p->step, total_of(p));
     }
     if (B.fixed) {
-        printf("decoder at fixed length (the same gen_run calls, EOS off: every candidate %d tokens)\n", B.max_new);
+        printf("decoder at fixed length (the same gen_run_batch call, EOS off: every candidate %d tokens)\n", B.max_new);
         printf("%3s %7s %9s %10s %9s %12s %8s\n", "G", "tokens", "total s", "prefill s", "decode s", "ms per step", "tok/s");
         for (int k = 0; k < n_groups; k++) {
             const phases *p = &best[k];
             const long tokens = (long)B.P * groups[k] * B.max_new;
             printf("%3d %7ld %9.4f %10.4f %9.4f %12.3f %8.0f\n", groups[k], tokens, p->fixed, p->fixed_prefill, p->fixed_decode,
-                   1e3 * p->fixed_decode / ((double)B.P * B.max_new), tokens / p->fixed);
+                   1e3 * p->fixed_decode / (double)B.max_new, tokens / p->fixed);
         }
     }
     int i1 = -1, i8 = -1;
@@ -421,8 +429,8 @@ int main(int argc, char **argv) {
     if (i1 >= 0 && i8 >= 0) {
         const phases *a = &best[i1], *z = &best[i8];
         const double rg = z->gen / a->gen, rs = (double)z->dec_steps / (double)a->dec_steps;
-        printf("G=8 / G=1, the iteration: generation %.2fx (target <= %.1fx: %s) with %.2fx the decoding steps (a group "
-               "waits for its longest completion), %.2fx the time per step; scoring %.2fx; update %.2fx (8x the rows); "
+        printf("G=8 / G=1, the iteration: generation %.2fx (target <= %.1fx: %s) with %.2fx the decoding steps (the batch "
+               "runs until its longest completion ends), %.2fx the time per step; scoring %.2fx; update %.2fx (8x the rows); "
                "iteration %.2fx\n",
                rg, TARGET_RATIO, rg <= TARGET_RATIO ? "PASS" : "FAIL", rs, rg / rs,
                (z->score_fn + z->score_rm) / (a->score_fn + a->score_rm), (z->old_lp + z->step) / (a->old_lp + a->step),

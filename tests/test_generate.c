@@ -7,7 +7,8 @@
  *  - the row-independent matmul gives each row the same bits whatever the batch, and matches a
  *    double-precision reference (rtol 1e-5);
  *  - a batched decoder step gives each sequence bit-for-bit the logits of a step alone, and
- *    each of N batched candidates equals the same seed's candidate generated alone;
+ *    each of N batched candidates equals the same seed's candidate generated alone, and
+ *    gen_run_batch gives each of several prompts what gen_run gives it alone;
  *  - prefill in one batched pass equals decoding token by token (atol 1e-4: sgemm and the
  *    dot-product kernel sum in different orders);
  *  - beam search finds the best sequence on tiny random models where every sequence can be
@@ -167,15 +168,24 @@ static void test_stories(model_rope_layout layout) {
 /* Each of N batched candidates equals the same seed's candidate generated alone, also when
  * OpenMP offers more threads than there are candidates (each thread must get its own sampler
  * chain; sharing one corrupted its candidate list). */
-static void test_candidates_reproducible(int N, int threads) {
-    const int saved_threads = omp_get_max_threads();
+/* stories260K with `threads` OpenMP threads (the old count in *saved); 0 on success. */
+static int stories_with_threads(model *m, int threads, int *saved) {
+    *saved = omp_get_max_threads();
     omp_set_num_threads(threads);
+    rlhf_error err = {0};
+    if (llama2c_load(m, test_data_path("stories260K/stories260K.bin"), MODEL_ROPE_HALF, &err)) {
+        CHECK(0, "load: %s", err.msg);
+        omp_set_num_threads(*saved);
+        return 1;
+    }
+    return 0;
+}
+
+static void test_candidates_reproducible(int N, int threads) {
+    int saved_threads;
     model m;
     rlhf_error err = {0};
-    if (llama2c_load(&m, test_data_path("stories260K/stories260K.bin"), MODEL_ROPE_HALF, &err)) {
-        CHECK(0, "load: %s", err.msg);
-        return;
-    }
+    if (stories_with_threads(&m, threads, &saved_threads)) return;
     int32_t prompt[3] = {1, 403, 407};
     gen_params p;
     gen_params_defaults(&p);
@@ -219,6 +229,80 @@ static void test_candidates_reproducible(int N, int threads) {
     CHECK(texts_differ, "the candidates are different from each other");
     (void)lengths_differ;
     gen_result_free(&batch);
+    model_free(&m);
+    omp_set_num_threads(saved_threads);
+}
+
+/* gen_run_batch: several prompts of different lengths decoded together (finished candidates
+ * dropping out of the steps) give each prompt bit-for-bit the candidates gen_run gives it alone
+ * with the same seed; an EOS id taken from one candidate makes lengths differ within the batch. */
+static void test_run_batch(int N, int threads) {
+    int saved_threads;
+    model m;
+    rlhf_error err = {0};
+    if (stories_with_threads(&m, threads, &saved_threads)) return;
+    const int32_t p0[3] = {1, 403, 407}, p1[7] = {1, 365, 301, 260, 403, 280, 407}, p2[1] = {1};
+    const int32_t *prompts[3] = {p0, p1, p2};
+    const int lens[3] = {3, 7, 1};
+    const uint64_t seeds[3] = {7, 99, 12345};
+    gen_params p;
+    gen_params_defaults(&p);
+    p.sampling.temperature = 1.0f;
+    p.sampling.top_p = 0.9f;
+    p.n = N;
+    p.max_tokens = 40;
+    p.n_eos = 0;
+    gen_result alone[3] = {0}, batch[3] = {0};
+    /* an id that prompt 0's first candidate draws early ends candidates at different steps */
+    gen_params pe = p;
+    pe.seed = seeds[0];
+    int rc = gen_run(&m, NULL, p0, 3, &pe, &alone[0], &err);
+    CHECK(rc == 0 && alone[0].cands[0].n_ids > 8, "probe run: %s", err.msg);
+    if (rc) goto out;
+    p.n_eos = 1;
+    p.eos_ids[0] = alone[0].cands[0].ids[8];
+    gen_result_free(&alone[0]);
+    for (int j = 0; j < 3; j++) {
+        gen_params pj = p;
+        pj.seed = seeds[j];
+        if ((rc = gen_run(&m, NULL, prompts[j], lens[j], &pj, &alone[j], &err))) break;
+    }
+    CHECK(rc == 0, "alone runs: %s", err.msg);
+    if (rc) goto out;
+    rc = gen_run_batch(&m, NULL, prompts, lens, 3, &p, seeds, batch, &err);
+    CHECK(rc == 0, "batch run: %s", err.msg);
+    if (rc) goto out;
+    int same = 1, min_len = 1 << 30, max_len = 0;
+    for (int j = 0; j < 3; j++) {
+        same &= batch[j].n == N && batch[j].n_prompt == lens[j];
+        for (int k = 0; k < N && same; k++) {
+            const gen_candidate *a = &batch[j].cands[k], *b = &alone[j].cands[k];
+            same &= a->n_ids == b->n_ids && a->finish == b->finish && a->index == b->index &&
+                    memcmp(a->ids, b->ids, (size_t)a->n_ids * sizeof(int32_t)) == 0 &&
+                    memcmp(a->logprobs, b->logprobs, (size_t)a->n_ids * sizeof(float)) == 0;
+            if (a->n_ids < min_len) min_len = a->n_ids;
+            if (a->n_ids > max_len) max_len = a->n_ids;
+        }
+    }
+    CHECK(same, "gen_run_batch (3 prompts x %d, %d threads) == gen_run per prompt: ids, logprobs, finish bit-for-bit", N,
+          threads);
+    CHECK(min_len < max_len, "candidates of the batch end at different steps (%d..%d tokens)", min_len, max_len);
+    gen_params pb = p;
+    pb.strategy = GEN_STRATEGY_BEAM;
+    pb.num_beams = 2;
+    pb.n = 1;
+    gen_result tmp[3];
+    CHECK(gen_run_batch(&m, NULL, prompts, lens, 3, &pb, seeds, tmp, &err) == RLHF_ERR_UNSUPPORTED,
+          "gen_run_batch refuses beam search");
+    const int bad_lens[3] = {3, 0, 1};
+    CHECK(gen_run_batch(&m, NULL, prompts, bad_lens, 3, &p, seeds, tmp, &err) == RLHF_ERR_INVALID &&
+              strstr(err.msg, "prompt 1 of the batch") != NULL,
+          "an empty prompt in a batch is an error naming it (%s)", err.msg);
+out:
+    for (int j = 0; j < 3; j++) {
+        gen_result_free(&alone[j]);
+        gen_result_free(&batch[j]);
+    }
     model_free(&m);
     omp_set_num_threads(saved_threads);
 }
@@ -563,6 +647,8 @@ int main(void) {
     test_stories(MODEL_ROPE_HALF);
     test_candidates_reproducible(4, 2);
     test_candidates_reproducible(2, 8);
+    test_run_batch(4, 2);
+    test_run_batch(1, 1);
     test_beam_exhaustive(MODEL_FAMILY_LLAMA, -1, 1.0f, 25);
     test_beam_exhaustive(MODEL_FAMILY_GPT2, -1, 1.0f, 25);
     test_beam_exhaustive(MODEL_FAMILY_LLAMA, 4, 0.0f, 125);

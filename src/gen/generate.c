@@ -52,7 +52,6 @@ static inline float dot_fixed(const float *restrict a, const float *restrict b, 
     return s;
 }
 
-#define COL_BLOCK 64
 #define ROW_LANES 32
 _Static_assert(ROW_LANES == 32, "dot_row_tail folds exactly 32 partial sums");
 
@@ -115,6 +114,89 @@ static inline void dot_row4(float *s, const float *restrict a, size_t lda, const
     s[3] = dot_row_tail(acc3, a3, w, i, n);
 }
 
+/* W (IN, OUT) kernels: out[j] = fmaf chain over i of x[i] * W[i, j], i ascending, for a block of
+ * TCOLS columns of 4 rows or 1 (the weights' panel read once per 4 rows, no horizontal sums).
+ * A fused multiply-add is exactly rounded whether it is fmaf or a vector FMA lane, so the
+ * intrinsics, the scalar fallback and tcols_any give an element the same bits: a row's result
+ * does not depend on how many rows share the call. Intrinsics because GCC kept the
+ * accumulator arrays of the plain-C version in memory. */
+#if defined(__AVX512F__)
+#include <immintrin.h>
+typedef __m512 vf;
+#define VW 16
+#define TVEC 4
+#define VLOAD _mm512_loadu_ps
+#define VSTORE _mm512_storeu_ps
+#define VSET1 _mm512_set1_ps
+#define VFMA _mm512_fmadd_ps
+#define VZERO _mm512_setzero_ps
+#elif defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+typedef __m256 vf;
+#define VW 8
+#define TVEC 2
+#define VLOAD _mm256_loadu_ps
+#define VSTORE _mm256_storeu_ps
+#define VSET1 _mm256_set1_ps
+#define VFMA _mm256_fmadd_ps
+#define VZERO _mm256_setzero_ps
+#endif
+
+#ifdef VW
+#define TCOLS (VW * TVEC)
+static inline void tcols4(float *restrict o, size_t ldo, const float *restrict x, size_t ldx, const float *restrict w,
+                          size_t ldw, int IN) {
+    vf a[4][TVEC];
+    for (int q = 0; q < 4; q++)
+        for (int v = 0; v < TVEC; v++) a[q][v] = VZERO();
+    for (int i = 0; i < IN; i++) {
+        const float *restrict wi = w + (size_t)i * ldw;
+        vf wv[TVEC];
+        for (int v = 0; v < TVEC; v++) wv[v] = VLOAD(wi + v * VW);
+        for (int q = 0; q < 4; q++) {
+            const vf xq = VSET1(x[(size_t)q * ldx + i]);
+            for (int v = 0; v < TVEC; v++) a[q][v] = VFMA(xq, wv[v], a[q][v]);
+        }
+    }
+    for (int q = 0; q < 4; q++)
+        for (int v = 0; v < TVEC; v++) VSTORE(o + (size_t)q * ldo + v * VW, a[q][v]);
+}
+
+static inline void tcols1(float *restrict o, const float *restrict x, const float *restrict w, size_t ldw, int IN) {
+    vf a[TVEC];
+    for (int v = 0; v < TVEC; v++) a[v] = VZERO();
+    for (int i = 0; i < IN; i++) {
+        const float *restrict wi = w + (size_t)i * ldw;
+        const vf xq = VSET1(x[i]);
+        for (int v = 0; v < TVEC; v++) a[v] = VFMA(xq, VLOAD(wi + v * VW), a[v]);
+    }
+    for (int v = 0; v < TVEC; v++) VSTORE(o + v * VW, a[v]);
+}
+#else
+#define TCOLS 32
+static inline void tcols1(float *restrict o, const float *restrict x, const float *restrict w, size_t ldw, int IN) {
+    float a0[TCOLS] = {0};
+    for (int i = 0; i < IN; i++)
+        for (int c = 0; c < TCOLS; c++) a0[c] = fmaf(x[i], w[(size_t)i * ldw + c], a0[c]);
+    for (int c = 0; c < TCOLS; c++) o[c] = a0[c];
+}
+static inline void tcols4(float *restrict o, size_t ldo, const float *restrict x, size_t ldx, const float *restrict w,
+                          size_t ldw, int IN) {
+    for (int q = 0; q < 4; q++) tcols1(o + (size_t)q * ldo, x + (size_t)q * ldx, w, ldw, IN);
+}
+#endif
+
+static inline void tcols_any(float *restrict o, const float *restrict x, const float *restrict w, size_t ldw, int IN,
+                             int nj) {
+    float a0[TCOLS] = {0};
+    for (int i = 0; i < IN; i++) {
+        const float *restrict wi = w + (size_t)i * ldw;
+        const float v0 = x[i];
+        for (int c = 0; c < nj; c++) a0[c] = fmaf(v0, wi[c], a0[c]);
+    }
+    for (int c = 0; c < nj; c++) o[c] = a0[c];
+}
+
 void gen_matmul_rows(float *out, const float *x, const float *w, const float *b, int M, int IN, int OUT,
                      int in_out) {
     const size_t work = (size_t)M * IN * OUT;
@@ -143,27 +225,24 @@ void gen_matmul_rows(float *out, const float *x, const float *w, const float *b,
             }
         }
     } else {
-        /* W (IN, OUT): a block of output columns accumulates x[i] * W[i, block] over i in order;
-         * the loop over the block vectorises, and each column's sum is sequential in i. */
-        const int n_blocks = (OUT + COL_BLOCK - 1) / COL_BLOCK;
+        /* W (IN, OUT): a block of TCOLS output columns of up to 4 rows accumulates x[r, i] *
+         * W[i, block] over i in order (the weights' panel is read once per 4 rows, no
+         * horizontal sums); each element is one fmaf chain in i, whatever the blocking. */
+        const int n_blocks = (OUT + TCOLS - 1) / TCOLS;
 #pragma omp parallel for schedule(static) if (work >= 65536)
         for (int jb = 0; jb < n_blocks; jb++) {
-            const int j0 = jb * COL_BLOCK;
-            const int nj = OUT - j0 < COL_BLOCK ? OUT - j0 : COL_BLOCK;
-            for (int r = 0; r < M; r++) {
-                float acc[COL_BLOCK] = {0};
-                const float *xr = x + (size_t)r * IN;
-                for (int i = 0; i < IN; i++) {
-                    const float xi = xr[i];
-                    const float *wr = w + (size_t)i * OUT + j0;
-                    for (int j = 0; j < nj; j++) acc[j] += xi * wr[j];
-                }
-                float *o = out + (size_t)r * OUT + j0;
-                if (b)
-                    for (int j = 0; j < nj; j++) o[j] = acc[j] + b[j0 + j];
-                else
-                    for (int j = 0; j < nj; j++) o[j] = acc[j];
+            const int j0 = jb * TCOLS;
+            const int nj = OUT - j0 < TCOLS ? OUT - j0 : TCOLS;
+            int r = 0;
+            if (nj == TCOLS) {
+                for (; r + 4 <= M; r += 4) tcols4(out + (size_t)r * OUT + j0, (size_t)OUT, x + (size_t)r * IN, (size_t)IN, w + j0, (size_t)OUT, IN);
+                for (; r < M; r++) tcols1(out + (size_t)r * OUT + j0, x + (size_t)r * IN, w + j0, (size_t)OUT, IN);
+            } else {
+                for (; r < M; r++) tcols_any(out + (size_t)r * OUT + j0, x + (size_t)r * IN, w + j0, (size_t)OUT, IN, nj);
             }
+            if (b)
+                for (int q = 0; q < M; q++)
+                    for (int j = 0; j < nj; j++) out[(size_t)q * OUT + j0 + j] += b[j0 + j];
         }
     }
 }
@@ -187,6 +266,49 @@ static dims_t dims_of(const model_config *c) {
     d.V = c->vocab_size;
     d.FC = c->family == MODEL_FAMILY_LLAMA ? 2 * d.F : d.F;
     return d;
+}
+
+/* dst (IN, OUT) = src (OUT, IN) transposed, in 32 x 32 tiles. */
+static void transpose_into(float *restrict dst, const float *restrict src, int OUT, int IN) {
+    const int nb = (OUT + 31) / 32;
+#pragma omp parallel for schedule(static) if ((size_t)OUT * IN >= 65536)
+    for (int ob = 0; ob < nb; ob++)
+        for (int i0 = 0; i0 < IN; i0 += 32)
+            for (int o = ob * 32; o < OUT && o < ob * 32 + 32; o++)
+                for (int i = i0; i < IN && i < i0 + 32; i++) dst[(size_t)i * OUT + o] = src[(size_t)o * IN + i];
+}
+
+/* The [in,out] copies of the [out,in] step matrices (see gen_decoder.wt), when they fit the cap:
+ * the copy costs about what one decoding step of a few rows does, and pays for itself at once. */
+static int decoder_transpose_weights(gen_decoder *d, rlhf_error *err) {
+    const model *m = d->m;
+    const model_config *c = &m->config;
+    const dims_t D = dims_of(c);
+    const int llama = c->family == MODEL_FAMILY_LLAMA, QD = D.NH * D.HS;
+    const size_t per_layer = llama ? (size_t)D.QKV * D.C + (size_t)D.C * QD + (size_t)D.FC * D.C + (size_t)D.C * D.F : 0;
+    const size_t total = per_layer * D.L + (size_t)D.V * D.C;
+    if (total * sizeof(float) > GEN_DECODER_T_MAX_BYTES) return RLHF_OK;
+    d->wt = aligned_alloc(64, ROUND_UP(total) * sizeof(float));
+    d->wt_layer = calloc((size_t)D.L * 4, sizeof *d->wt_layer);
+    if (!d->wt || !d->wt_layer) {
+        gen_decoder_free(d);
+        return rlhf_errorf(err, RLHF_ERR_NOMEM, "decoder: out of memory for the step weights (%zu MB)",
+                           total * sizeof(float) >> 20);
+    }
+    float *p = d->wt;
+    for (int l = 0; l < D.L && llama; l++) {
+        const model_layer_weights *lw = &m->w.layers[l];
+        const float *src[4] = {lw->qkv_w, lw->attn_out_w, lw->fc_w, lw->proj_w};
+        const int outs[4] = {D.QKV, D.C, D.FC, D.C}, ins[4] = {D.C, QD, D.C, D.F};
+        for (int k = 0; k < 4; k++) {
+            transpose_into(p, src[k], outs[k], ins[k]);
+            d->wt_layer[l * 4 + k] = p;
+            p += (size_t)outs[k] * ins[k];
+        }
+    }
+    transpose_into(p, m->w.lm_head, D.V, D.C);
+    d->wt_head = p;
+    return RLHF_OK;
 }
 
 int gen_decoder_init(gen_decoder *d, const model *m, int n_seq, int max_len, rlhf_error *err) {
@@ -245,7 +367,7 @@ int gen_decoder_init(gen_decoder *d, const model *m, int n_seq, int max_len, rlh
     d->step_logits = p;
     if (d->rope_cos) rope_table(d->rope_cos, d->rope_sin, max_len, D.HS, c->rope_theta);
     memset(d->logits, 0, (size_t)n_seq * D.V * sizeof(float));
-    return RLHF_OK;
+    return decoder_transpose_weights(d, err);
 }
 
 void gen_decoder_free(gen_decoder *d) {
@@ -258,6 +380,8 @@ void gen_decoder_free(gen_decoder *d) {
     free(d->pos);
     free(d->rope_cos);
     free(d->rope_sin);
+    free(d->wt);
+    free((void *)d->wt_layer);
     memset(d, 0, sizeof *d);
 }
 
@@ -323,12 +447,24 @@ static void decode_attention(gen_decoder *d, int l, int n, const int *seqs) {
     }
 }
 
-static void linear(int prefill, float *out, const float *in, const float *w, const float *b, int n, int IN, int OUT,
-                   int in_out) {
+/* wt: the [in,out] copy of an [out,in] w, or NULL. */
+static void linear(int prefill, float *out, const float *in, const float *w, const float *wt, const float *b, int n, int IN,
+                   int OUT, int in_out) {
     if (prefill)
         matmul_forward(out, in, w, b, n, IN, OUT, in_out ? KERNEL_W_IN_OUT : KERNEL_W_OUT_IN);
+    else if (wt)
+        gen_matmul_rows(out, in, wt, b, n, IN, OUT, 1);
     else
         gen_matmul_rows(out, in, w, b, n, IN, OUT, in_out);
+}
+
+/* The logits of n rows: the LM head through its [in,out] copy when there is one. */
+static void head_rows(const gen_decoder *d, float *out, const float *x, int n) {
+    const model_config *c = &d->m->config;
+    if (d->wt_head)
+        gen_matmul_rows(out, x, d->wt_head, NULL, n, c->dim, c->vocab_size, 1);
+    else
+        gen_matmul_rows(out, x, d->m->w.lm_head, NULL, n, c->dim, c->vocab_size, 0);
 }
 
 /* The forward pass over n rows. Prefill: rows are consecutive positions of sequence `seq`
@@ -355,11 +491,12 @@ static void decoder_forward(gen_decoder *d, int n, const int32_t *tokens, const 
     embedding_forward(d->x, tokens, d->pos, m->w.tok_emb, gpt2 ? m->w.pos_emb : NULL, n, D.C);
     for (int l = 0; l < D.L; l++) {
         const model_layer_weights *lw = &m->w.layers[l];
+#define WT(k) (d->wt_layer ? d->wt_layer[l * 4 + (k)] : NULL)
         if (gpt2)
             layernorm_forward(d->xb, NULL, NULL, d->x, lw->ln1_w, lw->ln1_b, n, D.C, c->norm_eps);
         else
             rmsnorm_forward(d->xb, NULL, d->x, lw->ln1_w, n, D.C, c->norm_eps);
-        linear(prefill, d->qkv, d->xb, lw->qkv_w, lw->qkv_b, n, D.C, D.QKV, gpt2);
+        linear(prefill, d->qkv, d->xb, lw->qkv_w, WT(0), lw->qkv_b, n, D.C, D.QKV, gpt2);
         if (!gpt2) {
             rope_forward(d->qkv, d->qkv, d->pos, d->rope_cos, d->rope_sin, n, D.NH, D.HS, D.QKV, c->rope_layout);
             rope_forward(d->qkv + QD, d->qkv + QD, d->pos, d->rope_cos, d->rope_sin, n, D.NKV, D.HS, D.QKV,
@@ -387,20 +524,21 @@ static void decoder_forward(gen_decoder *d, int n, const int32_t *tokens, const 
         } else {
             decode_attention(d, l, n, seqs);
         }
-        linear(prefill, d->xb, d->att_out, lw->attn_out_w, lw->attn_out_b, n, QD, D.C, gpt2);
+        linear(prefill, d->xb, d->att_out, lw->attn_out_w, WT(1), lw->attn_out_b, n, QD, D.C, gpt2);
         residual_forward(d->x, d->x, d->xb, (size_t)n * D.C);
         if (gpt2) {
             layernorm_forward(d->xb, NULL, NULL, d->x, lw->ln2_w, lw->ln2_b, n, D.C, c->norm_eps);
-            linear(prefill, d->fc, d->xb, lw->fc_w, lw->fc_b, n, D.C, D.F, 1);
+            linear(prefill, d->fc, d->xb, lw->fc_w, NULL, lw->fc_b, n, D.C, D.F, 1);
             gelu_forward(d->fc, d->fc, (size_t)n * D.F);
-            linear(prefill, d->xb, d->fc, lw->proj_w, lw->proj_b, n, D.F, D.C, 1);
+            linear(prefill, d->xb, d->fc, lw->proj_w, NULL, lw->proj_b, n, D.F, D.C, 1);
         } else {
             rmsnorm_forward(d->xb, NULL, d->x, lw->ln2_w, n, D.C, c->norm_eps);
-            linear(prefill, d->fc, d->xb, lw->fc_w, NULL, n, D.C, 2 * D.F, 0);
+            linear(prefill, d->fc, d->xb, lw->fc_w, WT(2), NULL, n, D.C, 2 * D.F, 0);
             swiglu_forward(d->h, d->fc, n, D.F);
-            linear(prefill, d->xb, d->h, lw->proj_w, NULL, n, D.F, D.C, 0);
+            linear(prefill, d->xb, d->h, lw->proj_w, WT(3), NULL, n, D.F, D.C, 0);
         }
         residual_forward(d->x, d->x, d->xb, (size_t)n * D.C);
+#undef WT
     }
     if (prefill) {
         const float *last = d->x + (size_t)(n - 1) * D.C;
@@ -408,7 +546,7 @@ static void decoder_forward(gen_decoder *d, int n, const int32_t *tokens, const 
             layernorm_forward(d->xb, NULL, NULL, last, m->w.lnf_w, m->w.lnf_b, 1, D.C, c->norm_eps);
         else
             rmsnorm_forward(d->xb, NULL, last, m->w.lnf_w, 1, D.C, c->norm_eps);
-        gen_matmul_rows(gen_decoder_logits(d, seq), d->xb, m->w.lm_head, NULL, 1, D.C, D.V, 0);
+        head_rows(d, gen_decoder_logits(d, seq), d->xb, 1);
         mask_padding(d, seq);
         d->len[seq] += n;
     } else {
@@ -417,10 +555,10 @@ static void decoder_forward(gen_decoder *d, int n, const int32_t *tokens, const 
         else
             rmsnorm_forward(d->xb, NULL, d->x, m->w.lnf_w, n, D.C, c->norm_eps);
         if (n == 1) {
-            gen_matmul_rows(gen_decoder_logits(d, seqs[0]), d->xb, m->w.lm_head, NULL, 1, D.C, D.V, 0);
+            head_rows(d, gen_decoder_logits(d, seqs[0]), d->xb, 1);
         } else {
             float *tmp = d->step_logits;
-            gen_matmul_rows(tmp, d->xb, m->w.lm_head, NULL, n, D.C, D.V, 0);
+            head_rows(d, tmp, d->xb, n);
             for (int r = 0; r < n; r++)
                 memcpy(gen_decoder_logits(d, seqs[r]), tmp + (size_t)r * D.V, (size_t)D.V * sizeof(float));
         }
@@ -678,22 +816,24 @@ typedef struct {
     int done;
 } cand_state;
 
+/* P prompts (su[j], results out[j], sampling seed seeds[j]) of p->n candidates each, decoded
+ * together: candidate k of prompt j is sequence j*N + k of one decoder. gen_run is P = 1. */
 static int run_sampling(const model *m, const tokenizer *tok, const gen_params *p, const run_setup *su,
-                        gen_result *out, rlhf_error *err) {
-    const int N = p->n, V = m->config.vocab_size, T = p->max_tokens;
+                        const uint64_t *seeds, int P, gen_result *out, rlhf_error *err) {
+    const int N = p->n, V = m->config.vocab_size, T = p->max_tokens, NT = P * N;
     gen_decoder d = {0};
     /* one chain per thread: candidates are sampled in parallel, each with its own rng, so the
      * thread that samples a candidate does not change its draw */
     int n_chains = omp_get_max_threads();
-    if (n_chains > N) n_chains = N;
+    if (n_chains > NT) n_chains = NT;
     if (n_chains < 1) n_chains = 1;
     sampler_chain *chains = calloc((size_t)n_chains, sizeof *chains);
-    int32_t *drawn = malloc((size_t)N * sizeof *drawn);
-    float *drawn_lp = malloc((size_t)N * sizeof *drawn_lp);
-    int *todo = malloc((size_t)N * sizeof *todo);
-    cand_state *cs = calloc((size_t)N, sizeof *cs);
-    int *seqs = malloc((size_t)N * sizeof *seqs);
-    int32_t *next = malloc((size_t)N * sizeof *next);
+    int32_t *drawn = malloc((size_t)NT * sizeof *drawn);
+    float *drawn_lp = malloc((size_t)NT * sizeof *drawn_lp);
+    int *todo = malloc((size_t)NT * sizeof *todo);
+    cand_state *cs = calloc((size_t)NT, sizeof *cs);
+    int *seqs = malloc((size_t)NT * sizeof *seqs);
+    int32_t *next = malloc((size_t)NT * sizeof *next);
     int rc = RLHF_OK;
     if (!cs || !seqs || !next || !chains || !drawn || !drawn_lp || !todo) {
         rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "generate: out of memory");
@@ -703,29 +843,35 @@ static int run_sampling(const model *m, const tokenizer *tok, const gen_params *
     if (p->strategy == GEN_STRATEGY_GREEDY) sp.temperature = 0.0f;
     for (int i = 0; i < n_chains; i++)
         if ((rc = sampler_chain_init_params(&chains[i], V, &sp, err))) goto done;
-    if ((rc = gen_decoder_init(&d, m, N, su->n_prompt + T, err))) goto done;
-    d.n_valid = su->n_valid;
-    for (int k = 0; k < N; k++) {
-        gen_candidate *c = &out->cands[k];
-        c->index = p->first_index + k;
-        if ((rc = cand_alloc(c, T, tok ? &cs[k].text_cap : NULL, err))) goto done;
-        cs[k].hist = malloc((size_t)(su->n_prompt + T) * sizeof(int32_t));
-        if (!cs[k].hist) {
+    int longest = 0;
+    for (int j = 0; j < P; j++)
+        if (su[j].n_prompt > longest) longest = su[j].n_prompt;
+    if ((rc = gen_decoder_init(&d, m, NT, longest + T, err))) goto done;
+    d.n_valid = su[0].n_valid; /* one tokenizer for every prompt */
+    for (int g = 0; g < NT; g++) {
+        const run_setup *s = &su[g / N];
+        gen_candidate *c = &out[g / N].cands[g % N];
+        c->index = p->first_index + g % N;
+        if ((rc = cand_alloc(c, T, tok ? &cs[g].text_cap : NULL, err))) goto done;
+        cs[g].hist = malloc((size_t)(s->n_prompt + T) * sizeof(int32_t));
+        if (!cs[g].hist) {
             rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "generate: out of memory");
             goto done;
         }
-        memcpy(cs[k].hist, su->prompt, (size_t)su->n_prompt * sizeof(int32_t));
-        cs[k].n_hist = su->n_prompt;
-        rng_seed(&cs[k].rng, gen_candidate_seed(p->seed, c->index));
-        if (tok && (rc = tok_stream_init(&cs[k].ts, tok, su->mid_sequence ? TOK_STREAM_MID_SEQUENCE : 0, err)))
+        memcpy(cs[g].hist, s->prompt, (size_t)s->n_prompt * sizeof(int32_t));
+        cs[g].n_hist = s->n_prompt;
+        rng_seed(&cs[g].rng, gen_candidate_seed(seeds[g / N], c->index));
+        if (tok && (rc = tok_stream_init(&cs[g].ts, tok, s->mid_sequence ? TOK_STREAM_MID_SEQUENCE : 0, err)))
             goto done;
     }
 
-    double t0 = now_ms();
-    if ((rc = gen_decoder_prefill(&d, 0, su->prompt, su->n_prompt, err))) goto done;
-    for (int k = 1; k < N; k++) gen_decoder_copy(&d, k, 0);
-    double t1 = now_ms();
-    out->prefill_ms = t1 - t0;
+    for (int j = 0; j < P; j++) {
+        const double t0 = now_ms();
+        if ((rc = gen_decoder_prefill(&d, j * N, su[j].prompt, su[j].n_prompt, err))) goto done;
+        for (int k = 1; k < N; k++) gen_decoder_copy(&d, j * N + k, j * N);
+        out[j].prefill_ms = now_ms() - t0;
+    }
+    const double t1 = now_ms();
 
     int interrupted = 0;
     for (int step = 0; step < T; step++) {
@@ -733,35 +879,36 @@ static int run_sampling(const model *m, const tokenizer *tok, const gen_params *
         /* draw every active candidate's token (in parallel: each reads only its own logits,
          * history and rng), then do the bookkeeping in candidate order */
         int n_todo = 0;
-        for (int k = 0; k < N && !interrupted; k++)
-            if (!cs[k].done) todo[n_todo++] = k;
+        for (int g = 0; g < NT && !interrupted; g++)
+            if (!cs[g].done) todo[n_todo++] = g;
         /* num_threads: exactly one chain per thread; a larger team would share chains[0] */
 #pragma omp parallel for schedule(dynamic, 1) num_threads(n_chains) if (n_todo > 1 && n_chains > 1)
         for (int i = 0; i < n_todo; i++) {
-            const int k = todo[i];
-            const float *logits = gen_decoder_logits(&d, k);
-            sampler_context ctx = {cs[k].hist, cs[k].n_hist, &cs[k].rng};
+            const int g = todo[i];
+            const float *logits = gen_decoder_logits(&d, g);
+            sampler_context ctx = {cs[g].hist, cs[g].n_hist, &cs[g].rng};
             int tid = omp_get_thread_num();
             assert(tid < n_chains);
             const int32_t id = sampler_chain_sample(&chains[tid], logits, &ctx);
             float loss, lse;
             crossentropy_forward(&loss, &lse, logits, &id, 1, V); /* log p = -(lse - logit) */
-            drawn[k] = id;
-            drawn_lp[k] = -loss;
+            drawn[g] = id;
+            drawn_lp[g] = -loss;
         }
         for (int i = 0; i < n_todo && !interrupted; i++) {
-            const int k = todo[i];
-            cand_state *st = &cs[k];
-            gen_candidate *c = &out->cands[k];
-            const int32_t id = drawn[k];
-            const float lp = drawn_lp[k];
+            const int g = todo[i];
+            const run_setup *s = &su[g / N];
+            cand_state *st = &cs[g];
+            gen_candidate *c = &out[g / N].cands[g % N];
+            const int32_t id = drawn[g];
+            const float lp = drawn_lp[g];
             c->ids[c->n_ids] = id;
             c->logprobs[c->n_ids] = lp;
             c->n_ids++;
             st->hist[st->n_hist++] = id;
-            out->n_generated++;
+            out[g / N].n_generated++;
             size_t release = c->text_len;
-            if (is_eos(su->eos, su->n_eos, id)) c->finish = GEN_FINISH_EOS;
+            if (is_eos(s->eos, s->n_eos, id)) c->finish = GEN_FINISH_EOS;
             if (tok && c->finish == GEN_FINISH_NONE) {
                 const char *piece;
                 size_t plen;
@@ -769,7 +916,7 @@ static int run_sampling(const model *m, const tokenizer *tok, const gen_params *
                 size_t old = c->text_len;
                 if ((rc = text_append(c, &st->text_cap, piece, plen, err))) goto done;
                 if (p->n_stop > 0) {
-                    size_t from = old > su->max_stop ? old - su->max_stop : 0;
+                    size_t from = old > s->max_stop ? old - s->max_stop : 0;
                     long at = find_stop(c->text, c->text_len, from, p->stop, p->n_stop);
                     if (at >= 0) {
                         /* the candidate keeps the tokens through this one (its text stays the
@@ -799,45 +946,48 @@ static int run_sampling(const model *m, const tokenizer *tok, const gen_params *
             if (p->on_token) {
                 const char *t = tok ? c->text + st->emitted : NULL;
                 size_t tl = tok && release > st->emitted ? release - st->emitted : 0;
-                if (p->on_token(p->user, c->index, id, t, tl, lp)) interrupted = 1;
+                if (p->on_token(p->user, (g / N) * N + c->index, id, t, tl, lp)) interrupted = 1;
                 if (tok && release > st->emitted) st->emitted = release;
             }
         }
         if (interrupted) break;
+        /* only unfinished candidates step: a finished one costs nothing while the others go on */
         int n_active = 0;
-        for (int k = 0; k < N; k++)
-            if (!cs[k].done) {
-                seqs[n_active] = k;
-                next[n_active] = out->cands[k].ids[out->cands[k].n_ids - 1];
+        for (int g = 0; g < NT; g++)
+            if (!cs[g].done) {
+                const gen_candidate *c = &out[g / N].cands[g % N];
+                seqs[n_active] = g;
+                next[n_active] = c->ids[c->n_ids - 1];
                 n_active++;
             }
         if (n_active == 0) break;
         if ((rc = gen_decoder_step(&d, seqs, next, n_active, err))) goto done;
     }
     if (interrupted)
-        for (int k = 0; k < N; k++)
-            if (!cs[k].done) {
-                gen_candidate *c = &out->cands[k];
+        for (int g = 0; g < NT; g++)
+            if (!cs[g].done) {
+                gen_candidate *c = &out[g / N].cands[g % N];
                 c->finish = GEN_FINISH_INTERRUPTED;
                 if (tok) {
                     const char *piece;
                     size_t plen;
-                    if ((rc = tok_stream_flush(&cs[k].ts, &piece, &plen, err))) goto done;
-                    if ((rc = text_append(c, &cs[k].text_cap, piece, plen, err))) goto done;
+                    if ((rc = tok_stream_flush(&cs[g].ts, &piece, &plen, err))) goto done;
+                    if ((rc = text_append(c, &cs[g].text_cap, piece, plen, err))) goto done;
                 }
             }
-    out->decode_ms = now_ms() - t1;
-    for (int k = 0; k < N; k++) {
-        gen_candidate *c = &out->cands[k];
+    const double decode_ms = now_ms() - t1;
+    for (int g = 0; g < NT; g++) {
+        gen_candidate *c = &out[g / N].cands[g % N];
+        out[g / N].decode_ms = decode_ms;
         cand_totals(c);
         c->score = c->logprob;
         if (c->finish != GEN_FINISH_STOP) c->text_stop = c->text_len;
     }
 done:
     if (cs)
-        for (int k = 0; k < N; k++) {
-            free(cs[k].hist);
-            tok_stream_free(&cs[k].ts);
+        for (int g = 0; g < NT; g++) {
+            free(cs[g].hist);
+            tok_stream_free(&cs[g].ts);
         }
     free(cs);
     free(seqs);
@@ -1132,10 +1282,45 @@ int gen_run(const model *m, const tokenizer *tok, const int32_t *prompt, int n_p
     if (p->strategy == GEN_STRATEGY_BEAM)
         rc = run_beam(m, tok, p, &su, out, err);
     else
-        rc = run_sampling(m, tok, p, &su, out, err);
+        rc = run_sampling(m, tok, p, &su, &p->seed, 1, out, err);
     if (rc) goto fail;
     return RLHF_OK;
 fail:
     gen_result_free(out);
+    return rc;
+}
+
+int gen_run_batch(const model *m, const tokenizer *tok, const int32_t *const *prompts, const int *n_prompts, int n_batch,
+                  const gen_params *p, const uint64_t *seeds, gen_result *out, rlhf_error *err) {
+    if (n_batch < 1) return rlhf_errorf(err, RLHF_ERR_INVALID, "generate: a batch needs at least one prompt");
+    memset(out, 0, (size_t)n_batch * sizeof *out);
+    int rc = RLHF_OK;
+    run_setup *su = calloc((size_t)n_batch, sizeof *su);
+    uint64_t *sd = malloc((size_t)n_batch * sizeof *sd);
+    if (!su || !sd) {
+        rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "generate: out of memory");
+        goto fail;
+    }
+    if (p->strategy == GEN_STRATEGY_BEAM) {
+        rc = rlhf_errorf(err, RLHF_ERR_UNSUPPORTED, "generate: beam search runs one prompt at a time (gen_run)");
+        goto fail;
+    }
+    for (int j = 0; j < n_batch && !rc; j++) {
+        if ((rc = run_prepare(m, tok, prompts[j], n_prompts[j], p, &su[j], &out[j], err))) {
+            rlhf_error_prefix(err, "prompt %d of the batch: ", j);
+            break;
+        }
+        sd[j] = seeds ? seeds[j] : p->seed;
+        if (!(out[j].cands = calloc((size_t)p->n, sizeof *out[j].cands)))
+            rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "generate: out of memory");
+        else
+            out[j].n = p->n;
+    }
+    if (!rc) rc = run_sampling(m, tok, p, su, sd, n_batch, out, err);
+fail:
+    if (rc)
+        for (int j = 0; j < n_batch; j++) gen_result_free(&out[j]);
+    free(su);
+    free(sd);
     return rc;
 }

@@ -8,7 +8,8 @@
  *    by gen_decoder_init; prefill and step allocate nothing.
  *  - gen_run: greedy, sampled and beam-search generation of N candidates from one prompt
  *    (prefilled once; its cache copied to the other sequences), with per-token streaming,
- *    stop strings, EOS and max_tokens, and Ctrl-C.
+ *    stop strings, EOS and max_tokens, and Ctrl-C; gen_run_batch: the same for several
+ *    prompts decoded together (greedy and sampling).
  *
  * Reproducibility. A decoding step computes every matrix product with a row-independent kernel
  * (each output element is one dot product summed in a fixed order, whatever the number of rows
@@ -52,7 +53,17 @@ typedef struct {
                            logits (n_seq, V); owned */
     float *x, *xb, *qkv, *att_out, *fc, *h, *att, *step_logits;
     int32_t *tok, *pos; /* (R) scratch */
+    /* [in,out] copies of the model's [out,in] step matrices (Llama's layers, every LM head),
+     * made by gen_decoder_init when they total at most GEN_DECODER_T_MAX_BYTES: a step then
+     * reads each weight panel once for 4 rows with no horizontal sums (gen_matmul_rows'
+     * [in,out] kernel). NULL: steps use the dot-product kernel on the model's own layout. */
+    float *wt;          /* owned */
+    const float **wt_layer; /* (L, 4): qkv, attn_out, fc, proj; NULL where the model's own
+                               layout is already [in,out]; owned array */
+    const float *wt_head;   /* (C, V) or NULL */
 } gen_decoder;
+
+#define GEN_DECODER_T_MAX_BYTES ((size_t)96 << 20)
 
 /* Allocates a cache for n_seq sequences of max_len positions (1 <= max_len <= context) and the
  * scratch for a step over n_seq rows or a prefill chunk. The decoder borrows m. gen_decoder_free
@@ -181,6 +192,18 @@ typedef struct {
 int gen_run(const model *m, const tokenizer *tok, const int32_t *prompt, int n_prompt, const gen_params *p,
             gen_result *out, rlhf_error *err);
 void gen_result_free(gen_result *r);
+
+/* p->n candidates (greedy or sampled; not beam search) for each of n_batch prompts
+ * (prompts[j][0..n_prompts[j])) in one decoder: every prompt is prefilled once, then the
+ * unfinished candidates of all prompts step together and finished ones drop out, so one
+ * prompt's long completion overlaps the others' instead of running alone after them (the
+ * online trainers' rollouts). Prompt j samples with seed seeds[j] (NULL: p->seed for all), and
+ * out[j] is bit-for-bit what gen_run gives for prompt j with that seed (the step kernels are
+ * row-independent). out[j].prefill_ms is prompt j's prefill, decode_ms the whole batch's
+ * steps. on_token's candidate is j * n + first_index + k. An error names the prompt; out[] is
+ * then zeroed. */
+int gen_run_batch(const model *m, const tokenizer *tok, const int32_t *const *prompts, const int *n_prompts, int n_batch,
+                  const gen_params *p, const uint64_t *seeds, gen_result *out, rlhf_error *err);
 
 /* The seed of candidate `index` under `seed` (candidate 0 uses `seed` itself). */
 uint64_t gen_candidate_seed(uint64_t seed, int index);

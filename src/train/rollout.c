@@ -225,6 +225,14 @@ void rollout_batch_free(rollout_batch *rb) {
     memset(rb, 0, sizeof *rb);
 }
 
+void rollout_gen_params(const rollout_gen *g, gen_params *gp) {
+    gen_params_defaults(gp);
+    gp->strategy = GEN_STRATEGY_SAMPLE;
+    gp->sampling.temperature = g->temperature;
+    gp->n = g->G;
+    gp->max_tokens = g->max_new_tokens;
+}
+
 int rollout_make(const model_bundle *b, const rollout_ids *prompt_ids, const char *const *prompt_texts,
                  const size_t *idx, int n, const rollout_gen *g, const uint64_t *seeds, rollout_scorer *s,
                  rollout_sink_fn sink, void *sink_ctx, long step, rollout_batch *rb, rlhf_error *err) {
@@ -234,18 +242,22 @@ int rollout_make(const model_bundle *b, const rollout_ids *prompt_ids, const cha
     char **texts = calloc((size_t)rows, sizeof *texts);
     const char **ptexts = calloc((size_t)rows, sizeof *ptexts);
     gen_result *res = calloc((size_t)n, sizeof *res);
-    int rc = texts && ptexts && res ? RLHF_OK : rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for rollouts");
+    const int32_t **pids = calloc((size_t)n, sizeof *pids);
+    int *plen = calloc((size_t)n, sizeof *plen);
+    int rc = texts && ptexts && res && pids && plen ? RLHF_OK : rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory for rollouts");
     rb->maxT = 1;
+    /* every prompt's group in one batched decode: a group's long tail overlaps the others' */
+    if (!rc) {
+        gen_params gp;
+        rollout_gen_params(g, &gp);
+        for (int j = 0; j < n; j++) {
+            pids[j] = prompt_ids[idx[j]].ids;
+            plen[j] = prompt_ids[idx[j]].n;
+        }
+        rc = gen_run_batch(&b->m, b->tok, pids, plen, n, &gp, seeds, res, err);
+    }
     for (int j = 0; j < n && !rc; j++) {
         const rollout_ids *ps = &prompt_ids[idx[j]];
-        gen_params gp;
-        gen_params_defaults(&gp);
-        gp.strategy = GEN_STRATEGY_SAMPLE;
-        gp.sampling.temperature = g->temperature;
-        gp.n = G;
-        gp.max_tokens = g->max_new_tokens;
-        gp.seed = seeds[j];
-        rc = gen_run(&b->m, b->tok, ps->ids, ps->n, &gp, &res[j], err);
         for (int k = 0; k < G && !rc; k++) {
             const gen_candidate *cd = &res[j].cands[k];
             const int row = j * G + k;
@@ -281,6 +293,8 @@ int rollout_make(const model_bundle *b, const rollout_ids *prompt_ids, const cha
     free(texts);
     free(ptexts);
     free(res);
+    free(pids);
+    free(plen);
     return rc;
 }
 

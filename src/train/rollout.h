@@ -24,6 +24,7 @@
 
 #include "src/core/error.h"
 #include "src/formats/model_load.h"
+#include "src/gen/generate.h"
 #include "src/model/lora.h"
 #include "src/model/model.h"
 #include "src/train/loop.h"
@@ -112,8 +113,12 @@ typedef struct {
 int rollout_batch_init(rollout_batch *rb, int rows, int T, rlhf_error *err);
 void rollout_batch_free(rollout_batch *rb);
 
-/* Samples G completions of each of the prompts idx[0..n) (prompt j with sampling seed seeds[j]),
- * fills rows j*G + k of rb, scores them with s, and hands each to sink (may be NULL). */
+/* The decoding settings of a rollout's groups (sampling at g's temperature, G candidates,
+ * max_new_tokens; every other setting gen_params_defaults'). */
+void rollout_gen_params(const rollout_gen *g, gen_params *gp);
+
+/* Samples G completions of each of the prompts idx[0..n) (prompt j with sampling seed seeds[j];
+ * all prompts in one gen_run_batch), fills rows j*G + k of rb, scores them with s, and hands each to sink (may be NULL). */
 int rollout_make(const model_bundle *b, const rollout_ids *prompt_ids, const char *const *prompt_texts,
                  const size_t *idx, int n, const rollout_gen *g, const uint64_t *seeds, rollout_scorer *s, rollout_sink_fn sink,
                  void *sink_ctx, long step, rollout_batch *rb, rlhf_error *err);
