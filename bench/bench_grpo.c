@@ -19,7 +19,9 @@
  *
  * The PASS/FAIL line judges generation (the decoder's batching is what G changes there; scoring
  * and the update do G times the work by construction) and the whole iteration's ratio is
- * printed beside it.
+ * printed beside it. The fixed-length ratio is a diagnostic: it shows what P*G rows per step
+ * cost against P when every row runs to the end, which on a model whose weights stay in cache
+ * is compute and grows with the rows.
  *
  * Fixed seeds (prompt j is sampled with seed ^ j<<32, so candidate 0 of every G is the same
  * sample); the parameters are restored after every update so every iteration samples from the
@@ -437,9 +439,9 @@ int main(int argc, char **argv) {
                total_of(z) / total_of(a));
         if (B.fixed) {
             const double rf = z->fixed / a->fixed;
-            printf("G=8 / G=1, decoder at fixed length: %.2fx (target <= %.1fx: %s); prefill %.2fx, decoding steps %.2fx\n", rf,
-                   TARGET_RATIO, rf <= TARGET_RATIO ? "PASS" : "FAIL", z->fixed_prefill / a->fixed_prefill,
-                   z->fixed_decode / a->fixed_decode);
+            printf("G=8 / G=1, decoder at fixed length (diagnostic: %d rows per step against %d, every row %d tokens): %.2fx; "
+                   "prefill %.2fx, decoding steps %.2fx\n",
+                   B.P * 8, B.P, B.max_new, rf, z->fixed_prefill / a->fixed_prefill, z->fixed_decode / a->fixed_decode);
         }
     }
     bench_close(&B);

@@ -6,6 +6,7 @@
 # the best of REPEATS rounds after a warm-up round).
 # Usage: bench/run_grpo_bench.sh [BUILD_DIR] [bench_grpo flags...]
 #   env: THREADS=2 REPEATS=5 MAX_LOAD=0.5 MODEL=models/default PROMPTS=4 TOKENS=64 REWARD=RM_DIR
+#        SEEDS="42 1 2 3 4" (one run each: sampled lengths depend on the seed)
 #   e.g. MODEL=../shared/data/stories260K/stories260K.bin (a llama2.c file without a tokenizer:
 #   made-up prompt ids), REWARD=DIR adds a reward model's scoring (rlhf reward train writes one);
 #   a smoke run: REPEATS=1 MAX_LOAD=100 TOKENS=8
@@ -22,5 +23,14 @@ args=(--repeats "$repeats" --prompts "${PROMPTS:-4}" --max-new-tokens "${TOKENS:
 [ -n "${REWARD:-}" ] && args+=(--reward "$REWARD")
 
 . "$(dirname "$0")/wait_quiet.sh"
-OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads "$exe" "${args[@]}" "$@"
+# one run per seed (the sampled lengths, hence the decoding steps, depend on it), then the
+# G=8 / G=1 generation ratio of every seed
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+for seed in ${SEEDS:-42 1 2 3 4}; do
+  echo "== seed $seed"
+  OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads "$exe" "${args[@]}" --seed "$seed" "$@" | tee -a "$out"
+done
+awk '/^G=8 \/ G=1, the iteration: generation/ { r = $7; sub("x", "", r); n++; s += r; if (r > m) m = r; all = all " " r "x" }
+     END { if (n) printf "G=8 / G=1 generation over %d seeds:%s (mean %.2fx, worst %.2fx; target <= 2.5x: %s)\n", n, all, s / n, m, m <= 2.5 ? "PASS" : "FAIL" }' "$out"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

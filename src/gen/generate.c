@@ -236,21 +236,25 @@ void gen_matmul_rows(float *out, const float *x, const float *w, const float *b,
         /* W (IN, OUT): a block of TCOLS output columns of up to 4 rows accumulates x[r, i] *
          * W[i, block] over i in order (the weights' panel is read once per 4 rows, no
          * horizontal sums); each element is one fmaf chain in i, whatever the blocking. */
-        const int n_blocks = (OUT + TCOLS - 1) / TCOLS;
+        /* work items: (column block, group of 4 rows), so that a few wide blocks (OUT = 192 is
+         * three) still spread over the threads when there are many rows */
+        const int n_blocks = (OUT + TCOLS - 1) / TCOLS, n_groups = (M + 3) / 4;
 #pragma omp parallel for schedule(static) if (work >= 65536)
-        for (int jb = 0; jb < n_blocks; jb++) {
+        for (int it = 0; it < n_blocks * n_groups; it++) {
+            const int jb = it % n_blocks, r0 = it / n_blocks * 4, r1 = r0 + 4 < M ? r0 + 4 : M;
             const int j0 = jb * TCOLS;
             const int nj = OUT - j0 < TCOLS ? OUT - j0 : TCOLS;
-            int r = 0;
-            if (nj == TCOLS) {
-                for (; r + 4 <= M; r += 4) tcols4(out + (size_t)r * OUT + j0, (size_t)OUT, x + (size_t)r * IN, (size_t)IN, w + j0, (size_t)OUT, IN);
-                for (; r < M; r++) tcols1(out + (size_t)r * OUT + j0, x + (size_t)r * IN, w + j0, (size_t)OUT, IN);
-            } else {
-                for (; r < M; r++) tcols_any(out + (size_t)r * OUT + j0, x + (size_t)r * IN, w + j0, (size_t)OUT, IN, nj);
-            }
+            const float *wb = w + j0;
+            float *ob = out + j0;
+            if (nj == TCOLS && r1 - r0 == 4)
+                tcols4(ob + (size_t)r0 * OUT, (size_t)OUT, x + (size_t)r0 * IN, (size_t)IN, wb, (size_t)OUT, IN);
+            else if (nj == TCOLS)
+                for (int r = r0; r < r1; r++) tcols1(ob + (size_t)r * OUT, x + (size_t)r * IN, wb, (size_t)OUT, IN);
+            else
+                for (int r = r0; r < r1; r++) tcols_any(ob + (size_t)r * OUT, x + (size_t)r * IN, wb, (size_t)OUT, IN, nj);
             if (b)
-                for (int q = 0; q < M; q++)
-                    for (int j = 0; j < nj; j++) out[(size_t)q * OUT + j0 + j] += b[j0 + j];
+                for (int r = r0; r < r1; r++)
+                    for (int j = 0; j < nj; j++) ob[(size_t)r * OUT + j] += b[j0 + j];
         }
     }
 }
