@@ -35,23 +35,6 @@ static double now_ms(void) {
 
 /* ---- the row-independent matrix product ---- */
 
-#define DOT_LANES 16
-
-/* One dot product in a fixed order: DOT_LANES interleaved partial sums (which the compiler
- * keeps in vector registers), added left to right, then the tail. The same code runs for every
- * element whatever the caller's batch, so results do not depend on M. (C11 mode does not
- * contract a*b+c into fma, so the rounding is the same in every inlined copy.) */
-static inline float dot_fixed(const float *restrict a, const float *restrict b, int n) {
-    float acc[DOT_LANES] = {0};
-    int i = 0;
-    for (; i + DOT_LANES <= n; i += DOT_LANES)
-        for (int k = 0; k < DOT_LANES; k++) acc[k] += a[i + k] * b[i + k];
-    float s = 0.0f;
-    for (int k = 0; k < DOT_LANES; k++) s += acc[k];
-    for (; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
 #define ROW_LANES 32
 _Static_assert(ROW_LANES == 32, "dot_row_tail folds exactly 32 partial sums");
 
@@ -353,6 +336,7 @@ int gen_decoder_init(gen_decoder *d, const model *m, int n_seq, int max_len, rlh
                    ROUND_UP((size_t)n_seq * D.V);
     d->k_cache = aligned_alloc(64, ROUND_UP(cache) * sizeof(float));
     d->v_cache = aligned_alloc(64, ROUND_UP(cache) * sizeof(float));
+    d->kt_cache = aligned_alloc(64, ROUND_UP(cache) * sizeof(float));
     d->logits = aligned_alloc(64, ROUND_UP((size_t)n_seq * D.V) * sizeof(float));
     d->arena = aligned_alloc(64, total * sizeof(float));
     d->len = calloc((size_t)n_seq, sizeof *d->len);
@@ -362,11 +346,11 @@ int gen_decoder_init(gen_decoder *d, const model *m, int n_seq, int max_len, rlh
         d->rope_cos = malloc((size_t)max_len * (D.HS / 2) * sizeof(float));
         d->rope_sin = malloc((size_t)max_len * (D.HS / 2) * sizeof(float));
     }
-    if (!d->k_cache || !d->v_cache || !d->logits || !d->arena || !d->len || !d->tok || !d->pos ||
+    if (!d->k_cache || !d->v_cache || !d->kt_cache || !d->logits || !d->arena || !d->len || !d->tok || !d->pos ||
         (c->family == MODEL_FAMILY_LLAMA && (!d->rope_cos || !d->rope_sin))) {
         gen_decoder_free(d);
         return rlhf_errorf(err, RLHF_ERR_NOMEM, "decoder: out of memory for a cache of %d x %d positions (%zu MB)",
-                           n_seq, max_len, 2 * cache * sizeof(float) >> 20);
+                           n_seq, max_len, 3 * cache * sizeof(float) >> 20);
     }
     float *p = d->arena;
     d->x = p, p += ROUND_UP((size_t)R * D.C);
@@ -385,6 +369,7 @@ int gen_decoder_init(gen_decoder *d, const model *m, int n_seq, int max_len, rlh
 void gen_decoder_free(gen_decoder *d) {
     free(d->k_cache);
     free(d->v_cache);
+    free(d->kt_cache);
     free(d->logits);
     free(d->arena);
     free(d->len);
@@ -405,6 +390,12 @@ static inline float *cache_at(const gen_decoder *d, float *cache, int l, int seq
     return cache + (((size_t)l * d->n_seq + seq) * d->max_len + pos) * KVD;
 }
 
+/* Row r (= kv head * HS + i) of sequence seq's transposed keys in layer l: max_len positions. */
+static inline float *kt_at(const gen_decoder *d, int l, int seq, int r) {
+    const int KVD = d->m->config.n_kv_heads * (d->m->config.dim / d->m->config.n_heads);
+    return d->kt_cache + (((size_t)l * d->n_seq + seq) * KVD + r) * d->max_len;
+}
+
 void gen_decoder_copy(gen_decoder *d, int dst, int src) {
     if (dst == src) return;
     const dims_t D = dims_of(&d->m->config);
@@ -412,49 +403,68 @@ void gen_decoder_copy(gen_decoder *d, int dst, int src) {
     for (int l = 0; l < D.L; l++) {
         memcpy(cache_at(d, d->k_cache, l, dst, 0, D.KVD), cache_at(d, d->k_cache, l, src, 0, D.KVD), n);
         memcpy(cache_at(d, d->v_cache, l, dst, 0, D.KVD), cache_at(d, d->v_cache, l, src, 0, D.KVD), n);
+        for (int r = 0; r < D.KVD; r++)
+            memcpy(kt_at(d, l, dst, r), kt_at(d, l, src, r), (size_t)d->len[src] * sizeof(float));
     }
     d->len[dst] = d->len[src];
     memcpy(gen_decoder_logits(d, dst), gen_decoder_logits(d, src), (size_t)D.V * sizeof(float));
 }
 
 /* Attention of one new query row per sequence over that sequence's cache, into d->att_out.
- * Per (row, head): scores q.k_t / sqrt(HS) for t <= pos (dot_fixed), softmax_forward from
- * kernels.h, then sum_t p_t v_t in t order. attention_forward computes the same through two
- * sgemm calls per head, which pack K and V afresh for a single query row — most of a decoding
- * step's attention time — so steps use this loop and prefill keeps attention_forward. Each
- * (row, head) is computed alone in a fixed order: a sequence's result cannot depend on which
- * other sequences share the step. */
+ * Per (row, head), on one thread: scores q.k_t / sqrt(HS) for t <= pos, each an fmaf chain over
+ * the head's dimensions in order, computed for VW positions at a time from the transposed keys
+ * (kt_cache); softmax_row (softmax_forward's bits); then sum_t p_t v_t, t ascending, as fmaf.
+ * attention_forward computes the same through two sgemm calls per head, which pack K and V
+ * afresh for a single query row, so steps use this loop and prefill keeps attention_forward.
+ * Each (row, head) is computed alone in a fixed order: a sequence's result cannot depend on
+ * which other sequences share the step. One parallel loop over (row, head). */
 static void decode_attention(gen_decoder *d, int l, int n, const int *seqs) {
     const dims_t D = dims_of(&d->m->config);
-    const int QD = D.NH * D.HS, rep = D.NH / D.NKV, items = n * D.NH;
-    const float scale = 1.0f / sqrtf((float)D.HS);
+    const int QD = D.NH * D.HS, rep = D.NH / D.NKV, items = n * D.NH, HS = D.HS;
+    const float scale = 1.0f / sqrtf((float)HS);
     size_t work = 0;
-    for (int r = 0; r < n; r++) work += (size_t)(d->pos[r] + 1) * D.HS * D.NH;
-    /* Three passes so that softmax_forward (which opens its own OpenMP region) is not called
-     * from inside a parallel loop, where every call would build a nested team. */
+    for (int r = 0; r < n; r++) work += (size_t)(d->pos[r] + 1) * HS * D.NH;
 #pragma omp parallel for schedule(static) if (work >= 32768)
     for (int it = 0; it < items; it++) {
         const int r = it / D.NH, h = it % D.NH, g = h / rep, Tk = d->pos[r] + 1;
-        const float *q = d->qkv + (size_t)r * D.QKV + (size_t)h * D.HS;
-        const float *k = cache_at(d, d->k_cache, l, seqs[r], 0, D.KVD) + (size_t)g * D.HS;
+        const float *q = d->qkv + (size_t)r * D.QKV + (size_t)h * HS;
+        const float *kt = kt_at(d, l, seqs[r], g * HS);
         float *sc = d->att + (size_t)it * d->max_len;
-        for (int t = 0; t < Tk; t++) sc[t] = dot_fixed(q, k + (size_t)t * D.KVD, D.HS) * scale;
-    }
-    for (int it = 0; it < items; it++) {
-        float *sc = d->att + (size_t)it * d->max_len;
-        softmax_forward(sc, sc, 1, d->pos[it / D.NH] + 1);
-    }
-#pragma omp parallel for schedule(static) if (work >= 32768)
-    for (int it = 0; it < items; it++) {
-        const int r = it / D.NH, h = it % D.NH, g = h / rep, Tk = d->pos[r] + 1;
-        const float *v = cache_at(d, d->v_cache, l, seqs[r], 0, D.KVD) + (size_t)g * D.HS;
-        const float *sc = d->att + (size_t)it * d->max_len;
-        float *o = d->att_out + (size_t)r * QD + (size_t)h * D.HS;
-        for (int i = 0; i < D.HS; i++) o[i] = 0.0f;
-        for (int t = 0; t < Tk; t++) {
-            const float pt = sc[t];
-            const float *vt = v + (size_t)t * D.KVD;
-            for (int i = 0; i < D.HS; i++) o[i] += pt * vt[i];
+        int t = 0;
+#ifdef __AVX512F__
+        for (; t + 16 <= Tk; t += 16) {
+            __m512 acc = _mm512_setzero_ps();
+            for (int i = 0; i < HS; i++)
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(q[i]), _mm512_loadu_ps(kt + (size_t)i * d->max_len + t), acc);
+            _mm512_storeu_ps(sc + t, _mm512_mul_ps(acc, _mm512_set1_ps(scale)));
+        }
+#endif
+        for (; t < Tk; t++) {
+            float acc = 0.0f;
+            for (int i = 0; i < HS; i++) acc = fmaf(q[i], kt[(size_t)i * d->max_len + t], acc);
+            sc[t] = acc * scale;
+        }
+        softmax_row(sc, sc, Tk);
+        const float *v = cache_at(d, d->v_cache, l, seqs[r], 0, D.KVD) + (size_t)g * HS;
+        float *o = d->att_out + (size_t)r * QD + (size_t)h * HS;
+        int i0 = 0;
+#ifdef __AVX512F__
+        for (; i0 + 32 <= HS; i0 += 32) {
+            __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+            for (int u = 0; u < Tk; u++) {
+                const __m512 p = _mm512_set1_ps(sc[u]);
+                const float *vt = v + (size_t)u * D.KVD + i0;
+                a0 = _mm512_fmadd_ps(p, _mm512_loadu_ps(vt), a0);
+                a1 = _mm512_fmadd_ps(p, _mm512_loadu_ps(vt + 16), a1);
+            }
+            _mm512_storeu_ps(o + i0, a0);
+            _mm512_storeu_ps(o + i0 + 16, a1);
+        }
+#endif
+        for (int i = i0; i < HS; i++) {
+            float acc = 0.0f;
+            for (int u = 0; u < Tk; u++) acc = fmaf(sc[u], v[(size_t)u * D.KVD + i], acc);
+            o[i] = acc;
         }
     }
 }
@@ -519,6 +529,7 @@ static void decoder_forward(gen_decoder *d, int n, const int32_t *tokens, const 
             const float *row = d->qkv + (size_t)r * D.QKV;
             memcpy(cache_at(d, d->k_cache, l, s, d->pos[r], D.KVD), row + QD, (size_t)D.KVD * sizeof(float));
             memcpy(cache_at(d, d->v_cache, l, s, d->pos[r], D.KVD), row + QD + D.KVD, (size_t)D.KVD * sizeof(float));
+            for (int i = 0; i < D.KVD; i++) kt_at(d, l, s, i)[d->pos[r]] = row[QD + i];
         }
         attention_dims ad = {0};
         ad.B = 1;

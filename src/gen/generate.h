@@ -12,9 +12,11 @@
  *    prompts decoded together (greedy and sampling).
  *
  * Reproducibility. A decoding step computes every matrix product with a row-independent kernel
- * (each output element is one dot product summed in a fixed order, whatever the number of rows
- * or threads) and attention per sequence, so a sequence's logits are bit-for-bit the same
- * whether it is stepped alone or in a batch of N. Candidate k draws from its own rng seeded
+ * (each output element is one chain of fused multiply-adds in a fixed order, whatever the
+ * number of rows or threads: through [in,out] copies of the weights made at decoder init when
+ * they fit GEN_DECODER_T_MAX_BYTES, else a dot-product kernel on the model's layout) and
+ * attention per sequence, so a sequence's logits are bit-for-bit the same whether it is
+ * stepped alone or in a batch of N. Candidate k draws from its own rng seeded
  * from (seed, first_index + k), so each candidate of a batch equals the candidate generated
  * alone with the same seed and index. (OpenBLAS does not promise that an sgemm over N rows
  * gives each row the bits of a 1-row sgemm, and is slower than a dot-product kernel for the
@@ -46,6 +48,8 @@ typedef struct {
                            logits of ids >= n_valid are set to -inf (gen_run sets it) */
     float *k_cache;     /* (L, n_seq, max_len, KVD) keys after RoPE; owned */
     float *v_cache;     /* (L, n_seq, max_len, KVD); owned */
+    float *kt_cache;    /* (L, n_seq, NKV, HS, max_len): the keys again, position fastest, so a
+                           step's scores are vectors over positions (no horizontal sums); owned */
     int *len;           /* (n_seq) filled positions of each sequence; owned */
     float *logits;      /* (n_seq, V) logits after each sequence's last prefill/step; owned */
     float *rope_cos, *rope_sin; /* (max_len, HS/2) Llama only; owned */

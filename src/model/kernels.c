@@ -863,23 +863,23 @@ static inline float row_max(const float *x, int V) {
     return mx;
 }
 
+void softmax_row(float *p, const float *x, int V) {
+    const float mx = row_max(x, V);
+    double sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < V; j++) {
+        float e = kernel_expf(x[j] - mx);
+        p[j] = e;
+        sum += e;
+    }
+    const float inv = (float)(1.0 / sum);
+#pragma omp simd
+    for (int j = 0; j < V; j++) p[j] *= inv;
+}
+
 void softmax_forward(float *probs, const float *logits, int N, int V) {
 #pragma omp parallel for schedule(static) num_threads(kernel_threads((size_t)N * V))
-    for (int n = 0; n < N; n++) {
-        const float *x = logits + (size_t)n * V;
-        float *p = probs + (size_t)n * V;
-        const float mx = row_max(x, V);
-        double sum = 0;
-#pragma omp simd reduction(+ : sum)
-        for (int j = 0; j < V; j++) {
-            float e = kernel_expf(x[j] - mx);
-            p[j] = e;
-            sum += e;
-        }
-        const float inv = (float)(1.0 / sum);
-#pragma omp simd
-        for (int j = 0; j < V; j++) p[j] *= inv;
-    }
+    for (int n = 0; n < N; n++) softmax_row(probs + (size_t)n * V, logits + (size_t)n * V, V);
 }
 
 void softmax_backward(float *dlogits, const float *dprobs, const float *probs, int N, int V) {

@@ -177,6 +177,9 @@ void residual_backward_ref(float *da, float *db, const float *dout, size_t n);
 
 /* probs (N, V) = softmax(logits) row by row; may alias logits. */
 void softmax_forward(float *probs, const float *logits, int N, int V);
+/* One row of softmax_forward, on the calling thread (the same bits; p may alias x): for callers
+ * already inside a parallel loop. */
+void softmax_row(float *p, const float *x, int V);
 /* dlogits (N, V) = p * (dprobs - sum(p * dprobs)); may alias dprobs. */
 void softmax_backward(float *dlogits, const float *dprobs, const float *probs, int N, int V);
 void softmax_forward_ref(float *probs, const float *logits, int N, int V);
