@@ -572,18 +572,7 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
             for (int t = t0; t < t0 + tq; t++) {
                 float *row = S + (size_t)t * Tk;
                 const int L = Tk - Tq + t + 1;
-                float mx = -INFINITY;
-                for (int j = 0; j < L; j++) mx = row[j] > mx ? row[j] : mx;
-                double sum = 0;
-#pragma omp simd reduction(+ : sum)
-                for (int j = 0; j < L; j++) {
-                    float e = kernel_expf(row[j] - mx);
-                    row[j] = e;
-                    sum += e;
-                }
-                const float inv = (float)(1.0 / sum);
-#pragma omp simd
-                for (int j = 0; j < L; j++) row[j] *= inv;
+                softmax_row(row, row, L);
                 for (int j = L; j < Tk; j++) row[j] = 0.0f;
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tq, HS, kmax, 1.0f, S + (size_t)t0 * Tk, Tk, vh,
