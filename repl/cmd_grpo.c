@@ -1,5 +1,5 @@
-/* cmd_grpo.c — `rlhf grpo` and `rlhf rloo`: prompts from JSONL, a built-in programmatic reward
- * (--reward-fn), the common trainer flags plus the GRPO family's own, the run's record and the
+/* cmd_grpo.c — `rlhf grpo` and `rlhf rloo`: prompts from JSONL or a database, a built-in
+ * programmatic reward (--reward-fn) or a reward model (--reward), the common trainer flags plus the GRPO family's own, the run's record and the
  * held-out reward before and after. The training itself is src/train/grpo_run.c. */
 #include <cjson/cJSON.h>
 #include <math.h>

@@ -188,6 +188,57 @@ static inline void tcols_any(float *restrict o, const float *restrict x, const f
     for (int c = 0; c < nj; c++) o[c] = a0[c];
 }
 
+/* out (M, OUT) = x (M, IN) . W (+ b) for W [in,out]: plain (IN, OUT) rows (panels = 0), or
+ * packed by pack_panels (panels = 1: the TCOLS columns of each block stored together, so a
+ * block's weights are one contiguous run that prefetches, instead of IN rows a page apart). A
+ * block of TCOLS output columns of up to 4 rows accumulates x[r, i] * W[i, block] over i in
+ * order (the panel is read once per 4 rows, no horizontal sums); each element is one fmaf chain
+ * in i, whatever the blocking, the layout or the thread. Work items are (column block, group of
+ * 4 rows), so that a few wide blocks (OUT = 192 is three) still spread over the threads when
+ * there are many rows. */
+static void matmul_tcols(float *out, const float *x, const float *w, const float *b, int M, int IN, int OUT, int panels) {
+    const size_t work = (size_t)M * IN * OUT;
+    const int n_blocks = (OUT + TCOLS - 1) / TCOLS, n_groups = (M + 3) / 4;
+#pragma omp parallel for schedule(static) if (work >= 65536)
+    for (int it = 0; it < n_blocks * n_groups; it++) {
+        const int jb = it % n_blocks, r0 = it / n_blocks * 4, r1 = r0 + 4 < M ? r0 + 4 : M;
+        const int j0 = jb * TCOLS;
+        const int nj = OUT - j0 < TCOLS ? OUT - j0 : TCOLS;
+        const float *wb = panels ? w + (size_t)j0 * IN : w + j0;
+        const size_t ldw = panels ? (size_t)nj : (size_t)OUT;
+        float *ob = out + j0;
+        if (nj == TCOLS && r1 - r0 == 4)
+            tcols4(ob + (size_t)r0 * OUT, (size_t)OUT, x + (size_t)r0 * IN, (size_t)IN, wb, ldw, IN);
+        else if (nj == TCOLS)
+            for (int r = r0; r < r1; r++) tcols1(ob + (size_t)r * OUT, x + (size_t)r * IN, wb, ldw, IN);
+        else
+            for (int r = r0; r < r1; r++) tcols_any(ob + (size_t)r * OUT, x + (size_t)r * IN, wb, ldw, IN, nj);
+        if (b)
+            for (int r = r0; r < r1; r++)
+                for (int j = 0; j < nj; j++) ob[(size_t)r * OUT + j] += b[j0 + j];
+    }
+}
+
+/* dst = W packed for matmul_tcols(panels = 1): block jb (columns j0 = jb*TCOLS .. j0+nj) at
+ * dst + j0*IN, element (i, j0 + c) at i*nj + c. src is W as (OUT, IN) [out,in] (in_out = 0) or
+ * (IN, OUT) [in,out]. */
+static void pack_panels(float *restrict dst, const float *restrict src, int OUT, int IN, int in_out) {
+    const int n_blocks = (OUT + TCOLS - 1) / TCOLS;
+#pragma omp parallel for schedule(static) if ((size_t)OUT * IN >= 65536)
+    for (int jb = 0; jb < n_blocks; jb++) {
+        const int j0 = jb * TCOLS, nj = OUT - j0 < TCOLS ? OUT - j0 : TCOLS;
+        float *pb = dst + (size_t)j0 * IN;
+        if (in_out) {
+            for (int i = 0; i < IN; i++) memcpy(pb + (size_t)i * nj, src + (size_t)i * OUT + j0, (size_t)nj * sizeof(float));
+        } else {
+            /* 16 input columns at a time, so each weight row is read in cache lines */
+            for (int i0 = 0; i0 < IN; i0 += 16)
+                for (int c = 0; c < nj; c++)
+                    for (int i = i0; i < IN && i < i0 + 16; i++) pb[(size_t)i * nj + c] = src[(size_t)(j0 + c) * IN + i];
+        }
+    }
+}
+
 void gen_matmul_rows(float *out, const float *x, const float *w, const float *b, int M, int IN, int OUT,
                      int in_out) {
     const size_t work = (size_t)M * IN * OUT;
@@ -216,29 +267,7 @@ void gen_matmul_rows(float *out, const float *x, const float *w, const float *b,
             }
         }
     } else {
-        /* W (IN, OUT): a block of TCOLS output columns of up to 4 rows accumulates x[r, i] *
-         * W[i, block] over i in order (the weights' panel is read once per 4 rows, no
-         * horizontal sums); each element is one fmaf chain in i, whatever the blocking. */
-        /* work items: (column block, group of 4 rows), so that a few wide blocks (OUT = 192 is
-         * three) still spread over the threads when there are many rows */
-        const int n_blocks = (OUT + TCOLS - 1) / TCOLS, n_groups = (M + 3) / 4;
-#pragma omp parallel for schedule(static) if (work >= 65536)
-        for (int it = 0; it < n_blocks * n_groups; it++) {
-            const int jb = it % n_blocks, r0 = it / n_blocks * 4, r1 = r0 + 4 < M ? r0 + 4 : M;
-            const int j0 = jb * TCOLS;
-            const int nj = OUT - j0 < TCOLS ? OUT - j0 : TCOLS;
-            const float *wb = w + j0;
-            float *ob = out + j0;
-            if (nj == TCOLS && r1 - r0 == 4)
-                tcols4(ob + (size_t)r0 * OUT, (size_t)OUT, x + (size_t)r0 * IN, (size_t)IN, wb, (size_t)OUT, IN);
-            else if (nj == TCOLS)
-                for (int r = r0; r < r1; r++) tcols1(ob + (size_t)r * OUT, x + (size_t)r * IN, wb, (size_t)OUT, IN);
-            else
-                for (int r = r0; r < r1; r++) tcols_any(ob + (size_t)r * OUT, x + (size_t)r * IN, wb, (size_t)OUT, IN, nj);
-            if (b)
-                for (int r = r0; r < r1; r++)
-                    for (int j = 0; j < nj; j++) ob[(size_t)r * OUT + j] += b[j0 + j];
-        }
+        matmul_tcols(out, x, w, b, M, IN, OUT, 0);
     }
 }
 
@@ -263,25 +292,16 @@ static dims_t dims_of(const model_config *c) {
     return d;
 }
 
-/* dst (IN, OUT) = src (OUT, IN) transposed, in 32 x 32 tiles. */
-static void transpose_into(float *restrict dst, const float *restrict src, int OUT, int IN) {
-    const int nb = (OUT + 31) / 32;
-#pragma omp parallel for schedule(static) if ((size_t)OUT * IN >= 65536)
-    for (int ob = 0; ob < nb; ob++)
-        for (int i0 = 0; i0 < IN; i0 += 32)
-            for (int o = ob * 32; o < OUT && o < ob * 32 + 32; o++)
-                for (int i = i0; i < IN && i < i0 + 32; i++) dst[(size_t)i * OUT + o] = src[(size_t)o * IN + i];
-}
-
-/* The [in,out] copies of the [out,in] step matrices (see gen_decoder.wt), when they fit the cap:
- * the copy costs about what one decoding step of a few rows does, and pays for itself at once. */
-static int decoder_transpose_weights(gen_decoder *d, rlhf_error *err) {
+/* The packed copies of the step matrices (see gen_decoder.wt), when they fit the cap: the copy
+ * costs about what a few decoding steps of a few rows do, and pays for itself within a reply. */
+static int decoder_pack_weights(gen_decoder *d, rlhf_error *err) {
     const model *m = d->m;
     const model_config *c = &m->config;
     const dims_t D = dims_of(c);
-    const int llama = c->family == MODEL_FAMILY_LLAMA, QD = D.NH * D.HS;
-    const size_t per_layer = llama ? (size_t)D.QKV * D.C + (size_t)D.C * QD + (size_t)D.FC * D.C + (size_t)D.C * D.F : 0;
-    const size_t total = per_layer * D.L + (size_t)D.V * D.C;
+    const int gpt2 = c->family == MODEL_FAMILY_GPT2, QD = D.NH * D.HS;
+    const int outs[4] = {D.QKV, D.C, D.FC, D.C}, ins[4] = {D.C, QD, D.C, D.F};
+    size_t total = (size_t)D.V * D.C;
+    for (int k = 0; k < 4; k++) total += (size_t)outs[k] * ins[k] * D.L;
     if (total * sizeof(float) > GEN_DECODER_T_MAX_BYTES) return RLHF_OK;
     d->wt = aligned_alloc(64, ROUND_UP(total) * sizeof(float));
     d->wt_layer = calloc((size_t)D.L * 4, sizeof *d->wt_layer);
@@ -291,17 +311,16 @@ static int decoder_transpose_weights(gen_decoder *d, rlhf_error *err) {
                            total * sizeof(float) >> 20);
     }
     float *p = d->wt;
-    for (int l = 0; l < D.L && llama; l++) {
+    for (int l = 0; l < D.L; l++) {
         const model_layer_weights *lw = &m->w.layers[l];
         const float *src[4] = {lw->qkv_w, lw->attn_out_w, lw->fc_w, lw->proj_w};
-        const int outs[4] = {D.QKV, D.C, D.FC, D.C}, ins[4] = {D.C, QD, D.C, D.F};
         for (int k = 0; k < 4; k++) {
-            transpose_into(p, src[k], outs[k], ins[k]);
+            pack_panels(p, src[k], outs[k], ins[k], gpt2); /* GPT-2's are [in,out], Llama's [out,in] */
             d->wt_layer[l * 4 + k] = p;
             p += (size_t)outs[k] * ins[k];
         }
     }
-    transpose_into(p, m->w.lm_head, D.V, D.C);
+    pack_panels(p, m->w.lm_head, D.V, D.C, 0);
     d->wt_head = p;
     return RLHF_OK;
 }
@@ -363,7 +382,7 @@ int gen_decoder_init(gen_decoder *d, const model *m, int n_seq, int max_len, rlh
     d->step_logits = p;
     if (d->rope_cos) rope_table(d->rope_cos, d->rope_sin, max_len, D.HS, c->rope_theta);
     memset(d->logits, 0, (size_t)n_seq * D.V * sizeof(float));
-    return decoder_transpose_weights(d, err);
+    return decoder_pack_weights(d, err);
 }
 
 void gen_decoder_free(gen_decoder *d) {
@@ -469,13 +488,13 @@ static void decode_attention(gen_decoder *d, int l, int n, const int *seqs) {
     }
 }
 
-/* wt: the [in,out] copy of an [out,in] w, or NULL. */
+/* wt: the packed copy of w (pack_panels), or NULL. */
 static void linear(int prefill, float *out, const float *in, const float *w, const float *wt, const float *b, int n, int IN,
                    int OUT, int in_out) {
     if (prefill)
         matmul_forward(out, in, w, b, n, IN, OUT, in_out ? KERNEL_W_IN_OUT : KERNEL_W_OUT_IN);
     else if (wt)
-        gen_matmul_rows(out, in, wt, b, n, IN, OUT, 1);
+        matmul_tcols(out, in, wt, b, n, IN, OUT, 1);
     else
         gen_matmul_rows(out, in, w, b, n, IN, OUT, in_out);
 }
@@ -484,7 +503,7 @@ static void linear(int prefill, float *out, const float *in, const float *w, con
 static void head_rows(const gen_decoder *d, float *out, const float *x, int n) {
     const model_config *c = &d->m->config;
     if (d->wt_head)
-        gen_matmul_rows(out, x, d->wt_head, NULL, n, c->dim, c->vocab_size, 1);
+        matmul_tcols(out, x, d->wt_head, NULL, n, c->dim, c->vocab_size, 1);
     else
         gen_matmul_rows(out, x, d->m->w.lm_head, NULL, n, c->dim, c->vocab_size, 0);
 }
@@ -551,9 +570,9 @@ static void decoder_forward(gen_decoder *d, int n, const int32_t *tokens, const 
         residual_forward(d->x, d->x, d->xb, (size_t)n * D.C);
         if (gpt2) {
             layernorm_forward(d->xb, NULL, NULL, d->x, lw->ln2_w, lw->ln2_b, n, D.C, c->norm_eps);
-            linear(prefill, d->fc, d->xb, lw->fc_w, NULL, lw->fc_b, n, D.C, D.F, 1);
+            linear(prefill, d->fc, d->xb, lw->fc_w, WT(2), lw->fc_b, n, D.C, D.F, 1);
             gelu_forward(d->fc, d->fc, (size_t)n * D.F);
-            linear(prefill, d->xb, d->fc, lw->proj_w, NULL, lw->proj_b, n, D.F, D.C, 1);
+            linear(prefill, d->xb, d->fc, lw->proj_w, WT(3), lw->proj_b, n, D.F, D.C, 1);
         } else {
             rmsnorm_forward(d->xb, NULL, d->x, lw->ln2_w, n, D.C, c->norm_eps);
             linear(prefill, d->fc, d->xb, lw->fc_w, WT(2), NULL, n, D.C, 2 * D.F, 0);

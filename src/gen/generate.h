@@ -13,8 +13,8 @@
  *
  * Reproducibility. A decoding step computes every matrix product with a row-independent kernel
  * (each output element is one chain of fused multiply-adds in a fixed order, whatever the
- * number of rows or threads: through [in,out] copies of the weights made at decoder init when
- * they fit GEN_DECODER_T_MAX_BYTES, else a dot-product kernel on the model's layout) and
+ * number of rows or threads: through packed [in,out] copies of the weights made at decoder
+ * init when they fit GEN_DECODER_T_MAX_BYTES, else gen_matmul_rows on the model's layout) and
  * attention per sequence, so a sequence's logits are bit-for-bit the same whether it is
  * stepped alone or in a batch of N. Candidate k draws from its own rng seeded
  * from (seed, first_index + k), so each candidate of a batch equals the candidate generated
@@ -57,14 +57,13 @@ typedef struct {
                            logits (n_seq, V); owned */
     float *x, *xb, *qkv, *att_out, *fc, *h, *att, *step_logits;
     int32_t *tok, *pos; /* (R) scratch */
-    /* [in,out] copies of the model's [out,in] step matrices (Llama's layers, every LM head),
-     * made by gen_decoder_init when they total at most GEN_DECODER_T_MAX_BYTES: a step then
-     * reads each weight panel once for 4 rows with no horizontal sums (gen_matmul_rows'
-     * [in,out] kernel). NULL: steps use the dot-product kernel on the model's own layout. */
+    /* Copies of the step matrices (every layer's and the LM head) packed [in,out] in panels of
+     * a few dozen output columns stored contiguously, made by gen_decoder_init when they total
+     * at most GEN_DECODER_T_MAX_BYTES: a step then reads each panel once for 4 rows, in
+     * order, with no horizontal sums. NULL: steps use gen_matmul_rows on the model's layout. */
     float *wt;          /* owned */
-    const float **wt_layer; /* (L, 4): qkv, attn_out, fc, proj; NULL where the model's own
-                               layout is already [in,out]; owned array */
-    const float *wt_head;   /* (C, V) or NULL */
+    const float **wt_layer; /* (L, 4): qkv, attn_out, fc, proj; owned array */
+    const float *wt_head;
 } gen_decoder;
 
 #define GEN_DECODER_T_MAX_BYTES ((size_t)96 << 20)
