@@ -149,6 +149,13 @@ int main(int argc, char **argv) {
     gen_params_defaults(&p);
     p.max_tokens = tokens;
     p.n_eos = 0;
+    /* the step weights packed once, as the REPL does for a loaded model */
+    gen_packed *packed = NULL;
+    if (gen_packed_make(&packed, &b.m, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    p.packed = packed;
     double best_greedy = 0, best_sample = 0, best_t1 = 1e30, best_t4 = 1e30;
     for (int rep = 0; rep < reps; rep++) {
         gen_result res;
@@ -230,6 +237,7 @@ int main(int argc, char **argv) {
     printf("%-40s %12.1f %12.2f\n", "N = 1", best_t1, 1e3 / best_t1);
     printf("%-40s %12.1f %12.2f\n", "N = 4", best_t4, 4e3 / best_t4);
     printf("time(N=4) / time(N=1) = %.2f   (target <= 2.00)\n", best_t4 / best_t1);
+    gen_packed_free(&packed);
     model_bundle_free(&b);
     if (!keep) remove(path);
     return 0;

@@ -227,7 +227,7 @@ static int decode_fixed(bench *B, int G, phases *ph, rlhf_error *err) {
         pids[j] = B->ids[j].ids;
         plen[j] = B->ids[j].n;
     }
-    const rollout_gen g = {B->temperature, B->max_new, G};
+    const rollout_gen g = {B->temperature, B->max_new, G, NULL};
     gen_params gp;
     rollout_gen_params(&g, &gp);
     gp.n_eos = 0;
@@ -248,7 +248,7 @@ static int decode_fixed(bench *B, int G, phases *ph, rlhf_error *err) {
 /* One GRPO iteration with G completions per prompt, timed by phase. */
 static int iteration(bench *B, int G, phases *ph, rlhf_error *err) {
     const int P = B->P, R = P * G;
-    const rollout_gen g = {B->temperature, B->max_new, G};
+    const rollout_gen g = {B->temperature, B->max_new, G, NULL};
     memset(ph, 0, sizeof *ph);
     capture_clear(&B->cap);
     /* generation */

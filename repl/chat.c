@@ -295,6 +295,7 @@ int chat_session_init(chat_session *s, rlhf_error *err) {
 void chat_session_free(chat_session *s) {
     chat_model_wait(s);
     chat_cands_clear(s);
+    gen_packed_free(&s->packed);
     model_bundle_free(&s->b);
     store_close(&s->db);
     gen_settings_free(&s->settings);

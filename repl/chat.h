@@ -54,6 +54,7 @@ typedef struct chat_session {
 
     /* the model */
     model_bundle b;
+    gen_packed *packed;      /* b's step weights packed once for every generation (or NULL) */
     int loaded;
     char *model_path, *model_name, *adapter_path;
     chat_loader *loader;     /* the start-up model still loading, or NULL */

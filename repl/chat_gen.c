@@ -98,8 +98,11 @@ static int bundle_install(chat_session *s, model_bundle *b, const char *path, co
         model_bundle_free(b);
         return chat_fail(s, RLHF_ERR_NOMEM, "out of memory");
     }
+    gen_packed_free(&s->packed);
     model_bundle_free(&s->b);
     s->b = *b;
+    rlhf_error perr = {0};
+    if (gen_packed_make(&s->packed, &s->b.m, &perr)) s->packed = NULL; /* each generation then packs its own */
     s->loaded = 1;
     free(s->model_path), free(s->model_name), free(s->adapter_path);
     s->model_path = p, s->model_name = n, s->adapter_path = a;
@@ -677,6 +680,7 @@ static int reply(chat_session *s, int first_index) {
     gen_result r;
     rlhf_error err = {0};
     double t0 = now_ms();
+    p.packed = s->packed;
     rc = gen_run(&s->b.m, s->b.tok, ids, n_ids, &p, &r, &err);
     free(ids);
     if (rc) {
@@ -781,6 +785,7 @@ int chat_cmd_compare(chat_session *s, const chat_input *in) {
         out_progress("running %d/%d: %s", k + 1, cmp.n, cmp.text[k]);
         gen_result r;
         double t0 = now_ms();
+        p.packed = s->packed;
         if (gen_run(&s->b.m, s->b.tok, ids, n_ids, &p, &r, &err)) {
             rlhf_error_prefix(&err, "/compare \"%s\": ", cmp.text[k]);
             rc = chat_fail_err(s, &err);
@@ -838,6 +843,7 @@ int chat_cmd_candidates(chat_session *s, const chat_input *in) {
     p.stop_flag = flag;
     gen_result r;
     double t0 = now_ms();
+    p.packed = s->packed;
     rc = gen_run(&s->b.m, s->b.tok, ids, n_ids, &p, &r, &err);
     *flag = 0;
     free(ids);

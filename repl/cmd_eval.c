@@ -55,6 +55,7 @@ typedef struct {
     int samples, max_tokens;
     float temperature; /* < 0: the model's default */
     uint64_t seed;
+    const gen_packed *packed; /* the model's step weights, packed once for every answer */
 } eval_decoding;
 
 static uint64_t text_hash(const char *s) {
@@ -89,6 +90,7 @@ static int answer(model_bundle *b, const char *prompt, const prompt_example *sho
     }
     gp.max_tokens = d->max_tokens;
     gp.truncate_prompt = 1;
+    gp.packed = d->packed;
     gen_result r;
     rc = gen_run(&b->m, b->tok, ids.ids, (int)ids.n, &gp, &r, err);
     if (rc) {
@@ -284,7 +286,7 @@ int cmd_eval(int argc, char **argv) {
         out_error("--temperature needs --samples K (without it answers are greedy)");
         return 2;
     }
-    const eval_decoding dec = {(int)samples, (int)max_tokens, (float)temperature, (uint64_t)seed};
+    eval_decoding dec = {(int)samples, (int)max_tokens, (float)temperature, (uint64_t)seed, NULL};
     const int per_prompt = samples > 0 ? (int)samples : 1;
     rlhf_error err = {0};
     world_split split;
@@ -318,7 +320,10 @@ int cmd_eval(int argc, char **argv) {
         }
     }
     seq_forward pol = {0}, ref = {0};
-    int rc = stories > 0 || ref_path ? seq_forward_init(&pol, &b.m, &err) : 0;
+    gen_packed *packed = NULL;
+    int rc = gen_packed_make(&packed, &b.m, &err);
+    dec.packed = packed;
+    if (!rc && (stories > 0 || ref_path)) rc = seq_forward_init(&pol, &b.m, &err);
     if (!rc && ref_path) rc = seq_forward_init(&ref, &rb.m, &err);
     fam_stats st[MAX_FAMILIES];
     memset(st, 0, sizeof st);
@@ -379,6 +384,7 @@ int cmd_eval(int argc, char **argv) {
     model_acts_free(&ref.a);
     model_bundle_free(&rb);
     if (rc) {
+        gen_packed_free(&packed);
         model_bundle_free(&b);
         return out_fail(&err);
     }
@@ -491,6 +497,7 @@ int cmd_eval(int argc, char **argv) {
     }
     free(s);
     cJSON_Delete(root);
+    gen_packed_free(&packed);
     model_bundle_free(&b);
     return rc;
 }

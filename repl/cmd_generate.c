@@ -566,6 +566,8 @@ static int run_compare(const gen_cli *o, const model_bundle *b, const int32_t *i
     rlhf_error err = {0};
     gen_settings merged;
     gen_settings_init(&merged);
+    gen_packed *packed = NULL; /* the step weights packed once for every spec */
+    if (gen_packed_make(&packed, &b->m, &err)) goto fail;
     if (o->json && !(arr = cJSON_CreateArray())) {
         rlhf_errorf(&err, RLHF_ERR_NOMEM, "out of memory");
         goto fail;
@@ -575,6 +577,7 @@ static int run_compare(const gen_cli *o, const model_bundle *b, const int32_t *i
         gen_params p;
         gen_settings_resolve(&merged, &b->defaults, b->m.config.context, n_ids, &p);
         p.stop_flag = &g_interrupted;
+        p.packed = packed;
         gen_result r;
         if (gen_run(&b->m, b->tok, ids, n_ids, &p, &r, &err)) {
             rlhf_error_prefix(&err, "--compare \"%s\": ", cmp->text[k]);
@@ -594,6 +597,7 @@ static int run_compare(const gen_cli *o, const model_bundle *b, const int32_t *i
 fail:
     if (status) out_fail(&err);
     gen_settings_free(&merged);
+    gen_packed_free(&packed);
     cJSON_Delete(arr);
     for (int k = 0; k < cmp->n; k++) {
         free(texts[k]);

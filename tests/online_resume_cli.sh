@@ -47,9 +47,8 @@ for run in "ppo full" "ppo lora" "grpo full" "grpo lora"; do
     files+=(model.safetensors)
   fi
   "$rlhf" "${args[@]}" --out "A-$run" --json-log "A-$trainer-$kind.jsonl" > "A-$trainer-$kind.log" 2>&1 || cat "A-$trainer-$kind.log"
-  "$rlhf" "${args[@]}" --out "B-$run" --json-log "B-$trainer-$kind.jsonl" > "B-$trainer-$kind.log" 2>&1 &
-  pid=$!
-  /usr/bin/python3 "$signal_at_step" "B-$trainer-$kind.jsonl" 13 $pid KILL; wait $pid 2>/dev/null; rc=$?
+  /usr/bin/python3 "$signal_at_step" --run "B-$trainer-$kind.jsonl" 13 KILL "B-$trainer-$kind.log" -- \
+    "$rlhf" "${args[@]}" --out "B-$run" --json-log "B-$trainer-$kind.jsonl"; rc=$?
   check "$trainer $kind: kill -9 stopped the run mid-way (exit $rc, last step $(grep -c '"event":"step"' "B-$trainer-$kind.jsonl"))" \
     "[ $rc -eq 137 ] && ! grep -q '\"step\":$steps,' 'B-$trainer-$kind.jsonl'"
   "$rlhf" "${args[@]}" --out "B-$run" --resume --json-log "B-$trainer-$kind.jsonl" > "R-$trainer-$kind.log" 2>&1; rc=$?

@@ -292,40 +292,65 @@ static dims_t dims_of(const model_config *c) {
     return d;
 }
 
-/* The packed copies of the step matrices (see gen_decoder.wt), when they fit the cap: the copy
- * costs about what a few decoding steps of a few rows do, and pays for itself within a reply. */
-static int decoder_pack_weights(gen_decoder *d, rlhf_error *err) {
-    const model *m = d->m;
+struct gen_packed {
+    const model *m;
+    float *wt;           /* every packed matrix */
+    const float **layer; /* (L, 4): qkv, attn_out, fc, proj */
+    const float *head;
+};
+
+void gen_packed_free(gen_packed **pp) {
+    if (!pp || !*pp) return;
+    free((*pp)->wt);
+    free((void *)(*pp)->layer);
+    free(*pp);
+    *pp = NULL;
+}
+
+/* The copy costs about what a few decoding steps of a few rows do. */
+int gen_packed_make(gen_packed **out, const model *m, rlhf_error *err) {
+    *out = NULL;
     const model_config *c = &m->config;
+    if (!m->w.lm_head) return RLHF_OK; /* a classifier: gen_decoder_init refuses it */
     const dims_t D = dims_of(c);
     const int gpt2 = c->family == MODEL_FAMILY_GPT2, QD = D.NH * D.HS;
     const int outs[4] = {D.QKV, D.C, D.FC, D.C}, ins[4] = {D.C, QD, D.C, D.F};
     size_t total = (size_t)D.V * D.C;
     for (int k = 0; k < 4; k++) total += (size_t)outs[k] * ins[k] * D.L;
-    if (total * sizeof(float) > GEN_DECODER_T_MAX_BYTES) return RLHF_OK;
-    d->wt = aligned_alloc(64, ROUND_UP(total) * sizeof(float));
-    d->wt_layer = calloc((size_t)D.L * 4, sizeof *d->wt_layer);
-    if (!d->wt || !d->wt_layer) {
-        gen_decoder_free(d);
+    if (total * sizeof(float) > GEN_PACKED_MAX_BYTES) return RLHF_OK;
+    gen_packed *p = calloc(1, sizeof *p);
+    if (p) {
+        p->m = m;
+        p->wt = aligned_alloc(64, ROUND_UP(total) * sizeof(float));
+        p->layer = calloc((size_t)D.L * 4, sizeof *p->layer);
+    }
+    if (!p || !p->wt || !p->layer) {
+        gen_packed_free(&p);
         return rlhf_errorf(err, RLHF_ERR_NOMEM, "decoder: out of memory for the step weights (%zu MB)",
                            total * sizeof(float) >> 20);
     }
-    float *p = d->wt;
+    float *w = p->wt;
     for (int l = 0; l < D.L; l++) {
         const model_layer_weights *lw = &m->w.layers[l];
         const float *src[4] = {lw->qkv_w, lw->attn_out_w, lw->fc_w, lw->proj_w};
         for (int k = 0; k < 4; k++) {
-            pack_panels(p, src[k], outs[k], ins[k], gpt2); /* GPT-2's are [in,out], Llama's [out,in] */
-            d->wt_layer[l * 4 + k] = p;
-            p += (size_t)outs[k] * ins[k];
+            pack_panels(w, src[k], outs[k], ins[k], gpt2); /* GPT-2's are [in,out], Llama's [out,in] */
+            p->layer[l * 4 + k] = w;
+            w += (size_t)outs[k] * ins[k];
         }
     }
-    pack_panels(p, m->w.lm_head, D.V, D.C, 0);
-    d->wt_head = p;
+    pack_panels(w, m->w.lm_head, D.V, D.C, 0);
+    p->head = w;
+    *out = p;
     return RLHF_OK;
 }
 
 int gen_decoder_init(gen_decoder *d, const model *m, int n_seq, int max_len, rlhf_error *err) {
+    return gen_decoder_init_packed(d, m, n_seq, max_len, NULL, err);
+}
+
+int gen_decoder_init_packed(gen_decoder *d, const model *m, int n_seq, int max_len, const gen_packed *packed,
+                            rlhf_error *err) {
     memset(d, 0, sizeof *d);
     const model_config *c = &m->config;
     if (n_seq < 1) return rlhf_errorf(err, RLHF_ERR_INVALID, "decoder: n_seq must be >= 1 (got %d)", n_seq);
@@ -382,7 +407,23 @@ int gen_decoder_init(gen_decoder *d, const model *m, int n_seq, int max_len, rlh
     d->step_logits = p;
     if (d->rope_cos) rope_table(d->rope_cos, d->rope_sin, max_len, D.HS, c->rope_theta);
     memset(d->logits, 0, (size_t)n_seq * D.V * sizeof(float));
-    return decoder_pack_weights(d, err);
+    if (packed) {
+        if (packed->m != m) {
+            gen_decoder_free(d);
+            return rlhf_errorf(err, RLHF_ERR_INVALID, "decoder: the packed weights were made from another model");
+        }
+        d->packed = packed;
+        return RLHF_OK;
+    }
+    gen_packed *own = NULL;
+    int rc = gen_packed_make(&own, m, err);
+    if (rc) {
+        gen_decoder_free(d);
+        return rc;
+    }
+    d->packed = own;
+    d->packed_owned = 1;
+    return RLHF_OK;
 }
 
 void gen_decoder_free(gen_decoder *d) {
@@ -396,8 +437,10 @@ void gen_decoder_free(gen_decoder *d) {
     free(d->pos);
     free(d->rope_cos);
     free(d->rope_sin);
-    free(d->wt);
-    free((void *)d->wt_layer);
+    if (d->packed_owned) {
+        gen_packed *own = (gen_packed *)d->packed;
+        gen_packed_free(&own);
+    }
     memset(d, 0, sizeof *d);
 }
 
@@ -502,8 +545,8 @@ static void linear(int prefill, float *out, const float *in, const float *w, con
 /* The logits of n rows: the LM head through its [in,out] copy when there is one. */
 static void head_rows(const gen_decoder *d, float *out, const float *x, int n) {
     const model_config *c = &d->m->config;
-    if (d->wt_head)
-        matmul_tcols(out, x, d->wt_head, NULL, n, c->dim, c->vocab_size, 1);
+    if (d->packed)
+        matmul_tcols(out, x, d->packed->head, NULL, n, c->dim, c->vocab_size, 1);
     else
         gen_matmul_rows(out, x, d->m->w.lm_head, NULL, n, c->dim, c->vocab_size, 0);
 }
@@ -532,7 +575,7 @@ static void decoder_forward(gen_decoder *d, int n, const int32_t *tokens, const 
     embedding_forward(d->x, tokens, d->pos, m->w.tok_emb, gpt2 ? m->w.pos_emb : NULL, n, D.C);
     for (int l = 0; l < D.L; l++) {
         const model_layer_weights *lw = &m->w.layers[l];
-#define WT(k) (d->wt_layer ? d->wt_layer[l * 4 + (k)] : NULL)
+#define WT(k) (d->packed ? d->packed->layer[l * 4 + (k)] : NULL)
         if (gpt2)
             layernorm_forward(d->xb, NULL, NULL, d->x, lw->ln1_w, lw->ln1_b, n, D.C, c->norm_eps);
         else
@@ -888,7 +931,7 @@ static int run_sampling(const model *m, const tokenizer *tok, const gen_params *
     int longest = 0;
     for (int j = 0; j < P; j++)
         if (su[j].n_prompt > longest) longest = su[j].n_prompt;
-    if ((rc = gen_decoder_init(&d, m, NT, longest + T, err))) goto done;
+    if ((rc = gen_decoder_init_packed(&d, m, NT, longest + T, p->packed, err))) goto done;
     d.n_valid = su[0].n_valid; /* one tokenizer for every prompt */
     for (int g = 0; g < NT; g++) {
         const run_setup *s = &su[g / N];
@@ -1146,7 +1189,7 @@ static int run_beam(const model *m, const tokenizer *tok, const gen_params *p, c
             goto done;
         }
     }
-    if ((rc = gen_decoder_init(&d, m, 2 * B, P + T, err))) goto done;
+    if ((rc = gen_decoder_init_packed(&d, m, 2 * B, P + T, p->packed, err))) goto done;
     d.n_valid = su->n_valid;
 
     double t0 = now_ms();

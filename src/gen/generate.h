@@ -13,8 +13,8 @@
  *
  * Reproducibility. A decoding step computes every matrix product with a row-independent kernel
  * (each output element is one chain of fused multiply-adds in a fixed order, whatever the
- * number of rows or threads: through packed [in,out] copies of the weights made at decoder
- * init when they fit GEN_DECODER_T_MAX_BYTES, else gen_matmul_rows on the model's layout) and
+ * number of rows or threads: through packed [in,out] copies of the weights (gen_packed) when
+ * they fit GEN_PACKED_MAX_BYTES, else gen_matmul_rows on the model's layout) and
  * attention per sequence, so a sequence's logits are bit-for-bit the same whether it is
  * stepped alone or in a batch of N. Candidate k draws from its own rng seeded
  * from (seed, first_index + k), so each candidate of a batch equals the candidate generated
@@ -39,6 +39,18 @@
 
 /* ---- the decoder ---- */
 
+/* A model's step matrices (every layer's and the LM head) copied [in,out] in panels of a few
+ * dozen output columns stored contiguously: a decoding step then reads each panel once for 4
+ * rows, in order, with no horizontal sums. Made from the weights as they are: a gen_packed is
+ * only valid while the model's weights do not change (a caller that trains between generations
+ * lets each gen_run pack its own; one that generates many times from fixed weights — the REPL,
+ * eval, annotate — makes one and passes it in gen_params.packed). */
+typedef struct gen_packed gen_packed;
+#define GEN_PACKED_MAX_BYTES ((size_t)96 << 20) /* larger models are decoded from their own layout */
+/* *out = the packed copy, or NULL (RLHF_OK) when the matrices exceed GEN_PACKED_MAX_BYTES. */
+int gen_packed_make(gen_packed **out, const model *m, rlhf_error *err);
+void gen_packed_free(gen_packed **p);
+
 typedef struct {
     const model *m;     /* borrowed: must outlive the decoder and not change while it is used */
     int n_seq;          /* sequences the cache holds */
@@ -57,21 +69,20 @@ typedef struct {
                            logits (n_seq, V); owned */
     float *x, *xb, *qkv, *att_out, *fc, *h, *att, *step_logits;
     int32_t *tok, *pos; /* (R) scratch */
-    /* Copies of the step matrices (every layer's and the LM head) packed [in,out] in panels of
-     * a few dozen output columns stored contiguously, made by gen_decoder_init when they total
-     * at most GEN_DECODER_T_MAX_BYTES: a step then reads each panel once for 4 rows, in
-     * order, with no horizontal sums. NULL: steps use gen_matmul_rows on the model's layout. */
-    float *wt;          /* owned */
-    const float **wt_layer; /* (L, 4): qkv, attn_out, fc, proj; owned array */
-    const float *wt_head;
+    /* The step matrices packed for the step kernel (gen_packed): borrowed from the caller's
+     * gen_packed, or made and owned by gen_decoder_init; NULL when the model is too large to
+     * copy (steps then use gen_matmul_rows on the model's own layout). */
+    const gen_packed *packed;
+    int packed_owned;
 } gen_decoder;
-
-#define GEN_DECODER_T_MAX_BYTES ((size_t)96 << 20)
 
 /* Allocates a cache for n_seq sequences of max_len positions (1 <= max_len <= context) and the
  * scratch for a step over n_seq rows or a prefill chunk. The decoder borrows m. gen_decoder_free
  * is safe on a zeroed struct and safe twice. */
 int gen_decoder_init(gen_decoder *d, const model *m, int n_seq, int max_len, rlhf_error *err);
+/* The same with the caller's packed weights (made from m; borrowed; NULL: pack them here). */
+int gen_decoder_init_packed(gen_decoder *d, const model *m, int n_seq, int max_len, const gen_packed *packed,
+                            rlhf_error *err);
 void gen_decoder_free(gen_decoder *d);
 /* Empties every sequence (no memory is touched but the lengths). */
 void gen_decoder_reset(gen_decoder *d);
@@ -155,6 +166,8 @@ typedef struct {
     gen_token_fn on_token;
     void *user;
     volatile sig_atomic_t *stop_flag; /* checked before every step; set by a SIGINT handler */
+    const gen_packed *packed;  /* the model's packed step weights (gen_packed_make), or NULL:
+                                  each run packs its own */
 } gen_params;
 
 /* Defaults: strategy SAMPLE with sampler_params_defaults, seed 0, n 1, max_tokens 128, no

@@ -69,7 +69,7 @@ static int make_rollouts(rollout_ctx *c, long step, rlhf_error *err) {
     double sum = 0, sum2 = 0, len_sum = 0, zero_sum = 0;
     int n_all = 0, clipped = 0;
     const long rollout = step / p->iterations;
-    const rollout_gen g = {p->temperature, p->max_new_tokens, G};
+    const rollout_gen g = {p->temperature, p->max_new_tokens, G, NULL};
     for (int mb = 0; !rc && mb < p->accum; mb++) {
         int32_t *tok = c->tokens + (size_t)mb * R * T, *tg = c->targets + (size_t)mb * R * T;
         for (int j = 0; j < P; j++) {

@@ -97,7 +97,7 @@ static int make_rollout(ppo_ctx *c, long ro, long step, rlhf_error *err) {
         idx[j] = rollout_order_at(&c->su->order, (uint64_t)ro * P + (uint64_t)j);
         seeds[j] = p->seed ^ ((uint64_t)ro * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)j << 32);
     }
-    const rollout_gen g = {p->ppo.temperature, p->max_new_tokens, G};
+    const rollout_gen g = {p->ppo.temperature, p->max_new_tokens, G, NULL};
     if (!rc) rc = rollout_sample_begin(c->su, err);
     if (!rc) {
         rc = rollout_make(&c->su->b, c->su->prompt_ids, p->prompts, idx, P, &g, seeds, &c->su->scorer, p->sink, p->sink_ctx, step, &c->rb,
@@ -202,7 +202,7 @@ static int eval_val(ppo_ctx *c, double *greedy, double *sampled, rlhf_error *err
         rc = rollout_eval_greedy(&su->b, su->prompt_ids, p->prompts, su->val_idx, su->n_val, p->max_new_tokens,
                                  &c->su->scorer, greedy, err);
     if (!rc && p->eval_samples >= 1) {
-        const rollout_gen g = {p->ppo.temperature, p->max_new_tokens, p->eval_samples};
+        const rollout_gen g = {p->ppo.temperature, p->max_new_tokens, p->eval_samples, NULL};
         rc = rollout_eval_sampled(&su->b, su->prompt_ids, p->prompts, su->val_idx, su->n_val, &g, p->seed ^ 0xe7a1ull,
                                   &c->su->scorer, sampled, err);
     }

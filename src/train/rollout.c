@@ -231,6 +231,7 @@ void rollout_gen_params(const rollout_gen *g, gen_params *gp) {
     gp->sampling.temperature = g->temperature;
     gp->n = g->G;
     gp->max_tokens = g->max_new_tokens;
+    gp->packed = g->packed;
 }
 
 int rollout_make(const model_bundle *b, const rollout_ids *prompt_ids, const char *const *prompt_texts,
@@ -298,33 +299,46 @@ int rollout_make(const model_bundle *b, const rollout_ids *prompt_ids, const cha
     return rc;
 }
 
+/* Prompts decoded together by the evaluations (bounds their cache). */
+#define EVAL_CHUNK 16
+
 int rollout_eval_greedy(const model_bundle *b, const rollout_ids *prompt_ids, const char *const *prompt_texts,
                         const size_t *idx, size_t n, int max_new_tokens, rollout_scorer *s, double *mean, rlhf_error *err) {
     *mean = NAN;
     if (n == 0) return RLHF_OK;
     double sum = 0;
-    for (size_t i = 0; i < n; i++) {
-        const rollout_ids *ps = &prompt_ids[idx[i]];
+    gen_packed *packed = NULL;
+    int rc = gen_packed_make(&packed, &b->m, err);
+    for (size_t i0 = 0; i0 < n && !rc; i0 += EVAL_CHUNK) {
+        const int nc = n - i0 < EVAL_CHUNK ? (int)(n - i0) : EVAL_CHUNK;
+        const int32_t *pids[EVAL_CHUNK];
+        int plen[EVAL_CHUNK];
+        for (int j = 0; j < nc; j++) {
+            pids[j] = prompt_ids[idx[i0 + j]].ids;
+            plen[j] = prompt_ids[idx[i0 + j]].n;
+        }
         gen_params gp;
         gen_params_defaults(&gp);
         gp.strategy = GEN_STRATEGY_GREEDY;
         gp.max_tokens = max_new_tokens;
-        gen_result gr;
-        int rc = gen_run(&b->m, b->tok, ps->ids, ps->n, &gp, &gr, err);
-        if (rc) return rc;
-        const gen_candidate *cd = &gr.cands[0];
-        char *txt = cd->text ? strndup(cd->text, cd->text_stop) : strdup("");
-        const int eos = cd->finish != GEN_FINISH_LENGTH;
-        double r = 0;
-        const char *pt = s->use_rm ? ps->text : prompt_texts[idx[i]], *ct = txt;
-        rc = txt ? rollout_score(s, &pt, &ct, &eos, 1, &r, err) : rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
-        free(txt);
-        gen_result_free(&gr);
-        if (rc) return rc;
-        sum += r;
+        gp.packed = packed;
+        gen_result gr[EVAL_CHUNK];
+        if ((rc = gen_run_batch(&b->m, b->tok, pids, plen, nc, &gp, NULL, gr, err))) break;
+        for (int j = 0; j < nc; j++) {
+            const gen_candidate *cd = &gr[j].cands[0];
+            char *txt = rc ? NULL : cd->text ? strndup(cd->text, cd->text_stop) : strdup("");
+            const int eos = cd->finish != GEN_FINISH_LENGTH;
+            double r = 0;
+            const char *pt = s->use_rm ? prompt_ids[idx[i0 + j]].text : prompt_texts[idx[i0 + j]], *ct = txt;
+            if (!rc) rc = txt ? rollout_score(s, &pt, &ct, &eos, 1, &r, err) : rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+            free(txt);
+            gen_result_free(&gr[j]);
+            sum += r;
+        }
     }
-    *mean = sum / (double)n;
-    return RLHF_OK;
+    gen_packed_free(&packed);
+    if (!rc) *mean = sum / (double)n;
+    return rc;
 }
 
 int rollout_eval_sampled(const model_bundle *b, const rollout_ids *prompt_ids, const char *const *prompt_texts,
@@ -336,14 +350,24 @@ int rollout_eval_sampled(const model_bundle *b, const rollout_ids *prompt_ids, c
     int longest = 1;
     for (size_t i = 0; i < n; i++)
         if (prompt_ids[idx[i]].n > longest) longest = prompt_ids[idx[i]].n;
-    int rc = rollout_batch_init(&rb, g->G, longest + g->max_new_tokens - 1, err);
+    /* EVAL_CHUNK prompts' groups decoded together, from weights packed once */
+    const int chunk = g->G >= EVAL_CHUNK ? 1 : EVAL_CHUNK / g->G;
+    rollout_gen gc = *g;
+    gen_packed *packed = NULL;
+    int rc = gen_packed_make(&packed, &b->m, err);
+    gc.packed = packed;
+    if (!rc) rc = rollout_batch_init(&rb, chunk * g->G, longest + g->max_new_tokens - 1, err);
+    else memset(&rb, 0, sizeof rb);
     double sum = 0;
-    for (size_t i = 0; i < n && !rc; i++) {
-        const uint64_t sd = seed + i;
-        rc = rollout_make(b, prompt_ids, prompt_texts, &idx[i], 1, g, &sd, s, NULL, NULL, -1, &rb, err);
-        for (int k = 0; k < g->G && !rc; k++) sum += rb.rewards[k];
+    for (size_t i0 = 0; i0 < n && !rc; i0 += (size_t)chunk) {
+        const int nc = n - i0 < (size_t)chunk ? (int)(n - i0) : chunk;
+        uint64_t sd[EVAL_CHUNK];
+        for (int j = 0; j < nc; j++) sd[j] = seed + i0 + (size_t)j;
+        rc = rollout_make(b, prompt_ids, prompt_texts, &idx[i0], nc, &gc, sd, s, NULL, NULL, -1, &rb, err);
+        for (int k = 0; k < nc * g->G && !rc; k++) sum += rb.rewards[k];
     }
     rollout_batch_free(&rb);
+    gen_packed_free(&packed);
     if (!rc) *mean = sum / ((double)n * g->G);
     return rc;
 }

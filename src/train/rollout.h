@@ -81,6 +81,7 @@ typedef struct {
     float temperature;   /* sampling temperature */
     int max_new_tokens;
     int G;               /* completions per prompt */
+    const gen_packed *packed; /* the policy's packed step weights while they stay fixed, or NULL */
 } rollout_gen;
 
 /* What the sink sees of one scored completion. */
