@@ -76,14 +76,9 @@ static void print_model_line(chat_session *s) {
 /* Loads path (and merges the adapter) into *b. Touches no session state and prints nothing, so
  * it can run on the start-up loader thread. */
 static int bundle_load(model_bundle *b, const char *path, const char *adapter, rlhf_error *err) {
-    int rc = model_bundle_load(b, path, err);
+    int rc = model_bundle_load_merged(b, path, err);
     if (rc || !adapter) return rc;
-    lora lo;
-    rc = lora_load(&lo, &b->m, adapter, NULL, 0, NULL, err);
-    if (!rc) rc = lora_merge(&lo, &b->m, err);
-    lora_free(&lo);
-    if (rc) model_bundle_free(b);
-    return rc;
+    return model_bundle_merge_adapter(b, adapter, err);
 }
 
 /* Makes b the session's model (taking it) and says so. */

@@ -301,14 +301,14 @@ int cmd_eval(int argc, char **argv) {
         return 2;
     }
     model_bundle b = {0}, rb = {0};
-    if (model_bundle_load(&b, model_path, &err)) return out_fail(&err);
+    if (model_bundle_load_merged(&b, model_path, &err)) return out_fail(&err);
     if (!b.tok) {
         model_bundle_free(&b);
         out_error("%s: the model has no tokenizer", model_path);
         return 1;
     }
     if (ref_path) {
-        if (model_bundle_load(&rb, ref_path, &err)) {
+        if (model_bundle_load_merged(&rb, ref_path, &err)) {
             model_bundle_free(&b);
             return out_fail(&err);
         }

@@ -633,7 +633,7 @@ int cmd_generate(int argc, char **argv) {
     if (!status) status = gen_cli_read_files(&o);
     if (status) goto done;
     rlhf_error err = {0};
-    if (model_bundle_load(&b, o.model_path, &err)) {
+    if (model_bundle_load_merged(&b, o.model_path, &err)) {
         status = out_fail(&err);
         goto done;
     }

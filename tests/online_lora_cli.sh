@@ -54,6 +54,12 @@ for cmd in "grpo 1" "grpo 2" "grpo 3" "rloo 3"; do
 done
 "$rlhf" model merge --model base --adapter out-grpo-1 --out merged > merge.log 2>&1; rc=$?
 check "rlhf model merge takes the GRPO adapter" "[ $rc -eq 0 ] && [ -f merged/model.safetensors ]" || cat merge.log
+# the adapter directory itself is a model for rlhf generate (its base merged on load)
+"$rlhf" generate --model out-grpo-1 --prompt-ids "1 5 9" -n 6 --candidates 3 --strategy sample --seed 4 --json > gen-ad.json 2> gen-ad.err; rc=$?
+"$rlhf" generate --model merged --prompt-ids "1 5 9" -n 6 --candidates 3 --strategy sample --seed 4 --json > gen-m.json 2>&1
+ids() { /usr/bin/python3 -c 'import json,sys; print([json.loads(l)["ids"] for l in open(sys.argv[1]) if l.strip()])' "$1"; }
+check "rlhf generate --model ADAPTER_DIR samples what the merged model samples" \
+  "[ $rc -eq 0 ] && [ \"\$(ids gen-ad.json)\" = \"\$(ids gen-m.json)\" ] && [ \$(grep -c ids gen-m.json) -eq 3 ]" || cat gen-ad.err
 
 "$rlhf" model new --family llama --layers 2 --dim 32 --heads 4 --kv-heads 2 --vocab 300 --context 64 --seed 2 \
   --out rm_lm >/dev/null && cp tok.json rm_lm/tokenizer.json

@@ -13,6 +13,7 @@
 #include "src/core/fileio.h"
 #include "src/formats/gguf.h"
 #include "src/formats/llama2c.h"
+#include "src/model/lora.h"
 
 const char *model_format_name(model_format f) {
     switch (f) {
@@ -322,5 +323,68 @@ done:
     free(tc);
     free(ej);
     free(vb);
+    return rc;
+}
+
+/* The directory part of path ("." when there is none), into buf. */
+static void parent_dir(const char *path, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s", path);
+    size_t n = strlen(buf);
+    while (n > 1 && buf[n - 1] == '/') buf[--n] = 0; /* "dir/" is dir */
+    char *slash = strrchr(buf, '/');
+    if (!slash) snprintf(buf, cap, ".");
+    else if (slash == buf) buf[1] = 0;
+    else *slash = 0;
+}
+
+int model_bundle_load_merged(model_bundle *b, const char *path, rlhf_error *err) {
+    memset(b, 0, sizeof *b);
+    char cfg[4096], acfg[4096];
+    snprintf(cfg, sizeof cfg, "%s/config.json", path);
+    snprintf(acfg, sizeof acfg, "%s/adapter_config.json", path);
+    if (file_exists(cfg) || !file_exists(acfg)) return model_bundle_load(b, path, err);
+    char *text = NULL;
+    size_t len = 0;
+    int rc = file_read_all(acfg, &text, &len, err);
+    if (rc) return rc;
+    cJSON *a = cJSON_Parse(text);
+    free(text);
+    const cJSON *base = cJSON_GetObjectItemCaseSensitive(a, "base_model_name_or_path");
+    const cJSON *save = cJSON_GetObjectItemCaseSensitive(a, "modules_to_save");
+    char bpath[8192 + 8] = "";
+    if (!a)
+        rc = rlhf_errorf(err, RLHF_ERR_FORMAT, "%s: not valid JSON", acfg);
+    else if (save && !cJSON_IsNull(save))
+        rc = rlhf_errorf(err, RLHF_ERR_INVALID,
+                         "%s: a classifier's adapter (modules_to_save), not a language model's: rlhf score and rlhf "
+                         "reward eval read it",
+                         path);
+    else if (!cJSON_IsString(base) || !base->valuestring[0])
+        rc = rlhf_errorf(err, RLHF_ERR_FORMAT,
+                         "%s: base_model_name_or_path is missing: the base model is unknown (rlhf model merge "
+                         "--model BASE --adapter %s)",
+                         acfg, path);
+    else {
+        snprintf(bpath, sizeof bpath, "%s", base->valuestring);
+        if (bpath[0] != '/' && !file_exists(bpath)) {
+            char dir[4096];
+            parent_dir(path, dir, sizeof dir);
+            char rel[8192];
+            snprintf(rel, sizeof rel, "%s/%s", dir, base->valuestring);
+            if (file_exists(rel)) snprintf(bpath, sizeof bpath, "%s", rel);
+        }
+    }
+    cJSON_Delete(a);
+    if (rc) return rc;
+    if ((rc = model_bundle_load(b, bpath, err))) return rlhf_error_prefix(err, "%s: its base model %s: ", path, bpath);
+    return model_bundle_merge_adapter(b, path, err);
+}
+
+int model_bundle_merge_adapter(model_bundle *b, const char *adapter, rlhf_error *err) {
+    lora lo;
+    int rc = lora_load(&lo, &b->m, adapter, NULL, 0, NULL, err);
+    if (!rc) rc = lora_merge(&lo, &b->m, err);
+    lora_free(&lo);
+    if (rc) model_bundle_free(b);
     return rc;
 }

@@ -63,6 +63,14 @@ typedef struct {
 int model_bundle_load(model_bundle *b, const char *path, rlhf_error *err);
 /* Frees everything; safe on a zeroed bundle and safe twice. */
 void model_bundle_free(model_bundle *b);
+/* model_bundle_load, or, when `path` is a language model's PEFT LoRA adapter directory
+ * (adapter_config.json, adapter_model.safetensors, no config.json): its base model
+ * (base_model_name_or_path; a relative one is looked up from the current directory, then from
+ * the adapter's parent directory) with the adapter merged in. A classifier's adapter (a reward
+ * model's) is refused: rlhf score / reward eval read those. */
+int model_bundle_load_merged(model_bundle *b, const char *path, rlhf_error *err);
+/* Merges the LoRA adapter directory `adapter` into b's model; on error b is freed. */
+int model_bundle_merge_adapter(model_bundle *b, const char *adapter, rlhf_error *err);
 
 /* Only the weights of `path` (any format above), for commands that need no tokenizer or decoding
  * defaults (model info, loss, logits, the initial model of pre-training). On success m owns its
