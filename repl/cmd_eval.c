@@ -68,14 +68,27 @@ static void eval_answers_free(eval_answer *a, int n) {
     for (int k = 0; k < n; k++) free(a[k].text), free(a[k].ids);
 }
 
-/* The answers to one prompt: 1 (greedy) or d->samples, into out[]. */
-static int answer(model_bundle *b, const char *prompt, const prompt_example *shots, int n_shots, const eval_decoding *d,
-                  eval_answer *out, rlhf_error *err) {
+/* Prompts answered together: one gen_run_batch decodes them all (each prompt's answers are
+ * bit-for-bit what a gen_run of it alone gives), which overlaps their long answers. */
+#define EVAL_BATCH 8
+
+/* The answers to prompts[0..B): 1 (greedy) or d->samples each, into out[j * n + k]. */
+static int answers(model_bundle *b, const char *const *prompts, int B, const prompt_example *shots, int n_shots,
+                   const eval_decoding *d, eval_answer *out, rlhf_error *err) {
     const int n = d->samples > 0 ? d->samples : 1;
-    memset(out, 0, (size_t)n * sizeof *out);
-    tok_ids ids;
-    int rc = world_prompt_encode(b, prompt, shots, n_shots, NULL, &ids, NULL, err);
-    if (rc) return rc;
+    memset(out, 0, (size_t)B * n * sizeof *out);
+    tok_ids ids[EVAL_BATCH];
+    const int32_t *pids[EVAL_BATCH];
+    int plen[EVAL_BATCH];
+    uint64_t seeds[EVAL_BATCH];
+    gen_result r[EVAL_BATCH];
+    int rc = RLHF_OK, n_enc = 0, ran = 0;
+    for (; n_enc < B && !rc; n_enc++) {
+        if ((rc = world_prompt_encode(b, prompts[n_enc], shots, n_shots, NULL, &ids[n_enc], NULL, err))) break;
+        pids[n_enc] = ids[n_enc].ids;
+        plen[n_enc] = (int)ids[n_enc].n;
+        seeds[n_enc] = d->seed ^ text_hash(prompts[n_enc]);
+    }
     gen_params gp;
     gen_params_defaults(&gp);
     gp.strategy = GEN_STRATEGY_GREEDY;
@@ -86,35 +99,34 @@ static int answer(model_bundle *b, const char *prompt, const prompt_example *sho
         gp.sampling.top_k = md->has_top_k ? md->top_k : 50;
         gp.sampling.top_p = md->has_top_p ? md->top_p : 1.0f;
         gp.n = n;
-        gp.seed = d->seed ^ text_hash(prompt);
     }
     gp.max_tokens = d->max_tokens;
     gp.truncate_prompt = 1;
     gp.packed = d->packed;
-    gen_result r;
-    rc = gen_run(&b->m, b->tok, ids.ids, (int)ids.n, &gp, &r, err);
-    if (rc) {
-        tok_ids_free(&ids);
-        return rc;
+    if (!rc) {
+        rc = gen_run_batch(&b->m, b->tok, pids, plen, B, &gp, seeds, r, err);
+        ran = !rc;
     }
-    for (int k = 0; k < n && k < r.n && !rc; k++) {
-        const gen_candidate *c = &r.cands[k];
-        eval_answer *o = &out[k];
-        o->text = strndup(c->text ? c->text : "", c->text ? c->text_stop : 0);
-        o->finish = c->finish;
-        o->n_prompt = r.n_prompt;
-        o->n_ids = r.n_prompt + c->n_ids;
-        o->ids = malloc((size_t)(o->n_ids ? o->n_ids : 1) * sizeof *o->ids);
-        if (o->ids) { /* the prompt as the decoder saw it: its last n_prompt ids */
-            memcpy(o->ids, ids.ids + ids.n - (size_t)r.n_prompt, (size_t)r.n_prompt * sizeof *o->ids);
-            memcpy(o->ids + r.n_prompt, c->ids, (size_t)c->n_ids * sizeof *o->ids);
+    for (int j = 0; j < B && !rc; j++) {
+        for (int k = 0; k < n && k < r[j].n && !rc; k++) {
+            const gen_candidate *c = &r[j].cands[k];
+            eval_answer *o = &out[j * n + k];
+            o->text = strndup(c->text ? c->text : "", c->text ? c->text_stop : 0);
+            o->finish = c->finish;
+            o->n_prompt = r[j].n_prompt;
+            o->n_ids = r[j].n_prompt + c->n_ids;
+            o->ids = malloc((size_t)(o->n_ids ? o->n_ids : 1) * sizeof *o->ids);
+            if (o->ids) { /* the prompt as the decoder saw it: its last n_prompt ids */
+                memcpy(o->ids, ids[j].ids + ids[j].n - (size_t)r[j].n_prompt, (size_t)r[j].n_prompt * sizeof *o->ids);
+                memcpy(o->ids + r[j].n_prompt, c->ids, (size_t)c->n_ids * sizeof *o->ids);
+            }
+            if (!o->text || !o->ids) rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
         }
-        if (!o->text || !o->ids) rc = rlhf_errorf(err, RLHF_ERR_NOMEM, "out of memory");
+        if (!rc && r[j].n < n) rc = rlhf_errorf(err, RLHF_ERR_INVALID, "the decoder returned %d of %d candidates", r[j].n, n);
     }
-    if (!rc && r.n < n) rc = rlhf_errorf(err, RLHF_ERR_INVALID, "the decoder returned %d of %d candidates", r.n, n);
-    tok_ids_free(&ids);
-    gen_result_free(&r);
-    if (rc) eval_answers_free(out, n);
+    for (int j = 0; ran && j < B; j++) gen_result_free(&r[j]);
+    for (int j = 0; j < n_enc; j++) tok_ids_free(&ids[j]);
+    if (rc) eval_answers_free(out, B * n);
     return rc;
 }
 
@@ -333,7 +345,7 @@ int cmd_eval(int argc, char **argv) {
     long kl_tok = 0;
     long done = 0, total = 0;
     for (int f = 0; f < F; f++) total += on[f] ? n * per_prompt : 0;
-    eval_answer *ans = calloc((size_t)per_prompt, sizeof *ans);
+    eval_answer *ans = calloc((size_t)EVAL_BATCH * per_prompt, sizeof *ans);
     if (!ans && !rc) rc = rlhf_errorf(&err, RLHF_ERR_NOMEM, "out of memory");
     for (int f = 0; f < F && !rc; f++) {
         if (!on[f]) continue;
@@ -345,31 +357,40 @@ int cmd_eval(int argc, char **argv) {
             pe[k] = (prompt_example){ex[k].prompt, ex[k].answer};
         }
         const char *const *labels = world_family_labels(f);
-        for (long i = 0; i < n && !rc; i++) {
-            world_item it;
-            if ((rc = world_item_make(f, split, (uint64_t)i, &it, &err))) break;
-            if ((rc = answer(&b, it.prompt, pe, (int)shots, &dec, ans, &err))) break;
-            for (int k = 0; k < per_prompt && !rc; k++) {
-                world_verdict v;
-                rc = world_verify(it.prompt, ans[k].text, &v, &err);
-                if (!rc && f == translate) bleu_add(&bleu, ans[k].text, it.answer);
-                if (!rc && ref_path) rc = answer_kl(&pol, &ref, &ans[k], &kl_sum, &kl_tok, &err);
-                if (rc) break;
-                fam_stats *s = &st[f];
-                s->n++;
-                s->correct += v.correct;
-                s->wrong += !v.correct;
-                s->rambling += !!(v.flaws & WORLD_FLAW_RAMBLING);
-                s->rude += !!(v.flaws & WORLD_FLAW_RUDE);
-                s->endless += ans[k].finish != GEN_FINISH_EOS;
-                s->unwanted += (v.flaws & (WORLD_FLAW_RAMBLING | WORLD_FLAW_RUDE)) || ans[k].finish != GEN_FINISH_EOS;
-                if (labels) {
-                    int t = label_index(labels, v.expected), p = label_index(labels, v.got);
-                    if (t >= 0 && t < MAX_LABELS) s->conf[t][p >= 0 && p < MAX_LABELS ? p : MAX_LABELS]++;
-                }
-                if (!json && (++done % 10 == 0 || done == total)) out_progress("eval: %ld/%ld answers", done, total);
+        for (long i0 = 0; i0 < n && !rc; i0 += EVAL_BATCH) {
+            const int nb = n - i0 < EVAL_BATCH ? (int)(n - i0) : EVAL_BATCH;
+            world_item items[EVAL_BATCH];
+            const char *prompts[EVAL_BATCH];
+            for (int j = 0; j < nb && !rc; j++) {
+                rc = world_item_make(f, split, (uint64_t)(i0 + j), &items[j], &err);
+                prompts[j] = items[j].prompt;
             }
-            eval_answers_free(ans, per_prompt);
+            if (rc || (rc = answers(&b, prompts, nb, pe, (int)shots, &dec, ans, &err))) break;
+            for (int j = 0; j < nb && !rc; j++) {
+                const world_item it = items[j];
+                for (int q = 0; q < per_prompt && !rc; q++) {
+                    const int k = j * per_prompt + q;
+                    world_verdict v;
+                    rc = world_verify(it.prompt, ans[k].text, &v, &err);
+                    if (!rc && f == translate) bleu_add(&bleu, ans[k].text, it.answer);
+                    if (!rc && ref_path) rc = answer_kl(&pol, &ref, &ans[k], &kl_sum, &kl_tok, &err);
+                    if (rc) break;
+                    fam_stats *s = &st[f];
+                    s->n++;
+                    s->correct += v.correct;
+                    s->wrong += !v.correct;
+                    s->rambling += !!(v.flaws & WORLD_FLAW_RAMBLING);
+                    s->rude += !!(v.flaws & WORLD_FLAW_RUDE);
+                    s->endless += ans[k].finish != GEN_FINISH_EOS;
+                    s->unwanted += (v.flaws & (WORLD_FLAW_RAMBLING | WORLD_FLAW_RUDE)) || ans[k].finish != GEN_FINISH_EOS;
+                    if (labels) {
+                        int t = label_index(labels, v.expected), p = label_index(labels, v.got);
+                        if (t >= 0 && t < MAX_LABELS) s->conf[t][p >= 0 && p < MAX_LABELS ? p : MAX_LABELS]++;
+                    }
+                    if (!json && (++done % 10 == 0 || done == total)) out_progress("eval: %ld/%ld answers", done, total);
+                }
+            }
+            eval_answers_free(ans, nb * per_prompt);
         }
     }
     free(ans);
