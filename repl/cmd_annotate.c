@@ -1,7 +1,10 @@
 /* cmd_annotate.c — `rlhf annotate --oracle`: a simulated annotator. For each of N task-world
  * prompts the model draws K candidates (one batched, sampled generation), the world's verifier
- * ranks them — right before wrong; among equals, fewer flaws (rude, rambling, never ends) first,
- * then the shorter — and with probability --noise the ranking is reversed (a fallible person who
+ * ranks them — right before wrong; among equals, fewer flaws (rude, rambling, never ends) first;
+ * answers equal in both tie (oracle-v2: oracle-v1 also put the shorter of two such answers first,
+ * but that carried no preference — "1 time" before "4 times" when both are wrong, two rambling
+ * answers cut at --max-tokens by their characters — and a person would call them equal; being
+ * concise is the rambling and never-ends flaws) — and with probability --noise the ranking is reversed (a fallible person who
  * got this one backwards: exactly that share of the preference pairs then disagrees with the
  * verifier, in expectation). Everything is stored as the REPL stores a person's work: the prompt
  * (rendered text, chat messages and template), each generation with its model, decoding
@@ -34,21 +37,19 @@ static const char *const annotate_usage =
     "[--families LIST] [--split train|val|test] [--first I] [--temperature T] [--max-tokens N] [--json]";
 
 static const char *const oracle_guideline =
-    "oracle-v1: the task world's verifier ranks the candidates: a right answer before a wrong one; "
-    "among equals, fewer flaws (rude, rambling, never ends) first, then the shorter answer; equal "
-    "answers tie. With noise P a ranking is reversed with probability P.";
+    "oracle-v2: the task world's verifier ranks the candidates: a right answer before a wrong one; "
+    "among equals, fewer flaws (rude, rambling, never ends) first; answers equal in both tie. With "
+    "noise P a ranking is reversed with probability P.";
 
 /* How good a candidate is for the oracle: compared field by field. */
 typedef struct {
     int correct;
     int n_flaws; /* rude + rambling + never ends */
-    size_t length;
 } oracle_key;
 
 static int key_cmp(const oracle_key *a, const oracle_key *b) { /* < 0: a is better */
     if (a->correct != b->correct) return b->correct - a->correct;
-    if (a->n_flaws != b->n_flaws) return a->n_flaws - b->n_flaws;
-    return a->length < b->length ? -1 : a->length > b->length;
+    return a->n_flaws - b->n_flaws;
 }
 
 /* Dense ranks (1 best, equal keys tie) of k keys. */
@@ -116,7 +117,7 @@ static int store_prompt_ranking(store *db, const model_bundle *b, const char *mo
     if (rc) return rc;
     store_judge j = {0};
     j.annotator = "oracle";
-    j.guideline_version = "oracle-v1";
+    j.guideline_version = "oracle-v2";
     j.guideline_text = oracle_guideline;
     /* an empty answer or one leaking template text is stored flagged (left out of training by
      * default) rather than lost: the oracle has no one to ask */
@@ -139,13 +140,14 @@ int cmd_annotate(int argc, char **argv) {
             "of --families in turn, default all; instances from --first, default 0) the model (--model,\n"
             "default the built-in one) samples --candidates K answers (default 4; --temperature 1,\n"
             "--max-tokens 48, seeds from --seed, default 42) in one batched pass. The verifier ranks\n"
-            "them: right before wrong; among equals fewer flaws (rude, rambling, never ends), then the\n"
-            "shorter; equal answers tie. --noise P (default 0) reverses a ranking with probability P, so\n"
-            "P of the preference pairs disagree with the verifier. Stored in --db (default $RLHF_DB or\n"
-            "rlhf.db) exactly as the REPL stores a person's ranking: prompt, generations with their\n"
-            "decoding settings and seeds, the ranking by annotator \"oracle\" (guideline oracle-v1) with\n"
-            "its derived pairs in one transaction. Ctrl-C stops after the current prompt; what was\n"
-            "stored stays. --json prints the counts as one JSON object.\n");
+            "them: right before wrong; among equals fewer flaws (rude, rambling, never ends); answers\n"
+            "equal in both tie (no pair: neither is preferred). --noise P (default 0) reverses a\n"
+            "ranking with probability P, so P of the preference pairs disagree with the verifier.\n"
+            "Stored in --db (default $RLHF_DB or rlhf.db) exactly as the REPL stores a person's\n"
+            "ranking: prompt, generations with their decoding settings and seeds, the ranking by\n"
+            "annotator \"oracle\" (guideline oracle-v2) with its derived pairs in one transaction.\n"
+            "Ctrl-C stops after the current prompt; what was stored stays. --json prints the counts as\n"
+            "one JSON object.\n");
         return 0;
     }
     const char *model_path = NULL, *db_path = NULL, *split_name = "train", *families = NULL;
@@ -276,8 +278,7 @@ int cmd_annotate(int argc, char **argv) {
             world_verdict v;
             rc = world_verify(it.prompt, g->text ? g->text : "", &v, &err);
             int endless = g->finish != GEN_FINISH_EOS;
-            keys[i] = (oracle_key){v.correct, !!(v.flaws & WORLD_FLAW_RUDE) + !!(v.flaws & WORLD_FLAW_RAMBLING) + endless,
-                                   g->text ? strlen(g->text) : 0};
+            keys[i] = (oracle_key){v.correct, !!(v.flaws & WORLD_FLAW_RUDE) + !!(v.flaws & WORLD_FLAW_RAMBLING) + endless};
         }
         if (!rc && !interrupted) {
             int ranks[RANKING_MAX_ITEMS];

@@ -3,7 +3,7 @@
 #  - stored counts: N prompts, N rankings of K generations by annotator "oracle", pairs =
 #    strict pairs of the rankings, every generation with its decoding settings and seed;
 #  - noise 0: every stored pair agrees with the verifier's order (right before wrong, then fewer
-#    flaws, then shorter), re-judged here with `rlhf world verify`;
+#    flaws; answers equal in both tie: no pair), re-judged here with `rlhf world verify`;
 #  - --noise 0.25: the share of rankings (with any strict pair) stored reversed is 0.25 within
 #    3 binomial standard deviations, and so is the share of pairs against the verifier;
 #  - Ctrl-C stops between prompts: exit 130, every stored ranking complete, db check clean;
@@ -34,7 +34,7 @@ def check(what, cond):
     ok &= bool(cond)
 verdicts = {}
 def key(db, gid):
-    """The oracle's key recomputed: (right, flaws, length); smaller is better."""
+    """The oracle's key recomputed: (right, flaws); smaller is better, equal keys tie."""
     prompt, text, ids, dj = db.execute("select p.messages_json, g.text, g.token_ids, g.decoding_json from generations g "
                                        "join prompts p on p.id = g.prompt_id where g.id = ?", (gid,)).fetchone()
     user = json.loads(prompt)[0]["content"]
@@ -44,7 +44,7 @@ def key(db, gid):
     v = verdicts[(user, text)]
     toks = struct.unpack(f"<{len(ids) // 4}i", ids)
     flaws = sum(f in v["flaws"].split(",") for f in ("rude", "rambling")) + (not toks or toks[-1] != eos)
-    return (-int(v["correct"]), flaws, len(text.encode()))
+    return (-int(v["correct"]), flaws)
 def pairs(db):
     return db.execute("select chosen_id, rejected_id, ranking_id from pairs").fetchall()
 
@@ -55,9 +55,9 @@ check(f"24 prompts, 24 rankings of 4, 96 generations ({n('select count(*) from p
       f"{n('select count(*) from rankings')}, {n('select count(*) from generations')})",
       n("select count(*) from prompts") == 24 and n("select count(*) from rankings where k = 4") == 24
       and n("select count(*) from generations") == 96 and a["rankings"] == 24)
-check("annotator oracle with guideline oracle-v1",
+check("annotator oracle with guideline oracle-v2",
       n("select count(*) from rankings r join annotators a on a.id = r.annotator_id where a.name = 'oracle'") == 24
-      and n("select count(*) from guidelines where version = 'oracle-v1'") == 1)
+      and n("select count(*) from guidelines where version = 'oracle-v2'") == 1)
 strict = n("select count(*) from pairs")
 check(f"pairs = the strict pairs of the rankings ({strict} + {a['tied_pairs']} tied = 24 x 6)",
       strict == a["pairs"] and strict + a["tied_pairs"] == 24 * 6)
@@ -67,6 +67,11 @@ check("every generation has its decoding settings, seed and model",
       and n("select count(*) from generations where seed is null or model_id is null") == 0)
 bad = [(c, r) for c, r, _ in pairs(db) if key(db, c) >= key(db, r)]
 check(f"noise 0: all {strict} pairs agree with the verifier's order ({len(bad)} do not)", strict > 20 and not bad)
+items = {}
+for rid, gid in db.execute("select ranking_id, generation_id from ranking_items"):
+    items.setdefault(rid, []).append(key(db, gid))
+unequal = sum(ks[i] != ks[j] for ks in items.values() for i in range(len(ks)) for j in range(i))
+check(f"noise 0: a pair for every two candidates whose keys differ ({unequal}), none for equal keys", unequal == strict)
 
 db = sqlite3.connect(f"{tmp}/n.db")
 by_ranking = {}
