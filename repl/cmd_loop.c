@@ -2,7 +2,8 @@
  *
  * SFT model -> oracle rankings of its candidates on val-split prompts (rlhf annotate --oracle;
  * the SFT model learnt the train split's prompts, the test split is kept for evaluation) -> a reward model
- * (rlhf reward train --db) -> DPO (rlhf dpo --db), GRPO with the verifier as reward
+ * (rlhf reward train --db) on those rankings and the oracle's rankings of --rm-prompts train-split
+ * prompts (OUT/rN/rm-data.db) -> DPO (rlhf dpo --db), GRPO with the verifier as reward
  * (rlhf grpo --reward-fn toy), GRPO with the reward model (rlhf grpo --reward) and PPO (rlhf ppo) —
  * each from the same SFT model — -> rlhf eval of every model on held-out test prompts, KL to the
  * SFT model included -> one table and an SVG chart. Round 2 (--rounds 2) ranks the candidates of
@@ -40,7 +41,7 @@
 
 static const char *const loop_usage =
     "rlhf loop [--model SFT_DIR] --out DIR [--rounds 1|2] [--families LIST] [--prompts N] [--candidates K] "
-    "[--noise P] [--heldout N] [--eval-n N] [--eval-samples K] [--dpo-steps N] [--dpo-lr LR] [--rm-steps N] [--rm-lr LR] "
+    "[--noise P] [--heldout N] [--eval-n N] [--eval-samples K] [--dpo-steps N] [--dpo-lr LR] [--rm-prompts N] [--rm-steps N] [--rm-lr LR] "
     "[--grpo-steps N] [--grpo-lr LR] [--ppo-steps N] [--ppo-lr LR] [--seed S] [--json]";
 
 /* The settings: every value as given (passed on to the stages as text, stored in the state). */
@@ -50,7 +51,7 @@ typedef struct {
 } loop_opt;
 
 enum { O_FAMILIES, O_ROUNDS, O_PROMPTS, O_CANDIDATES, O_NOISE, O_HELDOUT, O_EVAL_N, O_EVAL_SAMPLES, O_DPO_STEPS, O_DPO_LR, O_DPO_BETA,
-       O_RPO, O_RM_STEPS, O_RM_LR, O_GRPO_STEPS, O_GRPO_LR, O_GRPO_GEN, O_PPO_STEPS, O_PPO_LR, O_SEED, O_METHODS, O_COUNT };
+       O_RPO, O_RM_PROMPTS, O_RM_STEPS, O_RM_LR, O_GRPO_STEPS, O_GRPO_LR, O_GRPO_GEN, O_PPO_STEPS, O_PPO_LR, O_SEED, O_METHODS, O_COUNT };
 
 static loop_opt g_opts[O_COUNT] = {
     {"--families", "all", "task-world families to annotate, train and evaluate on (comma list)", 0},
@@ -65,6 +66,7 @@ static loop_opt g_opts[O_COUNT] = {
     {"--dpo-lr", "1e-4", "DPO learning rate", 1},
     {"--dpo-beta", "0.1", "DPO beta", 1},
     {"--rpo-alpha", "1", "DPO's RPO term (NLL of the chosen answers) that keeps them likely", 1},
+    {"--rm-prompts", "2400", "train-split prompts whose candidates the oracle also ranks for the reward model only (0: none)", 1},
     {"--rm-steps", "300", "reward-model optimizer steps", 1},
     {"--rm-lr", "1e-4", "reward-model learning rate", 1},
     {"--grpo-steps", "100", "GRPO optimizer steps (each method)", 1},
@@ -401,8 +403,35 @@ static int finish_partial(const char *partial, const char *final) {
     return 1;
 }
 
+/* Copies a closed database file (the round's rankings) to dst. */
+static int copy_db(const char *src, const char *dst) {
+    char *data = NULL;
+    size_t len = 0;
+    rlhf_error err = {0};
+    int rc = file_read_all(src, &data, &len, &err);
+    if (!rc) rc = file_write_atomic(dst, data, len, &err);
+    free(data);
+    if (rc) out_error("loop: cannot copy %s to %s: %s", src, dst, err.msg);
+    return rc;
+}
+
+/* a's argv: the oracle ranks policy's candidates for n prompts of split into db (with --noise when
+ * noise; from instance first when first is not NULL). */
+static void annotate_argv(argv_buf *a, const char *policy, const char *db, const char *n, const char *split,
+                          const char *first, const char *seed, int noise) {
+    av_reset(a);
+    av_add(a, "rlhf"), av_add(a, "annotate"), av_add(a, "--oracle"), av_add(a, "--json");
+    av_add(a, "--model"), av_add(a, policy), av_add(a, "--db"), av_add(a, db);
+    av_add(a, "--prompts"), av_add(a, n), av_add(a, "--candidates"), av_add(a, opt(O_CANDIDATES));
+    if (noise) av_add(a, "--noise"), av_add(a, opt(O_NOISE));
+    av_add(a, "--families"), av_add(a, opt(O_FAMILIES)), av_add(a, "--split"), av_add(a, split);
+    if (first) av_add(a, "--first"), av_add(a, first);
+    av_add(a, "--seed"), av_add(a, seed);
+}
+
 static int round_run(loop_ctx *L, int r, const int *fams, int nf) {
     char dir[LOOP_PATH], db[LOOP_PATH], partial[LOOP_PATH], held[LOOP_PATH], heldp[LOOP_PATH], rm[LOOP_PATH],
+        rmdb[LOOP_PATH], rmdbp[LOOP_PATH], rm_first[32],
         dpo[LOOP_PATH], grpo[LOOP_PATH], grpo_r[LOOP_PATH], ppo_d[LOOP_PATH], prompts[LOOP_PATH], name[64], first[32],
         nheld[32], seed[32];
     snprintf(dir, sizeof dir, "%.3000s/r%d", L->out, r);
@@ -412,6 +441,10 @@ static int round_run(loop_ctx *L, int r, const int *fams, int nf) {
     path_join(held, sizeof held, dir, "heldout.db");
     snprintf(heldp, sizeof heldp, "%.4590s.partial", held);
     path_join(rm, sizeof rm, dir, "rm");
+    path_join(rmdb, sizeof rmdb, dir, "rm-data.db");
+    snprintf(rmdbp, sizeof rmdbp, "%.4590s.partial", rmdb);
+    const long rm_prompts = strtol(opt(O_RM_PROMPTS), NULL, 10);
+    snprintf(rm_first, sizeof rm_first, "%ld", (long)(r - 1) * rm_prompts);
     path_join(dpo, sizeof dpo, dir, "dpo");
     path_join(grpo, sizeof grpo, dir, "grpo-verifier");
     path_join(grpo_r, sizeof grpo_r, dir, "grpo-rm");
@@ -435,26 +468,36 @@ static int round_run(loop_ctx *L, int r, const int *fams, int nf) {
     /* 1. the oracle ranks the policy's candidates (into a .partial database renamed when whole) */
     snprintf(name, sizeof name, "r%d/annotate", r);
     if (!stage_done(L, name)) remove(partial);
-    av_reset(a);
-    av_add(a, "rlhf"), av_add(a, "annotate"), av_add(a, "--oracle"), av_add(a, "--json");
-    av_add(a, "--model"), av_add(a, policy), av_add(a, "--db"), av_add(a, partial);
-    av_add(a, "--prompts"), av_add(a, opt(O_PROMPTS)), av_add(a, "--candidates"), av_add(a, opt(O_CANDIDATES));
-    av_add(a, "--noise"), av_add(a, opt(O_NOISE)), av_add(a, "--families"), av_add(a, opt(O_FAMILIES));
-    av_add(a, "--split"), av_add(a, "val"), av_add(a, "--first"), av_add(a, first), av_add(a, "--seed"), av_add(a, seed);
+    annotate_argv(a, policy, partial, opt(O_PROMPTS), "val", first, seed, 1);
     if ((rc = stage_run(L, name, a->v, NULL, 1))) goto done;
     if (!stage_done(L, name) || finish_partial(partial, db)) {
         rc = 1; /* nothing to train on */
         goto done;
     }
+    /* 1b. the reward model's data: the round's rankings and the oracle's rankings of the policy's
+     * candidates for --rm-prompts train-split prompts (a reward model trained on the --prompts
+     * rankings alone learns those prompts by heart; distinct prompts are what it needs, and
+     * rankings are cheap) — in their own database, so DPO trains on the round's rankings only */
+    if (rm_prompts > 0) {
+        snprintf(name, sizeof name, "r%d/annotate-rm", r);
+        if (!stage_done(L, name)) {
+            remove(rmdbp);
+            if (copy_db(db, rmdbp)) {
+                rc = 1;
+                goto done;
+            }
+        }
+        annotate_argv(a, policy, rmdbp, opt(O_RM_PROMPTS), "train", rm_first, seed, 1);
+        if ((rc = stage_run(L, name, a->v, NULL, 1))) goto done;
+        if (!stage_done(L, name) || finish_partial(rmdbp, rmdb)) {
+            rc = 1;
+            goto done;
+        }
+    }
     /* 2. held-out rankings (test-split prompts, never trained on) for the reward model's accuracy */
     snprintf(name, sizeof name, "r%d/annotate-heldout", r);
     if (!stage_done(L, name)) remove(heldp);
-    av_reset(a);
-    av_add(a, "rlhf"), av_add(a, "annotate"), av_add(a, "--oracle"), av_add(a, "--json");
-    av_add(a, "--model"), av_add(a, policy), av_add(a, "--db"), av_add(a, heldp);
-    av_add(a, "--prompts"), av_add(a, nheld), av_add(a, "--candidates"), av_add(a, opt(O_CANDIDATES));
-    av_add(a, "--families"), av_add(a, opt(O_FAMILIES)), av_add(a, "--split"), av_add(a, "test");
-    av_add(a, "--seed"), av_add(a, seed);
+    annotate_argv(a, policy, heldp, nheld, "test", NULL, seed, 0);
     if ((rc = stage_run(L, name, a->v, NULL, 1))) goto done;
     if (stage_done(L, name) && finish_partial(heldp, held)) {
         rc = 1;
@@ -468,7 +511,7 @@ static int round_run(loop_ctx *L, int r, const int *fams, int nf) {
     /* 4. the reward model and its held-out ranking accuracy */
     av_reset(a);
     av_add(a, "rlhf"), av_add(a, "reward"), av_add(a, "train"), av_add(a, "--model"), av_add(a, L->model);
-    av_add(a, "--db"), av_add(a, db), av_add(a, "--out"), av_add(a, rm);
+    av_add(a, "--db"), av_add(a, rm_prompts > 0 ? rmdb : db), av_add(a, "--runs-db"), av_add(a, db), av_add(a, "--out"), av_add(a, rm);
     av_add(a, "--steps"), av_add(a, opt(O_RM_STEPS)), av_add(a, "--lr"), av_add(a, opt(O_RM_LR));
     av_add(a, "--seed"), av_add(a, seed), av_add(a, "--eval-every"), av_add(a, "0"), av_add(a, "--save-every"), av_add(a, "0");
     av_add(a, "--truncate"), av_add(a, "left");
@@ -535,15 +578,17 @@ static int print_help(void) {
         "The closed feedback loop, measured: the SFT model (--model, default the built-in one) ->\n"
         "its candidates for --prompts val-split prompts ranked by the oracle (rlhf annotate --oracle;\n"
         "the SFT data is the train split, the evaluation the test split) -> a reward model (rlhf reward\n"
-        "train --db) -> DPO (rlhf dpo --db), GRPO with the verifier (rlhf grpo --reward-fn toy), GRPO\n"
-        "with the reward model (rlhf grpo --reward) and PPO (rlhf ppo; --methods picks among them),\n"
-        "each from the SFT model -> rlhf eval of every model on --eval-n test prompts per\n"
-        "family, with the KL to the SFT model -> one table (per-family accuracy, wrong / rambling /\n"
-        "rude / never-ending / unwanted rates, KL, wall time of each stage), OUT/loop.svg and\n"
-        "OUT/summary.json. --rounds 2 ranks round 1's DPO model's candidates and trains DPO again\n"
-        "from it. Every stage is a child `rlhf` process recording its run in OUT/rN/feedback.db (the\n"
-        "round's rankings too); OUT/loop_state.json lists the finished stages, so running the same\n"
-        "command again after Ctrl-C or a kill resumes where it stopped. --json prints the summary.\n\n");
+        "train --db) on those rankings and the oracle's rankings of --rm-prompts train-split prompts\n"
+        "(OUT/rN/rm-data.db) -> DPO (rlhf dpo --db, on the --prompts rankings), GRPO with the\n"
+        "verifier (rlhf grpo --reward-fn toy), GRPO with the reward model (rlhf grpo --reward) and\n"
+        "PPO (rlhf ppo; --methods picks among them), each from the SFT model -> rlhf eval of every\n"
+        "model on --eval-n test prompts per family, with the KL to the SFT model -> one table\n"
+        "(per-family accuracy, wrong / rambling / rude / never-ending / unwanted rates, KL, wall time\n"
+        "of each stage), OUT/loop.svg and OUT/summary.json. --rounds 2 ranks round 1's DPO model's\n"
+        "candidates and trains DPO again from it. Every stage is a child `rlhf` process recording its\n"
+        "run in OUT/rN/feedback.db (the round's rankings too); OUT/loop_state.json lists the finished\n"
+        "stages, so running the same command again after Ctrl-C or a kill resumes where it stopped.\n"
+        "--json prints the summary.\n\n");
     for (int k = 0; k < O_COUNT; k++) out_printf("  %-20s %s (default %s)\n", g_opts[k].name, g_opts[k].help, g_opts[k].value);
     return 0;
 }

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # rlhf loop at CI size on the default model (models/default), families count_letter, sequence
-# and sentiment: 300 val-split prompts x 4 candidates ranked by the oracle, a reward model, DPO
-# and GRPO with the verifier from the SFT model, each evaluated on 50 test prompts per family x 4
-# answers sampled as rlhf chat samples them (paired draws: the same seeds for every model).
+# and sentiment: 300 val-split prompts x 4 candidates ranked by the oracle, a reward model on those
+# rankings and the oracle's rankings of 1200 train-split prompts, DPO and GRPO with the verifier
+# from the SFT model, each evaluated on 50 test prompts per family x 4 answers sampled as rlhf chat
+# samples them (paired draws: the same seeds for every model).
 # Asserts (numbers measured over seeds 1-3 are in README.md, "The closed loop"):
-#  - every stage is a stored run (eval x3, reward, dpo, grpo) in OUT/r1/feedback.db; the table,
-#    OUT/loop.svg and OUT/summary.json are written; rows of methods not run say so;
-#  - the reward model ranks held-out pairs (oracle rankings of test-split prompts) >= RM_MIN;
+#  - every stage is a stored run (eval x3, reward, dpo, grpo) in OUT/r1/feedback.db, which holds
+#    the 300 val rankings (DPO's data); OUT/r1/rm-data.db holds those and the 1200 train-split
+#    rankings (the reward model's data); the table, OUT/loop.svg and OUT/summary.json are
+#    written; rows of methods not run say so;
+#  - the reward model ranks held-out pairs (oracle rankings of 150 test-split prompts, about 570
+#    pairs) >= RM_MIN (0.80: measured 83.7-84.2% over seeds 1-3; the 0.90 is out of reach
+#    for this model, see README.md);
 #  - the unwanted-behaviour rate (rambling, rude, never ends) of DPO and GRPO is at most half the
 #    SFT model's;
 #  - held-out accuracy: DPO and GRPO each >= the SFT model's + ACC_MARGIN (the numbers over seeds
@@ -23,10 +28,10 @@ fail=0
 check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/rlhf-loop-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-RM_MIN=${RM_MIN:-0.75}
+RM_MIN=${RM_MIN:-0.80}
 ACC_MARGIN=${ACC_MARGIN:-0.06}
-ci=(--model "$d" --families count_letter,sequence,sentiment --prompts 300 --candidates 4 --heldout 60 --eval-n 50
-    --eval-samples 4 --dpo-steps 200 --dpo-lr 1e-4 --rm-steps 300 --rm-lr 1e-4 --grpo-steps 200 --grpo-lr 2e-4
+ci=(--model "$d" --families count_letter,sequence,sentiment --prompts 300 --candidates 4 --heldout 150 --eval-n 50
+    --eval-samples 4 --dpo-steps 200 --dpo-lr 1e-4 --rm-prompts 1200 --rm-steps 300 --rm-lr 1e-4 --grpo-steps 200 --grpo-lr 2e-4
     --methods dpo,grpo-verifier --seed "$seed")
 
 # resume: Ctrl-C while the reward model trains, then the same command again
@@ -65,8 +70,13 @@ check("GRPO (reward model) and PPO rows say they were not run",
 db = sqlite3.connect(f"{out}/r1/feedback.db")
 kinds = sorted(k for (k,) in db.execute("select kind from runs where status = 'done'"))
 check(f"every stage a stored run: {kinds}", kinds == ["dpo", "eval", "eval", "eval", "grpo", "reward"])
-check("the oracle's rankings are in the round's database",
-      db.execute("select count(*) from rankings r join annotators a on a.id = r.annotator_id where a.name = 'oracle'").fetchone()[0] == 300)
+oracle = "select count(*) from rankings r join annotators a on a.id = r.annotator_id where a.name = 'oracle'"
+check("the oracle's rankings are in the round's database", db.execute(oracle).fetchone()[0] == 300)
+rmdb = sqlite3.connect(f"{out}/r1/rm-data.db")
+check("the reward model's database holds them and 1200 train-split rankings",
+      rmdb.execute(oracle).fetchone()[0] == 1500
+      and rmdb.execute("select count(*) from rankings where prompt_id in (select prompt_id from rankings where id <= 300)"
+                       " and id > 300").fetchone()[0] == 0)
 rm = s["reward_models"][0]["heldout_accuracy"]
 check(f"reward model held-out ranking accuracy {rm:.3f} >= {rm_min}", rm >= rm_min)
 for name, r in (("DPO", dpo), ("GRPO (verifier)", grpo)):
