@@ -16,9 +16,9 @@ resume_matches() {
   local one=(env OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "$rlhf" "$trainer")
   local args=("$@" --steps "$steps" "${extra[@]}")
   "${one[@]}" "${args[@]}" --out "A-$kind" --json-log "A-$kind.jsonl" > "A-$kind.log" 2>&1
-  "${one[@]}" "${args[@]}" --out "B-$kind" --json-log "B-$kind.jsonl" > "B-$kind.log" 2>&1 &
-  local pid=$! rc a b ea eb fl
-  /usr/bin/python3 "$signal_at_step" "B-$kind.jsonl" "$kill_at" $pid KILL; wait $pid 2>/dev/null; rc=$?
+  local rc a b ea eb fl
+  /usr/bin/python3 "$signal_at_step" --run "B-$kind.jsonl" "$kill_at" KILL "B-$kind.log" -- \
+    "${one[@]}" "${args[@]}" --out "B-$kind" --json-log "B-$kind.jsonl"; rc=$?
   check "$kind: kill -9 stopped the run mid-way (exit $rc, last step $(grep -c '"event":"step"' "B-$kind.jsonl"))" \
     '[ $rc -eq 137 ] && ! grep -q "\"step\":$steps," "B-$kind.jsonl"'
   "${one[@]}" --out "B-$kind" --resume --json-log "B-$kind.jsonl" > "R-$kind.log" 2>&1; rc=$?

@@ -35,11 +35,8 @@ for fam in gpt2 llama; do
   check "$fam: uninterrupted run succeeds" '[ $? -eq 0 ]'
 
   # B: Ctrl-C after step 30, then --resume.
-  "$rlhf" pretrain --model "$tmp/$fam-init" "${common[@]}" --out "$tmp/$fam-B" --json-log "$tmp/$fam-B.log" \
-    >"$tmp/$fam-B.out" 2>/dev/null &
-  pid=$!
-  /usr/bin/python3 "$signal_at_step" "$tmp/$fam-B.log" 30 $pid INT
-  wait $pid
+  /usr/bin/python3 "$signal_at_step" --run "$tmp/$fam-B.log" 30 INT "$tmp/$fam-B.out" -- \
+    "$rlhf" pretrain --model "$tmp/$fam-init" "${common[@]}" --out "$tmp/$fam-B" --json-log "$tmp/$fam-B.log"
   rc=$?
   check "$fam: SIGINT stops the run with exit 130 (got $rc)" '[ $rc -eq 130 ]'
   check "$fam: SIGINT says what was saved" 'grep -q "saved the model and training state" "$tmp/$fam-B.out"'
@@ -49,11 +46,8 @@ for fam in gpt2 llama; do
   check "$fam: resume after SIGINT succeeds" '[ $? -eq 0 ]'
 
   # C: SIGKILL after the step-40 checkpoint is on disk, then --resume (redoes the lost steps).
-  "$rlhf" pretrain --model "$tmp/$fam-init" "${common[@]}" --out "$tmp/$fam-C" --json-log "$tmp/$fam-C.log" \
-    >/dev/null 2>&1 &
-  pid=$!
-  /usr/bin/python3 "$signal_at_step" "$tmp/$fam-C.log" 45 $pid KILL
-  wait $pid 2>/dev/null
+  /usr/bin/python3 "$signal_at_step" --run "$tmp/$fam-C.log" 45 KILL /dev/null -- \
+    "$rlhf" pretrain --model "$tmp/$fam-init" "${common[@]}" --out "$tmp/$fam-C" --json-log "$tmp/$fam-C.log"
   rc=$?
   check "$fam: SIGKILL killed the run mid-way (exit $rc)" '[ $rc -eq 137 ]'
   "$rlhf" pretrain --out "$tmp/$fam-C" --resume --json-log "$tmp/$fam-C.log" >/dev/null 2>&1

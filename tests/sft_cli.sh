@@ -46,10 +46,8 @@ for kind in full lora; do
           --save-every 5 "${extra[@]}")
   "$rlhf" sft "${common[@]}" --out $kind-A --json-log $kind-A.log >/dev/null 2>&1
   check "$kind: uninterrupted run succeeds" '[ $? -eq 0 ]'
-  "$rlhf" sft "${common[@]}" --out $kind-C --json-log $kind-C.log >/dev/null 2>&1 &
-  pid=$!
-  /usr/bin/python3 "$signal_at_step" $kind-C.log 23 $pid KILL
-  wait $pid 2>/dev/null
+  /usr/bin/python3 "$signal_at_step" --run $kind-C.log 23 KILL /dev/null -- "$rlhf" sft "${common[@]}" --out $kind-C \
+    --json-log $kind-C.log
   rc=$?
   check "$kind: SIGKILL killed the run mid-way (exit $rc)" '[ $rc -eq 137 ] && ! grep -q "\"step\":$N," $kind-C.log'
   "$rlhf" sft --out $kind-C --resume --json-log $kind-C.log >$kind-C.out 2>&1
