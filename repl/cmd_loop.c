@@ -42,7 +42,7 @@
 static const char *const loop_usage =
     "rlhf loop [--model SFT_DIR] --out DIR [--rounds 1|2] [--families LIST] [--prompts N] [--candidates K] "
     "[--noise P] [--heldout N] [--eval-n N] [--eval-samples K] [--dpo-steps N] [--dpo-lr LR] [--rm-prompts N] [--rm-steps N] [--rm-lr LR] "
-    "[--grpo-steps N] [--grpo-lr LR] [--ppo-steps N] [--ppo-lr LR] [--seed S] [--json]";
+    "[--grpo-steps N] [--grpo-lr LR] [--grpo-generations G] [--grpo-rm-steps N] [--ppo-steps N] [--ppo-lr LR] [--seed S] [--json]";
 
 /* The settings: every value as given (passed on to the stages as text, stored in the state). */
 typedef struct {
@@ -51,27 +51,29 @@ typedef struct {
 } loop_opt;
 
 enum { O_FAMILIES, O_ROUNDS, O_PROMPTS, O_CANDIDATES, O_NOISE, O_HELDOUT, O_EVAL_N, O_EVAL_SAMPLES, O_DPO_STEPS, O_DPO_LR, O_DPO_BETA,
-       O_RPO, O_RM_PROMPTS, O_RM_STEPS, O_RM_LR, O_GRPO_STEPS, O_GRPO_LR, O_GRPO_GEN, O_PPO_STEPS, O_PPO_LR, O_SEED, O_METHODS, O_COUNT };
+       O_RPO, O_RM_PROMPTS, O_RM_STEPS, O_RM_LR, O_GRPO_STEPS, O_GRPO_LR, O_GRPO_GEN, O_GRPO_RM_STEPS, O_PPO_STEPS, O_PPO_LR,
+       O_SEED, O_METHODS, O_COUNT };
 
 static loop_opt g_opts[O_COUNT] = {
     {"--families", "all", "task-world families to annotate, train and evaluate on (comma list)", 0},
     {"--rounds", "1", "1, or 2: rank the round-1 DPO model's candidates and train DPO again", 1},
-    {"--prompts", "600", "val-split prompts ranked per round (and GRPO's/PPO's prompts)", 1},
+    {"--prompts", "1200", "val-split prompts ranked per round (and GRPO's/PPO's prompts)", 1},
     {"--candidates", "4", "candidates per prompt", 1},
     {"--noise", "0", "oracle noise: a ranking reversed with this probability", 1},
     {"--heldout", "120", "test-split prompts ranked for the reward model's held-out accuracy", 1},
     {"--eval-n", "20", "test-split prompts per family in each evaluation", 1},
     {"--eval-samples", "4", "answers sampled per test prompt as rlhf chat samples them (0: one greedy answer)", 1},
-    {"--dpo-steps", "200", "DPO optimizer steps", 1},
+    {"--dpo-steps", "600", "DPO optimizer steps", 1},
     {"--dpo-lr", "1e-4", "DPO learning rate", 1},
     {"--dpo-beta", "0.1", "DPO beta", 1},
     {"--rpo-alpha", "1", "DPO's RPO term (NLL of the chosen answers) that keeps them likely", 1},
     {"--rm-prompts", "2400", "train-split prompts whose candidates the oracle also ranks for the reward model only (0: none)", 1},
     {"--rm-steps", "300", "reward-model optimizer steps", 1},
     {"--rm-lr", "1e-4", "reward-model learning rate", 1},
-    {"--grpo-steps", "100", "GRPO optimizer steps (each method)", 1},
-    {"--grpo-lr", "2e-4", "GRPO learning rate", 1},
-    {"--grpo-generations", "8", "GRPO completions per prompt", 1},
+    {"--grpo-steps", "1200", "GRPO optimizer steps with the verifier", 1},
+    {"--grpo-lr", "1e-4", "GRPO learning rate (both rewards)", 1},
+    {"--grpo-generations", "16", "GRPO completions per prompt (both rewards)", 1},
+    {"--grpo-rm-steps", "100", "GRPO optimizer steps with the reward model (longer runs learn to game it)", 1},
     {"--ppo-steps", "100", "PPO optimizer steps", 1},
     {"--ppo-lr", "1e-4", "PPO learning rate", 1},
     {"--seed", "1", "seed of the annotations and every trainer", 1},
@@ -555,7 +557,7 @@ static int round_run(loop_ctx *L, int r, const int *fams, int nf) {
         av_add(a, "--prompts"), av_add(a, prompts), av_add(a, "--out"), av_add(a, dir_m);
         if (m == 0) av_add(a, "--reward-fn"), av_add(a, "toy");
         else av_add(a, "--reward"), av_add(a, rm);
-        av_add(a, "--steps"), av_add(a, opt(m == 2 ? O_PPO_STEPS : O_GRPO_STEPS));
+        av_add(a, "--steps"), av_add(a, opt(m == 2 ? O_PPO_STEPS : m == 1 ? O_GRPO_RM_STEPS : O_GRPO_STEPS));
         av_add(a, "--lr"), av_add(a, opt(m == 2 ? O_PPO_LR : O_GRPO_LR));
         if (m < 2) av_add(a, "--num-generations"), av_add(a, opt(O_GRPO_GEN));
         av_add(a, "--seed"), av_add(a, seed), av_add(a, "--runs-db"), av_add(a, db);

@@ -31,7 +31,7 @@ trap 'rm -rf "$tmp"' EXIT
 RM_MIN=${RM_MIN:-0.80}
 ACC_MARGIN=${ACC_MARGIN:-0.06}
 ci=(--model "$d" --families count_letter,sequence,sentiment --prompts 300 --candidates 4 --heldout 150 --eval-n 50
-    --eval-samples 4 --dpo-steps 200 --dpo-lr 1e-4 --rm-prompts 1200 --rm-steps 300 --rm-lr 1e-4 --grpo-steps 200 --grpo-lr 2e-4
+    --eval-samples 4 --dpo-steps 200 --dpo-lr 1e-4 --rm-prompts 1200 --rm-steps 300 --rm-lr 1e-4 --grpo-steps 200 --grpo-lr 2e-4 --grpo-generations 8
     --methods dpo,grpo-verifier --seed "$seed")
 
 # resume: Ctrl-C while the reward model trains, then the same command again
