@@ -20,7 +20,6 @@
 #include "repl/columns.h"
 #include "repl/out.h"
 #include "src/core/fileio.h"
-#include "src/model/lora.h"
 
 /* ---- candidates ---- */
 

@@ -80,6 +80,9 @@ typedef struct {
 } annotate_counts;
 
 /* Stores one prompt's candidates and their ranking. */
+/* Prompts decoded together (one gen_run_batch). */
+#define ANNOTATE_BATCH 8
+
 static int store_prompt_ranking(store *db, const model_bundle *b, const char *model_name, const char *prompt,
                                 const char *rendered, const gen_params *gp, int add_bos, const gen_result *r,
                                 const int *ranks, annotate_counts *c, rlhf_error *err) {
@@ -244,13 +247,29 @@ int cmd_annotate(int argc, char **argv) {
     rng_t noise_rng;
     rng_seed(&noise_rng, (uint64_t)seed ^ 0x6f7261636c65ull); /* "oracle" */
     annotate_counts c = {0};
-    for (long j = 0; j < n_prompts && !rc && !stop; j++) {
-        world_item it;
-        if ((rc = world_item_make(fams[j % nf], split, (uint64_t)(first + j / nf), &it, &err))) break;
-        char *rendered = NULL;
-        tok_ids ids;
-        int chat = 0;
-        if ((rc = world_prompt_encode(&b, it.prompt, NULL, 0, &rendered, &ids, &chat, &err))) break;
+    /* ANNOTATE_BATCH prompts per gen_run_batch (each prompt's candidates are bit-for-bit what a
+     * gen_run of it alone gives), from weights packed once */
+    gen_packed *packed = NULL;
+    if (!rc) rc = gen_packed_make(&packed, &b.m, &err);
+    for (long j0 = 0; j0 < n_prompts && !rc && !stop; j0 += ANNOTATE_BATCH) {
+        const int nb = n_prompts - j0 < ANNOTATE_BATCH ? (int)(n_prompts - j0) : ANNOTATE_BATCH;
+        world_item items[ANNOTATE_BATCH];
+        char *rendered[ANNOTATE_BATCH] = {0};
+        tok_ids ids[ANNOTATE_BATCH];
+        const int32_t *pids[ANNOTATE_BATCH];
+        int plen[ANNOTATE_BATCH], add_bos[ANNOTATE_BATCH], n_enc = 0;
+        uint64_t seeds[ANNOTATE_BATCH];
+        for (; n_enc < nb && !rc; n_enc++) {
+            const long j = j0 + n_enc;
+            int chat = 0;
+            if ((rc = world_item_make(fams[j % nf], split, (uint64_t)(first + j / nf), &items[n_enc], &err))) break;
+            if ((rc = world_prompt_encode(&b, items[n_enc].prompt, NULL, 0, &rendered[n_enc], &ids[n_enc], &chat, &err)))
+                break;
+            pids[n_enc] = ids[n_enc].ids;
+            plen[n_enc] = (int)ids[n_enc].n;
+            add_bos[n_enc] = ids[n_enc].n > 0 && tok_bos_id(b.tok) >= 0 && ids[n_enc].ids[0] == tok_bos_id(b.tok) && !chat;
+            seeds[n_enc] = (uint64_t)seed * 1000003u + (uint64_t)(first + j);
+        }
         gen_params gp;
         gen_params_defaults(&gp);
         gp.strategy = GEN_STRATEGY_SAMPLE;
@@ -260,48 +279,54 @@ int cmd_annotate(int argc, char **argv) {
         gp.n = (int)k;
         gp.max_tokens = (int)max_tokens;
         gp.truncate_prompt = 1;
-        gp.seed = (uint64_t)seed * 1000003u + (uint64_t)(first + j);
         gp.stop_flag = &stop;
-        gen_result r;
-        rc = gen_run(&b.m, b.tok, ids.ids, (int)ids.n, &gp, &r, &err);
-        int add_bos = ids.n > 0 && tok_bos_id(b.tok) >= 0 && ids.ids[0] == tok_bos_id(b.tok) && !chat;
-        tok_ids_free(&ids);
-        if (rc) {
-            free(rendered);
-            break;
+        gp.packed = packed;
+        gen_result res[ANNOTATE_BATCH];
+        int ran = 0;
+        if (!rc) {
+            rc = gen_run_batch(&b.m, b.tok, pids, plen, nb, &gp, seeds, res, &err);
+            ran = !rc;
         }
-        int interrupted = 0;
-        oracle_key keys[RANKING_MAX_ITEMS];
-        for (int i = 0; i < r.n && !rc; i++) {
-            const gen_candidate *g = &r.cands[i];
-            interrupted |= g->finish == GEN_FINISH_INTERRUPTED;
-            world_verdict v;
-            rc = world_verify(it.prompt, g->text ? g->text : "", &v, &err);
-            int endless = g->finish != GEN_FINISH_EOS;
-            keys[i] = (oracle_key){v.correct, !!(v.flaws & WORLD_FLAW_RUDE) + !!(v.flaws & WORLD_FLAW_RAMBLING) + endless};
-        }
-        if (!rc && !interrupted) {
-            int ranks[RANKING_MAX_ITEMS];
-            oracle_ranks(keys, r.n, ranks);
-            int distinct = 0;
-            for (int i = 0; i < r.n; i++) distinct |= ranks[i] != 1;
-            if (noise > 0 && rng_float(&noise_rng) < noise) { /* reversed: the worst ranked first */
-                int worst = 0;
-                for (int i = 0; i < r.n; i++) worst = ranks[i] > worst ? ranks[i] : worst;
-                for (int i = 0; i < r.n; i++) ranks[i] = worst + 1 - ranks[i];
-                c.reversed += distinct;
+        for (int q = 0; q < n_enc; q++) tok_ids_free(&ids[q]);
+        for (int q = 0; q < nb && ran && !rc; q++) {
+            const long j = j0 + q;
+            const world_item *it = &items[q];
+            const gen_result *r = &res[q];
+            gp.seed = seeds[q];
+            int interrupted = 0;
+            oracle_key keys[RANKING_MAX_ITEMS];
+            for (int i = 0; i < r->n && !rc; i++) {
+                const gen_candidate *g = &r->cands[i];
+                interrupted |= g->finish == GEN_FINISH_INTERRUPTED;
+                world_verdict v;
+                rc = world_verify(it->prompt, g->text ? g->text : "", &v, &err);
+                int endless = g->finish != GEN_FINISH_EOS;
+                keys[i] = (oracle_key){v.correct, !!(v.flaws & WORLD_FLAW_RUDE) + !!(v.flaws & WORLD_FLAW_RAMBLING) + endless};
             }
-            for (int i = 0; i < r.n; i++) c.correct += keys[i].correct, c.flawed += keys[i].n_flaws > 0;
-            c.candidates += r.n;
-            rc = store_prompt_ranking(db, &b, model_name, it.prompt, rendered, &gp, add_bos, &r, ranks, &c, &err);
-            c.prompts++;
+            if (!rc && !interrupted) {
+                int ranks[RANKING_MAX_ITEMS];
+                oracle_ranks(keys, r->n, ranks);
+                int distinct = 0;
+                for (int i = 0; i < r->n; i++) distinct |= ranks[i] != 1;
+                if (noise > 0 && rng_float(&noise_rng) < noise) { /* reversed: the worst ranked first */
+                    int worst = 0;
+                    for (int i = 0; i < r->n; i++) worst = ranks[i] > worst ? ranks[i] : worst;
+                    for (int i = 0; i < r->n; i++) ranks[i] = worst + 1 - ranks[i];
+                    c.reversed += distinct;
+                }
+                for (int i = 0; i < r->n; i++) c.correct += keys[i].correct, c.flawed += keys[i].n_flaws > 0;
+                c.candidates += r->n;
+                rc = store_prompt_ranking(db, &b, model_name, it->prompt, rendered[q], &gp, add_bos[q], r, ranks, &c, &err);
+                c.prompts++;
+            }
+            if (!json && !rc && (c.prompts % 10 == 0 || j + 1 == n_prompts))
+                out_progress("annotate: %ld/%ld prompts, %ld pairs (%.0f%% of candidates right)", c.prompts, n_prompts,
+                             c.pairs, c.candidates ? 100.0 * (double)c.correct / (double)c.candidates : 0.0);
         }
-        gen_result_free(&r);
-        free(rendered);
-        if (!json && !rc && (c.prompts % 10 == 0 || j + 1 == n_prompts))
-            out_progress("annotate: %ld/%ld prompts, %ld pairs (%.0f%% of candidates right)", c.prompts, n_prompts,
-                         c.pairs, c.candidates ? 100.0 * (double)c.correct / (double)c.candidates : 0.0);
+        for (int q = 0; q < nb && ran; q++) gen_result_free(&res[q]);
+        for (int q = 0; q < nb; q++) free(rendered[q]);
     }
+    gen_packed_free(&packed);
     run_log_sigint_restore(&old);
     if (!json) out_progress_end();
     store_close(&db);
