@@ -737,13 +737,30 @@ int cmd_loop(int argc, char **argv) {
         if (res) {
             cJSON_AddNumberToObject(o, "heldout_accuracy", num(res, "accuracy"));
             cJSON_AddNumberToObject(o, "heldout_pairs", num(res, "pairs"));
+            /* per family, and right-vs-wrong pairs apart from style-only ones (rlhf reward eval) */
+            for (int k = 0; k < 2; k++) {
+                const char *key = k ? "by_kind" : "by_family";
+                const cJSON *by = cJSON_GetObjectItemCaseSensitive(res, key);
+                if (by) cJSON_AddItemToObject(o, key, cJSON_Duplicate(by, 1));
+            }
         }
         cJSON_AddItemToArray(rms, o);
         if (!L.json) {
-            if (res)
+            if (res) {
                 out_printf("reward model (round %d): held-out ranking accuracy %.1f%% on %.0f pairs of test-split prompts\n", r,
                            100 * num(res, "accuracy"), num(res, "pairs"));
-            else out_printf("reward model (round %d): not trained (see the stage log)\n", r);
+                const cJSON *by = cJSON_GetObjectItemCaseSensitive(res, "by_family"), *e;
+                if (by) {
+                    out_printf("  by family:");
+                    cJSON_ArrayForEach(e, by) out_printf(" %s %.1f%%", e->string, 100 * num(e, "accuracy"));
+                    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(res, "by_kind");
+                    const cJSON *c = cJSON_GetObjectItemCaseSensitive(kind, "correctness"), *st = cJSON_GetObjectItemCaseSensitive(kind, "style");
+                    if (c && st)
+                        out_printf("; right vs wrong answers %.1f%% (%.0f pairs), style only %.1f%% (%.0f)", 100 * num(c, "accuracy"),
+                                   num(c, "pairs"), 100 * num(st, "accuracy"), num(st, "pairs"));
+                    out_printf("\n");
+                }
+            } else out_printf("reward model (round %d): not trained (see the stage log)\n", r);
         }
     }
     cJSON *times = cJSON_AddObjectToObject(root, "stage_seconds");

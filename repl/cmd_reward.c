@@ -13,6 +13,7 @@
 #include "repl/pairs_load.h"
 #include "repl/score_cli.h"
 #include "src/core/fileio.h"
+#include "src/world/world.h"
 
 static const char *const reward_usage =
     "rlhf reward train --model DIR (--data FILE.jsonl | --db FILE) --out DIR [--format trl|hh] [--center C] "
@@ -207,6 +208,81 @@ done:
 
 /* ---- reward eval ---- */
 
+/* The held-out accuracy broken down where the pairs' prompts are the task world's (rlhf world,
+ * the oracle's rankings): per family, and by what separates the two answers for the verifier —
+ * "correctness" (one is right, the other not: the reward model must know the answer) or "style"
+ * (both right or both wrong: conciseness, politeness, ending). A reward model is only as good as
+ * what its body can tell apart; this shows where it is not. */
+typedef struct {
+    size_t n, right;
+} tally;
+typedef struct {
+    tally fam[64], kind[2];
+    int any;
+} world_breakdown;
+
+/* The last user message of a chat prompt (a JSON array of messages), or the plain prompt. */
+static char *user_text(const pref_pair *pp) {
+    if (!pp->prompt_messages) return strdup(pp->prompt);
+    cJSON *a = cJSON_Parse(pp->prompt_messages);
+    char *out = NULL;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, a) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role"), *c = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (cJSON_IsString(role) && cJSON_IsString(c) && strcmp(role->valuestring, "user") == 0) {
+            free(out);
+            out = strdup(c->valuestring);
+        }
+    }
+    cJSON_Delete(a);
+    return out;
+}
+
+static void world_breakdown_add(world_breakdown *w, const pref_pair *pp, int right) {
+    char *u = user_text(pp);
+    int f = u ? world_prompt_family(u) : -1;
+    world_verdict vc, vr;
+    rlhf_error e = {0};
+    if (f >= 0 && f < 64 && !world_verify(u, pp->chosen, &vc, &e) && !world_verify(u, pp->rejected, &vr, &e)) {
+        int k = vc.correct != vr.correct ? 0 : 1;
+        w->fam[f].n++, w->fam[f].right += (size_t)right;
+        w->kind[k].n++, w->kind[k].right += (size_t)right;
+        w->any = 1;
+    }
+    free(u);
+}
+
+static const char *const k_kind_names[2] = {"correctness", "style"};
+
+static void world_breakdown_print(const world_breakdown *w, int json) {
+    if (!w->any) return;
+    if (json) {
+        out_printf(", \"by_family\": {");
+        int first = 1;
+        for (int f = 0; f < world_family_count() && f < 64; f++)
+            if (w->fam[f].n) {
+                out_printf("%s\"%s\": {\"pairs\": %zu, \"accuracy\": %.9g}", first ? "" : ", ", world_family_name(f), w->fam[f].n,
+                           (double)w->fam[f].right / (double)w->fam[f].n);
+                first = 0;
+            }
+        out_printf("}, \"by_kind\": {");
+        for (int k = 0; k < 2; k++)
+            out_printf("%s\"%s\": {\"pairs\": %zu, \"accuracy\": %.9g}", k ? ", " : "", k_kind_names[k], w->kind[k].n,
+                       w->kind[k].n ? (double)w->kind[k].right / (double)w->kind[k].n : 0.0);
+        out_printf("}");
+        return;
+    }
+    out_printf("task-world pairs by family:");
+    for (int f = 0; f < world_family_count() && f < 64; f++)
+        if (w->fam[f].n)
+            out_printf(" %s %.1f%% (%zu)", world_family_name(f), 100.0 * (double)w->fam[f].right / (double)w->fam[f].n, w->fam[f].n);
+    out_printf("\nby what separates the answers: ");
+    for (int k = 0; k < 2; k++)
+        out_printf("%s%s %.1f%% (%zu)", k ? ", " : "", k == 0 ? "right vs wrong" : "style only (both right or both wrong)",
+                   w->kind[k].n ? 100.0 * (double)w->kind[k].right / (double)w->kind[k].n : 0.0, w->kind[k].n);
+    out_printf("\n");
+}
+
 static int reward_eval(int argc, char **argv) {
     const char *model_path = NULL, *data = NULL, *db = NULL, *format = NULL;
     int json = 0, margins = 0;
@@ -252,10 +328,10 @@ static int reward_eval(int argc, char **argv) {
         return 1;
     }
     pref_dataset ds;
+    pref_dataset_init(&ds);
     int rc = pairs_load(data, db, format, &ds);
     score_data d = {0};
     if (!rc) rc = encode_pairs(&ds, &b, clamp_length(&f, &b.m), tr, margins, &d);
-    pref_dataset_free(&ds);
     float *scores = NULL;
     size_t *idx = NULL;
     if (!rc) {
@@ -271,15 +347,24 @@ static int reward_eval(int argc, char **argv) {
     if (!rc) {
         score_pair_metrics pm;
         score_pair_eval(scores, d.n_examples, &pm);
-        if (json)
+        world_breakdown wb;
+        memset(&wb, 0, sizeof wb);
+        for (size_t e = 0; e < d.n_examples; e++) /* source is the pair's 1-based record number */
+            world_breakdown_add(&wb, &ds.pairs[d.source[e] - 1], scores[2 * e] > scores[2 * e + 1]);
+        if (json) {
             out_printf("{\"pairs\": %zu, \"accuracy\": %.9g, \"mean_margin\": %.9g, \"mean_chosen\": %.9g, \"mean_rejected\": %.9g, "
-                       "\"truncated\": %zu, \"dropped\": %zu}\n",
+                       "\"truncated\": %zu, \"dropped\": %zu",
                        pm.n, pm.accuracy, pm.mean_margin, pm.mean_chosen, pm.mean_rejected, d.n_truncated, d.n_dropped);
-        else
+            world_breakdown_print(&wb, 1);
+            out_printf("}\n");
+        } else {
             out_printf("%zu pairs: accuracy %.4f (r_chosen > r_rejected), mean margin %.4f (chosen %.4f, rejected %.4f)%s\n", pm.n,
                        pm.accuracy, pm.mean_margin, pm.mean_chosen, pm.mean_rejected,
                        d.n_dropped ? " (some pairs dropped: longer than --max-length)" : "");
+            world_breakdown_print(&wb, 0);
+        }
     }
+    pref_dataset_free(&ds);
     free(scores);
     free(idx);
     score_data_free(&d);

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# rlhf loop at CI size on the default model (models/default), families count_letter, sequence
-# and sentiment: 300 val-split prompts x 4 candidates ranked by the oracle, a reward model on those
-# rankings and the oracle's rankings of 1200 train-split prompts, DPO and GRPO with the verifier
+# rlhf loop at CI size on the default model (models/default), families capital, sentiment and spam
+# (ones the SFT model answers right greedily, 96-100%, but wrong in 22% of sampled answers: what a
+# reward model on its own body can judge; see README.md, "The closed loop", for count_letter and
+# sequence): 300 val-split prompts x 4 candidates ranked by the oracle, a reward model (600 steps)
+# on those rankings and the oracle's rankings of 1200 train-split prompts, DPO and GRPO with the verifier
 # from the SFT model, each evaluated on 50 test prompts per family x 4 answers sampled as rlhf chat
 # samples them (paired draws: the same seeds for every model).
 # Asserts (numbers measured over seeds 1-3 are in README.md, "The closed loop"):
@@ -9,9 +11,9 @@
 #    the 300 val rankings (DPO's data); OUT/r1/rm-data.db holds those and the 1200 train-split
 #    rankings (the reward model's data); the table, OUT/loop.svg and OUT/summary.json are
 #    written; rows of methods not run say so;
-#  - the reward model ranks held-out pairs (oracle rankings of 150 test-split prompts, about 570
-#    pairs) >= RM_MIN (0.80: measured 83.7-84.2% over seeds 1-3; the 0.90 is out of reach
-#    for this model, see README.md);
+#  - the reward model ranks held-out pairs (oracle rankings of 150 test-split prompts, about 550
+#    pairs) >= RM_MIN (0.90: measured 92.3-94.7% over seeds 1-3), and its accuracy by family and
+#    by what separates the answers (right vs wrong, style only) adds up;
 #  - the unwanted-behaviour rate (rambling, rude, never ends) of DPO and GRPO is at most half the
 #    SFT model's;
 #  - held-out accuracy: DPO and GRPO each >= the SFT model's + ACC_MARGIN (the numbers over seeds
@@ -28,10 +30,10 @@ fail=0
 check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/rlhf-loop-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-RM_MIN=${RM_MIN:-0.80}
+RM_MIN=${RM_MIN:-0.90}
 ACC_MARGIN=${ACC_MARGIN:-0.06}
-ci=(--model "$d" --families count_letter,sequence,sentiment --prompts 300 --candidates 4 --heldout 150 --eval-n 50
-    --eval-samples 4 --dpo-steps 200 --dpo-lr 1e-4 --rm-prompts 1200 --rm-steps 300 --rm-lr 1e-4 --grpo-steps 200 --grpo-lr 2e-4 --grpo-generations 8
+ci=(--model "$d" --families capital,sentiment,spam --prompts 300 --candidates 4 --heldout 150 --eval-n 50
+    --eval-samples 4 --dpo-steps 200 --dpo-lr 1e-4 --rm-prompts 1200 --rm-steps 600 --rm-lr 1e-4 --grpo-steps 200 --grpo-lr 2e-4 --grpo-generations 8
     --methods dpo,grpo-verifier --seed "$seed")
 
 # resume: Ctrl-C while the reward model trains, then the same command again
@@ -77,8 +79,18 @@ check("the reward model's database holds them and 1200 train-split rankings",
       rmdb.execute(oracle).fetchone()[0] == 1500
       and rmdb.execute("select count(*) from rankings where prompt_id in (select prompt_id from rankings where id <= 300)"
                        " and id > 300").fetchone()[0] == 0)
-rm = s["reward_models"][0]["heldout_accuracy"]
+rm0 = s["reward_models"][0]
+rm = rm0["heldout_accuracy"]
 check(f"reward model held-out ranking accuracy {rm:.3f} >= {rm_min}", rm >= rm_min)
+# the breakdown (rlhf reward eval): every held-out pair is a task-world pair, counted once per
+# family and once by what separates its answers; the accuracies recombine to the total
+fam, kind = rm0.get("by_family", {}), rm0.get("by_kind", {})
+n = rm0["heldout_pairs"]
+check(f"the reward model's accuracy by family {sorted(fam)} and by kind {sorted(kind)} add up to {n} pairs",
+      sorted(fam) == ["capital", "sentiment", "spam"] and sorted(kind) == ["correctness", "style"]
+      and sum(v["pairs"] for v in fam.values()) == n and sum(v["pairs"] for v in kind.values()) == n
+      and abs(sum(v["pairs"] * v["accuracy"] for v in fam.values()) - rm * n) < 0.5
+      and abs(sum(v["pairs"] * v["accuracy"] for v in kind.values()) - rm * n) < 0.5)
 for name, r in (("DPO", dpo), ("GRPO (verifier)", grpo)):
     check(f"{name}: unwanted rate {r['unwanted']:.3f} <= half the SFT's {sft['unwanted']:.3f}", r["unwanted"] <= sft["unwanted"] / 2)
     check(f"{name}: held-out accuracy {r['accuracy']:.3f} >= SFT {sft['accuracy']:.3f} + {margin} (KL {r['kl']:.4f})",
