@@ -8,8 +8,8 @@
 # samples them (paired draws: the same seeds for every model).
 # Asserts (numbers measured over seeds 1-3 are in README.md, "The closed loop"):
 #  - every stage is a stored run (eval x3, reward, dpo, grpo) in OUT/r1/feedback.db, which holds
-#    the 300 val rankings (DPO's data); OUT/r1/rm-data.db holds those and the 1200 train-split
-#    rankings (the reward model's data); the table, OUT/loop.svg and OUT/summary.json are
+#    the 300 val rankings; OUT/r1/rm-data.db holds those and the 1200 train-split
+#    rankings (the reward model's and DPO's data); the table, OUT/loop.svg and OUT/summary.json are
 #    written; rows of methods not run say so;
 #  - the reward model ranks held-out pairs (oracle rankings of 150 test-split prompts, about 550
 #    pairs) >= RM_MIN (0.90: measured 92.3-94.7% over seeds 1-3), and its accuracy by family and
