@@ -207,6 +207,9 @@ int store_get_kto_dataset(store *s, const store_kto_query *q, kto_dataset *out, 
  * its text; each distinct prompt once, in id order. *out (n) new strings (free each, then the
  * array); an empty database gives n = 0. */
 int store_get_prompt_texts(store *s, char ***out, size_t *n, rlhf_error *err);
+/* The content of the last user message of a JSON array of {"role","content"} (a new string), or
+ * NULL (none, or not such an array). */
+char *store_last_user_message(const char *messages_json);
 
 typedef struct {
     int skip_demos;       /* 1: leave out demonstrations (imported or written SFT data) */

@@ -12,8 +12,7 @@ typedef struct {
     rlhf_error *err;
 } texts_ctx;
 
-/* The content of the last user message of a JSON array of {"role","content"}, or NULL. */
-static char *last_user(const char *messages_json) {
+char *store_last_user_message(const char *messages_json) {
     cJSON *a = messages_json ? cJSON_Parse(messages_json) : NULL, *m;
     char *out = NULL;
     cJSON_ArrayForEach(m, a) {
@@ -30,7 +29,7 @@ static char *last_user(const char *messages_json) {
 static int add_prompt(void *ctx, int64_t id, const char *text, const char *messages_json) {
     (void)id;
     texts_ctx *c = ctx;
-    char *t = last_user(messages_json);
+    char *t = store_last_user_message(messages_json);
     if (!t && text) t = strdup(text);
     if (!t) return 0;
     int seen = !*t;

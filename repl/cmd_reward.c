@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "feedback/store.h"
 #include "repl/commands.h"
 #include "repl/out.h"
 #include "repl/pairs_load.h"
@@ -223,19 +224,7 @@ typedef struct {
 
 /* The last user message of a chat prompt (a JSON array of messages), or the plain prompt. */
 static char *user_text(const pref_pair *pp) {
-    if (!pp->prompt_messages) return strdup(pp->prompt);
-    cJSON *a = cJSON_Parse(pp->prompt_messages);
-    char *out = NULL;
-    const cJSON *m;
-    cJSON_ArrayForEach(m, a) {
-        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role"), *c = cJSON_GetObjectItemCaseSensitive(m, "content");
-        if (cJSON_IsString(role) && cJSON_IsString(c) && strcmp(role->valuestring, "user") == 0) {
-            free(out);
-            out = strdup(c->valuestring);
-        }
-    }
-    cJSON_Delete(a);
-    return out;
+    return pp->prompt_messages ? store_last_user_message(pp->prompt_messages) : strdup(pp->prompt);
 }
 
 static void world_breakdown_add(world_breakdown *w, const pref_pair *pp, int right) {
